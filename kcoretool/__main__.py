@@ -1,0 +1,3 @@
+from kcoretool.cli import main
+
+main(prog_name="kcoretool")
