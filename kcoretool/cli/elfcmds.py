@@ -1,0 +1,217 @@
+"""Commands that need only the core file: info, segments, notes, vmcoreinfo, read."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional, Tuple
+
+import click
+
+from kcoretool.cli.output import emit_json, hexdump_lines, hx, names_list, parse_address, parse_size, table
+from kcoretool.errors import KcoreToolError
+
+# Big reads go out in pieces so memory stays bounded.
+CHUNK = 1 << 20
+
+
+def _core(ctx: click.Context):
+    return ctx.obj.core()
+
+
+def _kind_label(core) -> str:
+    return f"{core.kind} (live)" if core.is_live else core.kind
+
+
+def _segment_summary(core) -> str:
+    counts = core.segment_counts()
+    return ", ".join(f"{kind} {n}" for kind, n in counts.items()) or "none"
+
+
+@click.command()
+@click.pass_context
+def info(ctx: click.Context) -> None:
+    """What the core is: kernel release, page size, KASLR offset, CPUs, segments."""
+    core = _core(ctx)
+    facts = {
+        "path": core.path,
+        "kind": core.kind,
+        "live": core.is_live,
+        "release": core.release,
+        "arch": core.arch,
+        "page_size": core.page_size,
+        "kaslr_offset": core.kaslr_offset,
+        "cpus": core.cpus,
+        "crash_time": core.crash_time,
+        "vmcoreinfo": core.vmcoreinfo_source,
+        "segments": core.segment_counts(),
+    }
+    if ctx.obj.json:
+        emit_json(facts)
+        return
+    import time
+
+    crash = core.crash_time
+    rows = [
+        ("core", core.path),
+        ("kind", _kind_label(core)),
+        ("release", core.release or "unknown (no VMCOREINFO)"),
+        ("arch", core.arch),
+        ("page size", core.page_size if core.page_size is not None else "unknown"),
+        ("KASLR offset", hx(core.kaslr_offset)),
+        ("CPUs", core.cpus if core.cpus is not None else "-"),
+        ("crash time", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(crash)) if crash else "-"),
+        ("VMCOREINFO", core.vmcoreinfo_source or "none"),
+        ("segments", _segment_summary(core)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+@click.command()
+@click.pass_context
+def segments(ctx: click.Context) -> None:
+    """Every PT_LOAD with its addresses, sizes and kind."""
+    core = _core(ctx)
+    if ctx.obj.json:
+        emit_json([s.to_dict() for s in core.segments])
+        return
+    rows = []
+    for s in core.segments:
+        rows.append((
+            s.index,
+            s.kind,
+            hx(s.vaddr),
+            hx(s.vend),
+            hx(s.paddr),
+            _human(s.memsz),
+            "" if s.filesz == s.memsz else _human(s.filesz),
+            hx(s.offset),
+        ))
+    click.echo(table(rows, ["#", "kind", "vaddr", "vend", "paddr", "size", "in file", "offset"],
+                     colalign=("right", "left", "right", "right", "right", "right", "right", "right")))
+
+
+def _human(n: int) -> str:
+    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if n >= 1 << shift and n % (1 << (shift - 10)) == 0:
+            value = n / (1 << shift)
+            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
+    return str(n)
+
+
+@click.command()
+@click.pass_context
+def notes(ctx: click.Context) -> None:
+    """The ELF notes: CPU register notes, process info, task_struct, VMCOREINFO."""
+    core = _core(ctx)
+    n = core.notes
+    if ctx.obj.json:
+        emit_json({
+            "notes": [{"name": x.name, "type": x.type, "size": x.size} for x in n.all],
+            "prstatus": [{"pid": p.pid, "cursig": p.cursig} for p in n.prstatus],
+            "prpsinfo": None if n.prpsinfo is None else {
+                "state": n.prpsinfo.state, "fname": n.prpsinfo.fname,
+                "psargs": n.prpsinfo.psargs, "pid": n.prpsinfo.pid},
+            "taskstruct_size": n.taskstruct_size,
+            "vmcoreinfo_size": n.vmcoreinfo_size,
+        })
+        return
+    if not n.all:
+        click.echo(f"{core.path}: no ELF notes ({core.kind})")
+        return
+    rows = []
+    for x in n.all:
+        rows.append((x.name, _note_type_name(x.name, x.type), x.size, _note_summary(core, x)))
+    click.echo(table(rows, ["name", "type", "size", "contents"]))
+
+
+_CORE_TYPES = {1: "NT_PRSTATUS", 2: "NT_FPREGSET", 3: "NT_PRPSINFO", 4: "NT_TASKSTRUCT",
+               0x202: "NT_X86_XSTATE"}
+
+
+def _note_type_name(name: str, ntype: int) -> str:
+    if name == "CORE" and ntype in _CORE_TYPES:
+        return _CORE_TYPES[ntype]
+    return str(ntype)
+
+
+def _note_summary(core, note) -> str:
+    n = core.notes
+    if note.name == "CORE" and note.type == 1:
+        pids = [str(p.pid) for p in n.prstatus]
+        return f"{len(pids)} CPU register note(s), pids {names_list(pids)}"
+    if note.name == "CORE" and note.type == 3 and n.prpsinfo:
+        return f"fname={n.prpsinfo.fname!r} args={n.prpsinfo.psargs!r}"
+    if note.name == "CORE" and note.type == 4:
+        return "task_struct of the reading task"
+    if note.name == "VMCOREINFO" and core.vmcoreinfo is not None:
+        return f"{len(core.vmcoreinfo)} keys, OSRELEASE={core.vmcoreinfo.osrelease}"
+    return ""
+
+
+@click.command()
+@click.argument("keys", nargs=-1)
+@click.pass_context
+def vmcoreinfo(ctx: click.Context, keys: Tuple[str, ...]) -> None:
+    """Print VMCOREINFO (all of it, or the KEYs given, e.g. PAGESIZE 'SYMBOL(_stext)')."""
+    core = _core(ctx)
+    info = core.vmcoreinfo
+    if info is None:
+        raise KcoreToolError(f"{core.path}: has no VMCOREINFO ({core.kind}); "
+                             "QEMU dumps need `-device vmcoreinfo` and the guest's qemu_fw_cfg driver")
+    selected = {}
+    for key in keys or list(info):
+        if key not in info:
+            raise KcoreToolError(f"{core.path}: VMCOREINFO has no key {key!r}; "
+                                 "`kcoretool vmcoreinfo` lists them all")
+        selected[key] = info[key]
+    if ctx.obj.json:
+        emit_json(selected)
+        return
+    for key, value in selected.items():
+        click.echo(f"{key}={value}")
+
+
+@click.command()
+@click.argument("address")
+@click.argument("length", required=False, default="256")
+@click.option("-o", "--output", metavar="FILE", help="Write raw bytes to FILE ('-' for stdout) instead of a hexdump.")
+@click.option("--physical", is_flag=True, help="ADDRESS is a physical address.")
+@click.pass_context
+def read(ctx: click.Context, address: str, length: str, output: Optional[str], physical: bool) -> None:
+    """Read LENGTH bytes (default 256) at ADDRESS: hex (0x... or with a-f),
+    decimal, or SYMBOL+OFF for symbols VMCOREINFO lists."""
+    core = _core(ctx)
+    symbols = core.vmcoreinfo.symbol if core.vmcoreinfo is not None else None
+    addr = parse_address(address, symbols)
+    size = parse_size(length)
+    zero_runs = []
+    if output is not None:
+        out = sys.stdout.buffer if output == "-" else open(output, "wb")
+        try:
+            for pos in range(addr, addr + size, CHUNK):
+                res = core.read_ex(pos, min(CHUNK, addr + size - pos), physical)
+                out.write(res.data)
+                zero_runs += res.zero_filled
+        finally:
+            if out is not sys.stdout.buffer:
+                out.close()
+            else:
+                out.flush()
+    elif ctx.obj.json:
+        res = core.read_ex(addr, min(size, 1 << 24), physical)
+        emit_json({"address": addr, "physical": physical, "length": len(res.data),
+                   "data": res.data.hex(),
+                   "zero_filled": [{"address": a, "length": n} for a, n in res.zero_filled]})
+        return
+    else:
+        for pos in range(addr, addr + size, CHUNK):
+            res = core.read_ex(pos, min(CHUNK, addr + size - pos), physical)
+            for line in hexdump_lines(pos, res.data):
+                click.echo(line)
+            zero_runs += res.zero_filled
+    for a, n in zero_runs:
+        click.echo(f"kcoretool: note: {n} bytes at {'physical' if physical else 'virtual'} {a:#x} "
+                   "are not in the file (excluded from the dump) and read as zeros", err=True)

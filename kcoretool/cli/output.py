@@ -1,0 +1,99 @@
+"""Output helpers shared by the commands: JSON, tables, hexdumps, numbers."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterable, Iterator, List, Optional, Sequence
+
+import click
+
+from kcoretool.errors import KcoreToolError
+
+__all__ = ("emit_json", "hexdump_lines", "hx", "parse_address", "parse_size", "table")
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], colalign: Optional[Sequence[str]] = None) -> str:
+    from tabulate import tabulate
+
+    return tabulate(list(rows), headers=list(headers), tablefmt="simple", disable_numparse=True,
+                    colalign=colalign)
+
+
+def hx(value: Optional[int], width: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:#0{width + 2}x}" if width else f"{value:#x}"
+
+
+def hexdump_lines(addr: int, data: bytes, width: int = 16) -> Iterator[str]:
+    """``xxd``-style lines, labelled with the address rather than an offset."""
+    for off in range(0, len(data), width):
+        chunk = data[off : off + width]
+        groups = " ".join(chunk[i : i + 2].hex() for i in range(0, len(chunk), 2))
+        full = (width * 5) // 2 - 1
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        yield f"{addr + off:016x}: {groups:<{full}}  {text}"
+
+
+_NUM = re.compile(r"^(0[xX][0-9a-fA-F]+|[0-9]+|[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*)$")
+
+
+def _number(text: str) -> Optional[int]:
+    """0x-prefixed hex, plain decimal, or bare hex when it has a letter a-f
+    (so ``ffffffff81000000`` works and ``1000`` means one thousand)."""
+    if not _NUM.match(text):
+        return None
+    if text[:2].lower() == "0x":
+        return int(text, 16)
+    if text.isdigit():
+        return int(text, 10)
+    return int(text, 16)
+
+
+def parse_size(text: str) -> int:
+    """A byte count: a number, optionally with K/M/G (binary) suffix."""
+    t = text.strip()
+    mult = 1
+    if t and t[-1] in "kKmMgG" and not t.lower().startswith("0x"):
+        mult = 1 << {"k": 10, "m": 20, "g": 30}[t[-1].lower()]
+        t = t[:-1]
+    value = _number(t)
+    if value is None or value < 0:
+        raise click.BadParameter(f"{text!r} is not a size (use 4096, 0x1000 or 4K)")
+    return value * mult
+
+
+def parse_address(text: str, symbols: Optional[Any] = None) -> int:
+    """ADDR as hex, decimal or ``SYMBOL[+OFF]``; ``symbols`` maps a name to
+    an address (VMCOREINFO's SYMBOL() entries, or a kernel's symbol table)."""
+    t = text.strip()
+    value = _number(t)
+    if value is not None:
+        return value
+    name, plus, off_text = t.partition("+")
+    off = 0
+    if plus:
+        off_value = _number(off_text.strip())
+        if off_value is None:
+            raise KcoreToolError(f"bad offset {off_text!r} in address {text!r}; use SYMBOL+0x10")
+        off = off_value
+    name = name.strip()
+    if not re.match(r"^[A-Za-z_.$][A-Za-z0-9_.$]*$", name):
+        raise KcoreToolError(f"{text!r} is not an address; use 0xffff..., a decimal number or SYMBOL+OFF")
+    addr = symbols(name) if symbols is not None else None
+    if addr is None:
+        raise KcoreToolError(
+            f"unknown symbol {name!r}: this core's VMCOREINFO does not list it; "
+            "give a numeric address (`kcoretool vmcoreinfo` shows the SYMBOL() entries)"
+        )
+    return addr + off
+
+
+def names_list(values: List[str], limit: int = 8) -> str:
+    shown = ", ".join(values[:limit])
+    return shown + (f", ... ({len(values) - limit} more)" if len(values) > limit else "")
