@@ -1,0 +1,90 @@
+"""Paths, kernel series and small shared helpers for the lab."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+from typing import Mapping, Optional, Sequence
+
+# The two kernel series the lab boots.  The exact ABI (6.1.0-NN, 6.12.NNN+deb12)
+# is resolved with apt-cache at fetch time because security updates move it.
+KERNELS: tuple[str, ...] = ("6.1", "6.12")
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+KMOD_SRC = REPO_ROOT / "tests" / "kmod"
+
+# Guest RAM in MiB: 512 is enough for drgn in the guest (lab notes) and keeps
+# dumps and makedumpfile runs small.
+DEFAULT_MEM_MB = int(os.environ.get("KCORETOOL_LAB_MEM", "512"))
+
+
+class LabError(RuntimeError):
+    """The lab tried to do something and it failed (a real failure)."""
+
+
+class LabUnavailable(LabError):
+    """The lab cannot run on this machine (not root, no apt, no qemu ...)."""
+
+
+def cache_dir() -> pathlib.Path:
+    """Root of everything the lab downloads or builds (never the repo)."""
+    env = os.environ.get("KCORETOOL_LAB_CACHE")
+    base = pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "kcoretool" / "lab"
+    base.mkdir(parents=True, exist_ok=True)
+    return base.resolve()
+
+
+def log(msg: str) -> None:
+    """Progress messages go to stderr so pytest -s and the CLI both show them."""
+    print(f"[lab {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    cwd: Optional[os.PathLike] = None,
+    env: Optional[Mapping[str, str]] = None,
+    check: bool = True,
+    capture: bool = True,
+) -> subprocess.CompletedProcess:
+    """subprocess.run with a mandatory timeout and a readable LabError."""
+    try:
+        cp = subprocess.run(
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LabError(f"{argv[0]} timed out after {timeout:.0f}s: {' '.join(map(str, argv))}") from exc
+    except FileNotFoundError as exc:
+        raise LabUnavailable(f"{argv[0]} not found") from exc
+    if check and cp.returncode != 0:
+        tail = (cp.stderr or cp.stdout or "").strip().splitlines()[-5:]
+        raise LabError(f"{' '.join(map(str, argv))} failed ({cp.returncode}): {' | '.join(tail)}")
+    return cp
+
+
+def require_tools(*names: str) -> None:
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        raise LabUnavailable(f"missing host tools: {', '.join(missing)}")
+
+
+def check_environment() -> None:
+    """Raise LabUnavailable with a one-line reason if the lab cannot run here."""
+    if os.geteuid() != 0:
+        raise LabUnavailable("lab needs root (9p export of / and apt-get download)")
+    require_tools("apt-get", "apt-cache", "dpkg-deb", "qemu-system-x86_64", "cpio",
+                  "makedumpfile", "depmod", "make", "gcc", "tar")
+    if not pathlib.Path("/bin/busybox").exists() and shutil.which("busybox") is None:
+        raise LabUnavailable("busybox-static not installed")
