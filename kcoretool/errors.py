@@ -15,6 +15,7 @@ __all__ = (
     "AccessError",
     "AddressError",
     "CoreFormatError",
+    "DebugInfoError",
     "KcoreToolError",
 )
 
@@ -29,6 +30,10 @@ class CoreFormatError(KcoreToolError):
 
 class AccessError(KcoreToolError):
     """The core exists but cannot be opened (permissions, lockdown, missing)."""
+
+
+class DebugInfoError(KcoreToolError):
+    """No debug info (vmlinux with DWARF) matching the kernel was found."""
 
 
 class AddressError(KcoreToolError):

@@ -60,7 +60,10 @@ class ElfCore(Core):
         super().__init__(path)
         self._f = f
         self._owned = owned
-        self._fd = f.fileno() if hasattr(f, "fileno") else None
+        try:
+            self._fd: Optional[int] = f.fileno()
+        except (AttributeError, OSError, ValueError):  # BytesIO and friends
+            self._fd = None
         try:
             self._parse()
         except KcoreToolError:

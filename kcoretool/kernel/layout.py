@@ -1,0 +1,314 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""
+vmalloc layout detection
+------------------------
+
+What the kernel's vmalloc bookkeeping looks like in a given program,
+detected from symbols and struct members -- never from version strings.
+Each difference is decided in exactly one place below, with the kernel
+commit that introduced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional, Tuple
+
+import drgn
+
+__all__ = (
+    "Layout",
+    "detect_layout",
+    "has_member",
+    "has_symbol",
+    "type_or_none",
+)
+
+
+def type_or_none(prog: drgn.Program, name: str) -> Optional[drgn.Type]:
+    try:
+        return prog.type(name)
+    except LookupError:
+        return None
+
+
+def has_member(prog: drgn.Program, type_name: str, member: str) -> bool:
+    t = type_or_none(prog, type_name)
+    if t is None:
+        return False
+    try:
+        return t.has_member(member)
+    except TypeError:
+        return False
+
+
+def has_symbol(prog: drgn.Program, name: str) -> bool:
+    """A variable/function with debug info, or at least an ELF/kallsyms symbol."""
+    try:
+        prog[name]
+        return True
+    except KeyError:
+        pass
+    except (drgn.ObjectAbsentError, LookupError):
+        return True
+    try:
+        prog.symbol(name)
+        return True
+    except (LookupError, ValueError):
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """
+    The vmalloc layout of one kernel. Every field is decided by one probe in
+    :func:`detect_layout`; :meth:`describe` returns the evidence and the
+    kernel commit for each.
+    """
+
+    #: where busy areas live: ``"vmap_area_list"`` (<= 6.8) or ``"vmap_nodes"``.
+    busy: str
+    #: ``vmap_area.flags``: ``"legacy"`` (<= 5.3: VM_LAZY_FREE/VM_VM_AREA),
+    #: ``"none"`` (5.4-6.2) or ``"vmap_ram"`` (6.3+: VMAP_RAM/VMAP_BLOCK).
+    va_flags: str
+    #: 6.9+: bits 8-15 of ``vmap_area.flags`` hold a vmap node id + 1.
+    va_flags_node_id: bool
+    #: name of the ``vmap_area`` member pointing at the ``vm_struct``.
+    va_vm_member: str
+    #: lazily freed areas: ``"busy"`` (<= 5.3, flagged in the busy list),
+    #: ``"llist"`` (``vmap_purge_list``, 5.4-5.10), ``"list"``
+    #: (``purge_vmap_area_list``, 5.11-6.8), ``"nodes"`` (6.9+) or ``"none"``.
+    lazy: str
+    #: vmap_block index: ``"global"`` (``vmap_blocks`` xarray, <= 6.3),
+    #: ``"radix"`` (``vmap_block_tree``), ``"percpu"`` (6.4+) or ``"none"``.
+    block_index: str
+    #: ``vmap_block.used_map`` exists (6.3+).
+    block_used_map: bool
+    #: ``vmap_block.cpu`` exists (6.10+).
+    block_cpu: bool
+    #: ``vm_struct.page_order`` exists (CONFIG_HAVE_ARCH_HUGE_VMALLOC).
+    vm_page_order: bool
+    #: ``vm_struct.requested_size`` exists (latest).
+    vm_requested_size: bool
+    #: bit 0x400 means VM_ALLOW_HUGE_VMAP (5.18+) rather than VM_NO_HUGE_VMAP.
+    vm_allow_huge: bool
+    #: VM_SPARSE (0x1000) exists and vmallocinfo prints "sparse" (6.9+).
+    vm_sparse: bool
+    #: ``free_vmap_area_list`` exists (free holes are enumerable).
+    free_list: bool
+    #: vmallocinfo skips VM_UNINITIALIZED areas (coupled with requested_size).
+    vmallocinfo_skips_uninitialized: bool
+    #: a short human label ("6.9", "5.4-5.10", ...), for messages only.
+    label: str
+    #: (feature, value, evidence, commit) for each field.
+    evidence: Tuple[Tuple[str, str, str, str], ...] = dataclasses.field(
+        default=(), compare=False, repr=False
+    )
+
+    def describe(self) -> List[Dict[str, str]]:
+        return [
+            {"feature": f, "value": v, "evidence": e, "commit": c}
+            for f, v, e, c in self.evidence
+        ]
+
+    def to_dict(self) -> Dict[str, object]:
+        d = dataclasses.asdict(self)
+        d["evidence"] = self.describe()
+        return d
+
+
+def detect_layout(prog: drgn.Program) -> Layout:
+    """Detect the vmalloc layout of ``prog`` from its symbols and types."""
+    ev: List[Tuple[str, str, str, str]] = []
+    va_t = "struct vmap_area"
+
+    # d093602919ad ("mm: vmalloc: remove global vmap_area_root rb-tree") and
+    # 55c49fee57af ("mm/vmalloc: remove vmap_area_list") (in v6.9)
+    if has_symbol(prog, "vmap_nodes"):
+        busy = "vmap_nodes"
+    else:
+        busy = "vmap_area_list"
+    ev.append(
+        ("busy", busy, "symbol vmap_nodes", 'd093602919ad ("mm: vmalloc: remove '
+         'global vmap_area_root rb-tree"), 55c49fee57af (v6.9)')
+    )
+
+    # db64fe02258f (v2.6.28) introduced vmap_area.flags + purge_list;
+    # 688fcbfc06e4 ("mm/vmalloc: modify struct vmap_area to reduce its size")
+    # (in v5.4) removed flags; 869176a09606 ("mm/vmalloc.c: add flags to mark
+    # vm_map_ram area") (in v6.3) added a new flags member.
+    va_has_flags = has_member(prog, va_t, "flags")
+    va_has_purge = has_member(prog, va_t, "purge_list")
+    if va_has_flags and va_has_purge:
+        va_flags = "legacy"
+    elif va_has_flags:
+        va_flags = "vmap_ram"
+    else:
+        va_flags = "none"
+    ev.append(
+        ("va_flags", va_flags, "members vmap_area.flags, vmap_area.purge_list",
+         '688fcbfc06e4 (v5.4) removed; 869176a09606 ("mm/vmalloc.c: add flags to '
+         'mark vm_map_ram area") (v6.3) re-added')
+    )
+
+    # The node id in bits 8-15 came with the per-node pools of the same v6.9
+    # series ("mm: vmalloc: offload free_vmap_area_lock lock"; mainline hash
+    # not verified here), so it is tied to vmap_nodes.
+    va_flags_node_id = busy == "vmap_nodes" and va_flags == "vmap_ram"
+    ev.append(
+        ("va_flags_node_id", str(va_flags_node_id), "symbol vmap_nodes",
+         '"mm: vmalloc: offload free_vmap_area_lock lock" (v6.9)')
+    )
+
+    # Before v3.10 the member was "private"; db64fe02258f era.
+    va_vm_member = "vm" if has_member(prog, va_t, "vm") else "private"
+
+    # Lazy areas: <= 5.3 they stay in the busy list flagged VM_LAZY_FREE;
+    # 688fcbfc06e4-era dd3b8353bae7 ("mm/vmalloc: do not keep unpurged areas
+    # in the busy tree") (v5.4) moved them to the vmap_purge_list llist;
+    # 96e2db456135 ("mm/vmalloc: rework the drain logic") (v5.11) made it
+    # purge_vmap_area_list; v6.9 moved it into each vmap_node's lazy tree.
+    if busy == "vmap_nodes":
+        lazy = "nodes"
+    elif va_flags == "legacy":
+        lazy = "busy"
+    elif has_symbol(prog, "purge_vmap_area_list"):
+        lazy = "list"
+    elif has_symbol(prog, "vmap_purge_list"):
+        lazy = "llist"
+    else:
+        lazy = "none"
+    ev.append(
+        ("lazy", lazy, "symbols vmap_nodes, purge_vmap_area_list, vmap_purge_list",
+         'dd3b8353bae7 (v5.4); 96e2db456135 ("mm/vmalloc: rework the drain '
+         'logic") (v5.11); d093602919ad series (v6.9)')
+    )
+
+    # 062eacf57ad9 ("mm: vmalloc: remove a global vmap_blocks xarray") (in
+    # v6.4) moved the index into per-CPU vmap_block_queue.vmap_blocks.
+    if has_member(prog, "struct vmap_block_queue", "vmap_blocks"):
+        block_index = "percpu"
+    elif has_symbol(prog, "vmap_blocks"):
+        block_index = "global"
+    elif has_symbol(prog, "vmap_block_tree"):
+        block_index = "radix"
+    else:
+        block_index = "none"
+    ev.append(
+        ("block_index", block_index,
+         "member vmap_block_queue.vmap_blocks, symbols vmap_blocks, vmap_block_tree",
+         '062eacf57ad9 ("mm: vmalloc: remove a global vmap_blocks xarray") (v6.4)')
+    )
+
+    # "mm/vmalloc.c: add used_map into vmap_block to track space of
+    # vmap_block" (Baoquan He, in v6.3; mainline hash not verified here).
+    block_used_map = has_member(prog, "struct vmap_block", "used_map")
+    ev.append(
+        ("block_used_map", str(block_used_map), "member vmap_block.used_map",
+         '"mm/vmalloc.c: add used_map into vmap_block to track space of '
+         'vmap_block" (v6.3)')
+    )
+
+    # "mm/vmalloc: fix vbq->free breakage" (Hailong Liu, 2024; absent in
+    # 6.9.0, present in 6.12.19; mainline hash not verified here).
+    block_cpu = has_member(prog, "struct vmap_block", "cpu")
+    ev.append(
+        ("block_cpu", str(block_cpu), "member vmap_block.cpu",
+         '"mm/vmalloc: fix vbq->free breakage" (v6.10)')
+    )
+
+    # 121e6f3258fe ("mm/vmalloc: hugepage vmalloc mappings") (in v5.13)
+    # added page_order under CONFIG_HAVE_ARCH_HUGE_VMALLOC.
+    vm_page_order = has_member(prog, "struct vm_struct", "page_order")
+    ev.append(
+        ("vm_page_order", str(vm_page_order), "member vm_struct.page_order",
+         '121e6f3258fe ("mm/vmalloc: hugepage vmalloc mappings") (v5.13)')
+    )
+
+    # vm_struct.requested_size: absent in 6.12.19, present in 7.1.3 (Kees
+    # Cook's vrealloc sizing work; exact commit not verified here).
+    vm_requested_size = has_member(prog, "struct vm_struct", "requested_size")
+    ev.append(
+        ("vm_requested_size", str(vm_requested_size), "member vm_struct.requested_size",
+         "vrealloc sizing (after v6.12; commit not verified)")
+    )
+
+    # 559089e0a93d ("vmalloc: replace VM_NO_HUGE_VMAP with
+    # VM_ALLOW_HUGE_VMAP") (in v5.18) added vmalloc_huge() in the same change.
+    vm_allow_huge = has_symbol(prog, "vmalloc_huge")
+    ev.append(
+        ("vm_allow_huge", str(vm_allow_huge), "symbol vmalloc_huge",
+         '559089e0a93d ("vmalloc: replace VM_NO_HUGE_VMAP with '
+         'VM_ALLOW_HUGE_VMAP") (v5.18)')
+    )
+
+    # e6f798225a31 ("mm: Introduce VM_SPARSE kind and
+    # vm_area_[un]map_pages().") (in v6.9) added vm_area_map_pages() with it.
+    vm_sparse = has_symbol(prog, "vm_area_map_pages")
+    ev.append(
+        ("vm_sparse", str(vm_sparse), "symbol vm_area_map_pages",
+         'e6f798225a31 ("mm: Introduce VM_SPARSE kind and '
+         'vm_area_[un]map_pages().") (v6.9)')
+    )
+
+    # 68ad4a330433 ("mm/vmalloc.c: keep track of free blocks for vmap
+    # allocation") (in v5.2) added the free tree and list.
+    free_list = has_symbol(prog, "free_vmap_area_list")
+    ev.append(
+        ("free_list", str(free_list), "symbol free_vmap_area_list",
+         '68ad4a330433 ("mm/vmalloc.c: keep track of free blocks for vmap '
+         'allocation") (v5.2)')
+    )
+
+    # vmallocinfo skipping VM_UNINITIALIZED entirely is a code change with
+    # no type of its own (absent in 6.12.19, present in 7.1.3); it is tied to
+    # the newest struct change we can see, requested_size.
+    vmallocinfo_skips_uninitialized = vm_requested_size
+    ev.append(
+        ("vmallocinfo_skips_uninitialized", str(vmallocinfo_skips_uninitialized),
+         "coupled to vm_struct.requested_size (no type evidence of its own)",
+         "after v6.12 (commit not verified)")
+    )
+
+    label = _label(busy, va_flags, lazy, block_index, block_cpu, vm_requested_size)
+    return Layout(
+        busy=busy,
+        va_flags=va_flags,
+        va_flags_node_id=va_flags_node_id,
+        va_vm_member=va_vm_member,
+        lazy=lazy,
+        block_index=block_index,
+        block_used_map=block_used_map,
+        block_cpu=block_cpu,
+        vm_page_order=vm_page_order,
+        vm_requested_size=vm_requested_size,
+        vm_allow_huge=vm_allow_huge,
+        vm_sparse=vm_sparse,
+        free_list=free_list,
+        vmallocinfo_skips_uninitialized=vmallocinfo_skips_uninitialized,
+        label=label,
+        evidence=tuple(ev),
+    )
+
+
+def _label(
+    busy: str,
+    va_flags: str,
+    lazy: str,
+    block_index: str,
+    block_cpu: bool,
+    requested_size: bool,
+) -> str:
+    if requested_size:
+        return "latest (requested_size)"
+    if busy == "vmap_nodes":
+        return "6.10+" if block_cpu else "6.9"
+    if block_index == "percpu":
+        return "6.4-6.8"
+    if va_flags == "vmap_ram":
+        return "6.3"
+    if va_flags == "legacy":
+        return "<=5.3"
+    if lazy == "llist":
+        return "5.4-5.10"
+    return "5.11-6.2"

@@ -1,0 +1,627 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""
+vmalloc bookkeeping, raw
+------------------------
+
+Fast, bounded readers for the kernel's vmalloc state (:linux:`mm/vmalloc.c`):
+busy, lazy and pooled ``vmap_area``\\ s, ``vm_struct``\\ s, ``vmap_block``\\ s
+and the free list. Member offsets are resolved once from the program's
+types; each structure is then read with a single ``prog.read`` and decoded
+with a precompiled :class:`struct.Struct`. Results are plain tuples; the
+:mod:`kcoretool.model` layer turns them into dataclasses.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+import drgn
+
+from kcoretool.kernel.layout import Layout, detect_layout, has_symbol
+from kcoretool.kernel.walk import (
+    DEFAULT_LIMIT,
+    WalkLog,
+    is_kernel_pointer,
+    list_walk,
+    llist_walk,
+    xarray_walk,
+)
+
+__all__ = (
+    "RawArea",
+    "RawBlock",
+    "RawVm",
+    "Symbolizer",
+    "VmallocReader",
+    "VM_FLAG_NAMES",
+    "vm_flag_names",
+)
+
+# include/linux/vmalloc.h (values stable since v5.x; see reference §B.3)
+VM_IOREMAP = 0x1
+VM_ALLOC = 0x2
+VM_MAP = 0x4
+VM_USERMAP = 0x8
+VM_DMA_COHERENT = 0x10
+VM_UNINITIALIZED = 0x20
+VM_NO_GUARD = 0x40
+VM_SPARSE = 0x1000
+
+VM_FLAG_NAMES = (
+    (0x1, "VM_IOREMAP"),
+    (0x2, "VM_ALLOC"),
+    (0x4, "VM_MAP"),
+    (0x8, "VM_USERMAP"),
+    (0x10, "VM_DMA_COHERENT"),
+    (0x20, "VM_UNINITIALIZED"),
+    (0x40, "VM_NO_GUARD"),
+    (0x80, "VM_KASAN"),
+    (0x100, "VM_FLUSH_RESET_PERMS"),
+    (0x200, "VM_MAP_PUT_PAGES"),
+    (0x400, "VM_ALLOW_HUGE_VMAP"),
+    (0x800, "VM_DEFER_KMEMLEAK"),
+    (0x1000, "VM_SPARSE"),
+)
+
+# <= 5.3 vmap_area.flags (db64fe02258f)
+VM_LAZY_FREE = 0x1
+VM_LAZY_FREEING = 0x2
+VM_VM_AREA = 0x4
+# 6.3+ vmap_area.flags (869176a09606)
+VMAP_RAM = 0x1
+VMAP_BLOCK = 0x2
+VMAP_FLAGS_MASK = 0x3
+
+_flag_names_cache: Dict[Tuple[int, bool, bool], Tuple[str, ...]] = {}
+
+
+def vm_flag_names(flags: int, allow_huge: bool = True, sparse: bool = True) -> Tuple[str, ...]:
+    """Names of ``vm_struct.flags`` bits; unknown bits as hex."""
+    key = (flags, allow_huge, sparse)
+    names = _flag_names_cache.get(key)
+    if names is not None:
+        return names
+    out = []
+    rest = flags
+    for bit, name in VM_FLAG_NAMES:
+        if flags & bit:
+            if bit == 0x400 and not allow_huge:
+                # 121e6f3258fe (v5.13) .. 559089e0a93d (v5.18): opt-out flag.
+                name = "VM_NO_HUGE_VMAP"
+            if bit == 0x1000 and not sparse:
+                continue
+            out.append(name)
+            rest &= ~bit
+    if rest:
+        out.append(hex(rest))
+    names = tuple(out)
+    if len(_flag_names_cache) < 4096:
+        _flag_names_cache[key] = names
+    return names
+
+
+class RawArea(NamedTuple):
+    address: int  #: of the struct vmap_area
+    start: int
+    end: int
+    vm: int  #: struct vm_struct * (0 if none or not valid in this layout)
+    flags: Optional[int]  #: vmap_area.flags if the layout has it
+    node: Optional[int]  #: index of the vmap_node holding it (6.9+)
+
+
+class RawVm(NamedTuple):
+    address: int
+    addr: int
+    size: int
+    flags: int
+    pages: int
+    page_order: Optional[int]
+    nr_pages: int
+    phys_addr: int
+    caller: int
+    requested_size: Optional[int]
+
+
+class RawBlock(NamedTuple):
+    address: int  #: of the struct vmap_block
+    va: int  #: struct vmap_area *
+    free: int
+    dirty: int
+    dirty_min: int
+    dirty_max: int
+    used_map: Optional[int]  #: bitmap as an int (bit i = page i), if present
+    bits: Optional[int]  #: VMAP_BBMAP_BITS if known from used_map's size
+    cpu: Optional[int]  #: vmap_block.cpu (6.10+)
+    xa_index: Optional[int]  #: which per-CPU xarray held it (6.4+), or None
+
+
+def _packer(fields: Sequence[Tuple[str, int, str]], size: int) -> Tuple[struct.Struct, Tuple[str, ...]]:
+    """A little-endian Struct that decodes ``(name, offset, code)`` fields."""
+    fmt = "<"
+    pos = 0
+    names = []
+    for name, off, code in sorted(fields, key=lambda f: f[1]):
+        if off < pos:
+            raise ValueError(f"overlapping field {name}")
+        if off > pos:
+            fmt += f"{off - pos}x"
+        fmt += code
+        pos = off + struct.calcsize("<" + code)
+        names.append(name)
+    if size > pos:
+        fmt += f"{size - pos}x"
+    return struct.Struct(fmt), tuple(names)
+
+
+def _int_code(t: drgn.Type) -> str:
+    t = t.unaliased()
+    size = drgn.sizeof(t)
+    signed = t.kind == drgn.TypeKind.INT and t.is_signed
+    code = {1: "b", 2: "h", 4: "i", 8: "q"}[size]
+    return code if signed else code.upper()
+
+
+class VmallocReader:
+    """
+    Reads the raw vmalloc state of one program. Construct once; every method
+    takes a :class:`WalkLog` and a ``limit`` and never raises for corrupt
+    data (it warns and returns what it has).
+    """
+
+    def __init__(self, prog: drgn.Program, layout: Optional[Layout] = None) -> None:
+        self.prog = prog
+        self.layout = layout = layout if layout is not None else detect_layout(prog)
+
+        va_t = prog.type("struct vmap_area")
+        self.va_size = drgn.sizeof(va_t)
+        self.va_list = drgn.offsetof(va_t, "list")
+        fields = [
+            ("start", drgn.offsetof(va_t, "va_start"), "Q"),
+            ("end", drgn.offsetof(va_t, "va_end"), "Q"),
+            ("vm", drgn.offsetof(va_t, layout.va_vm_member), "Q"),
+        ]
+        if layout.va_flags != "none":
+            fields.append(("flags", drgn.offsetof(va_t, "flags"), "Q"))
+        self._va_struct, self._va_names = _packer(fields, self.va_size)
+        self.va_purge = (
+            drgn.offsetof(va_t, "purge_list") if va_t.has_member("purge_list") else None
+        )
+
+        vm_t = prog.type("struct vm_struct")
+        self.vm_size = drgn.sizeof(vm_t)
+        vfields = []
+        for name in ("addr", "size", "flags", "pages", "nr_pages", "phys_addr", "caller"):
+            vfields.append((name, drgn.offsetof(vm_t, name), _int_code_or_ptr(vm_t, name)))
+        for name in ("page_order", "requested_size"):
+            if vm_t.has_member(name):
+                vfields.append((name, drgn.offsetof(vm_t, name), _int_code_or_ptr(vm_t, name)))
+        self._vm_struct, self._vm_names = _packer(vfields, self.vm_size)
+        self._vm_has_order = layout.vm_page_order
+        self._vm_has_req = layout.vm_requested_size
+
+        self._vb = None  # lazily, blocks are optional
+        self._page_size: Optional[int] = None
+
+    # -- areas -------------------------------------------------------------
+
+    def _decode_va(self, addr: int, buf: bytes, node: Optional[int]) -> RawArea:
+        vals = self._va_struct.unpack_from(buf)
+        if len(vals) == 4:
+            start, end, vm, flags = vals
+        else:
+            start, end, vm = vals
+            flags = None
+        if self.layout.va_flags == "legacy" and not (flags or 0) & VM_VM_AREA:
+            vm = 0  # the pointer is only meaningful with VM_VM_AREA
+        return RawArea(addr, start, end, vm, flags, node)
+
+    def _areas_from_list(
+        self, head: int, log: WalkLog, what: str, limit: int, node: Optional[int]
+    ) -> Iterator[RawArea]:
+        va_struct = self._va_struct
+        legacy = self.layout.va_flags == "legacy"
+        has_flags = len(self._va_names) == 4
+        for addr, buf in list_walk(
+            self.prog, head, self.va_list, self.va_size, log, what, limit
+        ):
+            if has_flags and not legacy:
+                start, end, vm, flags = va_struct.unpack_from(buf)
+                yield RawArea(addr, start, end, vm, flags, node)
+            else:
+                yield self._decode_va(addr, buf, node)
+
+    def vmap_nodes(self, log: WalkLog) -> List[Tuple[int, int]]:
+        """``[(index, address of struct vmap_node)]`` on 6.9+, else ``[]``."""
+        prog = self.prog
+        if self.layout.busy != "vmap_nodes":
+            return []
+        # d093602919ad: on !SMP GCC may drop the locations of these three
+        # (drgn 5b8c4670); fall back to &single and 1 as drgn does.
+        try:
+            nodes = prog["vmap_nodes"].value_()
+        except drgn.ObjectAbsentError:
+            nodes = prog.variable("single", "mm/vmalloc.c").address_
+        try:
+            nr = prog["nr_vmap_nodes"].value_()
+        except drgn.ObjectAbsentError:
+            nr = 1
+        if not 1 <= nr <= 4096:
+            log.warn(f"nr_vmap_nodes is {nr}; using 1")
+            nr = 1
+        vn_size = drgn.sizeof(prog.type("struct vmap_node"))
+        return [(i, nodes + i * vn_size) for i in range(nr)]
+
+    def busy_areas(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[RawArea]:
+        """Busy areas in the kernel's own walk order (node by node on 6.9+)."""
+        out: List[RawArea] = []
+        prog = self.prog
+        if self.layout.busy == "vmap_nodes":
+            vn_t = prog.type("struct vmap_node")
+            off = drgn.offsetof(vn_t, "busy.head")
+            for i, vn in self.vmap_nodes(log):
+                out.extend(
+                    self._areas_from_list(
+                        vn + off, log, f"vmap_nodes[{i}].busy", limit - len(out), i
+                    )
+                )
+        else:
+            head = prog["vmap_area_list"].address_
+            out.extend(self._areas_from_list(head, log, "vmap_area_list", limit, None))
+        return out
+
+    def lazy_areas(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[RawArea]:
+        """Freed but not yet purged areas (not for ``lazy == "busy"``)."""
+        prog = self.prog
+        lazy = self.layout.lazy
+        out: List[RawArea] = []
+        if lazy == "nodes":
+            vn_t = prog.type("struct vmap_node")
+            lazy_off = drgn.offsetof(vn_t, "lazy.head")
+            purge_off = drgn.offsetof(vn_t, "purge_list")
+            for i, vn in self.vmap_nodes(log):
+                out.extend(
+                    self._areas_from_list(
+                        vn + lazy_off, log, f"vmap_nodes[{i}].lazy", limit - len(out), i
+                    )
+                )
+                # Areas being purged right now are still not reusable.
+                out.extend(
+                    self._areas_from_list(
+                        vn + purge_off, log, f"vmap_nodes[{i}].purge_list",
+                        limit - len(out), i,
+                    )
+                )
+        elif lazy == "list":
+            head = prog["purge_vmap_area_list"].address_
+            out.extend(self._areas_from_list(head, log, "purge_vmap_area_list", limit, None))
+        elif lazy == "llist" and self.va_purge is not None:
+            first = prog["vmap_purge_list"].first.value_()
+            for addr, buf in llist_walk(
+                prog, first, self.va_purge, self.va_size, log, "vmap_purge_list", limit
+            ):
+                a = self._decode_va(addr, buf, None)
+                # The union member "vm" shares storage with the llist node.
+                out.append(a._replace(vm=0))
+        return out
+
+    def pooled_areas(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[RawArea]:
+        """6.9+: purged areas cached in ``vmap_node.pool[]`` for reuse."""
+        prog = self.prog
+        if self.layout.busy != "vmap_nodes":
+            return []
+        vn_t = prog.type("struct vmap_node")
+        if not vn_t.has_member("pool"):
+            return []
+        pool_t = vn_t.member("pool").type
+        pool_off = drgn.offsetof(vn_t, "pool")
+        n = pool_t.length or 0
+        vp_t = pool_t.type
+        vp_size = drgn.sizeof(vp_t)
+        head_off = drgn.offsetof(vp_t, "head")
+        out: List[RawArea] = []
+        for i, vn in self.vmap_nodes(log):
+            for j in range(n):
+                head = vn + pool_off + j * vp_size + head_off
+                for a in self._areas_from_list(
+                    head, log, f"vmap_nodes[{i}].pool[{j}]", limit - len(out), i
+                ):
+                    out.append(a._replace(vm=0))
+                if len(out) >= limit:
+                    return out
+        return out
+
+    def free_areas(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[Tuple[int, int]]:
+        """``(start, end)`` of each entry of ``free_vmap_area_list``."""
+        if not self.layout.free_list:
+            return []
+        head = self.prog["free_vmap_area_list"].address_
+        return [
+            (a.start, a.end)
+            for a in self._areas_from_list(head, log, "free_vmap_area_list", limit, None)
+        ]
+
+    # -- vm_struct ---------------------------------------------------------
+
+    def read_vm(self, vm: int) -> Optional[RawVm]:
+        try:
+            buf = self.prog.read(vm, self.vm_size)
+        except drgn.FaultError:
+            return None
+        d = dict(zip(self._vm_names, self._vm_struct.unpack_from(buf)))
+        return RawVm(
+            vm, d["addr"], d["size"], d["flags"], d["pages"], d.get("page_order"),
+            d["nr_pages"], d["phys_addr"], d["caller"], d.get("requested_size"),
+        )
+
+    def vm_decoder(self):
+        """
+        ``(vm_size, decode)`` where ``decode(address, buf) -> RawVm``; for hot
+        loops that read many vm_structs.
+        """
+        unpack = self._vm_struct.unpack_from
+        idx = {n: i for i, n in enumerate(self._vm_names)}
+        ia, isz, ifl, ipg, inr, iph, ica = (
+            idx["addr"], idx["size"], idx["flags"], idx["pages"], idx["nr_pages"],
+            idx["phys_addr"], idx["caller"],
+        )
+        io = idx.get("page_order")
+        ir = idx.get("requested_size")
+
+        def decode(address: int, buf: bytes) -> RawVm:
+            v = unpack(buf)
+            return RawVm(
+                address, v[ia], v[isz], v[ifl], v[ipg],
+                v[io] if io is not None else None,
+                v[inr], v[iph], v[ica],
+                v[ir] if ir is not None else None,
+            )
+
+        return self.vm_size, decode
+
+    # -- vmap blocks -------------------------------------------------------
+
+    def _block_layout(self):
+        if self._vb is None:
+            t = self.prog.type("struct vmap_block")
+            used = None
+            if t.has_member("used_map"):
+                used = (drgn.offsetof(t, "used_map"), drgn.sizeof(t.member("used_map").type))
+            self._vb = (
+                drgn.sizeof(t),
+                drgn.offsetof(t, "va"),
+                drgn.offsetof(t, "free"),
+                drgn.offsetof(t, "dirty"),
+                drgn.offsetof(t, "dirty_min"),
+                drgn.offsetof(t, "dirty_max"),
+                used,
+                drgn.offsetof(t, "cpu") if t.has_member("cpu") else None,
+            )
+        return self._vb
+
+    def read_block(self, addr: int, xa_index: Optional[int]) -> Optional[RawBlock]:
+        size, o_va, o_free, o_dirty, o_dmin, o_dmax, used, o_cpu = self._block_layout()
+        try:
+            buf = self.prog.read(addr, size)
+        except drgn.FaultError:
+            return None
+        q = lambda off: struct.unpack_from("<Q", buf, off)[0]  # noqa: E731
+        used_map = bits = None
+        if used is not None:
+            used_map = int.from_bytes(buf[used[0]:used[0] + used[1]], "little")
+            bits = used[1] * 8
+        cpu = struct.unpack_from("<I", buf, o_cpu)[0] if o_cpu is not None else None
+        return RawBlock(
+            addr, q(o_va), q(o_free), q(o_dirty), q(o_dmin), q(o_dmax),
+            used_map, bits, cpu, xa_index,
+        )
+
+    def possible_cpus(self, log: WalkLog) -> List[int]:
+        from drgn.helpers.linux.cpumask import for_each_possible_cpu
+
+        try:
+            cpus = []
+            for cpu in for_each_possible_cpu(self.prog):
+                cpus.append(cpu)
+                if len(cpus) > 65536:
+                    log.warn("cpu_possible_mask has more than 65536 CPUs; truncated")
+                    break
+            return cpus
+        except (LookupError, drgn.FaultError) as e:
+            log.warn(f"cannot read cpu_possible_mask ({e}); assuming CPU 0 only")
+            return [0]
+
+    def _percpu_addr(self, symbol: str, cpu: int) -> int:
+        base = self.prog[symbol].address_
+        try:
+            return base + self.prog["__per_cpu_offset"][cpu].value_()
+        except KeyError:
+            return base  # !SMP
+
+    def blocks(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[RawBlock]:
+        """Every vmap_block in the kernel's block index (never the free lists)."""
+        idx = self.layout.block_index
+        prog = self.prog
+        entries: List[Tuple[int, Optional[int]]] = []
+        if idx == "percpu":
+            vbq_t = prog.type("struct vmap_block_queue")
+            off = drgn.offsetof(vbq_t, "vmap_blocks")
+            for cpu in self.possible_cpus(log):
+                xa = self._percpu_addr("vmap_block_queue", cpu) + off
+                for _, entry in xarray_walk(
+                    prog, xa, log, f"vmap_block_queue[{cpu}].vmap_blocks",
+                    limit - len(entries),
+                ):
+                    entries.append((entry, cpu))
+        elif idx == "global" or idx == "radix":
+            name = "vmap_blocks" if idx == "global" else "vmap_block_tree"
+            obj = prog[name]
+            if obj.type_.unaliased().type_name() != "struct xarray":
+                log.warn(f"{name} is a pre-4.20 radix tree; vmap blocks not read")
+                return []
+            for _, entry in xarray_walk(prog, obj.address_, log, name, limit):
+                entries.append((entry, None))
+        out = []
+        for entry, xa_index in entries:
+            if not is_kernel_pointer(entry):
+                log.warn(f"vmap_blocks: invalid entry {entry:#x}")
+                continue
+            b = self.read_block(entry, xa_index)
+            if b is None:
+                log.warn(f"vmap_block {entry:#x} is unreadable")
+                continue
+            out.append(b)
+        return out
+
+    def block_free_list_cpus(self, log: WalkLog, limit: int = 1_000_000) -> Dict[int, int]:
+        """``{vmap_block address: cpu}`` from each CPU's ``vbq->free`` list."""
+        prog = self.prog
+        try:
+            vbq_t = prog.type("struct vmap_block_queue")
+            vb_t = prog.type("struct vmap_block")
+        except LookupError:
+            return {}
+        off = drgn.offsetof(vbq_t, "free")
+        fl = drgn.offsetof(vb_t, "free_list")
+        out: Dict[int, int] = {}
+        for cpu in self.possible_cpus(log):
+            head = self._percpu_addr("vmap_block_queue", cpu) + off
+            for addr, _ in list_walk(
+                prog, head, fl, drgn.sizeof(vb_t), log,
+                f"vmap_block_queue[{cpu}].free", limit,
+            ):
+                out[addr] = cpu
+        return out
+
+    # -- scalars -----------------------------------------------------------
+
+    def page_size(self) -> int:
+        if self._page_size is None:
+            try:
+                self._page_size = self.prog["PAGE_SIZE"].value_()
+            except (KeyError, LookupError, drgn.FaultError):
+                self._page_size = 4096
+        return self._page_size
+
+    def vmalloc_range(self) -> Tuple[int, int, str]:
+        """``(VMALLOC_START, VMALLOC_END, how)``; END is the kernel's value."""
+        prog = self.prog
+        how = "vmalloc_base"
+        try:
+            start = prog["vmalloc_base"].value_()
+        except (KeyError, LookupError, drgn.FaultError):
+            start = _vmcoreinfo_number(prog, "VMALLOC_START")
+            how = "VMCOREINFO"
+            if start is None:
+                start = 0xFFFFC90000000000
+                how = "default (no vmalloc_base, no VMCOREINFO)"
+        l5 = False
+        try:
+            l5 = bool(prog["__pgtable_l5_enabled"].value_())
+        except (KeyError, LookupError, drgn.FaultError):
+            n = _vmcoreinfo_number(prog, "pgtable_l5_enabled")
+            l5 = bool(n)
+        # arch/x86/include/asm/pgtable_64_types.h: VMALLOC_SIZE_TB_L4/L5
+        size_tb = 12800 if l5 else 32
+        return start, start + (size_tb << 40) - 1, how
+
+    def modules_range(self) -> Tuple[int, int]:
+        """x86_64 ``MODULES_VADDR .. MODULES_END`` (reference §A.1)."""
+        image = _vmcoreinfo_number(self.prog, "KERNEL_IMAGE_SIZE")
+        if image is None:
+            image = 512 << 20  # the smaller of the two; safe as a lower bound
+        return 0xFFFFFFFF80000000 + image, 0xFFFFFFFFFF000000
+
+    def lazy_nr(self) -> Optional[int]:
+        try:
+            return self.prog["vmap_lazy_nr"].counter.value_()
+        except (KeyError, LookupError, AttributeError, drgn.FaultError):
+            return None
+
+    def lazy_max_pages(self) -> Optional[int]:
+        """``lazy_max_pages()``: fls(num_online_cpus()) * 32 MiB / PAGE_SIZE."""
+        from drgn.helpers.linux.cpumask import num_online_cpus
+
+        try:
+            n = num_online_cpus(self.prog)
+        except (LookupError, drgn.FaultError, ValueError):
+            return None
+        return n.bit_length() * ((32 << 20) // self.page_size())
+
+
+def _int_code_or_ptr(t: drgn.Type, member: str) -> str:
+    mt = t.member(member).type.unaliased()
+    if mt.kind == drgn.TypeKind.POINTER:
+        return "Q"
+    return _int_code(mt)
+
+
+def _vmcoreinfo_number(prog: drgn.Program, key: str) -> Optional[int]:
+    try:
+        raw = prog["VMCOREINFO"]
+    except (KeyError, LookupError):
+        return None
+    try:
+        text = raw.string_().decode(errors="replace")
+    except (drgn.FaultError, ValueError, TypeError):
+        return None
+    for line in text.splitlines():
+        if line.startswith(f"NUMBER({key})="):
+            v = line.split("=", 1)[1]
+            try:
+                return int(v, 0) if v.startswith("0x") else int(v)
+            except ValueError:
+                return None
+    return None
+
+
+class Symbolizer:
+    """
+    ``%pS``-style names for caller addresses, cached per distinct address
+    (``prog.symbol()`` costs about a millisecond per call on a real kernel).
+    """
+
+    def __init__(self, prog: drgn.Program) -> None:
+        self.prog = prog
+        self._cache: Dict[int, Optional[str]] = {}
+        self._sym: Dict[int, Optional[Tuple[str, int]]] = {}
+
+    def symbol(self, addr: int) -> Optional[Tuple[str, int]]:
+        """``(name, offset)`` or None."""
+        r = self._sym.get(addr, ())
+        if r != ():
+            return r  # type: ignore[return-value]
+        self.__call__(addr)
+        return self._sym.get(addr)
+
+    def __call__(self, addr: int) -> Optional[str]:
+        try:
+            return self._cache[addr]
+        except KeyError:
+            pass
+        text = None
+        sym = None
+        if addr:
+            try:
+                s = self.prog.symbol(addr)
+            except (LookupError, ValueError, OverflowError):
+                s = None
+            if s is not None:
+                off = addr - s.address
+                sym = (s.name, off)
+                text = f"{s.name}+{off:#x}/{s.size:#x}"
+                mod = self._module_name(addr)
+                if mod:
+                    text += f" [{mod}]"
+        self._cache[addr] = text
+        self._sym[addr] = sym
+        return text
+
+    def _module_name(self, addr: int) -> Optional[str]:
+        try:
+            m = self.prog.module(addr)
+        except (LookupError, ValueError, AttributeError):
+            return None
+        if isinstance(m, drgn.RelocatableModule):
+            return m.name
+        return None
