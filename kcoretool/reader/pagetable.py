@@ -1,0 +1,157 @@
+"""
+x86_64 page tables
+------------------
+
+A user-space mirror of the kernel's ``vmalloc_to_page()`` walk
+(:linux:`mm/vmalloc.c`): PGD -> (P4D with 5-level paging) -> PUD -> PMD ->
+PTE, stopping at 1 GiB (PUD) and 2 MiB (PMD) leaves.  Every table page is
+read by physical address through a callback, so the same walker serves a
+vmcore (physical PT_LOADs) and the live kernel (the direct-map RAM segments
+of /proc/kcore).  Page-table pages are cached, so translating a large area
+reads each table page once; call :meth:`PageTableWalker.invalidate` before
+re-checking a live kernel.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional, Tuple
+
+__all__ = ("PageTableWalker", "Translation", "kernel_page_table_root")
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+_PRESENT = 1 << 0
+_PSE = 1 << 7  # a leaf at PUD or PMD level
+# Physical address bits 12..51 (__PHYSICAL_MASK_SHIFT = 52); above are NX,
+# protection keys and software bits.
+_PHYS_MASK = ((1 << 52) - 1) & ~(PAGE_SIZE - 1)
+# __START_KERNEL_map: where the kernel image is mapped (fixed by the arch).
+START_KERNEL_MAP = 0xFFFFFFFF80000000
+
+
+@dataclass(frozen=True)
+class Translation:
+    vaddr: int
+    phys: int
+    #: Bytes mapped by the leaf entry: 4 KiB, 2 MiB or 1 GiB.
+    page_size: int
+
+
+def kernel_page_table_root(vmcoreinfo) -> Tuple[int, int, int]:
+    """(physical address of init_top_pgt, paging levels, SME mask) from
+    VMCOREINFO -- x86_64's arch_crash_save_vmcoreinfo() exports
+    SYMBOL(init_top_pgt), NUMBER(phys_base), NUMBER(pgtable_l5_enabled) and
+    NUMBER(sme_mask)."""
+    from kcoretool.errors import KcoreToolError
+
+    sym = vmcoreinfo.symbol("init_top_pgt") or vmcoreinfo.symbol("swapper_pg_dir")
+    phys_base = vmcoreinfo.number("phys_base")
+    if sym is None or phys_base is None:
+        raise KcoreToolError(
+            f"{vmcoreinfo.where}: VMCOREINFO lacks SYMBOL(init_top_pgt) or NUMBER(phys_base); "
+            "cannot walk the kernel page tables"
+        )
+    levels = 5 if vmcoreinfo.number("pgtable_l5_enabled") == 1 else 4
+    sme_mask = vmcoreinfo.number("sme_mask") or 0
+    # __pa_symbol(): kernel-image addresses are offset by phys_base.
+    return (sym - START_KERNEL_MAP + phys_base) & ((1 << 64) - 1), levels, sme_mask
+
+
+class PageTableWalker:
+    """Translate kernel virtual addresses with the kernel's own page tables.
+
+    ``read_phys(addr, size) -> bytes`` reads physical memory and raises the
+    project's error when it cannot.
+    """
+
+    def __init__(
+        self,
+        read_phys: Callable[[int, int], bytes],
+        root: int,
+        levels: int = 4,
+        sme_mask: int = 0,
+        cache_pages: int = 4096,
+    ) -> None:
+        if levels not in (4, 5):
+            raise ValueError("x86_64 has 4- or 5-level paging")
+        self._read_phys = read_phys
+        self.root = root
+        self.levels = levels
+        self._mask = _PHYS_MASK & ~sme_mask
+        self._cache: "OrderedDict[int, bytes]" = OrderedDict()
+        self._cache_pages = cache_pages
+        # (shift, may be a leaf) for each level below the root table.
+        self._shifts = ([48] if levels == 5 else []) + [39, 30, 21, 12]
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+    def _table(self, phys: int) -> bytes:
+        page = self._cache.get(phys)
+        if page is None:
+            page = self._read_phys(phys, PAGE_SIZE)
+            self._cache[phys] = page
+            if len(self._cache) > self._cache_pages:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(phys)
+        return page
+
+    def entry_chain(self, vaddr: int) -> Iterator[Tuple[int, int]]:
+        """(shift, entry) for each level visited, like crash's ``vtop``."""
+        table = self.root
+        for shift in self._shifts:
+            idx = (vaddr >> shift) & 511
+            raw = self._table(table)
+            entry = int.from_bytes(raw[idx * 8 : idx * 8 + 8], "little")
+            yield shift, entry
+            if not entry & _PRESENT:
+                return
+            if shift in (30, 21) and entry & _PSE:
+                return
+            table = entry & self._mask
+
+    def lookup(self, vaddr: int) -> Tuple[Optional[Translation], int]:
+        """(translation or None, span): span is the size of the naturally
+        aligned region the deciding entry covers -- a non-present PMD says
+        2 MiB are unmapped at once."""
+        for shift, entry in self.entry_chain(vaddr):
+            if not entry & _PRESENT:
+                return None, 1 << shift
+            if shift == 12 or (shift in (30, 21) and entry & _PSE):
+                size = 1 << shift
+                base = entry & self._mask & ~(size - 1)
+                return Translation(vaddr, base | (vaddr & (size - 1)), size), size
+        return None, PAGE_SIZE  # unreachable: the PTE level always decides
+
+    def translate(self, vaddr: int) -> Optional[Translation]:
+        """The physical address ``vaddr`` maps to, or None if not mapped."""
+        return self.lookup(vaddr)[0]
+
+    def runs(self, vaddr: int, size: int) -> Iterator[Tuple[int, Optional[int], int]]:
+        """Split [vaddr, vaddr+size) into (vaddr, phys or None, length) runs
+        that are physically contiguous (or unmapped throughout), never
+        longer than the leaf pages they come from would allow merging."""
+        end = vaddr + size
+        pos = vaddr
+        run_v: Optional[int] = None
+        run_p: Optional[int] = None
+        run_len = 0
+        while pos < end:
+            t, span = self.lookup(pos)
+            n = min(end, (pos & ~(span - 1)) + span) - pos
+            phys = t.phys if t is not None else None
+            if run_v is not None and (
+                (phys is None and run_p is None)
+                or (phys is not None and run_p is not None and run_p + run_len == phys)
+            ):
+                run_len += n
+            else:
+                if run_v is not None:
+                    yield run_v, run_p, run_len
+                run_v, run_p, run_len = pos, phys, n
+            pos += n
+        if run_v is not None:
+            yield run_v, run_p, run_len
