@@ -205,9 +205,11 @@ static void kct_free_pages(struct page **pages, unsigned int n)
 	kfree(pages);
 }
 
-/* Each kind is made in its own noinline function so /proc/vmallocinfo's
- * caller column names a predictable symbol (recorded as "caller"). */
-static noinline int kct_make_vmalloc(const char *name, unsigned int nr_pages)
+/* Each kind is made in its own function so /proc/vmallocinfo's caller column
+ * names a predictable symbol (recorded as "caller").  noipa: no inlining and
+ * no .constprop/.isra clones that would rename the symbol. */
+#define KCT_CALLER noinline __attribute__((__noipa__))
+static KCT_CALLER int kct_make_vmalloc(const char *name, unsigned int nr_pages)
 {
 	struct kct_area *a = kct_new(name, "vmalloc", "kct_make_vmalloc");
 	void *p;
@@ -220,7 +222,7 @@ static noinline int kct_make_vmalloc(const char *name, unsigned int nr_pages)
 	return kct_commit(a, p, nr_pages, true, true);
 }
 
-static noinline int kct_make_vmalloc_huge(const char *name, unsigned long size)
+static KCT_CALLER int kct_make_vmalloc_huge(const char *name, unsigned long size)
 {
 	struct kct_area *a = kct_new(name, "vmalloc_huge", "kct_make_vmalloc_huge");
 	unsigned int i, j, nr = size >> PAGE_SHIFT;
@@ -248,7 +250,7 @@ static noinline int kct_make_vmalloc_huge(const char *name, unsigned long size)
 	return 0;
 }
 
-static noinline int kct_make_vmap(const char *name, unsigned int nr_pages)
+static KCT_CALLER int kct_make_vmap(const char *name, unsigned int nr_pages)
 {
 	struct kct_area *a = kct_new(name, "vmap", "kct_make_vmap");
 	struct page **pages = kct_alloc_pages(nr_pages);
@@ -267,7 +269,7 @@ static noinline int kct_make_vmap(const char *name, unsigned int nr_pages)
 	return kct_commit(a, p, nr_pages, true, true);
 }
 
-static noinline int kct_make_ram(const char *name, const char *kind, unsigned int nr_pages)
+static KCT_CALLER int kct_make_ram(const char *name, const char *kind, unsigned int nr_pages)
 {
 	struct kct_area *a = kct_new(name, kind, "kct_make_ram");
 	struct page **pages = kct_alloc_pages(nr_pages);
@@ -324,7 +326,7 @@ static long kct_make_pieces(void *unused)
 	return ret;
 }
 
-static noinline int kct_make_lazy(const char *name, unsigned int nr_pages)
+static KCT_CALLER int kct_make_lazy(const char *name, unsigned int nr_pages)
 {
 	int ret = kct_make_vmalloc(name, nr_pages);
 
@@ -348,7 +350,7 @@ static void kct_free_lazy(void)
 	a->state = "lazy_freed";
 }
 
-static noinline int kct_make_ioremap(const char *name, phys_addr_t phys)
+static KCT_CALLER int kct_make_ioremap(const char *name, phys_addr_t phys)
 {
 	struct kct_area *a = kct_new(name, "ioremap", "kct_make_ioremap");
 	void __iomem *p;
@@ -604,7 +606,7 @@ static int __init kct_init(void)
 
 		for (i = 0; i < kct_nr_areas; i++)
 			pages += kct_areas[i].nr_pages;
-		kct_json_cap = PAGE_ALIGN(16384 + (size_t)pages * 80);
+		kct_json_cap = PAGE_ALIGN(16384 + (size_t)pages * 128);
 		kct_json = vmalloc(kct_json_cap);
 		if (!kct_json)
 			ret = -ENOMEM;

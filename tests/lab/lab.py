@@ -1,0 +1,163 @@
+"""High level: prepare a kernel, boot it, load the test module, snapshot.
+
+``start(kernel)`` returns a :class:`LabKernel`, the object the pytest
+fixture yields (API documented in tests/lab/README.md).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shutil
+import time
+from typing import Any, Optional, Sequence
+
+from . import initramfs, kmod, snapshot as snapshot_mod
+from .config import DEFAULT_MEM_MB, LabError, cache_dir, check_environment, log
+from .fetch import KernelFiles, fetch
+from .guest import Guest
+from .snapshot import Snapshot
+
+KCT_DEBUGFS = "/sys/kernel/debug/kcoretool_test"
+
+
+def parse_system_ram(iomem: str) -> list[tuple[int, int]]:
+    """Top-level "System RAM" ranges of /proc/iomem as inclusive (start, end)."""
+    out = []
+    for line in iomem.splitlines():
+        if line.startswith(" "):
+            continue
+        m = re.match(r"([0-9a-f]+)-([0-9a-f]+) : System RAM$", line.strip())
+        if m:
+            out.append((int(m.group(1), 16), int(m.group(2), 16)))
+    return out
+
+
+class LabKernel:
+    """A booted lab kernel: live guest + the snapshot taken after module load."""
+
+    def __init__(self, kernel: str, files: KernelFiles, guest: Guest, module_path: pathlib.Path,
+                 workdir: pathlib.Path) -> None:
+        self.kernel = kernel
+        self.files = files
+        self.release = files.release
+        self.vmlinux: pathlib.Path = files.vmlinux
+        self.guest = guest
+        self.module_path = module_path
+        self.workdir = workdir
+        self.snapshot: Optional[Snapshot] = None
+        self.ground_truth: dict[str, Any] = {}
+        self.timings: dict[str, float] = {}
+
+    # -- live guest --
+    def run(self, argv: Sequence[str], timeout: float = 120) -> tuple[int, str, str]:
+        return self.guest.run(argv, timeout=timeout)
+
+    def kcoretool(self, *args: str, timeout: float = 300) -> tuple[int, str, str]:
+        return self.guest.kcoretool(*args, timeout=timeout)
+
+    def read(self, path: str) -> str:
+        return self.guest.read(path)
+
+    def take_snapshot(self, name: str = "snapshot", free_lazy: bool = True) -> Snapshot:
+        t0 = time.monotonic()
+        snap = snapshot_mod.take(self.guest, self.vmlinux, self.workdir / name, free_lazy=free_lazy)
+        self.timings[f"{name}_s"] = time.monotonic() - t0
+        return snap
+
+    def _fill_ground_truth(self) -> None:
+        snap = self.snapshot
+        assert snap is not None
+        rc, uname_r, err = self.run(["uname", "-r"], timeout=60)
+        if rc != 0:
+            raise LabError(f"uname -r failed in guest: {err.strip()}")
+        cpus = 0
+        for part in snap.cpus_online.split(","):
+            a, _, b = part.partition("-")
+            cpus += (int(b) - int(a) + 1) if b else 1
+        self.ground_truth = {
+            "release": uname_r.strip(),
+            "arch": "x86_64",
+            "page_size": 4096,
+            "kallsyms_text": snap.kallsyms_text,
+            "kaslr_offset": snap.kaslr_offset,
+            "cpus": cpus,
+            "system_ram": parse_system_ram(snap.iomem),
+            "vmalloc_start": snap.variables.get("vmalloc_base"),
+            "page_offset_base": snap.variables.get("page_offset_base"),
+            "vmemmap_base": snap.variables.get("vmemmap_base"),
+            # MODULES_VADDR = __START_KERNEL_map + KERNEL_IMAGE_SIZE (1 GiB with KASLR)
+            "modules_vaddr": 0xFFFFFFFFC0000000,
+            "modules_end": 0xFFFFFFFFFF000000,
+            "symbols": dict(snap.symbols),
+            "module_path": str(self.module_path),
+        }
+
+    def close(self) -> None:
+        self.guest.close()
+
+    def __enter__(self) -> "LabKernel":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _workdir(kernel: str) -> pathlib.Path:
+    """runs/<kernel>-<pid>; stale dirs of dead processes are removed."""
+    runs = cache_dir() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    for d in runs.glob(f"{kernel}-*"):
+        m = re.fullmatch(rf"{re.escape(kernel)}-(\d+)", d.name)
+        if m and int(m.group(1)) != os.getpid():
+            try:
+                os.kill(int(m.group(1)), 0)
+                continue  # another live lab run owns it
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+    wd = runs / f"{kernel}-{os.getpid()}"
+    shutil.rmtree(wd, ignore_errors=True)
+    wd.mkdir(parents=True)
+    return wd
+
+
+def prepare(kernel: str) -> tuple[KernelFiles, pathlib.Path, pathlib.Path]:
+    """Fetch, build the module and the initramfs (all cached)."""
+    check_environment()
+    files = fetch(kernel)
+    return files, kmod.build(files), initramfs.build(files)
+
+
+def start(kernel: str, *, load_module: bool = True, take_snapshot: bool = True,
+          churn: bool = False, mem_mb: int = DEFAULT_MEM_MB) -> LabKernel:
+    """Boot ``kernel`` ("6.1"/"6.12"), load the module, snapshot.  The caller
+    must close() the result (it owns a QEMU process)."""
+    t0 = time.monotonic()
+    files, ko, initrd = prepare(kernel)
+    t_prep = time.monotonic() - t0
+    wd = _workdir(kernel)
+    guest = Guest(kernel=kernel, release=files.release, vmlinuz=files.vmlinuz, initrd=initrd,
+                  workdir=wd, mem_mb=mem_mb)
+    guest.start()
+    lk = LabKernel(kernel, files, guest, ko, wd)
+    lk.timings.update(prepare_s=t_prep, boot_s=guest.boot_seconds or 0.0)
+    try:
+        if load_module:
+            argv = ["/sbin/insmod", str(ko)] + (["churn=1"] if churn else [])
+            rc, out, err = guest.run(argv, timeout=120)
+            if rc != 0:
+                raise LabError(f"insmod {ko.name} failed ({rc}): {(err or out).strip()[-300:]}; "
+                               f"console: {guest.console_tail(3)}")
+        if take_snapshot:
+            lk.snapshot = lk.take_snapshot(free_lazy=load_module)
+            lk._fill_ground_truth()
+    except BaseException:
+        lk.close()
+        raise
+    lk.timings["total_s"] = time.monotonic() - t0
+    log(f"{files.release}: ready ({', '.join(f'{k}={v:.1f}' for k, v in lk.timings.items())})")
+    return lk

@@ -1,0 +1,179 @@
+"""Vmcores of a running guest, captured together with the module's JSON and
+/proc/vmallocinfo at (as near as possible) the same moment."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import struct
+import subprocess
+import time
+from typing import Any, Optional
+
+from .config import LabError, log
+from .guest import Guest
+
+# __START_KERNEL_map + the default physical start: _text without KASLR.
+TEXT_NO_KASLR = 0xFFFFFFFF81000000
+# makedumpfile dump levels: 31 drops slab pages, which 6.12 needs for drgn
+# ("Excluded page"), so 6.12 uses 23 (lab notes).
+DUMP_LEVEL = {"6.1": 31, "6.12": 23}
+MAKEDUMPFILE_TIMEOUT_S = 600
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """Everything captured at the dump moment (see tests/lab/README.md)."""
+    dir: pathlib.Path
+    elf: pathlib.Path            # QEMU ELF dump, program headers moved after the ELF header
+    kdump: pathlib.Path          # makedumpfile -c -d N (compressed kdump)
+    elf_filtered: pathlib.Path   # makedumpfile -E -d N (ELF)
+    dump_level: int
+    module: Optional[dict]       # parsed areas.json (None if the module is not loaded)
+    module_json_text: Optional[str]
+    vmallocinfo: str
+    kallsyms_text: int           # _text from /proc/kallsyms
+    kaslr_offset: int
+    iomem: str
+    symbols: dict[str, int]      # a few kallsyms values (vmalloc_base, ...)
+    variables: dict[str, int]    # their 8-byte values, read via /proc/kcore
+    cpus_online: str
+    captured_at: float
+
+    @property
+    def paths(self) -> dict[str, pathlib.Path]:
+        return {"elf": self.elf, "kdump": self.kdump, "elf_filtered": self.elf_filtered}
+
+
+def fix_phdrs(path: pathlib.Path) -> None:
+    """Make the ELF's program headers follow the ELF header (makedumpfile needs it).
+
+    QEMU 7.2 writes ehdr | shdrs | phdrs | notes | data.  Moving the phdrs down
+    to offset 64 and dropping the section headers (only the shstrtab, useless
+    to a core reader) keeps every segment offset valid, so it is done in place
+    when the phdrs fit before the first data; otherwise the file is rewritten.
+    """
+    with open(path, "r+b") as f:
+        eh = bytearray(f.read(64))
+        if eh[:4] != b"\x7fELF" or eh[4] != 2 or eh[5] != 1:
+            raise LabError(f"{path}: not a little-endian ELF64 file")
+        phoff, shoff = struct.unpack_from("<QQ", eh, 32)
+        phentsize, phnum = struct.unpack_from("<HH", eh, 54)
+        if phoff == 64:
+            return
+        f.seek(phoff)
+        ph = f.read(phentsize * phnum)
+        offsets = [struct.unpack_from("<Q", ph, i * phentsize + 8)[0] for i in range(phnum)]
+        first_data = min((o for o in offsets if o), default=0)
+        if 64 + len(ph) <= first_data:
+            struct.pack_into("<Q", eh, 32, 64)             # e_phoff
+            struct.pack_into("<Q", eh, 40, 0)              # e_shoff
+            struct.pack_into("<H", eh, 52, 64)             # e_ehsize (QEMU writes 8)
+            struct.pack_into("<HHH", eh, 58, 0, 0, 0)      # e_shentsize, e_shnum, e_shstrndx
+            f.seek(0)
+            f.write(bytes(eh) + ph)
+            f.write(b"\0" * (first_data - 64 - len(ph)))   # clear the stale header bytes
+            return
+    _rewrite(path, bytes(eh), ph, phentsize, phnum)
+
+
+def _rewrite(path: pathlib.Path, eh: bytes, ph: bytes, phentsize: int, phnum: int) -> None:
+    tmp = path.with_suffix(".rewrite")
+    data_start = (64 + len(ph) + 4095) & ~4095
+    new_ph = bytearray(ph)
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        dst.seek(data_start)
+        for i in range(phnum):
+            off, = struct.unpack_from("<Q", ph, i * phentsize + 8)
+            filesz, = struct.unpack_from("<Q", ph, i * phentsize + 32)
+            struct.pack_into("<Q", new_ph, i * phentsize + 8, dst.tell())
+            src.seek(off)
+            remaining = filesz
+            while remaining:
+                chunk = src.read(min(remaining, 16 << 20))
+                if not chunk:
+                    raise LabError(f"{path}: truncated segment {i}")
+                dst.write(chunk)
+                remaining -= len(chunk)
+        neh = bytearray(eh)
+        struct.pack_into("<Q", neh, 32, 64)
+        struct.pack_into("<Q", neh, 40, 0)
+        struct.pack_into("<H", neh, 52, 64)
+        struct.pack_into("<HHH", neh, 58, 0, 0, 0)
+        dst.seek(0)
+        dst.write(bytes(neh) + bytes(new_ph))
+    os.replace(tmp, path)
+
+
+def _makedumpfile(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(["makedumpfile", *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def filter_dumps(elf: pathlib.Path, vmlinux: pathlib.Path, level: int,
+                 kdump: pathlib.Path, elf_filtered: pathlib.Path) -> None:
+    """Run makedumpfile -c and -E in parallel (the host has 2 cores)."""
+    for p in (kdump, elf_filtered):
+        p.unlink(missing_ok=True)
+    jobs = {
+        kdump: _makedumpfile(["-c", "-d", str(level), "-x", str(vmlinux), str(elf), str(kdump)]),
+        elf_filtered: _makedumpfile(["-E", "-d", str(level), "-x", str(vmlinux), str(elf), str(elf_filtered)]),
+    }
+    deadline = time.monotonic() + MAKEDUMPFILE_TIMEOUT_S
+    errors = []
+    for out, p in jobs.items():
+        try:
+            text, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for q in jobs.values():
+                q.kill()
+            raise LabError(f"makedumpfile timed out after {MAKEDUMPFILE_TIMEOUT_S}s")
+        if p.returncode != 0 or not out.exists():
+            lines = text.decode(errors="replace").strip().splitlines()
+            errors.append(f"{out.name}: rc={p.returncode}: {' | '.join(lines[-3:])}")
+    if errors:
+        raise LabError("makedumpfile failed: " + "; ".join(errors))
+
+
+def take(guest: Guest, vmlinux: pathlib.Path, outdir: pathlib.Path, *,
+         free_lazy: bool = True, filtered: bool = True) -> Snapshot:
+    """Capture vmallocinfo + module JSON, dump immediately, then filter.
+
+    The agent reads everything in-process (no fork between the capture and
+    the dump: each fork would allocate a vmalloc'd stack)."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    cap = guest.request("capture", 120, free_lazy=free_lazy)
+    elf = outdir / "vmcore.elf"
+    t0 = time.monotonic()
+    guest.dump_elf(elf)
+    log(f"{guest.release}: ELF dump {elf.stat().st_size >> 20} MiB in {time.monotonic() - t0:.1f}s")
+    fix_phdrs(elf)
+    module_text = cap.get("module_json")
+    (outdir / "vmallocinfo.txt").write_text(cap["vmallocinfo"])
+    (outdir / "iomem.txt").write_text(cap["iomem"])
+    if module_text is not None:
+        (outdir / "module.json").write_text(module_text)
+    text = cap["symbols"].get("_text")
+    if text is None:
+        raise LabError("no _text in the guest's /proc/kallsyms (kptr_restrict?)")
+    level = DUMP_LEVEL.get(guest.kernel, 23)
+    snap = Snapshot(
+        dir=outdir, elf=elf, kdump=outdir / "vmcore.kdump",
+        elf_filtered=outdir / "vmcore-filtered.elf", dump_level=level,
+        module=json.loads(module_text) if module_text else None,
+        module_json_text=module_text, vmallocinfo=cap["vmallocinfo"],
+        kallsyms_text=text, kaslr_offset=text - TEXT_NO_KASLR, iomem=cap["iomem"],
+        symbols=cap["symbols"], variables=cap["variables"], cpus_online=cap["cpus_online"],
+        captured_at=cap["captured_at"],
+    )
+    meta: dict[str, Any] = {k: v for k, v in dataclasses.asdict(snap).items()
+                            if k not in ("module", "module_json_text", "vmallocinfo", "iomem")}
+    (outdir / "snapshot.json").write_text(json.dumps(meta, indent=1, default=str))
+    if filtered:
+        t0 = time.monotonic()
+        filter_dumps(elf, vmlinux, level, snap.kdump, snap.elf_filtered)
+        log(f"{guest.release}: makedumpfile -d {level} (-c, -E) in {time.monotonic() - t0:.1f}s")
+    return snap
