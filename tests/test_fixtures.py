@@ -298,3 +298,9 @@ def test_hostile_files_are_what_they_say():
     assert b"PAGESIZE=four-kilobytes" in d
     with pytest.raises(UnicodeDecodeError):
         d[d.index(b"OSRELEASE="):].split(b"\0")[0].decode()
+
+
+def test_readme_mentions_every_fixture():
+    readme = (FIX / "README.md").read_text()
+    for rel in committed_files():
+        assert f"`{pathlib.PurePath(rel).name}`" in readme, rel
