@@ -206,12 +206,8 @@ class VmallocReader:
     # -- areas -------------------------------------------------------------
 
     def _decode_va(self, addr: int, buf: bytes, node: Optional[int]) -> RawArea:
-        vals = self._va_struct.unpack_from(buf)
-        if len(vals) == 4:
-            start, end, vm, flags = vals
-        else:
-            start, end, vm = vals
-            flags = None
+        d = dict(zip(self._va_names, self._va_struct.unpack_from(buf)))
+        start, end, vm, flags = d["start"], d["end"], d["vm"], d.get("flags")
         if self.layout.va_flags == "legacy" and not (flags or 0) & VM_VM_AREA:
             vm = 0  # the pointer is only meaningful with VM_VM_AREA
         return RawArea(addr, start, end, vm, flags, node)
@@ -220,12 +216,15 @@ class VmallocReader:
         self, head: int, log: WalkLog, what: str, limit: int, node: Optional[int]
     ) -> Iterator[RawArea]:
         va_struct = self._va_struct
-        legacy = self.layout.va_flags == "legacy"
-        has_flags = len(self._va_names) == 4
+        # Fast path when the members are in the 6.3+ order (start, end, vm,
+        # flags); anything else goes through the by-name decoder.
+        fast = self._va_names == ("start", "end", "vm", "flags") and (
+            self.layout.va_flags == "vmap_ram"
+        )
         for addr, buf in list_walk(
             self.prog, head, self.va_list, self.va_size, log, what, limit
         ):
-            if has_flags and not legacy:
+            if fast:
                 start, end, vm, flags = va_struct.unpack_from(buf)
                 yield RawArea(addr, start, end, vm, flags, node)
             else:
@@ -278,18 +277,12 @@ class VmallocReader:
         if lazy == "nodes":
             vn_t = prog.type("struct vmap_node")
             lazy_off = drgn.offsetof(vn_t, "lazy.head")
-            purge_off = drgn.offsetof(vn_t, "purge_list")
+            # vn->purge_list only holds areas while a purge is running; like
+            # show_purge_info() we report the lazy lists.
             for i, vn in self.vmap_nodes(log):
                 out.extend(
                     self._areas_from_list(
                         vn + lazy_off, log, f"vmap_nodes[{i}].lazy", limit - len(out), i
-                    )
-                )
-                # Areas being purged right now are still not reusable.
-                out.extend(
-                    self._areas_from_list(
-                        vn + purge_off, log, f"vmap_nodes[{i}].purge_list",
-                        limit - len(out), i,
                     )
                 )
         elif lazy == "list":

@@ -50,16 +50,28 @@ class WalkLog:
     is also issued with :func:`warnings.warn` as a :class:`WalkWarning`.
     """
 
-    __slots__ = ("messages", "emit")
+    __slots__ = ("messages", "emit", "cap", "suppressed")
 
-    def __init__(self, emit: bool = False) -> None:
+    def __init__(self, emit: bool = False, cap: int = 1000) -> None:
         self.messages: List[str] = []
         self.emit = emit
+        #: keep at most this many messages; count the rest in ``suppressed``.
+        self.cap = cap
+        self.suppressed = 0
 
     def warn(self, message: str) -> None:
+        if len(self.messages) >= self.cap:
+            self.suppressed += 1
+            return
         self.messages.append(message)
         if self.emit:
             warnings.warn(message, WalkWarning, stacklevel=3)
+
+    def summary(self) -> List[str]:
+        """The messages, plus one line counting suppressed ones."""
+        if self.suppressed:
+            return self.messages + [f"... and {self.suppressed} more warnings"]
+        return list(self.messages)
 
     def __bool__(self) -> bool:
         return bool(self.messages)

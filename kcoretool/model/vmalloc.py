@@ -1,0 +1,525 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""
+vmalloc model
+-------------
+
+Plain, typed dataclasses describing the vmalloc state of one kernel,
+detached from drgn: JSON-serialisable (``to_dict``), comparable (``==`` and
+ordering by start address) and diffable (:meth:`VmallocModel.diff`).
+Built by :func:`kcoretool.model.from_program`.
+
+Classes use hand-written ``__slots__`` (Python 3.9 has no
+``dataclass(slots=True)``) so a million areas stay small.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import fnmatch
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+
+__all__ = (
+    "Area",
+    "FreeHole",
+    "KINDS",
+    "VmStruct",
+    "VmallocModel",
+    "VmapBlock",
+)
+
+#: Every area kind, in the order reports list them.
+KINDS = (
+    "vmalloc",
+    "vmap",
+    "ioremap",
+    "user-mapped",
+    "dma-coherent",
+    "sparse",
+    "exec",
+    "uninitialised",
+    "vm_map_ram",
+    "vmap_block",
+    "lazy",
+    "pooled",
+    "other",
+)
+
+
+@dataclass(eq=True, order=False)
+class VmStruct:
+    """A ``struct vm_struct``."""
+
+    __slots__ = (
+        "address", "addr", "size", "flags", "flag_names", "nr_pages",
+        "page_order", "phys_addr", "caller", "caller_symbol", "requested_size",
+        "pages_array",
+    )
+    #: address of the struct vm_struct itself
+    address: int
+    addr: int
+    #: includes the guard page unless VM_NO_GUARD
+    size: int
+    flags: int
+    flag_names: Tuple[str, ...]
+    nr_pages: int
+    #: log2 of the mapping's page size in pages (9 = 2 MiB); None if the
+    #: kernel has no vm_struct.page_order
+    page_order: Optional[int]
+    #: ioremap physical address (0 if none)
+    phys_addr: int
+    caller: int
+    #: "symbol+0xoff/0xsize [module]" like %pS, or None
+    caller_symbol: Optional[str]
+    requested_size: Optional[int]
+    #: the struct page ** array (see kcoretool.model.vm_page_physaddrs)
+    pages_array: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "address": self.address,
+            "addr": self.addr,
+            "size": self.size,
+            "flags": self.flags,
+            "flag_names": list(self.flag_names),
+            "nr_pages": self.nr_pages,
+            "page_order": self.page_order,
+            "phys_addr": self.phys_addr,
+            "caller": self.caller,
+            "caller_symbol": self.caller_symbol,
+            "requested_size": self.requested_size,
+            "pages_array": self.pages_array,
+        }
+
+
+@dataclass(eq=True, order=True)
+class Area:
+    """A ``struct vmap_area``: busy, lazy (freed, not yet purged) or pooled."""
+
+    __slots__ = (
+        "start", "end", "kind", "lazy", "flags", "node", "flags_node_id",
+        "vm", "block", "address",
+    )
+    start: int
+    end: int
+    #: one of :data:`KINDS`
+    kind: str
+    #: freed but not yet purged (in the lazy/purge lists or, <= 5.3, flagged)
+    lazy: bool
+    #: raw vmap_area.flags (None if this kernel has none)
+    flags: Optional[int]
+    #: 6.9+: index of the vmap_node whose tree holds the area
+    node: Optional[int]
+    #: 6.9+: vmap node id encoded in flags bits 8-15 (pool origin), if any
+    flags_node_id: Optional[int]
+    vm: Optional[VmStruct]
+    #: address of the struct vmap_block if this area is a vmap block
+    block: Optional[int]
+    #: address of the struct vmap_area itself
+    address: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    @property
+    def caller_symbol(self) -> Optional[str]:
+        return self.vm.caller_symbol if self.vm is not None else None
+
+    def pages(self, page_size: int = 4096) -> int:
+        """Mapped pages: ``nr_pages`` for vm areas, else the VA's page count."""
+        if self.vm is not None:
+            return self.vm.nr_pages
+        return self.size // page_size
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "start": self.start,
+            "end": self.end,
+            "size": self.end - self.start,
+            "kind": self.kind,
+            "lazy": self.lazy,
+            "flags": self.flags,
+            "node": self.node,
+            "flags_node_id": self.flags_node_id,
+            "vm": self.vm.to_dict() if self.vm is not None else None,
+            "block": self.block,
+            "address": self.address,
+        }
+
+
+@dataclass(eq=True, order=True)
+class VmapBlock:
+    """A ``struct vmap_block``: a per-CPU area carved into vm_map_ram pieces."""
+
+    __slots__ = (
+        "start", "end", "address", "cpu", "cpu_source", "free", "dirty",
+        "dirty_min", "dirty_max", "bits", "used", "used_source", "notes",
+    )
+    start: int
+    end: int
+    address: int
+    cpu: Optional[int]
+    #: "vmap_block.cpu" (6.10+), "free list" (the vbq->free it sits on) or None
+    cpu_source: Optional[str]
+    #: pages never handed out (at the end of the block)
+    free: int
+    #: pages handed out and freed again, TLB flush pending
+    dirty: int
+    dirty_min: int
+    dirty_max: int
+    #: pages in the block (VMAP_BBMAP_BITS)
+    bits: int
+    #: used page ranges [first, last) in pages from start; None if unknown
+    used: Optional[Tuple[Tuple[int, int], ...]]
+    #: "used_map" (6.3+), "page_tables", "derived" (free/dirty counters) or
+    #: "unknown"
+    used_source: str
+    notes: Tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    def pieces(self, page_size: int = 4096) -> List[Tuple[int, int]]:
+        """
+        ``(start, end)`` address ranges of the live vm_map_ram pieces. Adjacent
+        pieces are indistinguishable in every kernel record and come back
+        merged.
+        """
+        if self.used is None:
+            return []
+        return [(self.start + a * page_size, self.start + b * page_size) for a, b in self.used]
+
+    def used_pages(self) -> Optional[int]:
+        if self.used is None:
+            return None
+        return sum(b - a for a, b in self.used)
+
+    def to_dict(self, page_size: int = 4096) -> Dict[str, Any]:
+        d = {s: getattr(self, s) for s in self.__slots__}
+        d["used"] = [list(r) for r in self.used] if self.used is not None else None
+        d["pieces"] = [list(p) for p in self.pieces(page_size)]
+        d["notes"] = list(self.notes)
+        return d
+
+
+@dataclass(eq=True, order=True)
+class FreeHole:
+    """A free range of kernel virtual address space (from the free list)."""
+
+    __slots__ = ("start", "end")
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"start": self.start, "end": self.end, "size": self.end - self.start}
+
+
+class VmallocModel:
+    """
+    A snapshot of the kernel's vmalloc state. ``areas`` are the busy areas
+    sorted by start; ``walk_order`` is the same objects in the kernel's own
+    order (node by node on 6.9+); ``lazy`` and ``pooled`` are not busy.
+    """
+
+    def __init__(
+        self,
+        *,
+        layout: Any,
+        release: Optional[str],
+        page_size: int,
+        vmalloc_start: int,
+        vmalloc_end: int,
+        modules_start: int,
+        modules_end: int,
+        areas: List[Area],
+        walk_order: List[Area],
+        lazy: List[Area],
+        pooled: List[Area],
+        blocks: List[VmapBlock],
+        holes: Optional[List[FreeHole]],
+        lazy_nr: Optional[int],
+        lazy_max_pages: Optional[int],
+        warnings: List[str],
+        numa: bool = False,
+    ) -> None:
+        self.layout = layout
+        self.release = release
+        self.page_size = page_size
+        self.vmalloc_start = vmalloc_start
+        self.vmalloc_end = vmalloc_end
+        self.modules_start = modules_start
+        self.modules_end = modules_end
+        self.areas = areas
+        self.walk_order = walk_order
+        self.lazy = lazy
+        self.pooled = pooled
+        self.blocks = blocks
+        #: None when the kernel has no free list (< 5.2): use gaps()
+        self.holes = holes
+        self.lazy_nr = lazy_nr
+        self.lazy_max_pages = lazy_max_pages
+        self.warnings = warnings
+        self.numa = numa
+        self._starts: Optional[List[int]] = None
+        self._blocks_by_start = {b.start: b for b in blocks}
+        self._blocks_by_addr = {b.address: b for b in blocks}
+
+    # -- lookups -----------------------------------------------------------
+
+    def _start_index(self) -> List[int]:
+        if self._starts is None:
+            self._starts = [a.start for a in self.areas]
+        return self._starts
+
+    def find(self, addr: int, include_lazy: bool = True) -> Optional[Area]:
+        """The area containing ``addr`` (busy first, then lazy and pooled)."""
+        starts = self._start_index()
+        i = bisect.bisect_right(starts, addr) - 1
+        if i >= 0 and self.areas[i].start <= addr < self.areas[i].end:
+            return self.areas[i]
+        if include_lazy:
+            for a in self.lazy:
+                if a.start <= addr < a.end:
+                    return a
+            for a in self.pooled:
+                if a.start <= addr < a.end:
+                    return a
+        return None
+
+    def block_of(self, area: Area) -> Optional[VmapBlock]:
+        if area.block is not None:
+            return self._blocks_by_addr.get(area.block)
+        return self._blocks_by_start.get(area.start)
+
+    def find_piece(self, addr: int) -> Optional[Tuple[VmapBlock, Optional[Tuple[int, int]]]]:
+        """``(block, piece or None if addr is in an unused page)``."""
+        a = self.find(addr, include_lazy=False)
+        if a is None:
+            return None
+        b = self.block_of(a)
+        if b is None:
+            return None
+        for p in b.pieces(self.page_size):
+            if p[0] <= addr < p[1]:
+                return b, p
+        return b, None
+
+    def select(
+        self,
+        kinds: Optional[Iterable[str]] = None,
+        caller: Optional[str] = None,
+        min_size: int = 0,
+        lo: Optional[int] = None,
+        hi: Optional[int] = None,
+        include_lazy: bool = False,
+    ) -> Iterator[Area]:
+        """Filter areas: kinds, caller glob (symbol name), size, overlap [lo, hi)."""
+        ks = set(kinds) if kinds else None
+        src: Iterable[Area] = self.areas
+        if include_lazy or (ks and ("lazy" in ks or "pooled" in ks)):
+            src = sorted(list(self.areas) + self.lazy + self.pooled)
+        for a in src:
+            if ks is not None and a.kind not in ks:
+                continue
+            if a.end - a.start < min_size:
+                continue
+            if lo is not None and a.end <= lo:
+                continue
+            if hi is not None and a.start >= hi:
+                continue
+            if caller is not None:
+                sym = a.vm.caller_symbol if a.vm is not None else None
+                name = sym.split("+", 1)[0] if sym else ""
+                if not (fnmatch.fnmatchcase(name, caller) or (sym and fnmatch.fnmatchcase(sym, caller))):
+                    continue
+            yield a
+
+    # -- free space --------------------------------------------------------
+
+    def vmalloc_holes(self) -> List[FreeHole]:
+        """Holes inside [VMALLOC_START, VMALLOC_END), clipped."""
+        return self.holes_in(self.vmalloc_start, self.vmalloc_end)
+
+    def holes_in(self, lo: int, hi: int) -> List[FreeHole]:
+        if self.holes is None:
+            return self.gaps(lo, hi)
+        out = []
+        for h in self.holes:
+            s, e = max(h.start, lo), min(h.end, hi)
+            if s < e:
+                out.append(FreeHole(s, e))
+        return out
+
+    def gaps(self, lo: int, hi: int) -> List[FreeHole]:
+        """Gaps between busy, lazy and pooled areas (for kernels without a free list)."""
+        taken = sorted((a.start, a.end) for a in list(self.areas) + self.lazy + self.pooled)
+        out = []
+        pos = lo
+        for s, e in taken:
+            if e <= pos:
+                continue
+            if s >= hi:
+                break
+            if s > pos:
+                out.append(FreeHole(pos, s))
+            pos = max(pos, e)
+        if pos < hi:
+            out.append(FreeHole(pos, hi))
+        return out
+
+    def hole_histogram(self, holes: Optional[List[FreeHole]] = None) -> Dict[int, int]:
+        """``{2**k: number of holes with 2**k <= size < 2**(k+1)}``."""
+        hist: Dict[int, int] = {}
+        for h in holes if holes is not None else self.vmalloc_holes():
+            k = 1 << (h.size.bit_length() - 1) if h.size else 0
+            hist[k] = hist.get(k, 0) + 1
+        return dict(sorted(hist.items()))
+
+    def fits(
+        self, size: int, align: int = 0, holes: Optional[List[FreeHole]] = None
+    ) -> List[Tuple[FreeHole, int]]:
+        """
+        Holes where a request of ``size`` bytes (aligned to ``align``) fits,
+        with the lowest fitting address in each -- the kernel's allocator
+        picks the lowest fit. It does not add the guard page: pass
+        ``size + PAGE_SIZE`` to model ``vmalloc(size)``.
+        """
+        align = max(align, self.page_size)
+        out = []
+        for h in holes if holes is not None else self.vmalloc_holes():
+            a = (h.start + align - 1) // align * align
+            if a + size <= h.end:
+                out.append((h, a))
+        return out
+
+    # -- summaries ---------------------------------------------------------
+
+    def stats(self) -> Dict[str, Any]:
+        """Totals by kind and caller, lazy pages vs threshold, range usage."""
+        ps = self.page_size
+        by_kind: Dict[str, Dict[str, int]] = {}
+        by_caller: Dict[str, Dict[str, int]] = {}
+        used_vmalloc = 0
+        used_modules = 0
+        vs, ve, ms, me = self.vmalloc_start, self.vmalloc_end, self.modules_start, self.modules_end
+        for a in self.areas:
+            size = a.end - a.start
+            vm = a.vm
+            pages = vm.nr_pages if vm is not None else size // ps
+            k = by_kind.get(a.kind)
+            if k is None:
+                k = by_kind[a.kind] = {"count": 0, "size": 0, "pages": 0}
+            k["count"] += 1
+            k["size"] += size
+            k["pages"] += pages
+            if vm is not None:
+                sym = vm.caller_symbol
+                name = sym.split("+", 1)[0] if sym else (hex(vm.caller) if vm.caller else "?")
+            else:
+                name = f"({a.kind})"
+            c = by_caller.get(name)
+            if c is None:
+                c = by_caller[name] = {"count": 0, "size": 0, "pages": 0}
+            c["count"] += 1
+            c["size"] += size
+            c["pages"] += pages
+            if vs <= a.start < ve:
+                used_vmalloc += size
+            elif ms <= a.start < me:
+                used_modules += size
+        lazy_pages = sum((a.end - a.start) // ps for a in self.lazy)
+        holes = self.vmalloc_holes()
+        largest = max((h.size for h in holes), default=0)
+        return {
+            "areas": len(self.areas),
+            "by_kind": dict(sorted(by_kind.items(), key=lambda kv: -kv[1]["size"])),
+            "by_caller": dict(sorted(by_caller.items(), key=lambda kv: -kv[1]["size"])),
+            "lazy": {
+                "areas": len(self.lazy),
+                "pages": lazy_pages,
+                "vmap_lazy_nr": self.lazy_nr,
+                "lazy_max_pages": self.lazy_max_pages,
+            },
+            "pooled": {"areas": len(self.pooled), "size": sum(a.size for a in self.pooled)},
+            "vmalloc_range": {
+                "start": self.vmalloc_start,
+                "end": self.vmalloc_end,
+                "size": self.vmalloc_end - self.vmalloc_start,
+                "used": used_vmalloc,
+                "free": sum(h.size for h in holes),
+                "holes": len(holes),
+                "largest_hole": largest,
+            },
+            "modules_range": {
+                "start": self.modules_start,
+                "end": self.modules_end,
+                "used": used_modules,
+            },
+            "blocks": len(self.blocks),
+            "warnings": len(self.warnings),
+        }
+
+    # -- serialisation -------------------------------------------------------
+
+    def to_dict(self) -> Dict[str, Any]:
+        layout = self.layout.to_dict() if hasattr(self.layout, "to_dict") else self.layout
+        ps = self.page_size
+        return {
+            "release": self.release,
+            "layout": layout,
+            "page_size": ps,
+            "vmalloc_start": self.vmalloc_start,
+            "vmalloc_end": self.vmalloc_end,
+            "modules_start": self.modules_start,
+            "modules_end": self.modules_end,
+            "areas": [a.to_dict() for a in self.areas],
+            "lazy": [a.to_dict() for a in self.lazy],
+            "pooled": [a.to_dict() for a in self.pooled],
+            "blocks": [b.to_dict(ps) for b in self.blocks],
+            "holes": [h.to_dict() for h in self.holes] if self.holes is not None else None,
+            "lazy_nr": self.lazy_nr,
+            "lazy_max_pages": self.lazy_max_pages,
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    def diff(self, other: "VmallocModel") -> Dict[str, List[Any]]:
+        """
+        What changed from ``self`` to ``other``, keyed by area start:
+        ``added`` / ``removed`` areas and ``changed`` ``(old, new)`` pairs.
+        """
+        a = {x.start: x for x in self.areas}
+        b = {x.start: x for x in other.areas}
+        return {
+            "added": [b[k] for k in sorted(b.keys() - a.keys())],
+            "removed": [a[k] for k in sorted(a.keys() - b.keys())],
+            "changed": [(a[k], b[k]) for k in sorted(a.keys() & b.keys()) if a[k] != b[k]],
+        }
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, VmallocModel):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"<VmallocModel {self.layout.label if hasattr(self.layout, 'label') else ''}"
+            f" areas={len(self.areas)} lazy={len(self.lazy)} blocks={len(self.blocks)}"
+            f" warnings={len(self.warnings)}>"
+        )
+
+
+def _replace(obj: Any, **kw: Any) -> Any:
+    return dataclasses.replace(obj, **kw)
