@@ -292,3 +292,33 @@ def test_hostile_file_library_error(name):
         core = open_core(FIXTURES / "hostile" / name)
         # vmcoreinfo-garbage opens; the typed accessor is what fails
         core.page_size
+
+
+def test_sysfs_vmcoreinfo_fallback(tmp_path, monkeypatch):
+    """Kernels before 4.19 put no VMCOREINFO note in kcore: the live path
+    reads /sys/kernel/vmcoreinfo ("phys size") and the note from RAM."""
+    from kcoretool.source import elfcore
+
+    blob = bytearray((FIXTURES / "kcore-6.1.core").read_bytes())
+    i = blob.index(b"VMCOREINFO\0")
+    blob[i:i + 10] = b"XMCOREINFO"  # hide the note
+    path = tmp_path / "old-kcore"
+    path.write_bytes(bytes(blob))
+    desc = b"OSRELEASE=4.14.0\nPAGESIZE=4096\n"
+    note = struct.pack("<III", 11, len(desc), 0) + b"VMCOREINFO\0\0" + desc
+    phys = 0x1000  # inside the fixture's first RAM segment
+    sysfs = tmp_path / "vmcoreinfo"
+    sysfs.write_text(f"{phys:x} {len(note):x}\n")
+    monkeypatch.setattr(elfcore, "VMCOREINFO_SYSFS", str(sysfs))
+    monkeypatch.setattr(elfcore.ElfCore, "is_live", property(lambda self: True))
+    real_read = elfcore.ElfCore.read
+
+    def fake_read(self, addr, size, physical=False):
+        if physical and addr == phys:
+            return note[:size]
+        return real_read(self, addr, size, physical)
+
+    monkeypatch.setattr(elfcore.ElfCore, "read", fake_read)
+    with open_core(path) as core:
+        assert core.vmcoreinfo_source == str(sysfs)
+        assert core.release == "4.14.0"
