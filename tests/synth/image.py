@@ -139,6 +139,11 @@ class Image:
                 ms, s, a = self._members(sub, kind == "union")
                 t = self.prog.union_type(None, s, ms)
                 self.layouts["union "] = (s, a)
+            elif isinstance(spec, str) and "*" in spec and "[" not in spec:
+                # Pointers resolve lazily so structs can point at themselves
+                # or at structs defined later.
+                t = (lambda spec=spec: self.type(spec))  # type: ignore[assignment]
+                s, a = 8, 8
             else:
                 t = self.type(spec) if isinstance(spec, str) else spec
                 s, a = self._size_align(t)
