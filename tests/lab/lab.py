@@ -10,11 +10,13 @@ import os
 import pathlib
 import re
 import shutil
+import subprocess
+import sys
 import time
 from typing import Any, Optional, Sequence
 
 from . import initramfs, kmod, snapshot as snapshot_mod
-from .config import DEFAULT_MEM_MB, LabError, cache_dir, check_environment, log
+from .config import DEFAULT_MEM_MB, REPO_ROOT, LabError, cache_dir, check_environment, log
 from .fetch import KernelFiles, fetch
 from .guest import Guest
 from .snapshot import Snapshot
@@ -32,6 +34,18 @@ def parse_system_ram(iomem: str) -> list[tuple[int, int]]:
         if m:
             out.append((int(m.group(1), 16), int(m.group(2), 16)))
     return out
+
+
+def host_kcoretool(*args: str, timeout: float = 300) -> tuple[int, str, str]:
+    """Run ``python -m kcoretool ARGS`` on the host (e.g. on the saved dumps)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    try:
+        cp = subprocess.run([sys.executable, "-m", "kcoretool", *map(str, args)], capture_output=True,
+                            text=True, errors="replace", timeout=timeout, cwd=str(REPO_ROOT), env=env)
+    except subprocess.TimeoutExpired:
+        return -9, "", f"kcoretool timed out after {timeout}s on the host\n"
+    return cp.returncode, cp.stdout, cp.stderr
 
 
 class LabKernel:
@@ -56,6 +70,10 @@ class LabKernel:
 
     def kcoretool(self, *args: str, timeout: float = 300) -> tuple[int, str, str]:
         return self.guest.kcoretool(*args, timeout=timeout)
+
+    def kcoretool_host(self, *args: str, timeout: float = 300) -> tuple[int, str, str]:
+        """``python -m kcoretool ARGS`` on the host (for the snapshot files)."""
+        return host_kcoretool(*args, timeout=timeout)
 
     def read(self, path: str) -> str:
         return self.guest.read(path)

@@ -1,0 +1,85 @@
+"""pytest fixtures for the real-kernel lab (API: tests/lab/README.md).
+
+Enable with ``pytest_plugins = ["tests.lab.pytest_plugin"]`` in
+tests/conftest.py.  The ``lab`` fixture is session scoped and parametrized over
+the kernels, so each kernel boots once per session and all of its tests run
+against that boot.  Where the lab cannot run it skips with a one-line
+reason, except under ``CI=true``, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterator
+
+import pytest
+
+from .config import KERNELS, LabError, LabUnavailable, check_environment
+from .lab import host_kcoretool  # noqa: F401  (re-exported for tests)
+
+# KCORETOOL_LAB_KERNELS=6.12 limits the session to some kernels.
+LAB_KERNELS = [k for k in os.environ.get("KCORETOOL_LAB_KERNELS", ",".join(KERNELS)).split(",") if k]
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def _unavailable(reason: str) -> None:
+    if _ci():
+        pytest.fail(f"lab cannot run under CI=true: {reason}", pytrace=False)
+    pytest.skip(f"lab unavailable: {reason}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Anything that uses the lab fixtures is a lab test, marked or not.
+    for item in items:
+        if {"lab", "lab_guest"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture(scope="session")
+def lab_environment() -> None:
+    """Skip (or fail under CI=true) when the host cannot run the lab."""
+    try:
+        check_environment()
+    except LabUnavailable as exc:
+        _unavailable(str(exc))
+
+
+@pytest.fixture(scope="session", params=LAB_KERNELS, ids=[f"linux{k}" for k in LAB_KERNELS])
+def lab(request: pytest.FixtureRequest, lab_environment: None) -> Iterator[Any]:
+    """A booted kernel with the test module loaded and a snapshot taken."""
+    from .lab import start
+
+    try:
+        lk = start(request.param)
+    except LabUnavailable as exc:
+        _unavailable(str(exc))
+        raise  # not reached
+    except LabError as exc:
+        pytest.fail(f"lab {request.param}: {exc}", pytrace=False)
+        raise
+    try:
+        yield lk
+    finally:
+        lk.close()
+
+
+@pytest.fixture(scope="session")
+def lab_guest(lab: Any) -> Any:
+    """Alias of ``lab``."""
+    return lab
+
+
+def kcoretool_json(runner: Any, *args: str, timeout: float = 300) -> Any:
+    """Run a kcoretool command with ``--json`` through runner (a LabKernel's
+    ``kcoretool`` or :func:`host_kcoretool`) and parse its output."""
+    rc, out, err = runner("--json", *args, timeout=timeout)
+    if rc != 0:
+        raise AssertionError(f"kcoretool --json {' '.join(args)} exited {rc}: {err.strip()[-500:]}")
+    try:
+        return json.loads(out)
+    except json.JSONDecodeError as exc:
+        raise AssertionError(f"kcoretool --json {' '.join(args)}: bad JSON ({exc}): {out[:300]!r}")
