@@ -10,6 +10,8 @@ read) plus optional debug info into a :class:`drgn.Program`, with one-line
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from typing import Iterable, List, Optional, Sequence
 
@@ -52,6 +54,18 @@ def _release(prog: drgn.Program) -> str:
     except (KeyError, LookupError, drgn.FaultError):
         pass
     return "unknown"
+
+
+@contextlib.contextmanager
+def _quiet_drgn():
+    """drgn logs "missing debugging symbols" warnings; the library never prints."""
+    logger = logging.getLogger("drgn")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
 
 
 def _has_vmalloc_types(prog: drgn.Program) -> bool:
@@ -108,16 +122,17 @@ def open_program(
     tried.extend(p for p in debug_info_candidates(release) if os.path.exists(p))
     tried.extend(extra_debug_paths)
 
-    if tried:
-        try:
-            prog.load_debug_info(tried, main=True)
-        except drgn.MissingDebugInfoError:
-            pass
-    if not _has_vmalloc_types(prog) and search:
-        try:
-            prog.load_debug_info(main=True)
-        except drgn.MissingDebugInfoError:
-            pass
+    with _quiet_drgn():
+        if tried:
+            try:
+                prog.load_debug_info(tried, main=True)
+            except drgn.MissingDebugInfoError:
+                pass
+        if not _has_vmalloc_types(prog) and search:
+            try:
+                prog.load_debug_info(main=True)
+            except drgn.MissingDebugInfoError:
+                pass
     if not _has_vmalloc_types(prog):
         if vmlinux is not None:
             raise DebugInfoError(
@@ -127,7 +142,8 @@ def open_program(
         raise DebugInfoError(f"no debug info for Linux {release}; " + install_hint(release))
 
     if modules:
-        _load_module_info(prog, tried)
+        with _quiet_drgn():
+            _load_module_info(prog, tried)
     return prog
 
 

@@ -602,13 +602,34 @@ class Symbolizer:
             if s is not None:
                 off = addr - s.address
                 sym = (s.name, off)
-                text = f"{s.name}+{off:#x}/{s.size:#x}"
+                text = f"{s.name}+{off:#x}/{self._kallsyms_size(s):#x}"
                 mod = self._module_name(addr)
                 if mod:
                     text += f" [{mod}]"
         self._cache[addr] = text
         self._sym[addr] = sym
         return text
+
+    def _kallsyms_size(self, s: "drgn.Symbol") -> int:
+        """
+        The size ``%pS`` prints: kallsyms has no sizes and reports the
+        distance to the next symbol (alignment padding included), where the
+        ELF symbol table has the exact size. Probe just past the end for the
+        next symbol; fall back to the ELF size.
+        """
+        end = s.address + s.size
+        probe = end
+        for _ in range(17):
+            try:
+                nxt = [x.address for x in self.prog.symbols(probe) if x.address > s.address]
+            except (LookupError, ValueError, OverflowError):
+                nxt = []
+            if nxt:
+                return min(nxt) - s.address
+            probe = (probe | 15) + 1
+            if probe - end > 256:
+                break
+        return s.size
 
     def _module_name(self, addr: int) -> Optional[str]:
         try:

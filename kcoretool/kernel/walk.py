@@ -80,9 +80,15 @@ class WalkLog:
         return len(self.messages)
 
 
+#: Lowest x86_64 kernel-half address with 5-level paging (LA57); with
+#: 4-level paging the kernel half starts higher, at 0xffff800000000000. Real
+#: guests with ``-cpu max`` run LA57 and put the direct map at 0xff2e...
+KERNEL_HALF = 0xFF00000000000000
+
+
 def is_kernel_pointer(value: int) -> bool:
     """Whether ``value`` looks like an aligned x86_64 kernel-half pointer."""
-    return value >= 0xFFFF800000000000 and not value & 7
+    return value >= KERNEL_HALF and not value & 7
 
 
 def _read(prog: drgn.Program, addr: int, size: int) -> Optional[bytes]:
