@@ -1,72 +1,12 @@
 """The page-table walker on hand-built x86_64 tables (4- and 5-level, 2 MiB
 and 1 GiB leaves, holes at every level, an SME bit)."""
 
-import struct
-
 import pytest
 
 from kcoretool.reader.pagetable import PageTableWalker, kernel_page_table_root
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 
-P, RW, PSE = 1, 2, 0x80
-NX = 1 << 63
-
-
-class Phys:
-    """Sparse physical memory of 4 KiB pages with a bump allocator for tables."""
-
-    def __init__(self):
-        self.pages = {}
-        self.next = 0x100000
-        self.reads = 0
-
-    def alloc(self):
-        addr = self.next
-        self.next += 0x1000
-        self.pages[addr] = bytearray(0x1000)
-        return addr
-
-    def set(self, table, idx, value):
-        struct.pack_into("<Q", self.pages[table], idx * 8, value)
-
-    def read(self, addr, size):
-        self.reads += 1
-        return bytes(self.pages[addr][:size])
-
-
-def build(levels=4, sme=0):
-    m = Phys()
-    root = m.alloc()
-    shifts = ([48] if levels == 5 else []) + [39, 30, 21]
-
-    def table_for(vaddr, stop_shift):
-        t = root
-        for shift in shifts:
-            if shift == stop_shift:
-                return t
-            idx = (vaddr >> shift) & 511
-            entry = struct.unpack_from("<Q", m.pages[t], idx * 8)[0]
-            if not entry & P:
-                new = m.alloc()
-                m.set(t, idx, new | sme | P | RW)
-                entry = new | P
-            t = entry & ~(0xFFF | sme | NX) & ((1 << 52) - 1)
-        return t
-
-    def map4k(vaddr, phys):
-        t = table_for(vaddr, None)
-        m.set(t, (vaddr >> 12) & 511, phys | sme | P | RW | NX)
-
-    def map2m(vaddr, phys):
-        t = table_for(vaddr, 21)
-        m.set(t, (vaddr >> 21) & 511, phys | sme | P | RW | PSE)
-
-    def map1g(vaddr, phys):
-        t = table_for(vaddr, 30)
-        m.set(t, (vaddr >> 30) & 511, phys | sme | P | RW | PSE)
-
-    return m, root, map4k, map2m, map1g
-
+from tests.ptbuild import build
 
 VA = 0xFFFFB3C5C0000000
 

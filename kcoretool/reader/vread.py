@@ -1,0 +1,283 @@
+"""
+Reading vmalloc memory
+----------------------
+
+:class:`VmallocReader` reads kernel virtual memory the way the kernel's
+``vread_iter()`` (:linux:`mm/vmalloc.c`, 6.4+) *means* to: data for the
+pages of vmalloc areas, large vm_map_ram areas and the used pages of vmap
+blocks; zeros for holes, guard pages, unused or dirty block pages, ioremap
+and sparse areas -- with a state for every page saying which.
+
+Which pages hold data is decided by the model (area kind, guard page, the
+block's used ranges) and the page tables, never by the kernel's block-offset
+arithmetic: 6.1's vread() zero-fills every vm_map_ram area, and 6.4+'s
+vmap_ram_vread_iter() copies from the start of the first used run, so every
+piece not at the start of its block reads back the wrong page through
+/proc/kcore.  Here each page is translated by the page tables and its
+physical page read -- from a vmcore's physical segments, or live through
+/proc/kcore's direct-map RAM segments.
+
+On a live kernel an area can be freed or remapped while it is read.  Like
+``read_kcore_iter()`` (fs/proc/kcore.c, 6.4+), each chunk is read
+optimistically and then checked; unlike it, the check is a revalidation of
+the area and its page-table translation rather than a fault-in, the number
+of attempts is bounded (the kernel loop can spin forever when a source page
+faults, as 6.13-rc did on execmem text), and pages whose area went away are
+reported as ``raced`` instead of being filled from whatever took its place.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple
+
+from kcoretool.errors import AddressError, KcoreToolError
+from kcoretool.reader.pagetable import PageTableWalker
+from kcoretool.reader.report import PageRun, ReadReport
+
+__all__ = ("VmallocReader", "CHUNK", "MAX_ATTEMPTS")
+
+#: Largest piece read and held in memory at once.
+CHUNK = 1 << 20
+#: Reads of one chunk before its pages are declared raced.
+MAX_ATTEMPTS = 4
+#: Sleep before each retry (seconds): let the writer finish its update.
+BACKOFF = (0.0005, 0.002, 0.01)
+VM_NO_GUARD = 0x40
+
+_ZEROS = bytes(CHUNK)
+
+
+def _write_zeros(sink: BinaryIO, n: int) -> None:
+    while n > 0:
+        k = min(n, CHUNK)
+        sink.write(_ZEROS[:k])
+        n -= k
+
+
+class VmallocReader:
+    """Read kernel virtual memory with per-page provenance.
+
+    :param model: a :class:`kcoretool.model.VmallocModel` snapshot.
+    :param read_phys: ``read_phys(addr, size) -> bytes``; raises
+        :class:`~kcoretool.errors.AddressError` for memory the source lacks.
+    :param walker: translates with the kernel's page tables.
+    :param revalidate: live kernels only: ``revalidate(area)`` re-reads the
+        area from the kernel and returns it (or None if it is gone).
+    :param force_io: read ioremap areas (device memory) too.
+    :param sparse: read the present pages of VM_SPARSE areas.
+    """
+
+    def __init__(
+        self,
+        model,
+        read_phys: Callable[[int, int], bytes],
+        walker: PageTableWalker,
+        *,
+        revalidate: Optional[Callable[[object], Optional[object]]] = None,
+        force_io: bool = False,
+        sparse: bool = False,
+        missing_state: str = "excluded",
+    ) -> None:
+        self.model = model
+        self.read_phys = read_phys
+        self.walker = walker
+        self.revalidate = revalidate
+        self.force_io = force_io
+        self.sparse = sparse
+        #: what a physical page the source cannot give is: "excluded" from a
+        #: dump, "unreadable" live
+        self.missing_state = missing_state
+        self.page_size = model.page_size
+        spans = sorted(list(model.areas) + list(model.lazy), key=lambda a: a.start)
+        self._spans = spans
+        self._starts = [a.start for a in spans]
+
+    # -- the walk over areas (vread_iter) ------------------------------------
+
+    def read(self, addr: int, size: int, sink: BinaryIO) -> ReadReport:
+        """Read [addr, addr+size) into ``sink`` (anything with ``write``)."""
+        report = ReadReport(addr, size, "pagetable")
+        end = addr + size
+        pos = addr
+        while pos < end:
+            area = self._area_at(pos)
+            if area is None:
+                nxt = self._next_start(pos)
+                n = min(end, nxt) - pos
+                _write_zeros(sink, n)
+                report.add(PageRun(pos, n, "hole"))
+                pos += n
+                continue
+            hi = min(end, area.end)
+            self._read_area(area, pos, hi, sink, report)
+            pos = hi
+        return report
+
+    def read_area(self, area, sink: BinaryIO) -> ReadReport:
+        """All of one area, guard page included."""
+        return self.read(area.start, area.end - area.start, sink)
+
+    def _area_at(self, addr: int):
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and addr < self._spans[i].end:
+            return self._spans[i]
+        return None
+
+    def _next_start(self, addr: int) -> int:
+        i = bisect.bisect_right(self._starts, addr)
+        return self._starts[i] if i < len(self._starts) else 1 << 64
+
+    # -- one area ------------------------------------------------------------
+
+    def _read_area(self, area, lo: int, hi: int, sink: BinaryIO, report: ReadReport) -> None:
+        for chunk_lo in range(lo, hi, CHUNK):
+            chunk_hi = min(hi, chunk_lo + CHUNK)
+            if self.revalidate is None:
+                for run, data in self._plan_and_read(area, chunk_lo, chunk_hi):
+                    self._emit(run, data, sink, report)
+                continue
+            area = self._read_chunk_live(area, chunk_lo, chunk_hi, sink, report)
+            if area is None:  # gone: the rest of the span raced
+                n = hi - chunk_hi
+                if n:
+                    _write_zeros(sink, n)
+                    report.add(PageRun(chunk_hi, n, "raced"))
+                return
+
+    def _read_chunk_live(self, area, lo: int, hi: int, sink: BinaryIO, report: ReadReport):
+        """Optimistic read, then revalidate; retry a bounded number of times.
+        Returns the area as last seen, or None if it is gone."""
+        for attempt in range(MAX_ATTEMPTS):
+            self.walker.invalidate()
+            pieces = list(self._plan_and_read(area, lo, hi))
+            current = self.revalidate(area)
+            self.walker.invalidate()
+            if current is not None and _identity(current) == _identity(area) and all(
+                self._still_maps(run) for run, _ in pieces
+            ):
+                for run, data in pieces:
+                    self._emit(run, data, sink, report)
+                return area
+            report.retries += 1
+            if current is None or not (current.start <= lo and hi <= current.end):
+                break
+            area = current  # re-resolve: same range, new contents
+            if attempt < len(BACKOFF):
+                time.sleep(BACKOFF[attempt])
+        _write_zeros(sink, hi - lo)
+        report.add(PageRun(lo, hi - lo, "raced", area=area.start))
+        return None
+
+    def _still_maps(self, run: PageRun) -> bool:
+        if run.state != "data":
+            return True
+        return list(self.walker.runs(run.vaddr, run.size)) == [(run.vaddr, run.phys, run.size)]
+
+    def _emit(self, run: PageRun, data: Optional[bytes], sink: BinaryIO, report: ReadReport) -> None:
+        if data is None:
+            _write_zeros(sink, run.size)
+        else:
+            sink.write(data)
+        report.add(run)
+
+    # -- what each page of an area should be ---------------------------------
+
+    def _plan_and_read(self, area, lo: int, hi: int):
+        """Yield (run, bytes or None for zeros) for [lo, hi) inside ``area``."""
+        ps = self.page_size
+        a0 = area.start
+        if getattr(area, "lazy", False):
+            yield PageRun(lo, hi - lo, "lazy", area=a0), None
+            return
+        vm = area.vm
+        if area.kind == "vmap_block":
+            yield from self._block(area, lo, hi)
+            return
+        if vm is None:
+            # vm_map_ram area of its own (VMAP_RAM without VMAP_BLOCK): read
+            # it like a vmalloc area (vmap_ram_vread_iter -> aligned_vread_iter).
+            yield from self._mapped(area, lo, hi, "unmapped")
+            return
+        usable = vm.size - (0 if vm.flags & VM_NO_GUARD else ps)
+        data_end = min(hi, vm.addr + usable)
+        if lo < data_end:
+            kind = area.kind
+            if kind == "uninitialised":
+                yield PageRun(lo, data_end - lo, "uninitialised", area=a0), None
+            elif kind == "ioremap" and not self.force_io:
+                yield PageRun(lo, data_end - lo, "ioremap", area=a0), None
+            elif kind == "sparse":
+                if self.sparse:
+                    yield from self._mapped(area, lo, data_end, "sparse")
+                else:
+                    yield PageRun(lo, data_end - lo, "sparse-skipped", area=a0), None
+            else:
+                yield from self._mapped(area, lo, data_end, "unmapped")
+        if max(lo, vm.addr + usable) < hi:
+            g = max(lo, vm.addr + usable)
+            yield PageRun(g, hi - g, "guard", area=a0), None
+
+    def _block(self, area, lo: int, hi: int):
+        """A vmap block: only its used pages hold vm_map_ram data.  Decided
+        per page from the block's used ranges (used_map on 6.3+), never from
+        the run-start arithmetic of vmap_ram_vread_iter()."""
+        ps = self.page_size
+        block = self.model.block_of(area)
+        if block is None or block.used is None:
+            # No record of which pages are live: the page tables are the
+            # oracle (vb_free() unmaps freed pages at once).
+            yield from self._mapped(area, lo, hi, "block-unused")
+            return
+        first_free = block.bits - block.free
+        pos = lo
+        while pos < hi:
+            idx = (pos - area.start) // ps
+            in_used = next(((a, b) for a, b in block.used if a <= idx < b), None)
+            if in_used is not None:
+                stop = min(hi, area.start + in_used[1] * ps)
+                yield from self._mapped(area, pos, stop, "unmapped")
+            else:
+                nxt_used = min((a for a, _ in block.used if a > idx), default=block.bits)
+                if idx < first_free:  # handed out once, freed since
+                    stop_idx, state = min(nxt_used, first_free), "block-dirty"
+                else:  # never handed out
+                    stop_idx, state = nxt_used, "block-unused"
+                stop = min(hi, area.start + stop_idx * ps)
+                yield PageRun(pos, stop - pos, state, area=area.start), None
+            pos = stop
+
+    def _mapped(self, area, lo: int, hi: int, unmapped_state: str):
+        """aligned_vread_iter(): present pages are read, the rest is zeros."""
+        for v, phys, n in self.walker.runs(lo, hi - lo):
+            if phys is None:
+                yield PageRun(v, n, unmapped_state, area=area.start), None
+                continue
+            yield from self._physical(area, v, phys, n)
+
+    def _physical(self, area, v: int, phys: int, n: int):
+        try:
+            yield PageRun(v, n, "data", phys=phys, area=area.start), self.read_phys(phys, n)
+            return
+        except AddressError:
+            pass
+        # Some of the run is missing: find which pages, one at a time.
+        ps = self.page_size
+        off = 0
+        while off < n:
+            k = min(n - off, ps - ((phys + off) % ps))
+            try:
+                data = self.read_phys(phys + off, k)
+                yield PageRun(v + off, k, "data", phys=phys + off, area=area.start), data
+            except AddressError:
+                yield PageRun(v + off, k, self.missing_state, area=area.start), None
+            off += k
+
+
+def _identity(area) -> Tuple:
+    """What must not change while an area is read."""
+    vm = area.vm
+    vm_id = None if vm is None else (vm.address, vm.addr, vm.size, vm.flags, vm.caller, vm.nr_pages,
+                                      vm.pages_array)
+    return (area.start, area.end, area.kind, getattr(area, "lazy", False), area.address, vm_id)
