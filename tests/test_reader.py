@@ -216,3 +216,61 @@ def test_live_remap_under_the_reader_is_caught():
     data, report = read(k.reader(revalidate=Revalidator([remap_once])), VA, 0x3000)
     assert report.retries == 1
     assert data[PS:2 * PS] == tag(9, 9)  # the second attempt sees the new mapping
+
+
+# -- vmalloc check: kcore vs page tables --------------------------------------
+
+from kcoretool.reader.check import KcoreChecker  # noqa: E402
+
+
+class FakeKcore:
+    """/proc/kcore's vread with one kernel's defects, on one descriptor."""
+
+    def __init__(self, kernel, flavour):
+        self.k = kernel
+        self.flavour = flavour
+        self.bounce = bytes(PS)  # 6.1's per-file bounce buffer
+        self.truth = kernel.reader()
+
+    def __call__(self, va, size):
+        sink = io.BytesIO()
+        report = self.truth.read(va, size, sink)
+        state = report.state_at(va)
+        data = sink.getvalue()
+        area = self.truth._area_at(va)
+        if self.flavour == "6.1":
+            if area is not None and area.vm is None and not area.lazy:
+                data = bytes(PS)  # vread() skips !va->vm
+            if state in ("hole", "lazy"):
+                return self.bounce  # vread() found nothing: stale buffer
+            self.bounce = data
+        elif self.flavour == "6.12" and area is not None and area.kind == "vmap_block":
+            if state in ("data", "block-dirty") and va < area.start + 4 * PS:
+                first = io.BytesIO()
+                self.truth.read(area.start, PS, first)
+                data = first.getvalue()
+        return data
+
+
+def test_check_explains_6_1_defects():
+    k = Kernel()
+    checker = KcoreChecker(k.reader(), FakeKcore(k, "6.1"))
+    b = checker.check(k.B)
+    assert [(m.page, m.defect) for m in b.mismatches] == [(0, "vm_map_ram-zeros")]
+    c = checker.check(k.C)
+    assert [(m.page, m.defect) for m in c.mismatches] == [
+        (0, "vm_map_ram-zeros"), (2, "vm_map_ram-zeros"), (3, "vm_map_ram-zeros")]
+    checker.kcore(k.A.start, PS)  # the descriptor last read a tagged vmalloc page
+    e = checker.check(k.E)
+    assert [(m.page, m.pagetable_state, m.defect) for m in e.mismatches] == [
+        (0, "lazy", "stale-bounce-buffer"), (1, "lazy", "stale-bounce-buffer")]
+    assert checker.check(k.A).mismatches == []
+
+
+def test_check_explains_6_12_first_page_defect():
+    k = Kernel()
+    checker = KcoreChecker(k.reader(), FakeKcore(k, "6.12"))
+    c = checker.check(k.C)
+    assert [(m.page, m.pagetable_state, m.defect) for m in c.mismatches] == [
+        (1, "block-dirty", "block-run-start"), (2, "data", "block-run-start"), (3, "data", "block-run-start")]
+    assert checker.check(k.B).mismatches == []
