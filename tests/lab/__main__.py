@@ -1,0 +1,197 @@
+"""Command line for the lab: ``python -m tests.lab COMMAND``.
+
+  fetch [KERNEL...]          download + unpack kernels (default: all)
+  build [KERNEL...]          fetch, build the test module and the initramfs
+  boot KERNEL [-- CMD...]    boot; run CMD in the guest, or read commands from stdin
+  dump KERNEL                boot, load the module, snapshot; print the files
+  selftest [KERNEL...]       exercise the harness itself (agent, timeouts, dumps, churn)
+  clean                      remove run directories (dumps) from the cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+import time
+from typing import Optional, Sequence
+
+from .config import KERNELS, LabError, cache_dir, log
+from . import lab as lab_mod
+from .fetch import fetch
+
+
+def _kernels(names: Sequence[str]) -> list[str]:
+    names = list(names) or list(KERNELS)
+    bad = [n for n in names if n not in KERNELS]
+    if bad:
+        raise SystemExit(f"unknown kernel(s) {bad}; known: {', '.join(KERNELS)}")
+    return names
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    for k in _kernels(args.kernels):
+        t0 = time.monotonic()
+        kf = fetch(k)
+        print(f"{k}: {kf.release}  vmlinuz={kf.vmlinuz}  vmlinux={kf.vmlinux}  "
+              f"headers={kf.headers_dir}  ({time.monotonic() - t0:.1f}s)")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    for k in _kernels(args.kernels):
+        kf, ko, initrd = lab_mod.prepare(k)
+        print(f"{k}: module={ko}  initramfs={initrd}")
+    return 0
+
+
+def _print_result(rc: int, out: str, err: str) -> None:
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    sys.stdout.flush()
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    lk = lab_mod.start(args.kernel, load_module=not args.no_module, take_snapshot=args.snapshot,
+                       churn=args.churn)
+    with lk:
+        if args.command:
+            rc, out, err = lk.run(args.command, timeout=args.timeout)
+            _print_result(rc, out, err)
+            return rc
+        print(f"{lk.release} is up; commands run with sh -c in the guest "
+              f"(timeout {args.timeout:.0f}s). Ctrl-D or 'exit' to stop.", file=sys.stderr)
+        while True:
+            try:
+                line = input(f"[{lk.kernel}]# ")
+            except EOFError:
+                break
+            if line.strip() in ("exit", "quit"):
+                break
+            if not line.strip():
+                continue
+            try:
+                _print_result(*lk.run(["/bin/sh", "-c", line], timeout=args.timeout))
+            except LabError as exc:
+                print(f"lab: {exc}", file=sys.stderr)
+                if not lk.guest.alive():
+                    return 1
+    return 0
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    with lab_mod.start(args.kernel) as lk:
+        snap = lk.snapshot
+        assert snap is not None
+        summary = {
+            "release": lk.release, "vmlinux": str(lk.vmlinux), "dir": str(snap.dir),
+            **{k: str(v) for k, v in snap.paths.items()},
+            "module_json": str(snap.dir / "module.json"),
+            "vmallocinfo": str(snap.dir / "vmallocinfo.txt"),
+            "kallsyms_text": hex(snap.kallsyms_text), "kaslr_offset": hex(snap.kaslr_offset),
+            "timings": {k: round(v, 1) for k, v in lk.timings.items()},
+        }
+        print(json.dumps(summary, indent=1))
+        print(f"(the run directory is kept until the next lab run of {args.kernel} "
+              f"or `python -m tests.lab clean`)", file=sys.stderr)
+    return 0
+
+
+def _check(ok: bool, what: str, failures: list[str]) -> None:
+    print(f"  {'ok  ' if ok else 'FAIL'} {what}")
+    if not ok:
+        failures.append(what)
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from .vmallocinfo import parse
+
+    failures: list[str] = []
+    for k in _kernels(args.kernels):
+        print(f"== {k}")
+        with lab_mod.start(k) as lk:
+            g, snap = lk.guest, lk.snapshot
+            assert snap is not None and snap.module is not None
+            rc, out, _ = lk.run(["uname", "-r"], timeout=30)
+            _check(rc == 0 and out.strip() == lk.release, f"uname -r = {out.strip()}", failures)
+            rc, out, err = lk.run(["/bin/sh", "-c", "echo out; echo err >&2; exit 3"], timeout=30)
+            _check((rc, out, err) == (3, "out\n", "err\n"), "returncode/stdout/stderr plumbing", failures)
+            t0 = time.monotonic()
+            rc, _, err = lk.run(["sleep", "60"], timeout=2)
+            dt = time.monotonic() - t0
+            _check(rc == -9 and dt < 15, f"in-guest timeout kills the command ({dt:.1f}s)", failures)
+            rc, out, _ = lk.run([g.python, "-c", "import kcoretool, sys; print(sys.executable)"], timeout=120)
+            _check(rc == 0 and out.strip() == g.python, "host Python + repo importable in the guest", failures)
+            for name, p in snap.paths.items():
+                _check(p.exists() and p.stat().st_size > 1 << 20, f"{name}: {p.name} "
+                       f"{p.stat().st_size >> 20 if p.exists() else 0} MiB", failures)
+            with open(snap.elf, "rb") as f:
+                head = f.read(64)
+            _check(int.from_bytes(head[32:40], "little") == 64, "raw ELF phdrs at offset 64", failures)
+            vmi = {l.start: l for l in parse(snap.vmallocinfo)}
+            missing = [a["name"] for a in snap.module["areas"]
+                       if a["kind"] in ("vmalloc", "vmalloc_huge", "vmap", "vm_map_ram_large",
+                                        "lazy_freed") and a["addr"] not in vmi]
+            _check(not missing, f"{len(snap.module['areas'])} module areas listed in vmallocinfo "
+                   f"(missing: {missing})", failures)
+            g.write("/sys/kernel/debug/kcoretool_test/control", "churn_start")
+            time.sleep(args.churn_seconds)
+            rate = int(g.read("/sys/kernel/debug/kcoretool_test/churn_rate").strip())
+            total = int(g.read("/sys/kernel/debug/kcoretool_test/churn_total").strip())
+            g.write("/sys/kernel/debug/kcoretool_test/control", "churn_stop")
+            _check(rate >= 1000, f"churn: {rate} areas/s ({total} total)", failures)
+            print(f"  timings: {', '.join(f'{k}={v:.1f}s' for k, v in lk.timings.items())}")
+    print("selftest:", "FAILED: " + "; ".join(failures) if failures else "all ok")
+    return 1 if failures else 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    runs = cache_dir() / "runs"
+    shutil.rmtree(runs, ignore_errors=True)
+    print(f"removed {runs}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.lab", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("fetch")
+    s.add_argument("kernels", nargs="*")
+    s.set_defaults(fn=cmd_fetch)
+    s = sub.add_parser("build")
+    s.add_argument("kernels", nargs="*")
+    s.set_defaults(fn=cmd_build)
+    s = sub.add_parser("boot")
+    s.add_argument("kernel")
+    s.add_argument("--no-module", action="store_true", help="do not load the test module")
+    s.add_argument("--churn", action="store_true", help="load the module with churn=1")
+    s.add_argument("--snapshot", action="store_true", help="also take the snapshot (dumps)")
+    s.add_argument("--timeout", type=float, default=300.0, help="per-command timeout (s)")
+    s.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS... to run in the guest")
+    s.set_defaults(fn=cmd_boot)
+    s = sub.add_parser("dump")
+    s.add_argument("kernel")
+    s.set_defaults(fn=cmd_dump)
+    s = sub.add_parser("selftest")
+    s.add_argument("kernels", nargs="*")
+    s.add_argument("--churn-seconds", type=float, default=3.0)
+    s.set_defaults(fn=cmd_selftest)
+    s = sub.add_parser("clean")
+    s.set_defaults(fn=cmd_clean)
+    args = p.parse_args(argv)
+    if getattr(args, "command", None) and args.command[0] == "--":
+        args.command = args.command[1:]
+    try:
+        return args.fn(args)
+    except LabError as exc:
+        log(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
