@@ -10,7 +10,8 @@ Each kernel boots once per session (the ``lab`` fixture); see tests/lab/README.m
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import struct
+from typing import Any
 
 import pytest
 
@@ -112,6 +113,43 @@ def test_module_pieces_share_a_block_with_a_dirty_hole(lab: Any) -> None:
 def test_module_lazy_area_recorded(lab: Any) -> None:
     lazy = one(lab, "lazy_freed")
     assert lazy["state"] == "lazy_freed" and not lazy["live"]
+
+
+def _elf_loads(path: Any) -> list[tuple[int, int, int]]:
+    """(paddr, filesz, offset) of the PT_LOADs of an ELF64 core."""
+    with open(path, "rb") as f:
+        eh = f.read(64)
+        phoff, = struct.unpack_from("<Q", eh, 32)
+        phentsize, phnum = struct.unpack_from("<HH", eh, 54)
+        f.seek(phoff)
+        ph = f.read(phentsize * phnum)
+    out = []
+    for i in range(phnum):
+        p_type, _, off, _, paddr, filesz = struct.unpack_from("<IIQQQQ", ph, i * phentsize)
+        if p_type == 1:
+            out.append((paddr, filesz, off))
+    return out
+
+
+def test_module_tags_in_physical_memory(lab: Any) -> None:
+    """The JSON's phys + tag per page are what physical memory holds at the
+    dump moment (checked in the raw QEMU dump, independent of kcoretool)."""
+    loads = _elf_loads(lab.snapshot.elf)
+    checked = 0
+    with open(lab.snapshot.elf, "rb") as f:
+        for a in lab.snapshot.module["areas"]:
+            # Lazily freed pages went back to the page allocator: no promise.
+            if not a["tagged"] or a["kind"] == "lazy_freed":
+                continue
+            for p in a["pages"]:
+                seg = next(((pa, off) for pa, sz, off in loads if pa <= p["phys"] < pa + sz), None)
+                assert seg, f"{a['name']} page {p['index']}: phys {p['phys']:#x} not in the dump"
+                f.seek(seg[1] + p["phys"] - seg[0])
+                words = struct.unpack("<512Q", f.read(PAGE))
+                for w in (0, 1, 255, 511):
+                    assert words[w] == tag(a["id"], p["index"], w * 8), (a["name"], p["index"], w)
+                checked += 1
+    assert checked > 1000
 
 
 # ------------------------------------------------ module JSON vs /proc/vmallocinfo
@@ -285,3 +323,21 @@ def test_kcoretool_dump_ram_segments(lab: Any, core: str) -> None:
         # The raw QEMU dump holds all of guest RAM: it covers every System RAM range.
         missing = [(hex(s), hex(e)) for s, e in sysram if not _inside(s, e, ram)]
         assert not missing, f"System RAM not in the raw dump: {missing}"
+
+
+# ---------------------------------------------------------------- churn (last: it
+# changes the live guest; the snapshot above was taken before)
+
+
+def test_module_churn_rate(lab: Any) -> None:
+    import time
+
+    ctl = "/sys/kernel/debug/kcoretool_test/control"
+    lab.guest.write(ctl, "churn_start")
+    try:
+        time.sleep(2.5)
+        rate = int(lab.read("/sys/kernel/debug/kcoretool_test/churn_rate").strip())
+        total = int(lab.read("/sys/kernel/debug/kcoretool_test/churn_total").strip())
+    finally:
+        lab.guest.write(ctl, "churn_stop")
+    assert rate >= 1000, f"churn made {rate} areas/s ({total} in total)"

@@ -370,6 +370,15 @@ static KCT_CALLER int kct_make_ioremap(const char *name, phys_addr_t phys)
 
 /* ---- JSON ---- */
 
+/* Persistent buffer for areas.json: vmalloc'd once here (a named caller in
+ * vmallocinfo), so reading the file allocates no vmalloc area of its own. */
+static KCT_CALLER int kct_alloc_json_buffer(size_t size)
+{
+	kct_json_cap = PAGE_ALIGN(size);
+	kct_json = vmalloc(kct_json_cap);
+	return kct_json ? 0 : -ENOMEM;
+}
+
 static void kct_put(const char *fmt, ...) __printf(1, 2);
 static void kct_put(const char *fmt, ...)
 {
@@ -606,10 +615,7 @@ static int __init kct_init(void)
 
 		for (i = 0; i < kct_nr_areas; i++)
 			pages += kct_areas[i].nr_pages;
-		kct_json_cap = PAGE_ALIGN(16384 + (size_t)pages * 128);
-		kct_json = vmalloc(kct_json_cap);
-		if (!kct_json)
-			ret = -ENOMEM;
+		ret = kct_alloc_json_buffer(16384 + (size_t)pages * 128);
 	}
 	if (!ret && churn)
 		ret = kct_churn_start();
