@@ -21,6 +21,7 @@ import drgn
 from kcoretool.kernel.layout import Layout, detect_layout, has_symbol
 from kcoretool.kernel.walk import (
     DEFAULT_LIMIT,
+    KERNEL_HALF,
     WalkLog,
     is_kernel_pointer,
     list_walk,
@@ -205,30 +206,69 @@ class VmallocReader:
 
     # -- areas -------------------------------------------------------------
 
-    def _decode_va(self, addr: int, buf: bytes, node: Optional[int]) -> RawArea:
+    def _decode_va(self, addr: int, buf: bytes, node: Optional[int]) -> tuple:
         d = dict(zip(self._va_names, self._va_struct.unpack_from(buf)))
         start, end, vm, flags = d["start"], d["end"], d["vm"], d.get("flags")
         if self.layout.va_flags == "legacy" and not (flags or 0) & VM_VM_AREA:
             vm = 0  # the pointer is only meaningful with VM_VM_AREA
-        return RawArea(addr, start, end, vm, flags, node)
+        return (addr, start, end, vm, flags, node)
 
     def _areas_from_list(
         self, head: int, log: WalkLog, what: str, limit: int, node: Optional[int]
-    ) -> Iterator[RawArea]:
-        va_struct = self._va_struct
+    ) -> Iterator[tuple]:
+        """
+        Walk a list of ``vmap_area``\\ s; plain tuples in :class:`RawArea`
+        order (namedtuples are slow). This is :func:`list_walk` inlined --
+        the same checks (cycle, pointer, readability, limit) without a
+        generator layer per area.
+        """
+        prog = self.prog
+        read = prog.read
+        unpack = self._va_struct.unpack_from
+        size = self.va_size
+        member = self.va_list
+        names = self._va_names
         # Fast path when the members are in the 6.3+ order (start, end, vm,
         # flags); anything else goes through the by-name decoder.
-        fast = self._va_names == ("start", "end", "vm", "flags") and (
-            self.layout.va_flags == "vmap_ram"
-        )
-        for addr, buf in list_walk(
-            self.prog, head, self.va_list, self.va_size, log, what, limit
-        ):
+        fast = names == ("start", "end", "vm", "flags") and self.layout.va_flags == "vmap_ram"
+        nflags = names == ("start", "end", "vm")
+        decode = self._decode_va
+        next_at = struct.Struct("<Q").unpack_from
+        try:
+            pos = prog.read_u64(head)
+        except drgn.FaultError:
+            log.warn(f"{what}: list head {head:#x} is unreadable")
+            return
+        seen = set()
+        add = seen.add
+        count = 0
+        while pos != head:
+            if pos < KERNEL_HALF or pos & 7:
+                log.warn(f"{what}: invalid list pointer {pos:#x} after {count} entries")
+                return
+            if pos in seen:
+                log.warn(f"{what}: cycle at {pos:#x} after {count} entries")
+                return
+            if count >= limit:
+                log.warn(f"{what}: stopped after {limit} entries (limit)")
+                return
+            add(pos)
+            addr = pos - member
+            try:
+                buf = read(addr, size)
+            except drgn.FaultError:
+                log.warn(f"{what}: entry {addr:#x} is unreadable after {count} entries")
+                return
+            count += 1
             if fast:
-                start, end, vm, flags = va_struct.unpack_from(buf)
-                yield RawArea(addr, start, end, vm, flags, node)
+                start, end, vm, flags = unpack(buf)
+                yield (addr, start, end, vm, flags, node)
+            elif nflags:
+                start, end, vm = unpack(buf)
+                yield (addr, start, end, vm, None, node)
             else:
-                yield self._decode_va(addr, buf, node)
+                yield decode(addr, buf, node)
+            pos = next_at(buf, member)[0]
 
     def vmap_nodes(self, log: WalkLog) -> List[Tuple[int, int]]:
         """``[(index, address of struct vmap_node)]`` on 6.9+, else ``[]``."""
@@ -253,27 +293,44 @@ class VmallocReader:
 
     def busy_areas(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[RawArea]:
         """Busy areas in the kernel's own walk order (node by node on 6.9+)."""
-        out: List[RawArea] = []
+        return [RawArea._make(t) for t in self.busy_tuples(log, limit)]
+
+    def lazy_areas(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[RawArea]:
+        """Freed but not yet purged areas (not for ``lazy == "busy"``)."""
+        return [RawArea._make(t) for t in self.lazy_tuples(log, limit)]
+
+    def pooled_areas(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[RawArea]:
+        """6.9+: purged areas cached in ``vmap_node.pool[]`` for reuse."""
+        return [RawArea._make(t) for t in self.pooled_tuples(log, limit)]
+
+    def busy_tuples(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[tuple]:
+        """:meth:`busy_areas` as plain tuples (fast)."""
+        return list(self.iter_busy(log, limit))
+
+    def iter_busy(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> Iterator[tuple]:
+        """Stream busy areas as plain tuples in :class:`RawArea` order."""
+        for walk in self.busy_walks(log, limit):
+            yield from walk
+
+    def busy_walks(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> Iterator[Iterator[tuple]]:
+        """
+        One tuple generator per busy list (each vmap node on 6.9+), so hot
+        loops can iterate them directly. ``limit`` applies to each list.
+        """
         prog = self.prog
         if self.layout.busy == "vmap_nodes":
             vn_t = prog.type("struct vmap_node")
             off = drgn.offsetof(vn_t, "busy.head")
             for i, vn in self.vmap_nodes(log):
-                out.extend(
-                    self._areas_from_list(
-                        vn + off, log, f"vmap_nodes[{i}].busy", limit - len(out), i
-                    )
-                )
+                yield self._areas_from_list(vn + off, log, f"vmap_nodes[{i}].busy", limit, i)
         else:
             head = prog["vmap_area_list"].address_
-            out.extend(self._areas_from_list(head, log, "vmap_area_list", limit, None))
-        return out
+            yield self._areas_from_list(head, log, "vmap_area_list", limit, None)
 
-    def lazy_areas(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[RawArea]:
-        """Freed but not yet purged areas (not for ``lazy == "busy"``)."""
+    def lazy_tuples(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[tuple]:
         prog = self.prog
         lazy = self.layout.lazy
-        out: List[RawArea] = []
+        out: List[tuple] = []
         if lazy == "nodes":
             vn_t = prog.type("struct vmap_node")
             lazy_off = drgn.offsetof(vn_t, "lazy.head")
@@ -293,13 +350,12 @@ class VmallocReader:
             for addr, buf in llist_walk(
                 prog, first, self.va_purge, self.va_size, log, "vmap_purge_list", limit
             ):
-                a = self._decode_va(addr, buf, None)
+                t = self._decode_va(addr, buf, None)
                 # The union member "vm" shares storage with the llist node.
-                out.append(a._replace(vm=0))
+                out.append(t[:3] + (0,) + t[4:])
         return out
 
-    def pooled_areas(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[RawArea]:
-        """6.9+: purged areas cached in ``vmap_node.pool[]`` for reuse."""
+    def pooled_tuples(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[tuple]:
         prog = self.prog
         if self.layout.busy != "vmap_nodes":
             return []
@@ -312,14 +368,14 @@ class VmallocReader:
         vp_t = pool_t.type
         vp_size = drgn.sizeof(vp_t)
         head_off = drgn.offsetof(vp_t, "head")
-        out: List[RawArea] = []
+        out: List[tuple] = []
         for i, vn in self.vmap_nodes(log):
             for j in range(n):
                 head = vn + pool_off + j * vp_size + head_off
-                for a in self._areas_from_list(
+                for t in self._areas_from_list(
                     head, log, f"vmap_nodes[{i}].pool[{j}]", limit - len(out), i
                 ):
-                    out.append(a._replace(vm=0))
+                    out.append(t[:3] + (0,) + t[4:])
                 if len(out) >= limit:
                     return out
         return out
@@ -330,8 +386,8 @@ class VmallocReader:
             return []
         head = self.prog["free_vmap_area_list"].address_
         return [
-            (a.start, a.end)
-            for a in self._areas_from_list(head, log, "free_vmap_area_list", limit, None)
+            (t[1], t[2])
+            for t in self._areas_from_list(head, log, "free_vmap_area_list", limit, None)
         ]
 
     # -- vm_struct ---------------------------------------------------------
@@ -346,6 +402,15 @@ class VmallocReader:
             vm, d["addr"], d["size"], d["flags"], d["pages"], d.get("page_order"),
             d["nr_pages"], d["phys_addr"], d["caller"], d.get("requested_size"),
         )
+
+    def vm_unpacker(self):
+        """
+        ``(vm_size, unpack, index)``: ``unpack(buf)`` gives a plain tuple and
+        ``index`` maps field names to positions in it (fast path).
+        """
+        return self.vm_size, self._vm_struct.unpack_from, {
+            n: i for i, n in enumerate(self._vm_names)
+        }
 
     def vm_decoder(self):
         """

@@ -17,6 +17,7 @@ from kcoretool.model.build import (
 )
 from kcoretool.model.vmalloc import KINDS, Area, FreeHole, VmallocModel, VmapBlock, VmStruct
 from kcoretool.model.vmallocinfo import vmallocinfo_lines
+from kcoretool.model.whatis import whatis
 
 __all__ = (
     "Area",
@@ -30,4 +31,5 @@ __all__ = (
     "vm_numa_counts",
     "vm_page_physaddrs",
     "vmallocinfo_lines",
+    "whatis",
 )

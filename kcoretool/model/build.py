@@ -10,6 +10,7 @@ the user already has open in a drgn session) into a
 
 from __future__ import annotations
 
+import gc
 from typing import Callable, Dict, List, Optional, Tuple
 
 import drgn
@@ -28,7 +29,6 @@ from kcoretool.kernel.vmalloc import (
     VMAP_BLOCK,
     VMAP_FLAGS_MASK,
     VMAP_RAM,
-    RawArea,
     RawBlock,
     Symbolizer,
     VmallocReader,
@@ -112,6 +112,30 @@ def from_program(
         ask the page tables which block pages are mapped when the counters
         cannot tell.
     """
+    # Building allocates millions of small acyclic objects; the cyclic GC
+    # would rescan them over and over for nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _from_program(
+            prog, layout, limit, blocks, lazy, free, symbolize, page_tables, emit_warnings
+        )
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _from_program(
+    prog: drgn.Program,
+    layout: Optional[Layout],
+    limit: int,
+    blocks: bool,
+    lazy: bool,
+    free: bool,
+    symbolize: bool,
+    page_tables: bool,
+    emit_warnings: bool,
+) -> VmallocModel:
     log = WalkLog(emit=emit_warnings)
     if layout is None:
         layout = detect_layout(prog)
@@ -133,16 +157,22 @@ def from_program(
     node_ids = layout.va_flags_node_id
     sparse = layout.vm_sparse
     allow_huge = layout.vm_allow_huge
-    vm_size, decode_vm = reader.vm_decoder()
+    vm_size, unpack_vm, vix = reader.vm_unpacker()
+    I_ADDR, I_SIZE, I_FLAGS, I_PAGES, I_NR, I_PHYS, I_CALLER = (
+        vix["addr"], vix["size"], vix["flags"], vix["pages"], vix["nr_pages"],
+        vix["phys_addr"], vix["caller"],
+    )
+    I_ORDER = vix.get("page_order")
+    I_REQ = vix.get("requested_size")
     read = prog.read
     FaultError = drgn.FaultError
-    names_cache: Dict[int, Tuple[str, ...]] = {}
-    sym_name_cache: Dict[int, Optional[str]] = {}
+    names_cache: Dict[int, Tuple[int, Tuple[str, ...]]] = {}
+    caller_cache: Dict[int, Tuple[int, Optional[str], Optional[str]]] = {}
+    size_intern: Dict[int, int] = {}
 
-    def make_area(r: RawArea, lazy_flag: bool) -> Area:
-        start = r.start
-        end = r.end
-        flags = r.flags
+    def make_area(r: tuple, lazy_flag: bool) -> Area:
+        # r is (vmap_area address, start, end, vm, flags, node): RawArea order
+        address, start, end, vmp, flags, node = r
         vm = None
         block = None
         fnode = None
@@ -154,36 +184,41 @@ def from_program(
         elif legacy and flags is not None and flags & (VM_LAZY_FREE | VM_LAZY_FREEING):
             kind = "lazy"
             lazy_flag = True
-        elif r.vm:
+        elif vmp:
             try:
-                rv = decode_vm(r.vm, read(r.vm, vm_size))
+                v = unpack_vm(read(vmp, vm_size))
             except FaultError:
-                log.warn(f"vmap_area {r.address:#x}: vm_struct {r.vm:#x} is unreadable")
-                rv = None
-            if rv is None:
+                log.warn(f"vmap_area {address:#x}: vm_struct {vmp:#x} is unreadable")
+                v = None
+            if v is None:
                 kind = "other"
             else:
-                caller = rv.caller
-                if sym is not None:
-                    text = sym(caller)
-                    cname = sym_name_cache.get(caller, ())
-                    if cname == ():
-                        cname = text.split("+", 1)[0] if text else None
-                        sym_name_cache[caller] = cname
-                else:
-                    text = cname = None
-                fl = rv.flags
-                names = names_cache.get(fl)
-                if names is None:
-                    names = names_cache[fl] = vm_flag_names(fl, allow_huge, sparse)
+                # Per distinct caller: symbolise once, and share one int
+                # object for the caller, its text and name across areas.
+                try:
+                    caller, text, cname = caller_cache[v[I_CALLER]]
+                except KeyError:
+                    caller = v[I_CALLER]
+                    text = sym(caller) if sym is not None else None
+                    cname = text.split("+", 1)[0] if text else None
+                    caller_cache[caller] = (caller, text, cname)
+                try:
+                    fl, names = names_cache[v[I_FLAGS]]
+                except KeyError:
+                    fl = v[I_FLAGS]
+                    names_cache[fl] = (fl, vm_flag_names(fl, allow_huge, sparse))
+                    names = names_cache[fl][1]
+                size = v[I_SIZE]
+                size = size_intern.setdefault(size, size)
+                a = v[I_ADDR]
                 vm = VmStruct(
-                    rv.address, start if rv.addr == start else rv.addr, rv.size, fl,
-                    names, rv.nr_pages, rv.page_order, rv.phys_addr, caller, text,
-                    rv.requested_size, rv.pages,
+                    vmp, start if a == start else a, size, fl, names, v[I_NR],
+                    v[I_ORDER] if I_ORDER is not None else None, v[I_PHYS], caller, text,
+                    v[I_REQ] if I_REQ is not None else None, v[I_PAGES],
                 )
                 kind = _vm_kind(fl, start, exec_lo, exec_hi, cname, sparse)
         else:
-            b = block_by_va.get(r.address)
+            b = block_by_va.get(address)
             if b is not None:
                 kind = "vmap_block"
                 block = b.address
@@ -200,26 +235,39 @@ def from_program(
             else:
                 # 5.4-6.2: vm == NULL means vm_map_ram (own area) or a block.
                 kind = "vm_map_ram"
-        return Area(start, end, kind, lazy_flag, flags, r.node, fnode, vm, block, r.address)
+        return Area(start, end, kind, lazy_flag, flags, node, fnode, vm, block, address)
 
-    busy_raw = reader.busy_areas(log, limit)
     walk_order: List[Area] = []
     lazy_list: List[Area] = []
-    for r in busy_raw:
-        a = make_area(r, False)
-        if a.lazy:
-            lazy_list.append(a)  # <= 5.3: flagged lazy inside the busy list
-        walk_order.append(a)
-    busy = [a for a in walk_order if not a.lazy] if legacy else list(walk_order)
-    busy.sort(key=_start_key)
+    block_areas: Dict[int, Area] = {}
+    append = walk_order.append
+    for walk in reader.busy_walks(log, limit):
+        for r in walk:
+            a = make_area(r, False)
+            append(a)
+            if a.block is not None:
+                block_areas[a.address] = a
+            elif a.lazy:
+                lazy_list.append(a)  # <= 5.3: flagged lazy inside the busy list
+        if len(walk_order) >= limit:
+            if len(walk_order) > limit:
+                del walk_order[limit:]
+            break
+    if legacy:
+        busy = [a for a in walk_order if not a.lazy]
+        busy.sort(key=_start_key)
+    elif _is_sorted(walk_order):
+        busy = walk_order  # <= 6.8: vmap_area_list is address-sorted; share it
+    else:
+        busy = sorted(walk_order, key=_start_key)
     _check_areas(busy, log, ps)
 
     if lazy and layout.lazy not in ("busy", "none"):
-        for r in reader.lazy_areas(log, limit):
+        for r in reader.lazy_tuples(log, limit):
             lazy_list.append(make_area(r, True))
     pooled = []
     if lazy:
-        for r in reader.pooled_areas(log, limit):
+        for r in reader.pooled_tuples(log, limit):
             a = make_area(r, True)
             a.kind = "pooled"
             a.lazy = False
@@ -232,9 +280,8 @@ def from_program(
     free_cpu: Dict[int, int] = {}
     if raw_blocks and not layout.block_cpu:
         free_cpu = reader.block_free_list_cpus(log)
-    area_by_addr = {a.address: a for a in busy}
     model_blocks = [
-        _make_block(prog, b, area_by_addr.get(b.va), free_cpu, ps, log, page_tables)
+        _make_block(prog, b, block_areas.get(b.va), free_cpu, ps, log, page_tables)
         for b in raw_blocks
     ]
     model_blocks.sort(key=_start_key)
@@ -267,6 +314,15 @@ def from_program(
 
 def _start_key(a):
     return a.start
+
+
+def _is_sorted(areas: List[Area]) -> bool:
+    prev = -1
+    for a in areas:
+        if a.start < prev:
+            return False
+        prev = a.start
+    return True
 
 
 def _check_areas(areas: List[Area], log: WalkLog, ps: int) -> None:

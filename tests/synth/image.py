@@ -8,6 +8,7 @@ kcoretool's (and drgn's own) vmalloc helpers without a real kernel.
 
 from __future__ import annotations
 
+import bisect
 import re
 import struct
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -70,7 +71,7 @@ class Image:
         mem = self.mem
 
         def read(address: int, count: int, offset: int, physical: bool) -> bytes:
-            b = bytes(mem[offset:offset + count])
+            b = mem[offset:offset + count]
             if len(b) < count:
                 b += bytes(count - len(b))
             return b
@@ -254,7 +255,13 @@ class Image:
             s = self._sym_by_name.get(name)
             return [s] if s is not None else []
         if address is not None:
-            for s in self.symbols:
+            if self._sym_sorted is None:
+                self._sym_sorted = sorted(self.symbols, key=lambda s: s.address)
+                self._sym_starts = [s.address for s in self._sym_sorted]
+            i = bisect.bisect_right(self._sym_starts, address) - 1
+            # The containing symbol starts at or before address; look at a
+            # few candidates (zero-size and overlapping symbols).
+            for s in self._sym_sorted[max(i - 8, 0):i + 1][::-1]:
                 if s.address <= address < s.address + max(s.size, 1):
                     return [s]
             return []

@@ -1,0 +1,141 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""
+vmalloc model benchmark on synthetic kernels of 10k / 100k / 1M areas.
+
+For each size, in a fresh subprocess (so peak RSS is per size):
+
+* ``raw``: the reference loop the issue names -- drgn's ``for_each_vmap_area``
+  reading start, end, vm, vm.addr/size/flags/nr_pages/phys_addr/caller
+  through drgn Objects, symbolising each distinct caller once;
+* ``list-json``: ``from_program`` + the JSON ``vmalloc list`` produces;
+* ``list+stats``: ``from_program`` + JSON list + ``stats()``;
+* peak RSS of the process (image + drgn + model).
+
+Building the synthetic image is excluded from the timings (it plays the
+role of loading debug info). Usage::
+
+    python benchmarks/vmalloc_bench.py [--sizes 10000,100000,1000000] [--layout 6.12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def raw_loop(prog) -> int:
+    from drgn.helpers.linux.mm import for_each_vmap_area
+
+    cache = {}
+    rows = []
+    for va in for_each_vmap_area(prog):
+        start = va.va_start.value_()
+        end = va.va_end.value_()
+        vm = va.vm
+        if vm:
+            caller = vm.caller.value_()
+            sym = cache.get(caller)
+            if sym is None and caller not in cache:
+                try:
+                    s = prog.symbol(caller)
+                    sym = f"{s.name}+{caller - s.address:#x}/{s.size:#x}"
+                except LookupError:
+                    sym = None
+                cache[caller] = sym
+            rows.append((start, end, vm.addr.value_(), vm.size.value_(), vm.flags.value_(),
+                         vm.nr_pages.value_(), vm.phys_addr.value_(), sym))
+        else:
+            rows.append((start, end, None, None, None, None, None, None))
+    return len(rows)
+
+
+def one(n: int, layout: str, skip_raw: bool) -> dict:
+    from tests.synth.bulk import build_bulk
+    from kcoretool.model import from_program
+    from kcoretool.cli.vmalloc import iter_list_json
+
+    t = time.perf_counter()
+    k = build_bulk(n, layout)
+    build_s = time.perf_counter() - t
+    prog = k.prog
+    gc.collect()
+    rss0 = rss_mib()
+    out = {"n": n, "layout": layout, "build_s": round(build_s, 2), "rss_after_build_mib": round(rss0)}
+
+    if not skip_raw:
+        t = time.perf_counter()
+        got = raw_loop(prog)
+        out["raw_s"] = round(time.perf_counter() - t, 3)
+        assert got == n, got
+        gc.collect()
+
+    t = time.perf_counter()
+    m = from_program(prog)
+    out["model_s"] = round(time.perf_counter() - t, 3)
+    nbytes = 0
+    with open(os.devnull, "w") as sink:  # what `vmalloc list --json > file` does
+        for chunk in iter_list_json(m.areas, m.page_size):
+            sink.write(chunk)
+            nbytes += len(chunk)
+    out["list_json_s"] = round(time.perf_counter() - t, 3)
+    assert len(m.areas) == n, (len(m.areas), m.warnings[:3])
+    t = time.perf_counter()
+    st = m.stats()
+    out["stats_s"] = round(time.perf_counter() - t, 3)
+    out["list_plus_stats_s"] = round(out["list_json_s"] + out["stats_s"], 3)
+    out["json_mib"] = round(nbytes / 2**20, 1)
+    out["rss_model_mib"] = round(rss_mib() - rss0)
+    out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if "raw_s" in out:
+        out["ratio_list_json_vs_raw"] = round(out["list_json_s"] / out["raw_s"], 2)
+    assert st["areas"] == n
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--layout", default="6.12")
+    ap.add_argument("--skip-raw-above", type=int, default=10**9,
+                    help="skip the (slow) raw drgn loop above this many areas")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.one:
+        print(json.dumps(one(a.one, a.layout, a.one > a.skip_raw_above)))
+        return
+    for n in (int(x) for x in a.sizes.split(",")):
+        r = subprocess.run(
+            [sys.executable, __file__, "--one", str(n), "--layout", a.layout,
+             "--skip-raw-above", str(a.skip_raw_above)],
+            capture_output=True, text=True,
+        )
+        if r.returncode:
+            print(f"{n}: failed\n{r.stderr}", file=sys.stderr)
+            continue
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        print(
+            f"{n:>8} areas: raw drgn loop {res.get('raw_s', 'skipped')} s | "
+            f"list --json {res['list_json_s']} s"
+            + (f" ({res['ratio_list_json_vs_raw']}x raw)" if "ratio_list_json_vs_raw" in res else "")
+            + f" | list+stats {res['list_plus_stats_s']} s | model RSS +{res['rss_model_mib']} MiB"
+            f" | peak RSS {res['peak_rss_mib']} MiB (image build {res['build_s']} s)"
+        )
+        print("   ", json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

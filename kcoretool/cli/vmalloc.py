@@ -1,0 +1,528 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""
+``kcoretool vmalloc`` and ``kcoretool whatis``
+----------------------------------------------
+
+Thin click commands over :mod:`kcoretool.model`: list, show, blocks, free,
+stats and whatis. They need kernel debug info (``--vmlinux`` or the
+standard places). Global options come from ``ctx.obj`` (core_path, vmlinux,
+json, debug); errors are :class:`~kcoretool.errors.KcoreToolError`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any, Dict, List, Optional, Tuple
+
+import click
+
+from kcoretool.errors import AddressError
+
+__all__ = ("area_row_json", "vmalloc", "whatis")
+
+_SORTS = ("start", "size", "pages", "kind", "caller")
+_FORMATS = ("table", "json", "vmallocinfo")
+
+
+def _kinds() -> Tuple[str, ...]:
+    from kcoretool.model.vmalloc import KINDS
+
+    return KINDS
+
+
+def _obj(ctx: click.Context) -> Any:
+    return ctx.find_root().obj
+
+
+def _program(ctx: click.Context):
+    o = _obj(ctx)
+    prog = getattr(o, "_kcoretool_prog", None)
+    if prog is None:
+        from kcoretool.kernel import open_program
+
+        prog = open_program(getattr(o, "core_path", None), getattr(o, "vmlinux", None))
+        try:
+            o._kcoretool_prog = prog
+        except AttributeError:
+            pass
+    return prog
+
+
+def _model(ctx: click.Context):
+    o = _obj(ctx)
+    m = getattr(o, "_kcoretool_vmalloc", None)
+    if m is None:
+        from kcoretool.model import from_program
+
+        m = from_program(_program(ctx))
+        try:
+            o._kcoretool_vmalloc = m
+        except AttributeError:
+            pass
+        if getattr(o, "debug", False):
+            for w in m.warnings:
+                click.echo(f"kcoretool: warning: {w}", err=True)
+        elif m.warnings:
+            click.echo(
+                f"kcoretool: warning: {len(m.warnings)} problem(s) walking kernel "
+                f"structures; first: {m.warnings[0]} (--debug shows all)",
+                err=True,
+            )
+    return m
+
+
+def _json_wanted(ctx: click.Context, fmt: Optional[str] = None) -> bool:
+    return fmt == "json" or (fmt in (None, "table") and bool(getattr(_obj(ctx), "json", False)))
+
+
+def _emit_json(value: Any) -> None:
+    from kcoretool.cli.output import emit_json
+
+    emit_json(value)
+
+
+def _table(rows, headers, colalign=None) -> str:
+    from kcoretool.cli.output import table
+
+    return table(rows, headers, colalign)
+
+
+def _addr(text: str, ctx: Optional[click.Context] = None) -> int:
+    """ADDRESS as a number or SYMBOL[+OFF] (resolved in the kernel's symbols)."""
+    from kcoretool.cli.output import parse_address
+
+    def lookup(name: str) -> Optional[int]:
+        if ctx is None:
+            return None
+        try:
+            return _program(ctx).symbol(name).address
+        except LookupError:
+            return None
+
+    return parse_address(text, lookup)
+
+
+def _size(text: str) -> int:
+    from kcoretool.cli.output import parse_size
+
+    return parse_size(text)
+
+
+def _human(n: int) -> str:
+    for unit, shift in (("P", 50), ("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if n >= 1 << shift and n % (1 << (shift - 3)) == 0 or n >= 10 << shift:
+            v = n / (1 << shift)
+            return f"{v:.1f}{unit}" if v != int(v) else f"{int(v)}{unit}"
+    return str(n)
+
+
+def area_row_json(a, page_size: int = 4096) -> Dict[str, Any]:
+    """The JSON row ``vmalloc list`` prints for one area (flat, fast)."""
+    vm = a.vm
+    size = a.end - a.start
+    if vm is not None:
+        return {
+            "start": a.start, "end": a.end, "size": size, "kind": a.kind,
+            "pages": vm.nr_pages, "caller": vm.caller, "caller_symbol": vm.caller_symbol,
+            "flags": list(vm.flag_names), "vm_flags": vm.flags, "va_flags": a.flags,
+            "phys_addr": vm.phys_addr or None, "page_order": vm.page_order,
+            "lazy": a.lazy, "node": a.node, "vmap_area": a.address, "vm_struct": vm.address,
+            "vmap_block": a.block,
+        }
+    return {
+        "start": a.start, "end": a.end, "size": size, "kind": a.kind,
+        "pages": size // page_size, "caller": None, "caller_symbol": None,
+        "flags": [], "vm_flags": None, "va_flags": a.flags, "phys_addr": None,
+        "page_order": None, "lazy": a.lazy, "node": a.node, "vmap_area": a.address,
+        "vm_struct": None, "vmap_block": a.block,
+    }
+
+
+def iter_list_json(areas, page_size: int = 4096, chunk: int = 4096):
+    """
+    Stream ``vmalloc list --json`` as text chunks: a JSON array of
+    :func:`area_row_json` objects, built from templates with per-caller and
+    per-flags caches (a dict + ``json.dumps`` per row is 3x slower and needs
+    the whole array in memory).
+    """
+    import json
+
+    sym_json: Dict[Any, str] = {}
+    flags_json: Dict[int, str] = {}
+    kind_json: Dict[str, str] = {}
+    n = lambda v: "null" if v is None else str(v)  # noqa: E731
+    buf: List[str] = []
+    first = True
+    yield "["
+    for a in areas:
+        vm = a.vm
+        size = a.end - a.start
+        k = kind_json.get(a.kind)
+        if k is None:
+            k = kind_json[a.kind] = json.dumps(a.kind)
+        if vm is not None:
+            cs = sym_json.get(vm.caller)
+            if cs is None:
+                cs = sym_json[vm.caller] = json.dumps(vm.caller_symbol)
+            fj = flags_json.get(vm.flags)
+            if fj is None:
+                fj = flags_json[vm.flags] = json.dumps(list(vm.flag_names))
+            row = (
+                '{"start":%d,"end":%d,"size":%d,"kind":%s,"pages":%d,"caller":%d,'
+                '"caller_symbol":%s,"flags":%s,"vm_flags":%d,"va_flags":%s,"phys_addr":%s,'
+                '"page_order":%s,"lazy":%s,"node":%s,"vmap_area":%d,"vm_struct":%d,'
+                '"vmap_block":%s}'
+            ) % (
+                a.start, a.end, size, k, vm.nr_pages, vm.caller, cs, fj, vm.flags,
+                n(a.flags), vm.phys_addr or "null", n(vm.page_order),
+                "true" if a.lazy else "false", n(a.node), a.address, vm.address, n(a.block),
+            )
+        else:
+            row = (
+                '{"start":%d,"end":%d,"size":%d,"kind":%s,"pages":%d,"caller":null,'
+                '"caller_symbol":null,"flags":[],"vm_flags":null,"va_flags":%s,'
+                '"phys_addr":null,"page_order":null,"lazy":%s,"node":%s,"vmap_area":%d,'
+                '"vm_struct":null,"vmap_block":%s}'
+            ) % (
+                a.start, a.end, size, k, size // page_size, n(a.flags),
+                "true" if a.lazy else "false", n(a.node), a.address, n(a.block),
+            )
+        if first:
+            buf.append(row)
+            first = False
+        else:
+            buf.append("," + row)
+        if len(buf) >= chunk:
+            yield "\n".join(buf)
+            buf = []
+    if buf:
+        yield "\n".join(buf)
+    yield "]"
+
+
+def _echo_stream(chunks) -> None:
+    out = click.get_text_stream("stdout")
+    for c in chunks:
+        out.write(c)
+    out.write("\n")
+    out.flush()
+
+
+def _stream_table(rows: List[Tuple[str, ...]], headers: Tuple[str, ...], right: Tuple[int, ...]):
+    """A tabulate-"simple"-looking table without tabulate's per-cell cost."""
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, c in enumerate(r):
+            if len(c) > widths[i]:
+                widths[i] = len(c)
+
+    def fmt(r):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+
+    yield fmt(headers)
+    yield "  ".join("-" * w for w in widths)
+    for r in rows:
+        yield fmt(r)
+
+
+@click.group("vmalloc")
+def vmalloc() -> None:
+    """vmalloc areas, vmap blocks, lazy areas and free space (needs debug info)."""
+
+
+def _parse_range(text: str, ctx: click.Context) -> Tuple[int, int]:
+    lo, sep, hi = text.partition("-")
+    if not sep:
+        raise click.BadParameter("use A-B, e.g. 0xffffc90000000000-0xffffc90100000000")
+    return _addr(lo, ctx), _addr(hi, ctx)
+
+
+@vmalloc.command("list")
+@click.option("--kind", "kinds", multiple=True, metavar="KIND",
+              help="Only these kinds (repeatable): " + ", ".join(
+                  ("vmalloc", "vmap", "ioremap", "user-mapped", "dma-coherent", "sparse", "exec",
+                   "uninitialised", "vm_map_ram", "vmap_block", "lazy", "pooled", "other")))
+@click.option("--caller", metavar="GLOB", help="Caller symbol glob, e.g. 'kvmalloc*'.")
+@click.option("--min-size", metavar="SIZE", help="Only areas at least this big (4096, 0x1000, 4K).")
+@click.option("--range", "addr_range", metavar="A-B", help="Only areas overlapping [A, B).")
+@click.option("--sort", "sort_key", type=click.Choice(_SORTS), default="start", show_default=True)
+@click.option("--reverse", is_flag=True, help="Reverse the sort.")
+@click.option("--lazy", "with_lazy", is_flag=True, help="Include lazy (unpurged) and pooled areas.")
+@click.option("--format", "fmt", type=click.Choice(_FORMATS), default=None,
+              help="table (default), json, or vmallocinfo (/proc/vmallocinfo of this kernel).")
+@click.pass_context
+def list_(ctx: click.Context, kinds, caller, min_size, addr_range, sort_key, reverse, with_lazy, fmt) -> None:
+    """List busy vmap areas: start, end, size, kind, pages, caller, flags."""
+    for k in kinds:
+        if k not in _kinds():
+            raise click.BadParameter(f"unknown kind {k!r}; one of {', '.join(_kinds())}",
+                                     param_hint="--kind")
+    m = _model(ctx)
+    if fmt == "vmallocinfo":
+        if kinds or caller or min_size or addr_range:
+            raise click.UsageError("--format vmallocinfo prints the whole file; drop the filters")
+        from kcoretool.model import vm_numa_counts, vmallocinfo_lines
+
+        numa = None
+        if m.numa:
+            try:
+                numa = vm_numa_counts(_program(ctx))
+            except (LookupError, ValueError) as e:
+                click.echo(f"kcoretool: warning: no NUMA page counts ({e})", err=True)
+        for line in vmallocinfo_lines(m, numa):
+            click.echo(line)
+        return
+    lo = hi = None
+    if addr_range:
+        lo, hi = _parse_range(addr_range, ctx)
+    areas = list(m.select(kinds=kinds or None, caller=caller,
+                          min_size=_size(min_size) if min_size else 0,
+                          lo=lo, hi=hi, include_lazy=with_lazy))
+    ps = m.page_size
+    if sort_key != "start" or reverse:
+        keyf = {
+            "start": lambda a: a.start,
+            "size": lambda a: a.end - a.start,
+            "pages": lambda a: a.pages(ps),
+            "kind": lambda a: (a.kind, a.start),
+            "caller": lambda a: (a.caller_symbol or "", a.start),
+        }[sort_key]
+        areas.sort(key=keyf, reverse=reverse)
+    if _json_wanted(ctx, fmt):
+        # Streamed, one row per line: a million areas never sit in memory as
+        # dicts, and indent=2 would triple the encoding time.
+        _echo_stream(iter_list_json(areas, ps))
+        return
+    rows = []
+    for a in areas:
+        vm = a.vm
+        rows.append((
+            f"{a.start:#x}", f"{a.end:#x}", _human(a.end - a.start), a.kind,
+            str(a.pages(ps)), (vm.caller_symbol or f"{vm.caller:#x}") if vm is not None else "-",
+            "|".join(n.replace("VM_", "") for n in vm.flag_names) if vm is not None
+            else (f"va:{a.flags:#x}" if a.flags else "-"),
+        ))
+    headers = ("START", "END", "SIZE", "KIND", "PAGES", "CALLER", "FLAGS")
+    if len(rows) <= 5000:
+        click.echo(_table(rows, headers, ("left", "left", "right", "left", "right", "left", "left")))
+    else:
+        _echo_stream(line + "\n" for line in _stream_table(rows, headers, (2, 4)))
+    click.echo(f"{len(areas)} area(s); layout {m.layout.label}")
+
+
+@vmalloc.command("show")
+@click.argument("address")
+@click.option("--pages", "with_pages", is_flag=True, help="Also list the physical address of each page.")
+@click.pass_context
+def show(ctx: click.Context, address: str, with_pages: bool) -> None:
+    """Everything about the area containing ADDRESS."""
+    m = _model(ctx)
+    addr = _addr(address, ctx)
+    a = m.find(addr)
+    if a is None:
+        raise AddressError(f"{addr:#x} is in no vmap area (busy, lazy or pooled)", addr)
+    d = a.to_dict()
+    d["offset"] = addr - a.start
+    b = m.block_of(a)
+    if b is not None:
+        d["vmap_block"] = b.to_dict(m.page_size)
+    if with_pages and a.vm is not None:
+        from kcoretool.model import vm_page_physaddrs
+
+        d["vm"]["page_phys"] = vm_page_physaddrs(_program(ctx), a.vm)
+    if _json_wanted(ctx):
+        _emit_json(d)
+        return
+    lines = [
+        f"area        {a.start:#x}-{a.end:#x}  ({_human(a.size)}, offset {addr - a.start:#x})",
+        f"kind        {a.kind}{'  (lazy: freed, not yet purged)' if a.lazy else ''}",
+        f"vmap_area   {a.address:#x}" + (f"  flags {a.flags:#x}" if a.flags is not None else ""),
+    ]
+    if a.node is not None:
+        lines.append(f"vmap node   {a.node}" + (f" (pool of node {a.flags_node_id})"
+                                                if a.flags_node_id is not None else ""))
+    vm = a.vm
+    if vm is not None:
+        lines += [
+            f"vm_struct   {vm.address:#x}",
+            f"  addr      {vm.addr:#x}  size {vm.size} ({_human(vm.size)})",
+            f"  flags     {vm.flags:#x} {' '.join(vm.flag_names)}",
+            f"  nr_pages  {vm.nr_pages}" + (f"  page_order {vm.page_order}" if vm.page_order else ""),
+            f"  caller    {vm.caller:#x} {vm.caller_symbol or ''}",
+        ]
+        if vm.phys_addr:
+            lines.append(f"  phys_addr {vm.phys_addr:#x}")
+        if vm.requested_size is not None:
+            lines.append(f"  requested {vm.requested_size}")
+        if with_pages:
+            phys = d["vm"]["page_phys"]
+            lines.append("  pages     " + " ".join(f"{p:#x}" for p in phys[:64])
+                         + (" ..." if len(phys) > 64 else ""))
+    if b is not None:
+        lines += _block_lines(b, m.page_size)
+    click.echo("\n".join(lines))
+
+
+def _block_lines(b, ps: int) -> List[str]:
+    used = b.used_pages()
+    out = [
+        f"vmap_block  {b.address:#x}  cpu {b.cpu if b.cpu is not None else '?'}"
+        + (f" ({b.cpu_source})" if b.cpu_source else ""),
+        f"  pages     {b.bits}: used {used if used is not None else '?'} ({b.used_source}),"
+        f" free {b.free}, dirty {b.dirty}"
+        + (f" [{b.dirty_min}, {b.dirty_max})" if b.dirty_max > b.dirty_min else ""),
+    ]
+    for s, e in b.pieces(ps):
+        out.append(f"  piece     {s:#x}-{e:#x}  ({(e - s) // ps} pages)")
+    for n in b.notes:
+        out.append(f"  note      {n}")
+    return out
+
+
+@vmalloc.command("blocks")
+@click.pass_context
+def blocks(ctx: click.Context) -> None:
+    """vmap blocks (per-CPU vm_map_ram sub-allocators) and their pieces."""
+    m = _model(ctx)
+    ps = m.page_size
+    if _json_wanted(ctx):
+        _emit_json([b.to_dict(ps) for b in m.blocks])
+        return
+    rows = []
+    for b in m.blocks:
+        used = b.used_pages()
+        rows.append((
+            f"{b.start:#x}", f"{b.cpu}" if b.cpu is not None else "?",
+            str(b.bits), str(used) if used is not None else "?", str(b.free), str(b.dirty),
+            f"[{b.dirty_min},{b.dirty_max})" if b.dirty_max > b.dirty_min else "-",
+            " ".join(f"{(s - b.start) // ps}+{(e - s) // ps}" for s, e in b.pieces(ps)) or "-",
+            b.used_source,
+        ))
+    click.echo(_table(rows, ("START", "CPU", "PAGES", "USED", "FREE", "DIRTY", "DIRTY RANGE",
+                             "PIECES (page+len)", "SOURCE")))
+    notes = sorted({n for b in m.blocks for n in b.notes})
+    for n in notes:
+        click.echo(f"note: {n}")
+    click.echo(f"{len(m.blocks)} block(s); layout {m.layout.label}")
+
+
+@vmalloc.command("free")
+@click.option("--fits", metavar="SIZE", help="Where would an allocation of SIZE bytes go?")
+@click.option("--align", metavar="A", default=None, help="Alignment for --fits (default PAGE_SIZE).")
+@click.option("--all", "show_all", is_flag=True, help="List every hole.")
+@click.pass_context
+def free(ctx: click.Context, fits: Optional[str], align: Optional[str], show_all: bool) -> None:
+    """Free holes of the vmalloc range: largest hole, histogram, --fits."""
+    m = _model(ctx)
+    holes = m.vmalloc_holes()
+    hist = m.hole_histogram(holes)
+    total = sum(h.size for h in holes)
+    largest = max(holes, key=lambda h: h.size, default=None)
+    res: Dict[str, Any] = {
+        "vmalloc_start": m.vmalloc_start, "vmalloc_end": m.vmalloc_end,
+        "source": "free_vmap_area_list" if m.holes is not None else "gaps between areas",
+        "holes": len(holes), "free": total,
+        "largest": largest.to_dict() if largest else None,
+        "histogram": {str(k): v for k, v in hist.items()},
+    }
+    if fits:
+        size = _size(fits)
+        al = _size(align) if align else 0
+        found = m.fits(size, al, holes)
+        res["fits"] = {"size": size, "align": max(al, m.page_size),
+                       "candidates": [{"hole": h.to_dict(), "address": a} for h, a in found[:20]],
+                       "count": len(found)}
+    if show_all:
+        res["all"] = [h.to_dict() for h in holes]
+    if _json_wanted(ctx):
+        _emit_json(res)
+        return
+    click.echo(f"vmalloc range {m.vmalloc_start:#x}-{m.vmalloc_end:#x}: {len(holes)} hole(s), "
+               f"{_human(total)} free ({res['source']})")
+    if largest:
+        click.echo(f"largest hole  {largest.start:#x}-{largest.end:#x} ({_human(largest.size)})")
+    click.echo(_table([(f">= {_human(k)}", str(v)) for k, v in hist.items()], ("HOLE SIZE", "COUNT"),
+                      ("left", "right")))
+    if fits:
+        f = res["fits"]
+        if f["count"]:
+            h0 = f["candidates"][0]
+            click.echo(f"{_human(f['size'])} (align {_human(f['align'])}) fits in {f['count']} hole(s);"
+                       f" the lowest fit is {h0['address']:#x}")
+        else:
+            click.echo(f"{_human(f['size'])} (align {_human(f['align'])}) fits in no hole")
+    if show_all:
+        click.echo(_table([(f"{h.start:#x}", f"{h.end:#x}", _human(h.size)) for h in holes],
+                          ("START", "END", "SIZE")))
+
+
+@vmalloc.command("stats")
+@click.option("--top", default=15, show_default=True, help="How many callers to show.")
+@click.pass_context
+def stats(ctx: click.Context, top: int) -> None:
+    """Totals by kind and caller, lazy pages vs lazy_max_pages(), range usage."""
+    m = _model(ctx)
+    st = m.stats()
+    if _json_wanted(ctx):
+        _emit_json(st)
+        return
+    click.echo(f"layout {m.layout.label}; {st['areas']} busy area(s)")
+    click.echo(_table(
+        [(k, str(v["count"]), _human(v["size"]), str(v["pages"])) for k, v in st["by_kind"].items()],
+        ("KIND", "AREAS", "SIZE", "PAGES"), ("left", "right", "right", "right")))
+    click.echo()
+    click.echo(_table(
+        [(k, str(v["count"]), _human(v["size"]), str(v["pages"]))
+         for k, v in list(st["by_caller"].items())[:top]],
+        ("CALLER", "AREAS", "SIZE", "PAGES"), ("left", "right", "right", "right")))
+    lz = st["lazy"]
+    click.echo()
+    click.echo(f"lazy: {lz['areas']} area(s), {lz['pages']} page(s); vmap_lazy_nr "
+               f"{lz['vmap_lazy_nr'] if lz['vmap_lazy_nr'] is not None else '?'} of lazy_max_pages "
+               f"{lz['lazy_max_pages'] if lz['lazy_max_pages'] is not None else '?'} "
+               "(a purge runs above it)")
+    if st["pooled"]["areas"]:
+        click.echo(f"pooled: {st['pooled']['areas']} purged area(s) cached for reuse, "
+                   f"{_human(st['pooled']['size'])}")
+    vr = st["vmalloc_range"]
+    click.echo(f"vmalloc range: {_human(vr['used'])} used by busy areas, {_human(vr['free'])} free "
+               f"in {vr['holes']} hole(s), largest {_human(vr['largest_hole'])}")
+    click.echo(f"module range: {_human(st['modules_range']['used'])} used")
+    click.echo(f"vmap blocks: {st['blocks']}")
+
+
+@click.command("whatis")
+@click.argument("address")
+@click.pass_context
+def whatis(ctx: click.Context, address: str) -> None:
+    """What is ADDRESS: vmalloc area, block piece, module, task stack, direct map, symbol."""
+    from kcoretool.model import whatis as _whatis
+
+    prog = _program(ctx)
+    addr = _addr(address, ctx)
+    m = _model(ctx)
+    res = _whatis(prog, addr, m)
+    if _json_wanted(ctx):
+        _emit_json(res)
+        return
+    if not res["what"]:
+        click.echo(f"{addr:#x}: unknown")
+        return
+    for w in res["what"]:
+        k = w["kind"]
+        if k == "vmalloc":
+            click.echo(f"{addr:#x}: {w['area_kind']} area {w['start']:#x}-{w['end']:#x} +{w['offset']:#x}"
+                       + (f" caller {w['caller']}" if w["caller"] else "")
+                       + (" (lazy)" if w["lazy"] else "")
+                       + (" (guard page)" if w.get("in_guard_page") else ""))
+        elif k.startswith("vmap_block"):
+            p = w["piece"]
+            click.echo(f"{addr:#x}: {k} of block {w['block']:#x} (cpu {w['cpu']}), page "
+                       f"{w['page_in_block']}" + (f", piece {p[0]:#x}-{p[1]:#x}" if p else ""))
+        elif k == "module":
+            click.echo(f"{addr:#x}: in module {w['name']}")
+        elif k == "direct map":
+            click.echo(f"{addr:#x}: direct map, phys {w['phys']:#x}")
+        else:
+            click.echo(f"{addr:#x}: {w.get('description', k)}")
