@@ -307,7 +307,8 @@ def list_(ctx: click.Context, kinds, caller, min_size, addr_range, sort_key, rev
     if len(rows) <= 5000:
         click.echo(_table(rows, headers, ("left", "left", "right", "left", "right", "left", "left")))
     else:
-        _echo_stream(line + "\n" for line in _stream_table(rows, headers, (2, 4)))
+        _echo_stream(("\n" if i else "") + line
+                     for i, line in enumerate(_stream_table(rows, headers, (2, 4))))
     click.echo(f"{len(areas)} area(s); layout {m.layout.label}")
 
 

@@ -260,14 +260,22 @@ def detect_layout(prog: drgn.Program) -> Layout:
          'allocation") (v5.2)')
     )
 
-    # vmallocinfo skipping VM_UNINITIALIZED entirely is a code change with
-    # no type of its own (absent in 6.12.19, present in 7.1.3); it is tied to
-    # the newest struct change we can see, requested_size.
-    vmallocinfo_skips_uninitialized = vm_requested_size
+    # "mm/vmalloc: fix data race in show_numa_info()" (2025; hash not
+    # verified here; backported to stable -- Debian's 6.12.117 has it, the
+    # 6.12.19 tree does not) made vmalloc_info_show() skip VM_UNINITIALIZED
+    # areas and pass its counters to show_numa_info(m, v, counters). The
+    # new parameter is the evidence; without the function's DWARF fall back
+    # to requested_size, the nearest struct change of that era.
+    params = _function_params(prog, "show_numa_info")
+    if params is not None:
+        vmallocinfo_skips_uninitialized = "counters" in params or len(params) >= 3
+        how = "parameters of show_numa_info()"
+    else:
+        vmallocinfo_skips_uninitialized = vm_requested_size
+        how = "no show_numa_info() in DWARF; coupled to vm_struct.requested_size"
     ev.append(
-        ("vmallocinfo_skips_uninitialized", str(vmallocinfo_skips_uninitialized),
-         "coupled to vm_struct.requested_size (no type evidence of its own)",
-         "after v6.12 (commit not verified)")
+        ("vmallocinfo_skips_uninitialized", str(vmallocinfo_skips_uninitialized), how,
+         '"mm/vmalloc: fix data race in show_numa_info()" (2025, stable backports)')
     )
 
     label = _label(busy, va_flags, lazy, block_index, block_cpu, vm_requested_size)
@@ -291,6 +299,22 @@ def detect_layout(prog: drgn.Program) -> Layout:
     )
 
 
+def _function_params(prog: drgn.Program, name: str) -> Optional[List[str]]:
+    try:
+        t = prog.function(name).type_
+    except (LookupError, ValueError, AttributeError):
+        try:
+            t = prog[name].type_
+        except (KeyError, LookupError, ValueError):
+            return None
+    try:
+        if t.kind != drgn.TypeKind.FUNCTION:
+            return None
+        return [p.name or "" for p in t.parameters]
+    except (TypeError, ValueError):
+        return None
+
+
 def _label(
     busy: str,
     va_flags: str,
@@ -300,6 +324,7 @@ def _label(
     requested_size: bool,
 ) -> str:
     if requested_size:
+        # Debian's 6.12.117 has it too (stable backport).
         return "latest (requested_size)"
     if busy == "vmap_nodes":
         return "6.10+" if block_cpu else "6.9"
