@@ -77,7 +77,8 @@ def test_module_areas(lab) -> None:
             if a.vm is not None:
                 assert a.vm.caller_symbol.startswith(t["caller"] + "+"), t["name"]
                 assert a.vm.caller_symbol.endswith("[kcoretool_test]")
-                if t["kind"] != "ioremap":
+                if t["kind"].startswith("vmalloc"):
+                    # vmap() leaves nr_pages 0 (no VM_MAP_PUT_PAGES)
                     assert a.vm.nr_pages == t["nr_pages"], t["name"]
             if t["kind"] == "vmalloc_huge":
                 assert a.vm.page_order == 9
@@ -88,7 +89,9 @@ def test_module_areas(lab) -> None:
             assert m.find(t["addr"], include_lazy=False) is None
     buf = mod["json_buffer"]
     a = m.find(buf["addr"])
-    assert a.vm.caller_symbol.startswith("kct_alloc_json_buffer+")
+    assert a is not None and a.start == buf["addr"] and a.kind == "vmalloc"
+    if "kct_alloc_json_buffer+" in lab.snapshot.vmallocinfo:  # older modules: raw address
+        assert a.vm.caller_symbol.startswith("kct_alloc_json_buffer+")
 
 
 def test_block_pieces(lab) -> None:
@@ -99,18 +102,23 @@ def test_block_pieces(lab) -> None:
     (b,) = [b for b in m.blocks if b.start == bstart]
     assert b.bits == mod["vmap_bbmap_bits"] and b.size == mod["vmap_block_size"]
     assert m.find(bstart).kind == "vmap_block"
-    live = set()
+    # vb_alloc() hands out 1 << get_order(size) pages: a 3-page piece takes 4
+    live = set()  # allocated pages of live pieces
+    mapped_live = set()  # pages vm_map_ram() actually mapped
     for t in pieces:
         off = t["block_offset_pages"]
-        for p in range(off, off + t["nr_pages"]):
+        units = 1 << (t["nr_pages"] - 1).bit_length()
+        for p in range(off, off + units):
             if t["live"]:
                 live.add(p)
+                if p < off + t["nr_pages"]:
+                    mapped_live.add(p)
             hit = m.find_piece(bstart + p * 4096 + 8)
             assert hit is not None and hit[0] is b
             assert (hit[1] is not None) == t["live"], (t["name"], p)
     used = {p for x, y in b.used for p in range(x, y)}
     assert used == live
-    assert b.dirty == sum(t["nr_pages"] for t in pieces if not t["live"])
+    assert b.dirty == sum(1 << (t["nr_pages"] - 1).bit_length() for t in pieces if not t["live"])
     if lab.kernel == "6.1":
         # no used_map: derived from free/dirty/dirty range; check it against
         # the page tables (vb_free unmaps at once)
@@ -119,7 +127,7 @@ def test_block_pieces(lab) -> None:
 
         top = b.bits - b.free
         mapped = _mapped_pages(prog, b.start, 0, top, 4096)
-        assert {i for i, x in enumerate(mapped) if x} == used
+        assert {i for i, x in enumerate(mapped) if x} == mapped_live
     else:
         assert b.used_source == "used_map" and b.cpu_source == "vmap_block.cpu"
 
@@ -137,7 +145,9 @@ def test_whatis(lab) -> None:
     res = whatis(prog, t["addr"] + 4096, m)
     kinds = [w["kind"] for w in res["what"]]
     assert kinds[:2] == ["vmalloc", "vmap_block piece"]
-    assert res["what"][1]["piece"] == [t["addr"], t["addr"] + t["size"]]
+    piece = res["what"][1]["piece"]
+    # rounded up to a power of two pages inside the block
+    assert piece[0] == t["addr"] and piece[1] == t["addr"] + 4 * 4096
 
 
 def test_stats_lazy(lab) -> None:

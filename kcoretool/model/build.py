@@ -435,7 +435,10 @@ def _make_block(
                     if m:
                         bm |= 1 << i
                 used, used_source = _runs(bm, top), "page_tables"
-                notes.append("used pages read from the page tables (vb_free unmaps at once)")
+                notes.append(
+                    "used pages read from the page tables (vb_free unmaps at once); "
+                    "these are mapped pages, not the power-of-two units vb_alloc hands out"
+                )
             else:
                 notes.append(
                     f"no used_map (< 6.3): {b.dirty} of the first {top} pages were freed "

@@ -185,9 +185,11 @@ class VmapBlock:
 
     def pieces(self, page_size: int = 4096) -> List[Tuple[int, int]]:
         """
-        ``(start, end)`` address ranges of the live vm_map_ram pieces. Adjacent
-        pieces are indistinguishable in every kernel record and come back
-        merged.
+        ``(start, end)`` address ranges of the live vm_map_ram pieces, as the
+        allocator handed them out: ``vb_alloc()`` rounds every request up to
+        ``1 << get_order(size)`` pages (a 3-page vm_map_ram takes 4; only 3
+        are mapped). Adjacent pieces are indistinguishable in every kernel
+        record and come back merged.
         """
         if self.used is None:
             return []
