@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from kcoretool.kernel import detect_layout, open_program
+from kcoretool.kernel import Symbolizer, detect_layout, open_program
 from kcoretool.model import from_program, vm_numa_counts, vm_page_physaddrs, vmallocinfo_lines, whatis
 
 pytestmark = pytest.mark.lab
@@ -46,7 +46,8 @@ def test_layout(lab) -> None:
 
 def test_vmallocinfo_line_for_line(lab) -> None:
     prog, m = _prog_model(lab)
-    ours = list(vmallocinfo_lines(m, numa=vm_numa_counts(prog) if m.numa else None))
+    sym = Symbolizer(prog, kallsyms_size=True)
+    ours = list(vmallocinfo_lines(m, numa=vm_numa_counts(prog) if m.numa else None, symbolize=sym))
     assert ours == lab.snapshot.vmallocinfo.splitlines()
 
 

@@ -270,7 +270,10 @@ def list_(ctx: click.Context, kinds, caller, min_size, addr_range, sort_key, rev
                 numa = vm_numa_counts(_program(ctx))
             except (LookupError, ValueError) as e:
                 click.echo(f"kcoretool: warning: no NUMA page counts ({e})", err=True)
-        for line in vmallocinfo_lines(m, numa):
+        from kcoretool.kernel import Symbolizer
+
+        sym = Symbolizer(_program(ctx), kallsyms_size=True)
+        for line in vmallocinfo_lines(m, numa, sym):
             click.echo(line)
         return
     lo = hi = None

@@ -30,10 +30,12 @@ __all__ = ("vmallocinfo_lines",)
 
 
 def _vm_line(m: VmallocModel, v: VmStruct, sparse: bool,
-             numa: Optional[Callable[[VmStruct], Dict[int, int]]]) -> str:
+             numa: Optional[Callable[[VmStruct], Dict[int, int]]],
+             symbolize: Optional[Callable[[int], Optional[str]]]) -> str:
     parts = [f"0x{v.addr:016x}-0x{v.addr + v.size:016x} {v.size:7d}"]
     if v.caller:
-        parts.append(" " + (v.caller_symbol or f"0x{v.caller:x}"))
+        text = symbolize(v.caller) if symbolize is not None else v.caller_symbol
+        parts.append(" " + (text or f"0x{v.caller:x}"))
     if v.nr_pages:
         parts.append(f" pages={v.nr_pages}")
     if v.phys_addr:
@@ -68,6 +70,7 @@ def _ram_line(a: Area, what: str) -> str:
 def vmallocinfo_lines(
     model: VmallocModel,
     numa: Optional[Callable[[VmStruct], Dict[int, int]]] = None,
+    symbolize: Optional[Callable[[int], Optional[str]]] = None,
 ) -> Iterator[str]:
     """
     Yield the lines of ``/proc/vmallocinfo`` (without newlines).
@@ -75,6 +78,9 @@ def vmallocinfo_lines(
     :param numa: per-vm_struct ``{node: pages}`` (see
         :func:`kcoretool.model.vm_numa_counts`); pass it for CONFIG_NUMA
         kernels to get the `` N0=...`` fields.
+    :param symbolize: caller address -> ``%pS`` text. The model's
+        ``caller_symbol`` carries the ELF symbol size; for the kernel's exact
+        text pass ``kcoretool.kernel.Symbolizer(prog, kallsyms_size=True)``.
     """
     lay = model.layout
     sparse = lay.vm_sparse
@@ -96,7 +102,7 @@ def vmallocinfo_lines(
             continue
         if lay.vmallocinfo_skips_uninitialized and a.vm.flags & VM_UNINITIALIZED:
             continue
-        yield _vm_line(model, a.vm, sparse, numa)
+        yield _vm_line(model, a.vm, sparse, numa, symbolize)
     # show_purge_info(): <= 6.8 prints it from s_show() on the last busy
     # entry only (so not at all when the busy list is empty); 6.9+ always.
     if lay.va_flags == "legacy":

@@ -236,7 +236,10 @@ class Image:
         return addr
 
     def function(self, name: str, addr: int, size: int = 0x100) -> None:
+        """A function: an ELF-style symbol and a DWARF-style object."""
         self.symbol(name, addr, size, SymbolKind.FUNC)
+        ft = self.prog.function_type(self.types["void"], ())
+        self.globals[name] = (ft, addr)
 
     def symbol(self, name: str, addr: int, size: int, kind: SymbolKind) -> None:
         s = Symbol(name, addr, size, SymbolBinding.GLOBAL, kind)
