@@ -189,3 +189,20 @@ def test_cli_on_snapshot(lab) -> None:
     rows = json.loads(out)
     big = next(t for t in lab.snapshot.module["areas"] if t["kind"] == "vm_map_ram_large")
     assert [r["start"] for r in rows] == [big["addr"]]
+
+
+def test_live_kcore_in_guest(lab) -> None:
+    """The CLI on the live guest's /proc/kcore finds the module's areas."""
+    rc, out, err = lab.kcoretool("--vmlinux", str(lab.vmlinux), "--json", "vmalloc", "list",
+                                 "--caller", "kct_*", timeout=600)
+    assert rc == 0, err
+    rows = {r["start"]: r for r in json.loads(out)}
+    for t in lab.snapshot.module["areas"]:
+        if t["kind"] in KIND and t["live"] and t["kind"] != "vm_map_ram_large":
+            assert rows[t["addr"]]["kind"] == KIND[t["kind"]], t["name"]
+    rc, out, err = lab.kcoretool("--vmlinux", str(lab.vmlinux), "--json", "vmalloc", "blocks",
+                                 timeout=600)
+    assert rc == 0, err
+    bstart = next(t["block_start"] for t in lab.snapshot.module["areas"]
+                  if t["kind"] == "vm_map_ram_piece")
+    assert bstart in {b["start"] for b in json.loads(out)}
