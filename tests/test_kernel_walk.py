@@ -188,3 +188,50 @@ def test_warning_cap() -> None:
     for i in range(10):
         log.warn(str(i))
     assert log.summary() == ["0", "1", "2", "... and 7 more warnings"]
+
+
+def test_llist_cycle_54() -> None:
+    sc = standard_scene("5.4")
+    sc.lazy = [AreaSpec(VMALLOC_START + 0x5000000 + i * 0x10000, 2 * PAGE) for i in range(5)]
+    k = build("5.4", sc)
+    po = k.img.offsetof("vmap_area", "purge_list")
+    starts = sorted(a.start for a in sc.lazy)
+    # last node -> first node
+    k.img.w64(k.area_addr[starts[-1]] + po, k.area_addr[starts[0]] + po)
+    m = from_program(k.prog)
+    assert any("vmap_purge_list: cycle" in w for w in m.warnings)
+    assert len(m.lazy) == 5
+
+
+def test_garbage_block_counters() -> None:
+    sc = standard_scene("6.1")
+    sc.blocks[0].free = 10**6
+    m = from_program(build("6.1", sc).prog)
+    b = m.blocks[0]
+    assert b.used is None and b.used_source == "unknown"
+    assert any("out of range" in n for n in b.notes)
+
+
+def test_used_map_disagrees_with_counters() -> None:
+    sc = standard_scene("6.12")
+    sc.blocks[0].free = 5
+    m = from_program(build("6.12", sc).prog)
+    assert any("used_map has" in n for n in m.blocks[0].notes)
+
+
+def test_bad_percpu_offset() -> None:
+    k = build("6.12", standard_scene("6.12"))
+    pco = k.img.globals["__per_cpu_offset"][1]
+    k.img.w64(pco + 8, 0x100000000000)  # CPU 1's per-CPU area is garbage
+    m = from_program(k.prog)
+    assert any("vmap_block_queue[1]" in w for w in m.warnings)
+    # the block lived in CPU 1's xarray: its area is still classified
+    assert m.find(VMALLOC_START + 0xC00000).kind == "vmap_block"
+
+
+def test_pooled_and_lazy_limits() -> None:
+    sc = standard_scene("6.12")
+    sc.pooled = [AreaSpec(VMALLOC_START + 0x6000000 + i * 0x10000, 4 * PAGE, None, vn_id=0)
+                 for i in range(30)]
+    m = from_program(build("6.12", sc).prog, limit=40)
+    assert len(m.pooled) <= 40
