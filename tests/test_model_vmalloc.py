@@ -10,7 +10,6 @@ from drgn.helpers.linux.mm import find_vmap_area, for_each_vmap_area
 
 from kcoretool.model import (
     KINDS,
-    Area,
     VmallocModel,
     from_program,
     vmallocinfo_lines,

@@ -11,7 +11,6 @@ json, debug); errors are :class:`~kcoretool.errors.KcoreToolError`.
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Any, Dict, List, Optional, Tuple
 
 import click

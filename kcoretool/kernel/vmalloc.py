@@ -18,7 +18,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import drgn
 
-from kcoretool.kernel.layout import Layout, detect_layout, has_symbol
+from kcoretool.kernel.layout import Layout, detect_layout
 from kcoretool.kernel.walk import (
     DEFAULT_LIMIT,
     KERNEL_HALF,

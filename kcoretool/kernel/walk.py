@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 import warnings
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import drgn
 
