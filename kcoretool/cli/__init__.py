@@ -47,6 +47,17 @@ class Options:
         self.json = json
         self.debug = debug
         self._core = None
+        self._kernel = None
+
+    def kernel(self):  # -> kcoretool.api.Kernel
+        """The kernel behind the core, through drgn with debug info."""
+        if self._kernel is None:
+            from kcoretool.api import Kernel
+            from kcoretool.kernel import open_program
+
+            core = self.core()  # one clear line for anything that is not a core
+            self._kernel = Kernel(open_program(self.core_path, self.vmlinux), core)
+        return self._kernel
 
     def core(self):  # -> kcoretool.source.Core
         if self._core is None:
@@ -78,7 +89,14 @@ class _LazyGroup(click.Group):
                 if e.name == module:
                     return None
                 raise
-            return getattr(mod, attr, None)
+            cmd = getattr(mod, attr, None)
+            if name == "vmalloc" and cmd is not None:
+                # The reading subcommands live with the reader's faces.
+                from kcoretool.cli import readcmds
+
+                for sub in (readcmds.dump, readcmds.extract, readcmds.check):
+                    cmd.add_command(sub)
+            return cmd
         return super().get_command(ctx, name)
 
 

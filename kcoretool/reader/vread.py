@@ -93,6 +93,10 @@ class VmallocReader:
         spans = sorted(list(model.areas) + list(model.lazy), key=lambda a: a.start)
         self._spans = spans
         self._starts = [a.start for a in spans]
+        # Where vmap areas live; other kernel addresses (direct map, kernel
+        # image, vmemmap) are read by plain translation.
+        self._ranges = sorted({(model.vmalloc_start, model.vmalloc_end),
+                               (model.modules_start, model.modules_end)})
 
     # -- the walk over areas (vread_iter) ------------------------------------
 
@@ -103,8 +107,15 @@ class VmallocReader:
         pos = addr
         while pos < end:
             area = self._area_at(pos)
+            if area is None and not self._in_vmap_ranges(pos):
+                # Not vmalloc space: the page tables alone decide.
+                n = min(end, self._next_range_start(pos)) - pos
+                for run, data in self._mapped(None, pos, pos + n, "unmapped"):
+                    self._emit(run, data, sink, report)
+                pos += n
+                continue
             if area is None:
-                nxt = self._next_start(pos)
+                nxt = min(self._next_start(pos), self._range_end(pos))
                 n = min(end, nxt) - pos
                 _write_zeros(sink, n)
                 report.add(PageRun(pos, n, "hole"))
@@ -124,6 +135,15 @@ class VmallocReader:
         if i >= 0 and addr < self._spans[i].end:
             return self._spans[i]
         return None
+
+    def _in_vmap_ranges(self, addr: int) -> bool:
+        return any(lo <= addr < hi for lo, hi in self._ranges)
+
+    def _range_end(self, addr: int) -> int:
+        return next((hi for lo, hi in self._ranges if lo <= addr < hi), 1 << 64)
+
+    def _next_range_start(self, addr: int) -> int:
+        return min((lo for lo, _ in self._ranges if lo > addr), default=1 << 64)
 
     def _next_start(self, addr: int) -> int:
         i = bisect.bisect_right(self._starts, addr)
@@ -252,13 +272,13 @@ class VmallocReader:
         """aligned_vread_iter(): present pages are read, the rest is zeros."""
         for v, phys, n in self.walker.runs(lo, hi - lo):
             if phys is None:
-                yield PageRun(v, n, unmapped_state, area=area.start), None
+                yield PageRun(v, n, unmapped_state, area=_start(area)), None
                 continue
             yield from self._physical(area, v, phys, n)
 
     def _physical(self, area, v: int, phys: int, n: int):
         try:
-            yield PageRun(v, n, "data", phys=phys, area=area.start), self.read_phys(phys, n)
+            yield PageRun(v, n, "data", phys=phys, area=_start(area)), self.read_phys(phys, n)
             return
         except AddressError:
             pass
@@ -269,10 +289,14 @@ class VmallocReader:
             k = min(n - off, ps - ((phys + off) % ps))
             try:
                 data = self.read_phys(phys + off, k)
-                yield PageRun(v + off, k, "data", phys=phys + off, area=area.start), data
+                yield PageRun(v + off, k, "data", phys=phys + off, area=_start(area)), data
             except AddressError:
-                yield PageRun(v + off, k, self.missing_state, area=area.start), None
+                yield PageRun(v + off, k, self.missing_state, area=_start(area)), None
             off += k
+
+
+def _start(area) -> Optional[int]:
+    return None if area is None else area.start
 
 
 def _identity(area) -> Tuple:
