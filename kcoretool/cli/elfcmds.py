@@ -250,4 +250,7 @@ def _wants_reader(core, addr: int, via: str) -> bool:
     if via == "elf":
         return False
     seg = core.find_segment(addr)
-    return seg is None or seg.kind in ("vmalloc", "modules")
+    if seg is None:
+        return True
+    # A saved copy of kcore holds what the kernel returned; nothing else to ask.
+    return seg.kind in ("vmalloc", "modules") and core.is_live

@@ -109,9 +109,10 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     from .vmallocinfo import parse
 
     failures: list[str] = []
-    for k in _kernels(args.kernels):
+    kernels = _kernels(args.kernels)
+    for k in kernels:
         print(f"== {k}")
-        with lab_mod.start(k) as lk:
+        with lab_mod.start(k, then_prepare=kernels) as lk:
             g, snap = lk.guest, lk.snapshot
             assert snap is not None and snap.module is not None
             rc, out, _ = lk.run(["uname", "-r"], timeout=30)

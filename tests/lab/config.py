@@ -74,6 +74,18 @@ def run(
     return cp
 
 
+def die_with_parent() -> None:
+    """preexec_fn: SIGKILL this child when the (forking thread of the) lab
+    process dies, so a killed pytest never leaves QEMU or makedumpfile behind."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def require_tools(*names: str) -> None:
     missing = [n for n in names if shutil.which(n) is None]
     if missing:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import json
 import os
 import pathlib
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import weakref
 from typing import Any, Mapping, Optional, Sequence
 
-from .config import DEFAULT_MEM_MB, REPO_ROOT, LabError, log
+from .config import DEFAULT_MEM_MB, REPO_ROOT, LabError, die_with_parent, log
 
 BOOT_TIMEOUT_S = float(os.environ.get("KCORETOOL_LAB_BOOT_TIMEOUT", "300"))
 # Extra wall time the host allows on top of a request's own timeout: the
@@ -73,6 +74,17 @@ class QMP:
             pass
 
 
+# Guests still running at interpreter exit are stopped (belt and braces on
+# top of fixture teardown and PR_SET_PDEATHSIG).
+_live_guests: "weakref.WeakSet[Guest]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for g in list(_live_guests):
+        g.close()
+
+
 class Guest:
     """One QEMU/TCG guest running a Debian kernel and the lab agent.
 
@@ -126,7 +138,9 @@ class Guest:
         t0 = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=open(self.workdir / "qemu.out", "wb"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=die_with_parent)
+        _live_guests.add(self)
         try:
             self._wait_ready(t0 + BOOT_TIMEOUT_S)
             self.qmp = QMP(self.qmp_path)

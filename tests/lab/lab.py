@@ -12,8 +12,10 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from typing import Any, Optional, Sequence
+from concurrent.futures import Future
+from typing import Any, Iterable, Optional, Sequence
 
 from . import initramfs, kmod, snapshot as snapshot_mod
 from .config import DEFAULT_MEM_MB, REPO_ROOT, LabError, cache_dir, check_environment, log
@@ -113,6 +115,8 @@ class LabKernel:
         }
 
     def close(self) -> None:
+        if self.snapshot is not None:
+            self.snapshot.close()
         self.guest.close()
 
     def __enter__(self) -> "LabKernel":
@@ -143,19 +147,56 @@ def _workdir(kernel: str) -> pathlib.Path:
     return wd
 
 
-def prepare(kernel: str) -> tuple[KernelFiles, pathlib.Path, pathlib.Path]:
-    """Fetch, build the module and the initramfs (all cached)."""
+def _prepare(kernel: str) -> tuple[KernelFiles, pathlib.Path, pathlib.Path]:
     check_environment()
     files = fetch(kernel)
     return files, kmod.build(files), initramfs.build(files)
 
 
+_prepared: dict[str, Future] = {}
+_prepared_lock = threading.Lock()
+PREPARE_TIMEOUT_S = 3600.0
+
+
+def prepare_async(kernel: str) -> Future:
+    """Start (once per process) fetching/building a kernel in a daemon thread,
+    so a cold second kernel downloads while the first one boots and is tested.
+    A daemon thread never holds up interpreter exit; interrupted work is
+    redone by the next run (every step is marker-guarded)."""
+    with _prepared_lock:
+        fut = _prepared.get(kernel)
+        if fut is None:
+            fut = _prepared[kernel] = Future()
+
+            def work() -> None:
+                try:
+                    fut.set_result(_prepare(kernel))
+                except BaseException as exc:  # handed to whoever waits
+                    fut.set_exception(exc)
+
+            threading.Thread(target=work, name=f"lab-prepare-{kernel}", daemon=True).start()
+        return fut
+
+
+def prefetch(kernels: Iterable[str]) -> None:
+    for k in kernels:
+        prepare_async(k)
+
+
+def prepare(kernel: str) -> tuple[KernelFiles, pathlib.Path, pathlib.Path]:
+    """Fetch, build the module and the initramfs (all cached)."""
+    return prepare_async(kernel).result(timeout=PREPARE_TIMEOUT_S)
+
+
 def start(kernel: str, *, load_module: bool = True, take_snapshot: bool = True,
-          churn: bool = False, mem_mb: int = DEFAULT_MEM_MB) -> LabKernel:
+          churn: bool = False, mem_mb: int = DEFAULT_MEM_MB,
+          then_prepare: Iterable[str] = ()) -> LabKernel:
     """Boot ``kernel`` ("6.1"/"6.12"), load the module, snapshot.  The caller
-    must close() the result (it owns a QEMU process)."""
+    must close() the result (it owns a QEMU process).  ``then_prepare``: kernels
+    to fetch/build in the background once this one is prepared."""
     t0 = time.monotonic()
     files, ko, initrd = prepare(kernel)
+    prefetch(k for k in then_prepare if k != kernel)
     t_prep = time.monotonic() - t0
     wd = _workdir(kernel)
     guest = Guest(kernel=kernel, release=files.release, vmlinuz=files.vmlinuz, initrd=initrd,

@@ -32,11 +32,25 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"lab unavailable: {reason}")
 
 
+# Kernels the selected tests will boot, in order (filled at collection).
+_needed: list[str] = []
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Anything that uses the lab fixtures is a lab test, marked or not.
     for item in items:
         if {"lab", "lab_guest"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.lab)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # After -k/-m deselection: which kernels will really be booted.
+    _needed.clear()
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        k = callspec.params.get("lab") if callspec else None
+        if k and k not in _needed:
+            _needed.append(k)
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +68,8 @@ def lab(request: pytest.FixtureRequest, lab_environment: None) -> Iterator[Any]:
     from .lab import start
 
     try:
-        lk = start(request.param)
+        # Prepare the next kernel (download/extract when cold) while this one runs.
+        lk = start(request.param, then_prepare=_needed)
     except LabUnavailable as exc:
         _unavailable(str(exc))
         raise  # not reached

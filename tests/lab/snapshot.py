@@ -7,13 +7,12 @@ import dataclasses
 import json
 import os
 import pathlib
-import shutil
 import struct
 import subprocess
 import time
 from typing import Any, Optional
 
-from .config import LabError, log
+from .config import LabError, die_with_parent, log
 from .guest import Guest
 
 # __START_KERNEL_map + the default physical start: _text without KASLR.
@@ -24,13 +23,71 @@ DUMP_LEVEL = {"6.1": 31, "6.12": 23}
 MAKEDUMPFILE_TIMEOUT_S = 600
 
 
+class FilterJob:
+    """makedumpfile -c and -E running in the background (2 processes).
+
+    They start right after the ELF dump so they overlap with the live tests;
+    whoever needs a filtered file calls wait()."""
+
+    def __init__(self, elf: pathlib.Path, vmlinux: pathlib.Path, level: int,
+                 kdump: pathlib.Path, elf_filtered: pathlib.Path) -> None:
+        self.outputs = (kdump, elf_filtered)
+        self.t0 = time.monotonic()
+        self.seconds: Optional[float] = None
+        self.error: Optional[str] = None
+        self.procs: list[tuple[pathlib.Path, subprocess.Popen, pathlib.Path]] = []
+        for out, mode in ((kdump, "-c"), (elf_filtered, "-E")):
+            out.unlink(missing_ok=True)
+            logf = out.with_name(out.name + ".log")
+            with open(logf, "wb") as lf:
+                p = subprocess.Popen(["makedumpfile", mode, "-d", str(level), "-x", str(vmlinux),
+                                      str(elf), str(out)], stdin=subprocess.DEVNULL,
+                                     stdout=lf, stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=die_with_parent)
+            self.procs.append((out, p, logf))
+
+    def wait(self, timeout: float = MAKEDUMPFILE_TIMEOUT_S) -> None:
+        if self.seconds is None and self.error is None:
+            deadline = self.t0 + timeout
+            errors = []
+            for out, p, logf in self.procs:
+                try:
+                    p.wait(timeout=max(1.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.kill()
+                    self.error = f"makedumpfile timed out after {timeout:.0f}s"
+                    break
+                if p.returncode != 0 or not out.exists():
+                    lines = logf.read_text(errors="replace").replace("\r", "\n").strip().splitlines()
+                    errors.append(f"{out.name}: rc={p.returncode}: {' | '.join(lines[-3:])}")
+            if self.error is None and errors:
+                self.error = "makedumpfile failed: " + "; ".join(errors)
+            if self.error is None:
+                self.seconds = time.monotonic() - self.t0
+                log(f"makedumpfile (-c, -E) done in {self.seconds:.1f}s")
+        if self.error:
+            raise LabError(self.error)
+
+    def kill(self) -> None:
+        for _, p, _ in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, 9)
+                except ProcessLookupError:
+                    pass
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+
+
 @dataclasses.dataclass
 class Snapshot:
     """Everything captured at the dump moment (see tests/lab/README.md)."""
     dir: pathlib.Path
     elf: pathlib.Path            # QEMU ELF dump, program headers moved after the ELF header
-    kdump: pathlib.Path          # makedumpfile -c -d N (compressed kdump)
-    elf_filtered: pathlib.Path   # makedumpfile -E -d N (ELF)
+    kdump_path: pathlib.Path     # makedumpfile -c -d N (compressed kdump)
+    elf_filtered_path: pathlib.Path  # makedumpfile -E -d N (ELF)
     dump_level: int
     module: Optional[dict]       # parsed areas.json (None if the module is not loaded)
     module_json_text: Optional[str]
@@ -42,6 +99,28 @@ class Snapshot:
     variables: dict[str, int]    # their 8-byte values, read via /proc/kcore
     cpus_online: str
     captured_at: float
+    filter_job: Optional[FilterJob] = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def kdump(self) -> pathlib.Path:
+        """The compressed kdump (waits for makedumpfile if still running)."""
+        self.wait_filtered()
+        return self.kdump_path
+
+    @property
+    def elf_filtered(self) -> pathlib.Path:
+        """The makedumpfile -E ELF (waits for makedumpfile if still running)."""
+        self.wait_filtered()
+        return self.elf_filtered_path
+
+    def wait_filtered(self) -> None:
+        if self.filter_job is not None:
+            self.filter_job.wait()
+
+    def close(self) -> None:
+        """Stop a still-running makedumpfile (fixture teardown)."""
+        if self.filter_job is not None:
+            self.filter_job.kill()
 
     @property
     def paths(self) -> dict[str, pathlib.Path]:
@@ -108,38 +187,8 @@ def _rewrite(path: pathlib.Path, eh: bytes, ph: bytes, phentsize: int, phnum: in
     os.replace(tmp, path)
 
 
-def _makedumpfile(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(["makedumpfile", *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def filter_dumps(elf: pathlib.Path, vmlinux: pathlib.Path, level: int,
-                 kdump: pathlib.Path, elf_filtered: pathlib.Path) -> None:
-    """Run makedumpfile -c and -E in parallel (the host has 2 cores)."""
-    for p in (kdump, elf_filtered):
-        p.unlink(missing_ok=True)
-    jobs = {
-        kdump: _makedumpfile(["-c", "-d", str(level), "-x", str(vmlinux), str(elf), str(kdump)]),
-        elf_filtered: _makedumpfile(["-E", "-d", str(level), "-x", str(vmlinux), str(elf), str(elf_filtered)]),
-    }
-    deadline = time.monotonic() + MAKEDUMPFILE_TIMEOUT_S
-    errors = []
-    for out, p in jobs.items():
-        try:
-            text, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            for q in jobs.values():
-                q.kill()
-            raise LabError(f"makedumpfile timed out after {MAKEDUMPFILE_TIMEOUT_S}s")
-        if p.returncode != 0 or not out.exists():
-            lines = text.decode(errors="replace").strip().splitlines()
-            errors.append(f"{out.name}: rc={p.returncode}: {' | '.join(lines[-3:])}")
-    if errors:
-        raise LabError("makedumpfile failed: " + "; ".join(errors))
-
-
 def take(guest: Guest, vmlinux: pathlib.Path, outdir: pathlib.Path, *,
-         free_lazy: bool = True, filtered: bool = True) -> Snapshot:
+         free_lazy: bool = True, filtered: bool = True, background: bool = True) -> Snapshot:
     """Capture vmallocinfo + module JSON, dump immediately, then filter.
 
     The agent reads everything in-process (no fork between the capture and
@@ -161,19 +210,20 @@ def take(guest: Guest, vmlinux: pathlib.Path, outdir: pathlib.Path, *,
         raise LabError("no _text in the guest's /proc/kallsyms (kptr_restrict?)")
     level = DUMP_LEVEL.get(guest.kernel, 23)
     snap = Snapshot(
-        dir=outdir, elf=elf, kdump=outdir / "vmcore.kdump",
-        elf_filtered=outdir / "vmcore-filtered.elf", dump_level=level,
+        dir=outdir, elf=elf, kdump_path=outdir / "vmcore.kdump",
+        elf_filtered_path=outdir / "vmcore-filtered.elf", dump_level=level,
         module=json.loads(module_text) if module_text else None,
         module_json_text=module_text, vmallocinfo=cap["vmallocinfo"],
         kallsyms_text=text, kaslr_offset=text - TEXT_NO_KASLR, iomem=cap["iomem"],
         symbols=cap["symbols"], variables=cap["variables"], cpus_online=cap["cpus_online"],
         captured_at=cap["captured_at"],
     )
-    meta: dict[str, Any] = {k: v for k, v in dataclasses.asdict(snap).items()
-                            if k not in ("module", "module_json_text", "vmallocinfo", "iomem")}
+    meta: dict[str, Any] = {f.name: getattr(snap, f.name) for f in dataclasses.fields(snap)
+                            if f.name not in ("module", "module_json_text", "vmallocinfo", "iomem",
+                                              "filter_job")}
     (outdir / "snapshot.json").write_text(json.dumps(meta, indent=1, default=str))
     if filtered:
-        t0 = time.monotonic()
-        filter_dumps(elf, vmlinux, level, snap.kdump, snap.elf_filtered)
-        log(f"{guest.release}: makedumpfile -d {level} (-c, -E) in {time.monotonic() - t0:.1f}s")
+        snap.filter_job = FilterJob(elf, vmlinux, level, snap.kdump_path, snap.elf_filtered_path)
+        if not background:
+            snap.wait_filtered()
     return snap
