@@ -41,13 +41,16 @@ done
 echo 1 > /proc/sys/kernel/kptr_restrict
 fail() { echo "kct-init: FATAL: $*" > /dev/console; poweroff -f; }
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 hostroot /host || fail "mount hostroot"
-mount -t 9p -o trans=virtio,version=9p2000.L,cache=none,msize=512000 labshare "/host$kct_share" || fail "mount labshare"
 mount -t proc proc /host/proc || fail "mount proc"
 mount -t sysfs sys /host/sys || fail "mount sys"
 mount -t debugfs debugfs /host/sys/kernel/debug || fail "mount debugfs"
 mount -t devtmpfs dev /host/dev || fail "mount dev"
 mount -t tmpfs tmp /host/tmp || fail "mount tmp"
 mount -t tmpfs run /host/run 2>/dev/null
+# The share last: it may live under /tmp (a cache in /tmp), which the tmpfs
+# above would otherwise hide; its mount point then has to be made in the tmpfs.
+mkdir -p "/host$kct_share" 2>/dev/null
+mount -t 9p -o trans=virtio,version=9p2000.L,cache=none,msize=512000 labshare "/host$kct_share" || fail "mount labshare"
 echo "kct-init: starting agent" > /dev/console
 # exec: the agent becomes pid 1; if it dies the kernel panics and QEMU exits
 # (-no-reboot, panic=-1), which the host notices.
