@@ -153,6 +153,7 @@ class Guest:
 
     def _wait_ready(self, deadline: float) -> None:
         ready = self.chan / "resp" / "ready.json"
+        agent_said_ready: Optional[float] = None
         while time.monotonic() < deadline:
             if ready.exists():
                 info = json.loads(ready.read_text())
@@ -161,6 +162,11 @@ class Guest:
                     raise LabError(f"guest runs {info['uname'][2]}, expected {self.release}")
                 return
             self._check_alive("during boot")
+            if agent_said_ready is None and "kct-agent: ready" in self._console_text():
+                agent_said_ready = time.monotonic()
+            if agent_said_ready is not None and time.monotonic() - agent_said_ready > 30:
+                raise LabError(f"{self.release}: the agent is up but its ready file never reached "
+                               f"{self.chan} (share not mounted where the host looks?)")
             time.sleep(0.1)
         raise GuestTimeout(f"{self.release}: agent not ready after {BOOT_TIMEOUT_S:.0f}s; "
                            f"console: {self.console_tail()}")
@@ -173,11 +179,16 @@ class Guest:
             rc = self.proc.returncode if self.proc else None
             raise LabError(f"{self.release}: QEMU exited ({rc}) {when}; console: {self.console_tail()}")
 
-    def console_tail(self, lines: int = 6) -> str:
+    def _console_text(self) -> str:
         try:
-            text = self.console_log.read_text(errors="replace")
+            return self.console_log.read_text(errors="replace")
         except OSError:
-            return "(no console log)"
+            return ""
+
+    def console_tail(self, lines: int = 6) -> str:
+        text = self._console_text()
+        if not text:
+            return "(empty console log)"
         return " | ".join(l.strip() for l in text.strip().splitlines()[-lines:])
 
     def close(self) -> None:
