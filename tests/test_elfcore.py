@@ -234,7 +234,7 @@ def test_read_reports_zero_fill():
 
 def test_read_uncovered_address_error():
     core = str(FIXTURES / "kcore-6.1.core")
-    r = kcoretool("-c", core, "read", "0xffff800000000000", "8")
+    r = kcoretool("-c", core, "read", "--via", "elf", "0xffff800000000000", "8")
     assert (r.returncode, r.stdout) == (1, "")
     assert r.stderr == (f"kcoretool: {core}: no segment covers virtual address 0xffff800000000000; "
                         "`kcoretool segments` lists what the core holds\n")
