@@ -27,6 +27,18 @@ class GuestTimeout(LabError):
     pass
 
 
+def _tmp_binds(paths: Sequence[pathlib.Path]) -> list[str]:
+    """Top-level /tmp entries holding paths the guest must see (its own /tmp is
+    a tmpfs): '/labcache' for /tmp/labcache/... ."""
+    out: list[str] = []
+    for p in paths:
+        for q in {pathlib.Path(os.path.abspath(p)), pathlib.Path(os.path.realpath(p))}:
+            parts = q.parts
+            if len(parts) > 2 and parts[1] == "tmp" and f"/{parts[2]}" not in out:
+                out.append(f"/{parts[2]}")
+    return out
+
+
 class QMP:
     """Minimal QMP client over a unix socket, every call bounded in time."""
 
@@ -120,6 +132,7 @@ class Guest:
             "console=ttyS0", "panic=-1", "loglevel=4", "mitigations=off", "rdinit=/init",
             f"kct_share={self.share}", f"kct_repo={REPO_ROOT}",
             f"kct_python={sys.executable}",
+            f"kct_tmpbind={','.join(_tmp_binds([self.share, REPO_ROOT, pathlib.Path(sys.prefix), pathlib.Path(sys.executable), self.vmlinuz, self.initrd]))}",
             self.extra_append,
         ]).strip()
         argv = [

@@ -45,7 +45,15 @@ mount -t proc proc /host/proc || fail "mount proc"
 mount -t sysfs sys /host/sys || fail "mount sys"
 mount -t debugfs debugfs /host/sys/kernel/debug || fail "mount debugfs"
 mount -t devtmpfs dev /host/dev || fail "mount dev"
+# The guest gets a writable tmpfs /tmp, but host paths under /tmp that the lab
+# needs (a cache, repo or venv there: kct_tmpbind=/a,/b relative to /tmp) stay
+# visible by bind-mounting them back from the host root.
+mkdir -p /hosttmp
+mount --bind /host/tmp /hosttmp || fail "bind host /tmp"
 mount -t tmpfs tmp /host/tmp || fail "mount tmp"
+for p in $(echo "$kct_tmpbind" | tr ',' ' '); do
+    mkdir -p "/host/tmp$p" && mount --bind "/hosttmp$p" "/host/tmp$p" || fail "bind /tmp$p"
+done
 mount -t tmpfs run /host/run 2>/dev/null
 # The share last: it may live under /tmp (a cache in /tmp), which the tmpfs
 # above would otherwise hide; its mount point then has to be made in the tmpfs.
