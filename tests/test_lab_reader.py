@@ -118,9 +118,12 @@ def test_vmalloc_check_names_the_kernels_defects(lab):
     module = {a["id"]: a for a in lab.snapshot.module["areas"]}
     flagged = {}
     for r in result["results"]:
+        assert not set(r["changing"]) & {a["addr"] + i * PAGE for a in lab.snapshot.module["areas"]
+                                         for i in range(a["nr_pages"])}, "test pages never change"
         for m in r["mismatches"]:
             flagged[m["vaddr"]] = (r["kind"], m["defect"], m["pagetable_state"])
-    assert "unexplained" not in result["by_defect"], [v for v in flagged.values() if v[1] == "unexplained"]
+    assert "unexplained" not in result["by_defect"], [
+        (hex(va), v) for va, v in flagged.items() if v[1] == "unexplained"]
     pieces = [a for a in module.values() if a["kind"] == "vm_map_ram_piece"]
     block = pieces[0]["block_start"]
     live_piece_pages = {a["addr"] + i * PAGE for a in pieces if a["state"] == "live" for i in range(a["nr_pages"])}

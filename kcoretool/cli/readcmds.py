@@ -257,10 +257,12 @@ def check(ctx: click.Context, kinds) -> None:
     for area in model.select(kinds=kinds or CHECK_KINDS):
         results.append(checker.check(area))
     bad = [r for r in results if r.mismatches]
+    changing = sum(len(r.changing) for r in results)
     totals = summarize(results)
     if ctx.find_root().obj.json:
         emit_json({"areas": len(results), "mismatched_areas": len(bad), "by_defect": totals,
-                   "defects": DEFECTS, "results": [r.to_dict() for r in bad]})
+                   "changing_pages": changing, "defects": DEFECTS,
+                   "results": [r.to_dict() for r in results if r.mismatches or r.changing]})
     else:
         rows = []
         for r in bad:
@@ -272,6 +274,8 @@ def check(ctx: click.Context, kinds) -> None:
             click.echo("")
             for d, n in totals.items():
                 click.echo(f"{d}: {n} page(s) -- {DEFECTS[d]}")
+        if changing:
+            click.echo(f"{changing} page(s) changed while being read (live memory in use; not counted)")
         click.echo(f"{len(results)} area(s) checked, {len(bad)} with pages that differ")
     if bad:
         ctx.exit(3)

@@ -65,6 +65,8 @@ class AreaCheck:
     kind: str
     pages: int
     mismatches: List[Mismatch] = field(default_factory=list)
+    #: data pages that differed because they were being written while read
+    changing: List[int] = field(default_factory=list)
 
     def by_defect(self) -> Dict[str, int]:
         out: Dict[str, int] = {}
@@ -74,7 +76,8 @@ class AreaCheck:
 
     def to_dict(self) -> Dict[str, object]:
         return {"start": self.start, "end": self.end, "kind": self.kind, "pages": self.pages,
-                "by_defect": self.by_defect(), "mismatches": [m.to_dict() for m in self.mismatches]}
+                "by_defect": self.by_defect(), "mismatches": [m.to_dict() for m in self.mismatches],
+                "changing": self.changing}
 
 
 class KcoreChecker:
@@ -95,6 +98,13 @@ class KcoreChecker:
         data = self._kcore_read(va, size)
         self.last_page = data[-self.reader.page_size:]
         return data
+
+    def _in_flux(self, va: int, got: bytes) -> bool:
+        """Live memory changes under the reader: read the page both ways
+        again; if they now agree (or kcore's first answer was the page's new
+        contents) it was being written, not misread."""
+        again = _page_of(self.reader, va)
+        return got == again or self.kcore(va, self.reader.page_size) == again
 
     def check(self, area) -> AreaCheck:
         reader = self.reader
@@ -121,6 +131,9 @@ class KcoreChecker:
                 got = self.kcore(va, ps)
                 if state == "data" and any(got) and got == want:
                     self._primer = va
+                if got != want and state == "data" and self._in_flux(va, got):
+                    result.changing.append(va)
+                    continue
                 if got != want:
                     defect = _classify(area, state, got, prev, first_used)
                     result.mismatches.append(Mismatch(va, (va - area.start) // ps, state, defect))

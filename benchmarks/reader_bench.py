@@ -1,0 +1,94 @@
+"""Reader throughput against a baseline measured in the same run.
+
+    python benchmarks/reader_bench.py offline VMCORE VMLINUX
+        extract every area of a vmcore through the page tables, vs reading
+        the vmcore file sequentially (goal: ratio >= 0.3)
+    python benchmarks/reader_bench.py live VMLINUX ADDR SIZE
+        (as root on the live kernel, e.g. in the lab guest) read one area
+        through the page tables, vs dd of the same range of /proc/kcore
+        (goal: ratio >= 0.5)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from kcoretool.api import open_kernel  # noqa: E402
+
+
+class Count:
+    """A sink that only counts, so disk speed is not measured."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def write(self, data: bytes) -> int:
+        self.n += len(data)
+        return len(data)
+
+
+def sequential(path: str, limit: int) -> float:
+    """Bytes per second reading the file front to back (page cache warm)."""
+    with open(path, "rb", buffering=0) as f:
+        while f.read(1 << 20):
+            pass  # warm the cache
+    t0 = time.perf_counter()
+    n = 0
+    with open(path, "rb", buffering=0) as f:
+        while n < limit:
+            b = f.read(1 << 20)
+            if not b:
+                break
+            n += len(b)
+    return n / (time.perf_counter() - t0)
+
+
+def offline(vmcore: str, vmlinux: str) -> None:
+    k = open_kernel(vmcore, vmlinux)
+    model = k.vmalloc()
+    reader = k.reader()
+    areas = [a for a in model.areas if a.kind not in ("ioremap",)]
+    reader.read(areas[0].start, areas[0].end - areas[0].start, Count())  # warm page-table cache
+    t0 = time.perf_counter()
+    sink = Count()
+    for a in areas:
+        reader.read(a.start, a.end - a.start, sink)
+    dt = time.perf_counter() - t0
+    ours = sink.n / dt
+    base = sequential(vmcore, 1 << 30)
+    print(f"extract {len(areas)} areas, {sink.n >> 20} MiB in {dt:.2f} s: {ours / 2**20:8.1f} MiB/s")
+    print(f"sequential read of {os.path.basename(vmcore)}:        {base / 2**20:8.1f} MiB/s (baseline)")
+    print(f"ratio {ours / base:.2f} (goal >= 0.3)")
+
+
+def live(vmlinux: str, addr: int, size: int) -> None:
+    k = open_kernel("/proc/kcore", vmlinux)
+    k.vmalloc()
+    t0 = time.perf_counter()
+    k.read(addr, size, Count())
+    ours = size / (time.perf_counter() - t0)
+    seg = k.core.find_segment(addr)
+    skip = (seg.offset + (addr - seg.vaddr)) // 4096
+    t0 = time.perf_counter()
+    subprocess.run(["dd", "if=/proc/kcore", "of=/dev/null", "bs=4096", f"skip={skip}", f"count={size // 4096}"],
+                   check=True, capture_output=True)
+    base = size / (time.perf_counter() - t0)
+    print(f"page-table reader: {ours / 2**20:8.1f} MiB/s")
+    print(f"dd /proc/kcore:    {base / 2**20:8.1f} MiB/s (baseline)")
+    print(f"ratio {ours / base:.2f} (goal >= 0.5)")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["offline"]:
+        offline(sys.argv[2], sys.argv[3])
+    elif sys.argv[1:2] == ["live"]:
+        live(sys.argv[2], int(sys.argv[3], 0), int(sys.argv[4], 0))
+    else:
+        print(__doc__)
+        sys.exit(2)
