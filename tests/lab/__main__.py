@@ -2,7 +2,8 @@
 
   fetch [KERNEL...]          download + unpack kernels (default: all)
   build [KERNEL...]          fetch, build the test module and the initramfs
-  boot KERNEL [-- CMD...]    boot; run CMD in the guest, or read commands from stdin
+  boot KERNEL [--no-module] [--churn] [--snapshot] [-- CMD...]
+                             boot; run CMD in the guest, or read commands from stdin
   dump KERNEL                boot, load the module, snapshot; print the files
   selftest [KERNEL...]       exercise the harness itself (agent, timeouts, dumps, churn)
   clean                      remove run directories (dumps) from the cache
@@ -73,7 +74,10 @@ def cmd_boot(args: argparse.Namespace) -> int:
             if not line.strip():
                 continue
             try:
-                _print_result(*lk.run(["/bin/sh", "-c", line], timeout=args.timeout))
+                rc, out, err = lk.run(["/bin/sh", "-c", line], timeout=args.timeout)
+                _print_result(rc, out, err)
+                if rc:
+                    print(f"[exit {rc}]", file=sys.stderr)
             except LabError as exc:
                 print(f"lab: {exc}", file=sys.stderr)
                 if not lk.guest.alive():
@@ -171,8 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     s.add_argument("--churn", action="store_true", help="load the module with churn=1")
     s.add_argument("--snapshot", action="store_true", help="also take the snapshot (dumps)")
     s.add_argument("--timeout", type=float, default=300.0, help="per-command timeout (s)")
-    s.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS... to run in the guest")
-    s.set_defaults(fn=cmd_boot)
+    s.set_defaults(fn=cmd_boot, command=[])
     s = sub.add_parser("dump")
     s.add_argument("kernel")
     s.set_defaults(fn=cmd_dump)
@@ -182,9 +185,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     s.set_defaults(fn=cmd_selftest)
     s = sub.add_parser("clean")
     s.set_defaults(fn=cmd_clean)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after "--" is the guest command (boot), never lab options.
+    command: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, command = argv[:i], argv[i + 1:]
     args = p.parse_args(argv)
-    if getattr(args, "command", None) and args.command[0] == "--":
-        args.command = args.command[1:]
+    if command:
+        if args.cmd != "boot":
+            p.error("'-- CMD' is only for boot")
+        args.command = command
     try:
         return args.fn(args)
     except LabError as exc:
