@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
 import time
-from typing import Mapping, Optional, Sequence
+from typing import Iterator, Mapping, Optional, Sequence
 
 # The two kernel series the lab boots.  The exact ABI (6.1.0-NN, 6.12.NNN+deb12)
 # is resolved with apt-cache at fetch time because security updates move it.
@@ -72,6 +73,30 @@ def run(
         tail = (cp.stderr or cp.stdout or "").strip().splitlines()[-5:]
         raise LabError(f"{' '.join(map(str, argv))} failed ({cp.returncode}): {' | '.join(tail)}")
     return cp
+
+
+@contextlib.contextmanager
+def cache_lock(name: str, timeout: float) -> Iterator[None]:
+    """Exclusive lock between lab processes sharing the cache (several test
+    sessions may prepare the same kernel at once), bounded in time."""
+    import fcntl
+
+    path = cache_dir() / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with open(path, "w") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LabError(f"cache lock {path} still held after {timeout:.0f}s")
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def die_with_parent() -> None:

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from typing import Any, Iterable, Optional, Sequence
 
 from . import initramfs, kmod, snapshot as snapshot_mod
-from .config import DEFAULT_MEM_MB, REPO_ROOT, LabError, cache_dir, check_environment, log
+from .config import DEFAULT_MEM_MB, REPO_ROOT, LabError, cache_dir, cache_lock, check_environment, log
 from .fetch import KernelFiles, fetch
 from .guest import Guest
 from .snapshot import Snapshot
@@ -149,8 +149,11 @@ def _workdir(kernel: str) -> pathlib.Path:
 
 def _prepare(kernel: str) -> tuple[KernelFiles, pathlib.Path, pathlib.Path]:
     check_environment()
-    files = fetch(kernel)
-    return files, kmod.build(files), initramfs.build(files)
+    # One preparer per kernel across processes: the steps are idempotent but
+    # two concurrent builds would trample each other's scratch directories.
+    with cache_lock(f"prepare-{kernel}", timeout=PREPARE_TIMEOUT_S):
+        files = fetch(kernel)
+        return files, kmod.build(files), initramfs.build(files)
 
 
 _prepared: dict[str, Future] = {}
