@@ -606,8 +606,8 @@ static int __init kct_init(void)
 		/* Only map something that is not RAM; never read it. */
 		if (page_is_ram(PHYS_PFN(ioremap_phys)))
 			pr_info("kcoretool_test: %#lx is RAM, no ioremap\n", ioremap_phys);
-		else
-			ret = kct_make_ioremap("ioremap_1p", ioremap_phys);
+		else if (kct_make_ioremap("ioremap_1p", ioremap_phys))
+			pr_info("kcoretool_test: no ioremap of %#lx\n", ioremap_phys);
 	}
 	if (!ret) {
 		unsigned int pages = 0;

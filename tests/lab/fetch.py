@@ -104,7 +104,11 @@ def _download(pkg: str, dest: pathlib.Path) -> pathlib.Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     # The _apt sandbox user cannot write to root's cache: download as root.
-    run(["apt-get", "download", "-o", "APT::Sandbox::User=root", pkg], cwd=tmp, timeout=1800)
+    try:
+        run(["apt-get", "download", "-o", "APT::Sandbox::User=root", pkg], cwd=tmp, timeout=1800)
+    except LabError as exc:
+        # No mirror reachable (offline machine): the lab cannot run here.
+        raise LabUnavailable(f"cannot download {pkg}: {exc}") from exc
     debs = list(tmp.glob("*.deb"))
     if len(debs) != 1:
         raise LabError(f"apt-get download {pkg} produced {debs}")
