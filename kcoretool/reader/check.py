@@ -99,12 +99,13 @@ class KcoreChecker:
         self.last_page = data[-self.reader.page_size:]
         return data
 
-    def _in_flux(self, va: int, got: bytes) -> bool:
-        """Live memory changes under the reader: read the page both ways
-        again; if they now agree (or kcore's first answer was the page's new
-        contents) it was being written, not misread."""
+    def _in_flux(self, va: int, got: bytes, want: bytes) -> bool:
+        """Live memory changes under the reader (a running task's stack, a
+        buffer being filled): read the page again.  If the page tables now
+        give other bytes, or kcore's answer matches the new ones, the page
+        was being written, not misread."""
         again = _page_of(self.reader, va)
-        return got == again or self.kcore(va, self.reader.page_size) == again
+        return again != want or got == again or self.kcore(va, self.reader.page_size) == again
 
     def check(self, area) -> AreaCheck:
         reader = self.reader
@@ -131,7 +132,7 @@ class KcoreChecker:
                 got = self.kcore(va, ps)
                 if state == "data" and any(got) and got == want:
                     self._primer = va
-                if got != want and state == "data" and self._in_flux(va, got):
+                if got != want and state == "data" and self._in_flux(va, got, want):
                     result.changing.append(va)
                     continue
                 if got != want:
