@@ -15,3 +15,23 @@ The library never prints; errors are :class:`kcoretool.errors.KcoreToolError`.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ("Kernel", "from_program", "open_core", "open_kernel", "__version__")
+
+# The public API, imported on first use so `import kcoretool` (and the CLI's
+# start-up) stays light.
+_LAZY = {
+    "Kernel": "kcoretool.api",
+    "from_program": "kcoretool.api",
+    "open_kernel": "kcoretool.api",
+    "open_core": "kcoretool.source",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kcoretool' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

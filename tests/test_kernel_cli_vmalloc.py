@@ -17,17 +17,26 @@ V = VMALLOC_START
 
 
 class _Obj:
+    """The CLI's global options, holding a synthetic kernel."""
+
     core_path = "/proc/kcore"
     vmlinux = None
     json = False
     debug = False
 
+    def __init__(self, prog):
+        from kcoretool.api import Kernel
+
+        self._kernel = Kernel(prog)
+
+    def kernel(self):
+        return self._kernel
+
 
 def run(args, layout="6.12", as_json=False, scene=None):
     k = build(layout, scene or standard_scene(layout))
-    o = _Obj()
+    o = _Obj(k.prog)
     o.json = as_json
-    o._kcoretool_prog = k.prog
 
     @click.group()
     @click.pass_context
@@ -63,7 +72,7 @@ def test_list_filters_and_sort() -> None:
 
 
 def test_list_bad_kind() -> None:
-    r = CliRunner().invoke(vmalloc, ["list", "--kind", "nope"], obj=_Obj())
+    r = CliRunner().invoke(vmalloc, ["list", "--kind", "nope"], obj=_Obj(None))
     assert r.exit_code != 0 and "unknown kind" in r.output
 
 

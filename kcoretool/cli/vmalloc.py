@@ -34,30 +34,15 @@ def _obj(ctx: click.Context) -> Any:
 
 
 def _program(ctx: click.Context):
-    o = _obj(ctx)
-    prog = getattr(o, "_kcoretool_prog", None)
-    if prog is None:
-        from kcoretool.kernel import open_program
-
-        prog = open_program(getattr(o, "core_path", None), getattr(o, "vmlinux", None))
-        try:
-            o._kcoretool_prog = prog
-        except AttributeError:
-            pass
-    return prog
+    return _obj(ctx).kernel().prog
 
 
 def _model(ctx: click.Context):
     o = _obj(ctx)
-    m = getattr(o, "_kcoretool_vmalloc", None)
-    if m is None:
-        from kcoretool.model import from_program
-
-        m = from_program(_program(ctx))
-        try:
-            o._kcoretool_vmalloc = m
-        except AttributeError:
-            pass
+    k = o.kernel()
+    fresh = k._model is None
+    m = k.vmalloc()
+    if fresh:
         if getattr(o, "debug", False):
             for w in m.warnings:
                 click.echo(f"kcoretool: warning: {w}", err=True)
