@@ -148,3 +148,45 @@ def test_vmalloc_check_names_the_kernels_defects(lab):
         assert all(d == "block-run-start" for va, (_, d, _) in flagged.items() if block <= va < block + 0x10000)
         assert not large_pages & set(flagged), "6.12 reads large vm_map_ram areas right"
         assert "stale-bounce-buffer" not in result["by_defect"]
+
+
+def test_freed_physical_pages_are_excluded_in_filtered_dumps(lab):
+    """makedumpfile drops free pages: the pages the module freed read as
+    'excluded' through their direct-map address in the filtered dumps, and
+    as data in the full QEMU dump."""
+    freed = next(a for a in lab.snapshot.module["areas"] if a["kind"] == "lazy_freed")
+    pob = lab.ground_truth["page_offset_base"]
+    phys = freed["pages"][0]["phys"]
+    full = kernel_for(lab, "elf")
+    _, report = full.read(pob + phys, PAGE)
+    assert report.state_at(pob + phys) == "data"
+    for dump in ("elf_filtered", "kdump"):
+        _, report = kernel_for(lab, dump).read(pob + phys, PAGE)
+        assert report.state_at(pob + phys) == "excluded", dump
+
+
+CHURN_SECONDS = 60
+
+
+def test_churn_never_mixes_areas(lab):
+    """With the churn thread making >= 1000 tagged areas a second, a minute
+    of repeated extraction never returns a page carrying another area's tag;
+    areas that vanish mid-read are reported as raced."""
+    ctl = "/sys/kernel/debug/kcoretool_test/control"
+    lab.guest.write(ctl, "churn_start")
+    try:
+        import time
+
+        time.sleep(3)
+        rate = int(lab.read("/sys/kernel/debug/kcoretool_test/churn_rate").strip())
+        rc, out, err = lab.run([sys.executable, "-m", "tests.guest_churn", str(lab.vmlinux), str(CHURN_SECONDS)],
+                               timeout=CHURN_SECONDS + 600)
+        rate_after = int(lab.read("/sys/kernel/debug/kcoretool_test/churn_rate").strip())
+    finally:
+        lab.guest.write(ctl, "churn_stop")
+    assert rc == 0, err[-2000:]
+    result = json.loads(out)
+    assert min(rate, rate_after) >= 1000, f"churn only {rate}/{rate_after} areas/s"
+    assert result["rounds"] >= 2
+    assert result["foreign_count"] == 0, result["foreign"]
+    assert result["states"].get("raced", 0) + result["retries"] > 0, result
