@@ -3,10 +3,12 @@
     python benchmarks/reader_bench.py offline VMCORE VMLINUX
         extract every area of a vmcore through the page tables, vs reading
         the vmcore file sequentially (goal: ratio >= 0.3)
-    python benchmarks/reader_bench.py live VMLINUX ADDR SIZE
-        (as root on the live kernel, e.g. in the lab guest) read one area
-        through the page tables, vs dd of the same range of /proc/kcore
-        (goal: ratio >= 0.5)
+    python benchmarks/reader_bench.py live VMLINUX [MiB]
+        (as root on the live kernel, e.g. in the lab guest) make a MiB-sized
+        vmalloc area (default 64: a BPF array map, whose memory the kernel
+        vmallocs), read it through the page tables, vs dd of the same range
+        of /proc/kcore (goal: ratio >= 0.5).  In the lab:
+        python -m tests.lab boot 6.12 -- $(which python3) benchmarks/reader_bench.py live VMLINUX
 """
 
 from __future__ import annotations
@@ -67,9 +69,32 @@ def offline(vmcore: str, vmlinux: str) -> None:
     print(f"ratio {ours / base:.2f} (goal >= 0.3)")
 
 
-def live(vmlinux: str, addr: int, size: int) -> None:
+def bpf_array_map(size: int) -> int:
+    """Create a BPF array map of ``size`` bytes (vmalloc'd by the kernel's
+    bpf_map_area_alloc()); returns its fd, which keeps it alive."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = ctypes.create_string_buffer(128)
+    # union bpf_attr, BPF_MAP_CREATE: map_type, key_size, value_size, max_entries
+    import struct
+
+    struct.pack_into("<IIII", attr, 0, 2, 4, 4096, size // 4096)  # BPF_MAP_TYPE_ARRAY
+    fd = libc.syscall(321, 0, attr, 128)  # __NR_bpf, BPF_MAP_CREATE
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "bpf(BPF_MAP_CREATE)")
+    return fd
+
+
+def live(vmlinux: str, mib: int) -> None:
+    size = mib << 20
+    fd = bpf_array_map(size)
     k = open_kernel("/proc/kcore", vmlinux)
-    k.vmalloc()
+    area = max(k.vmalloc().areas, key=lambda a: a.end - a.start)
+    if area.end - area.start < size:
+        raise SystemExit(f"no vmalloc area of {mib} MiB found (largest {area.end - area.start} bytes)")
+    addr = area.start
+    print(f"area {area.start:#x}-{area.end:#x} {area.vm.caller_symbol if area.vm else area.kind}")
     t0 = time.perf_counter()
     k.read(addr, size, Count())
     ours = size / (time.perf_counter() - t0)
@@ -82,13 +107,14 @@ def live(vmlinux: str, addr: int, size: int) -> None:
     print(f"page-table reader: {ours / 2**20:8.1f} MiB/s")
     print(f"dd /proc/kcore:    {base / 2**20:8.1f} MiB/s (baseline)")
     print(f"ratio {ours / base:.2f} (goal >= 0.5)")
+    os.close(fd)
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["offline"]:
         offline(sys.argv[2], sys.argv[3])
     elif sys.argv[1:2] == ["live"]:
-        live(sys.argv[2], int(sys.argv[3], 0), int(sys.argv[4], 0))
+        live(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 64)
     else:
         print(__doc__)
         sys.exit(2)

@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 
 import click
 
-from kcoretool.cli.output import emit_json, hexdump_lines, hx, names_list, parse_address, parse_size, table
+from kcoretool.cli.output import emit_json, hexdump_lines, hx, parse_address, parse_size, table
 from kcoretool.errors import KcoreToolError
 
 # Big reads go out in pieces so memory stays bounded.
@@ -122,8 +122,14 @@ def notes(ctx: click.Context) -> None:
         click.echo(f"{core.path}: no ELF notes ({core.kind})")
         return
     rows = []
+    prstatus = iter(n.prstatus)
     for x in n.all:
-        rows.append((x.name, _note_type_name(x.name, x.type), x.size, _note_summary(core, x)))
+        if x.name == "CORE" and x.type == 1:
+            p = next(prstatus, None)
+            summary = "" if p is None else f"pid {p.pid}" + (f", signal {p.cursig}" if p.cursig else "")
+        else:
+            summary = _note_summary(core, x)
+        rows.append((x.name, _note_type_name(x.name, x.type), x.size, summary))
     click.echo(table(rows, ["name", "type", "size", "contents"]))
 
 
@@ -139,9 +145,6 @@ def _note_type_name(name: str, ntype: int) -> str:
 
 def _note_summary(core, note) -> str:
     n = core.notes
-    if note.name == "CORE" and note.type == 1:
-        pids = [str(p.pid) for p in n.prstatus]
-        return f"{len(pids)} CPU register note(s), pids {names_list(pids)}"
     if note.name == "CORE" and note.type == 3 and n.prpsinfo:
         return f"fname={n.prpsinfo.fname!r} args={n.prpsinfo.psargs!r}"
     if note.name == "CORE" and note.type == 4:
