@@ -15,12 +15,14 @@ WORDS = struct.Struct("<512Q")
 
 
 def page_tag(page: bytes):
-    """(area id, page index) if the page is a wholly consistent tagged page,
-    "mixed" if it has tags that disagree, None if it holds no tag."""
+    """(area id, page index) for a wholly consistent tagged page, "mixed"
+    for a page that starts as a tagged page but does not carry the same tag
+    throughout (torn between two areas), None for any other page (module
+    code or a stack may hold a tag-like word; that is their content)."""
     words = WORDS.unpack(page)
     first = words[0]
-    if first >> 48 != MAGIC:
-        return "mixed" if any(w >> 48 == MAGIC for w in words) else None
+    if first >> 48 != MAGIC or first & 0xFFF:
+        return None
     base = first & ~0xFFF
     for i, w in enumerate(words):
         if w != base | i * 8:
