@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 
 import click
 
-from kcoretool.cli.output import emit_json, hexdump_lines, hx, parse_address, parse_size, table
+from kcoretool.cli.output import emit_json, hexdump_lines, human, hx, parse_address, parse_size, table
 from kcoretool.errors import KcoreToolError
 
 # Big reads go out in pieces so memory stays bounded.
@@ -85,20 +85,12 @@ def segments(ctx: click.Context) -> None:
             hx(s.vaddr),
             hx(s.vend),
             hx(s.paddr),
-            _human(s.memsz),
-            "" if s.filesz == s.memsz else _human(s.filesz),
+            human(s.memsz),
+            "" if s.filesz == s.memsz else human(s.filesz),
             hx(s.offset),
         ))
     click.echo(table(rows, ["#", "kind", "vaddr", "vend", "paddr", "size", "in file", "offset"],
                      colalign=("right", "left", "right", "right", "right", "right", "right", "right")))
-
-
-def _human(n: int) -> str:
-    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
-        if n >= 1 << shift and n % (1 << (shift - 10)) == 0:
-            value = n / (1 << shift)
-            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
-    return str(n)
 
 
 @click.command()

@@ -10,7 +10,7 @@ import click
 
 from kcoretool.errors import KcoreToolError
 
-__all__ = ("emit_json", "hexdump_lines", "hx", "parse_address", "parse_size", "table")
+__all__ = ("emit_json", "hexdump_lines", "human", "hx", "parse_address", "parse_size", "table")
 
 
 def emit_json(value: Any) -> None:
@@ -97,3 +97,12 @@ def parse_address(text: str, symbols: Optional[Any] = None) -> int:
 def names_list(values: List[str], limit: int = 8) -> str:
     shown = ", ".join(values[:limit])
     return shown + (f", ... ({len(values) - limit} more)" if len(values) > limit else "")
+
+
+def human(n: int) -> str:
+    """A byte count as 4K, 1.5M, 32T (exact below 10 units unless round)."""
+    for unit, shift in (("P", 50), ("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if n >= 1 << shift and n % (1 << (shift - 3)) == 0 or n >= 10 << shift:
+            v = n / (1 << shift)
+            return f"{v:.1f}{unit}" if v != int(v) else f"{int(v)}{unit}"
+    return str(n)

@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
+from kcoretool.cli.output import human
+
 from kcoretool.errors import AddressError
 
 __all__ = ("area_row_json", "vmalloc", "whatis")
@@ -90,14 +92,6 @@ def _size(text: str) -> int:
     from kcoretool.cli.output import parse_size
 
     return parse_size(text)
-
-
-def _human(n: int) -> str:
-    for unit, shift in (("P", 50), ("T", 40), ("G", 30), ("M", 20), ("K", 10)):
-        if n >= 1 << shift and n % (1 << (shift - 3)) == 0 or n >= 10 << shift:
-            v = n / (1 << shift)
-            return f"{v:.1f}{unit}" if v != int(v) else f"{int(v)}{unit}"
-    return str(n)
 
 
 def area_row_json(a, page_size: int = 4096) -> Dict[str, Any]:
@@ -285,7 +279,7 @@ def list_(ctx: click.Context, kinds, caller, min_size, addr_range, sort_key, rev
     for a in areas:
         vm = a.vm
         rows.append((
-            f"{a.start:#x}", f"{a.end:#x}", _human(a.end - a.start), a.kind,
+            f"{a.start:#x}", f"{a.end:#x}", human(a.end - a.start), a.kind,
             str(a.pages(ps)), (vm.caller_symbol or f"{vm.caller:#x}") if vm is not None else "-",
             "|".join(n.replace("VM_", "") for n in vm.flag_names) if vm is not None
             else (f"va:{a.flags:#x}" if a.flags else "-"),
@@ -323,7 +317,7 @@ def show(ctx: click.Context, address: str, with_pages: bool) -> None:
         _emit_json(d)
         return
     lines = [
-        f"area        {a.start:#x}-{a.end:#x}  ({_human(a.size)}, offset {addr - a.start:#x})",
+        f"area        {a.start:#x}-{a.end:#x}  ({human(a.size)}, offset {addr - a.start:#x})",
         f"kind        {a.kind}{'  (lazy: freed, not yet purged)' if a.lazy else ''}",
         f"vmap_area   {a.address:#x}" + (f"  flags {a.flags:#x}" if a.flags is not None else ""),
     ]
@@ -334,7 +328,7 @@ def show(ctx: click.Context, address: str, with_pages: bool) -> None:
     if vm is not None:
         lines += [
             f"vm_struct   {vm.address:#x}",
-            f"  addr      {vm.addr:#x}  size {vm.size} ({_human(vm.size)})",
+            f"  addr      {vm.addr:#x}  size {vm.size} ({human(vm.size)})",
             f"  flags     {vm.flags:#x} {' '.join(vm.flag_names)}",
             f"  nr_pages  {vm.nr_pages}" + (f"  page_order {vm.page_order}" if vm.page_order else ""),
             f"  caller    {vm.caller:#x} {vm.caller_symbol or ''}",
@@ -427,21 +421,21 @@ def free(ctx: click.Context, fits: Optional[str], align: Optional[str], show_all
         _emit_json(res)
         return
     click.echo(f"vmalloc range {m.vmalloc_start:#x}-{m.vmalloc_end:#x}: {len(holes)} hole(s), "
-               f"{_human(total)} free ({res['source']})")
+               f"{human(total)} free ({res['source']})")
     if largest:
-        click.echo(f"largest hole  {largest.start:#x}-{largest.end:#x} ({_human(largest.size)})")
-    click.echo(_table([(f">= {_human(k)}", str(v)) for k, v in hist.items()], ("HOLE SIZE", "COUNT"),
+        click.echo(f"largest hole  {largest.start:#x}-{largest.end:#x} ({human(largest.size)})")
+    click.echo(_table([(f">= {human(k)}", str(v)) for k, v in hist.items()], ("HOLE SIZE", "COUNT"),
                       ("left", "right")))
     if fits:
         f = res["fits"]
         if f["count"]:
             h0 = f["candidates"][0]
-            click.echo(f"{_human(f['size'])} (align {_human(f['align'])}) fits in {f['count']} hole(s);"
+            click.echo(f"{human(f['size'])} (align {human(f['align'])}) fits in {f['count']} hole(s);"
                        f" the lowest fit is {h0['address']:#x}")
         else:
-            click.echo(f"{_human(f['size'])} (align {_human(f['align'])}) fits in no hole")
+            click.echo(f"{human(f['size'])} (align {human(f['align'])}) fits in no hole")
     if show_all:
-        click.echo(_table([(f"{h.start:#x}", f"{h.end:#x}", _human(h.size)) for h in holes],
+        click.echo(_table([(f"{h.start:#x}", f"{h.end:#x}", human(h.size)) for h in holes],
                           ("START", "END", "SIZE")))
 
 
@@ -457,11 +451,11 @@ def stats(ctx: click.Context, top: int) -> None:
         return
     click.echo(f"layout {m.layout.label}; {st['areas']} busy area(s)")
     click.echo(_table(
-        [(k, str(v["count"]), _human(v["size"]), str(v["pages"])) for k, v in st["by_kind"].items()],
+        [(k, str(v["count"]), human(v["size"]), str(v["pages"])) for k, v in st["by_kind"].items()],
         ("KIND", "AREAS", "SIZE", "PAGES"), ("left", "right", "right", "right")))
     click.echo()
     click.echo(_table(
-        [(k, str(v["count"]), _human(v["size"]), str(v["pages"]))
+        [(k, str(v["count"]), human(v["size"]), str(v["pages"]))
          for k, v in list(st["by_caller"].items())[:top]],
         ("CALLER", "AREAS", "SIZE", "PAGES"), ("left", "right", "right", "right")))
     lz = st["lazy"]
@@ -472,11 +466,11 @@ def stats(ctx: click.Context, top: int) -> None:
                "(a purge runs above it)")
     if st["pooled"]["areas"]:
         click.echo(f"pooled: {st['pooled']['areas']} purged area(s) cached for reuse, "
-                   f"{_human(st['pooled']['size'])}")
+                   f"{human(st['pooled']['size'])}")
     vr = st["vmalloc_range"]
-    click.echo(f"vmalloc range: {_human(vr['used'])} used by busy areas, {_human(vr['free'])} free "
-               f"in {vr['holes']} hole(s), largest {_human(vr['largest_hole'])}")
-    click.echo(f"module range: {_human(st['modules_range']['used'])} used")
+    click.echo(f"vmalloc range: {human(vr['used'])} used by busy areas, {human(vr['free'])} free "
+               f"in {vr['holes']} hole(s), largest {human(vr['largest_hole'])}")
+    click.echo(f"module range: {human(st['modules_range']['used'])} used")
     click.echo(f"vmap blocks: {st['blocks']}")
 
 
