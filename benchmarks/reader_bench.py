@@ -35,15 +35,25 @@ class Count:
         return len(data)
 
 
-def sequential(path: str, limit: int) -> float:
-    """Bytes per second reading the file front to back (page cache warm)."""
-    with open(path, "rb", buffering=0) as f:
-        while f.read(1 << 20):
-            pass  # warm the cache
+def evict(path: str) -> None:
+    """Drop the file's pages from the page cache (clean pages, no root)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def sequential(path: str, cold: bool) -> float:
+    """Bytes per second reading the whole file front to back in 1 MiB reads."""
+    if cold:
+        evict(path)
+    else:
+        sequential(path, cold=True)  # warm the cache
     t0 = time.perf_counter()
     n = 0
     with open(path, "rb", buffering=0) as f:
-        while n < limit:
+        while True:
             b = f.read(1 << 20)
             if not b:
                 break
@@ -51,22 +61,35 @@ def sequential(path: str, limit: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def extract_all(vmcore: str, vmlinux: str, cold: bool, repeat: int = 5) -> tuple:
+    """(areas, bytes, best bytes/s) of extracting every area; the model is
+    built first (debug-info load and the walk are not reader throughput)."""
+    best = 0.0
+    for _ in range(repeat):
+        k = open_kernel(vmcore, vmlinux)
+        model = k.vmalloc()
+        areas = [a for a in model.areas if a.kind != "ioremap"]
+        if cold:
+            evict(vmcore)
+        reader = k.reader()
+        sink = Count()
+        t0 = time.perf_counter()
+        for a in areas:
+            reader.read(a.start, a.end - a.start, sink)
+        best = max(best, sink.n / (time.perf_counter() - t0))
+        k.core.close()
+    return len(areas), sink.n, best
+
+
 def offline(vmcore: str, vmlinux: str) -> None:
-    k = open_kernel(vmcore, vmlinux)
-    model = k.vmalloc()
-    reader = k.reader()
-    areas = [a for a in model.areas if a.kind not in ("ioremap",)]
-    reader.read(areas[0].start, areas[0].end - areas[0].start, Count())  # warm page-table cache
-    t0 = time.perf_counter()
-    sink = Count()
-    for a in areas:
-        reader.read(a.start, a.end - a.start, sink)
-    dt = time.perf_counter() - t0
-    ours = sink.n / dt
-    base = sequential(vmcore, 1 << 30)
-    print(f"extract {len(areas)} areas, {sink.n >> 20} MiB in {dt:.2f} s: {ours / 2**20:8.1f} MiB/s")
-    print(f"sequential read of {os.path.basename(vmcore)}:        {base / 2**20:8.1f} MiB/s (baseline)")
-    print(f"ratio {ours / base:.2f} (goal >= 0.3)")
+    for cold in (True, False):
+        label = "cold (file evicted from the page cache)" if cold else "warm (file in the page cache)"
+        n_areas, n_bytes, ours = extract_all(vmcore, vmlinux, cold)
+        base = sequential(vmcore, cold)
+        print(f"{label}:")
+        print(f"  extract {n_areas} areas ({n_bytes >> 20} MiB): {ours / 2**20:9.1f} MiB/s")
+        print(f"  sequential read of {os.path.basename(vmcore)}: {base / 2**20:9.1f} MiB/s (baseline)")
+        print(f"  ratio {ours / base:.2f} (goal >= 0.3)")
 
 
 def bpf_array_map(size: int) -> int:

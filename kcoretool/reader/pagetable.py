@@ -14,6 +14,7 @@ re-checking a live kernel.
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Tuple
@@ -27,6 +28,7 @@ _PSE = 1 << 7  # a leaf at PUD or PMD level
 # Physical address bits 12..51 (__PHYSICAL_MASK_SHIFT = 52); above are NX,
 # protection keys and software bits.
 _PHYS_MASK = ((1 << 52) - 1) & ~(PAGE_SIZE - 1)
+_ENTRIES = struct.Struct("<512Q")
 # __START_KERNEL_map: where the kernel image is mapped (fixed by the arch).
 START_KERNEL_MAP = 0xFFFFFFFF80000000
 
@@ -82,11 +84,15 @@ class PageTableWalker:
         self._mask = _PHYS_MASK & ~sme_mask
         self._cache: "OrderedDict[int, bytes]" = OrderedDict()
         self._cache_pages = cache_pages
+        # Decoded PTE tables by 2 MiB region (vaddr >> 21): the fast path
+        # for runs of 4 KiB pages, one dict lookup per page.
+        self._ptes: "dict[int, tuple]" = {}
         # (shift, may be a leaf) for each level below the root table.
         self._shifts = ([48] if levels == 5 else []) + [39, 30, 21, 12]
 
     def invalidate(self) -> None:
         self._cache.clear()
+        self._ptes.clear()
 
     def _table(self, phys: int) -> bytes:
         page = self._cache.get(phys)
@@ -112,6 +118,12 @@ class PageTableWalker:
             if shift in (30, 21) and entry & _PSE:
                 return
             table = entry & self._mask
+            if shift == 21 and self._cache_pages:
+                region = vaddr >> 21
+                if region not in self._ptes:
+                    if len(self._ptes) >= self._cache_pages:
+                        self._ptes.clear()
+                    self._ptes[region] = _ENTRIES.unpack(self._table(table))
 
     def lookup(self, vaddr: int) -> Tuple[Optional[Translation], int]:
         """(translation or None, span): span is the size of the naturally
@@ -132,17 +144,25 @@ class PageTableWalker:
 
     def runs(self, vaddr: int, size: int) -> Iterator[Tuple[int, Optional[int], int]]:
         """Split [vaddr, vaddr+size) into (vaddr, phys or None, length) runs
-        that are physically contiguous (or unmapped throughout), never
-        longer than the leaf pages they come from would allow merging."""
+        that are physically contiguous (or unmapped throughout)."""
         end = vaddr + size
         pos = vaddr
         run_v: Optional[int] = None
         run_p: Optional[int] = None
         run_len = 0
+        mask = self._mask
+        ptes_by_region = self._ptes
         while pos < end:
-            t, span = self.lookup(pos)
-            n = min(end, (pos & ~(span - 1)) + span) - pos
-            phys = t.phys if t is not None else None
+            ptes = ptes_by_region.get(pos >> 21)
+            if ptes is not None:
+                # Fast path: a decoded PTE table covers this 4 KiB page.
+                entry = ptes[(pos >> 12) & 511]
+                phys = (entry & mask) | (pos & 0xFFF) if entry & _PRESENT else None
+                n = min(end, (pos | 0xFFF) + 1) - pos
+            else:
+                t, span = self.lookup(pos)
+                n = min(end, (pos & ~(span - 1)) + span) - pos
+                phys = t.phys if t is not None else None
             if run_v is not None and (
                 (phys is None and run_p is None)
                 or (phys is not None and run_p is not None and run_p + run_len == phys)

@@ -24,7 +24,13 @@ def core_phys_reader(core) -> Callable[[int, int], bytes]:
     left out -- past p_filesz, or in no segment -- raise AddressError: the
     reader reports them as excluded rather than as zero data."""
 
+    find, read_file = core.find_segment, core._read_file
+
     def read_phys(addr: int, size: int) -> bytes:
+        seg = find(addr, True)
+        if seg is not None and addr + size <= seg.paddr + seg.filesz:
+            # The common case: wholly inside one segment's file bytes.
+            return read_file(seg.offset + addr - seg.paddr, size, addr, True)
         res = core.read_ex(addr, size, physical=True)
         if res.zero_filled:
             a, _ = res.zero_filled[0]

@@ -13,7 +13,9 @@ offsets the program headers give, never mapped or read whole.
 
 from __future__ import annotations
 
+import mmap
 import os
+import stat
 import struct
 from collections import Counter
 from typing import IO, List, Optional, Tuple
@@ -64,6 +66,16 @@ class ElfCore(Core):
             self._fd: Optional[int] = f.fileno()
         except (AttributeError, OSError, ValueError):  # BytesIO and friends
             self._fd = None
+        # A regular file is mapped: a page read is then a slice, not a
+        # syscall.  /proc/kcore is never mapped (and cannot be).
+        self._map: Optional[mmap.mmap] = None
+        if self._fd is not None:
+            try:
+                st = os.fstat(self._fd)
+                if stat.S_ISREG(st.st_mode) and st.st_size > 0:
+                    self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):
+                self._map = None
         try:
             self._parse()
         except KcoreToolError:
@@ -283,6 +295,8 @@ class ElfCore(Core):
     # -- reads --------------------------------------------------------------
 
     def _pread(self, offset: int, size: int) -> bytes:
+        if self._map is not None:
+            return self._map[offset : offset + size]
         if self._fd is None:
             self._f.seek(offset)
             return self._f.read(size)
@@ -312,6 +326,9 @@ class ElfCore(Core):
         return data
 
     def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
         if self._owned:
             self._f.close()
 
