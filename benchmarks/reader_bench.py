@@ -113,13 +113,14 @@ def live(vmlinux: str, mib: int) -> None:
     size = mib << 20
     fd = bpf_array_map(size)
     k = open_kernel("/proc/kcore", vmlinux)
-    area = max(k.vmalloc().areas, key=lambda a: a.end - a.start)
+    area = max((a for a in k.vmalloc().areas if a.kind == "vmalloc"), key=lambda a: a.end - a.start)
     if area.end - area.start < size:
         raise SystemExit(f"no vmalloc area of {mib} MiB found (largest {area.end - area.start} bytes)")
     addr = area.start
     print(f"area {area.start:#x}-{area.end:#x} {area.vm.caller_symbol if area.vm else area.kind}")
     t0 = time.perf_counter()
-    k.read(addr, size, Count())
+    _, report = k.read(addr, size, Count())
+    print(f"pages: {report.pages_by_state()}")
     ours = size / (time.perf_counter() - t0)
     seg = k.core.find_segment(addr)
     skip = (seg.offset + (addr - seg.vaddr)) // 4096

@@ -169,14 +169,17 @@ class VmallocReader:
     def _read_chunk_live(self, area, lo: int, hi: int, sink: BinaryIO, report: ReadReport):
         """Optimistic read, then revalidate; retry a bounded number of times.
         Returns the area as last seen, or None if it is gone."""
+        walker = self.walker
         for attempt in range(MAX_ATTEMPTS):
-            self.walker.invalidate()
+            walker.invalidate()
+            before = list(walker.runs(lo, hi - lo))
             pieces = list(self._plan_and_read(area, lo, hi))
             current = self.revalidate(area)
-            self.walker.invalidate()
-            if current is not None and _identity(current) == _identity(area) and all(
-                self._still_maps(run) for run, _ in pieces
-            ):
+            walker.invalidate()
+            # Same area, same vm_struct, and every page still maps to the
+            # physical page it was read from.
+            if (current is not None and _identity(current) == _identity(area)
+                    and list(walker.runs(lo, hi - lo)) == before):
                 for run, data in pieces:
                     self._emit(run, data, sink, report)
                 return area
@@ -189,11 +192,6 @@ class VmallocReader:
         _write_zeros(sink, hi - lo)
         report.add(PageRun(lo, hi - lo, "raced", area=area.start))
         return None
-
-    def _still_maps(self, run: PageRun) -> bool:
-        if run.state != "data":
-            return True
-        return list(self.walker.runs(run.vaddr, run.size)) == [(run.vaddr, run.phys, run.size)]
 
     def _emit(self, run: PageRun, data: Optional[bytes], sink: BinaryIO, report: ReadReport) -> None:
         if data is None:

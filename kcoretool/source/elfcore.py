@@ -300,7 +300,12 @@ class ElfCore(Core):
         if self._fd is None:
             self._f.seek(offset)
             return self._f.read(size)
-        chunks = []
+        data = os.pread(self._fd, size, offset)
+        if len(data) == size or not data:
+            return data
+        chunks = [data]
+        offset += len(data)
+        size -= len(data)
         while size > 0:
             data = os.pread(self._fd, size, offset)
             if not data:
