@@ -155,14 +155,36 @@ class PageTableWalker:
         while pos < end:
             ptes = ptes_by_region.get(pos >> 21)
             if ptes is not None:
-                # Fast path: a decoded PTE table covers this 4 KiB page.
-                entry = ptes[(pos >> 12) & 511]
-                phys = (entry & mask) | (pos & 0xFFF) if entry & _PRESENT else None
-                n = min(end, (pos | 0xFFF) + 1) - pos
-            else:
-                t, span = self.lookup(pos)
-                n = min(end, (pos & ~(span - 1)) + span) - pos
-                phys = t.phys if t is not None else None
+                # Fast path: a decoded PTE table covers this 2 MiB region;
+                # walk its 4 KiB entries in one tight loop.
+                region_end = ((pos >> 21) + 1) << 21
+                if region_end > end:
+                    region_end = end
+                while pos < region_end:
+                    entry = ptes[(pos >> 12) & 511]
+                    nxt = (pos | 0xFFF) + 1
+                    if nxt > region_end:
+                        nxt = region_end
+                    n = nxt - pos
+                    if entry & _PRESENT:
+                        phys = (entry & mask) | (pos & 0xFFF)
+                        if run_p is not None and run_v is not None and run_p + run_len == phys:
+                            run_len += n
+                        else:
+                            if run_v is not None:
+                                yield run_v, run_p, run_len
+                            run_v, run_p, run_len = pos, phys, n
+                    elif run_v is not None and run_p is None:
+                        run_len += n
+                    else:
+                        if run_v is not None:
+                            yield run_v, run_p, run_len
+                        run_v, run_p, run_len = pos, None, n
+                    pos = nxt
+                continue
+            t, span = self.lookup(pos)
+            n = min(end, (pos & ~(span - 1)) + span) - pos
+            phys = t.phys if t is not None else None
             if run_v is not None and (
                 (phys is None and run_p is None)
                 or (phys is not None and run_p is not None and run_p + run_len == phys)
