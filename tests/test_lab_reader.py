@@ -204,3 +204,11 @@ def test_churn_never_mixes_areas(lab):
     assert result["rounds"] >= 2
     assert result["foreign_count"] == 0, result["foreign"]
     assert result["states"].get("raced", 0) + result["retries"] > 0, result
+
+
+def test_huge_area_flag_names(lab):
+    """Bit 0x400 is VM_ALLOW_HUGE_VMAP on both kernels (6.10+ renamed
+    vmalloc_huge() to vmalloc_huge_noprof(), which detection must follow)."""
+    huge = next(a for a in lab.snapshot.module["areas"] if a["kind"] == "vmalloc_huge")
+    area = kernel_for(lab, "elf").vmalloc().find(huge["addr"])
+    assert "ALLOW_HUGE_VMAP" in area.vm.flag_names and area.vm.page_order == 9

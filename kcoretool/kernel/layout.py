@@ -234,9 +234,11 @@ def detect_layout(prog: drgn.Program) -> Layout:
 
     # 559089e0a93d ("vmalloc: replace VM_NO_HUGE_VMAP with
     # VM_ALLOW_HUGE_VMAP") (in v5.18) added vmalloc_huge() in the same change.
-    vm_allow_huge = has_symbol(prog, "vmalloc_huge")
+    # Memory allocation profiling (v6.10) renamed it vmalloc_huge_noprof()
+    # and made vmalloc_huge a macro, so look for either name.
+    vm_allow_huge = any(has_symbol(prog, name) for name in ("vmalloc_huge", "vmalloc_huge_noprof"))
     ev.append(
-        ("vm_allow_huge", str(vm_allow_huge), "symbol vmalloc_huge",
+        ("vm_allow_huge", str(vm_allow_huge), "symbol vmalloc_huge or vmalloc_huge_noprof",
          '559089e0a93d ("vmalloc: replace VM_NO_HUGE_VMAP with '
          'VM_ALLOW_HUGE_VMAP") (v5.18)')
     )
