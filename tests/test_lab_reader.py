@@ -26,6 +26,14 @@ def page_tag(tag: int) -> bytes:
     return b"".join(struct.pack("<Q", tag | w * 8) for w in range(512))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_kernels():
+    yield
+    for k in _kernels.values():
+        k.core.close()
+    _kernels.clear()
+
+
 def kernel_for(lab, dump: str):
     key = (lab.kernel, dump)
     if key not in _kernels:
@@ -211,4 +219,4 @@ def test_huge_area_flag_names(lab):
     vmalloc_huge() to vmalloc_huge_noprof(), which detection must follow)."""
     huge = next(a for a in lab.snapshot.module["areas"] if a["kind"] == "vmalloc_huge")
     area = kernel_for(lab, "elf").vmalloc().find(huge["addr"])
-    assert "ALLOW_HUGE_VMAP" in area.vm.flag_names and area.vm.page_order == 9
+    assert "VM_ALLOW_HUGE_VMAP" in area.vm.flag_names and area.vm.page_order == 9
