@@ -90,6 +90,7 @@ class VmallocReader:
         #: dump, "unreadable" live
         self.missing_state = missing_state
         self.page_size = model.page_size
+        self._seen: Optional[list] = None
         spans = sorted(list(model.areas) + list(model.lazy), key=lambda a: a.start)
         self._spans = spans
         self._starts = [a.start for a in spans]
@@ -172,14 +173,18 @@ class VmallocReader:
         walker = self.walker
         for attempt in range(MAX_ATTEMPTS):
             walker.invalidate()
-            before = list(walker.runs(lo, hi - lo))
-            pieces = list(self._plan_and_read(area, lo, hi))
+            self._seen = []  # the translations the read relied on
+            try:
+                pieces = list(self._plan_and_read(area, lo, hi))
+                seen = self._seen
+            finally:
+                self._seen = None
             current = self.revalidate(area)
             walker.invalidate()
             # Same area, same vm_struct, and every page still maps to the
             # physical page it was read from.
             if (current is not None and _identity(current) == _identity(area)
-                    and list(walker.runs(lo, hi - lo)) == before):
+                    and all(list(walker.runs(v, n)) == runs for v, n, runs in seen)):
                 for run, data in pieces:
                     self._emit(run, data, sink, report)
                 return area
@@ -268,7 +273,10 @@ class VmallocReader:
 
     def _mapped(self, area, lo: int, hi: int, unmapped_state: str):
         """aligned_vread_iter(): present pages are read, the rest is zeros."""
-        for v, phys, n in self.walker.runs(lo, hi - lo):
+        runs = list(self.walker.runs(lo, hi - lo))
+        if self._seen is not None:
+            self._seen.append((lo, hi - lo, runs))
+        for v, phys, n in runs:
             if phys is None:
                 yield PageRun(v, n, unmapped_state, area=_start(area)), None
                 continue
