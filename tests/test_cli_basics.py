@@ -144,3 +144,16 @@ def test_hexdump_matches_xxd_layout():
         "ffffffff9b000000: 4142 4344 4546 4748 494a 4b4c 4d4e 4f50  ABCDEFGHIJKLMNOP",
         "ffffffff9b000010: 5152 5354                                QRST",
     ]
+
+
+def test_debug_info_errors_are_one_line():
+    core = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "fixtures" / "vmcore-6.1.core")
+    r = run("-c", core, "--vmlinux", "/nonexistent/vmlinux", "vmalloc", "list")
+    assert (r.returncode, r.stderr) == (
+        1, "kcoretool: --vmlinux /nonexistent/vmlinux: no such file; give the kernel's vmlinux with debug info\n")
+    r = run("-c", core, "--vmlinux", sys.executable, "vmalloc", "stats")
+    assert r.returncode == 1
+    assert r.stderr == (
+        f"kcoretool: {sys.executable}: does not match Linux 6.1.0-56-amd64 or has no DWARF; install "
+        "linux-image-6.1.0-56-amd64-dbg (Debian/Ubuntu) or kernel-debuginfo-6.1.0-56-amd64 (Fedora/RHEL), "
+        "or pass --vmlinux\n")

@@ -117,7 +117,7 @@ def open_program(
     tried: List[str] = []
     if vmlinux is not None:
         if not os.path.exists(vmlinux):
-            raise AccessError(f"{vmlinux}: no such file")
+            raise AccessError(f"--vmlinux {vmlinux}: no such file; give the kernel's vmlinux with debug info")
         tried.append(vmlinux)
     tried.extend(p for p in debug_info_candidates(release) if os.path.exists(p))
     tried.extend(extra_debug_paths)
