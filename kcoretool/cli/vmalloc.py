@@ -179,11 +179,9 @@ def iter_list_json(areas, page_size: int = 4096, chunk: int = 4096):
 
 
 def _echo_stream(chunks) -> None:
-    out = click.get_text_stream("stdout")
-    for c in chunks:
-        out.write(c)
-    out.write("\n")
-    out.flush()
+    for c in chunks:  # chunks are thousands of rows: click.echo's cost is noise
+        click.echo(c, nl=False)
+    click.echo("")
 
 
 def _stream_table(rows: List[Tuple[str, ...]], headers: Tuple[str, ...], right: Tuple[int, ...]):
