@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Dict, List, Optional, Tuple, Union
 
-from kcoretool.errors import AccessError, AddressError, CoreFormatError
+from kcoretool.errors import AccessError, AddressError, CoreFormatError, KcoreToolError
 
 if TYPE_CHECKING:
     from kcoretool.source.vmcoreinfo import VmcoreInfo
@@ -253,7 +253,9 @@ class Core:
         return ReadResult(bytes(out), zeros)
 
     def _read_file(self, offset: int, size: int, addr: int, physical: bool) -> bytes:
-        raise NotImplementedError  # subclass hook, always provided
+        """Bytes of the file backing a segment (ELF cores override this; a
+        kdump file's pages are read through drgn instead)."""
+        raise KcoreToolError(f"{self.path}: {self.kind} cores have no file-backed segments to read")
 
     def _read_fallback(self, addr: int, size: int, physical: bool) -> Optional[bytes]:
         """Bytes for an address no segment covers, or None (kdump overrides)."""
