@@ -145,16 +145,12 @@ class Kernel:
         from kcoretool.kernel.vmalloc import VmallocReader as RawReader
 
         raw = RawReader(self.prog, self.vmalloc().layout)
-        prog = self.prog
 
         def revalidate(area):
-            import drgn
-
-            try:
-                buf = prog.read(area.address, raw.va_size)
-            except drgn.FaultError:
+            va = raw.read_va(area.address, area.node)
+            if va is None:
                 return None
-            _, start, end, vm, _flags, _node = raw._decode_va(area.address, buf, area.node)
+            start, end, vm = va.start, va.end, va.vm
             if (start, end) != (area.start, area.end):
                 return None
             if area.vm is None:

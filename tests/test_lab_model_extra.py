@@ -13,20 +13,11 @@ import subprocess
 
 import pytest
 
-from kcoretool.kernel import open_program
-from kcoretool.model import from_program
 
 pytestmark = pytest.mark.lab
 
-_cache: dict = {}
-
-
-def _prog_model(lab, which: str = "elf"):
-    key = (lab.kernel, which, str(lab.snapshot.dir))
-    if key not in _cache:
-        prog = open_program(str(lab.snapshot.paths[which]), str(lab.vmlinux))
-        _cache[key] = (prog, from_program(prog))
-    return _cache[key]
+# One opened program per snapshot and format, shared with the model's lab tests.
+from tests.test_kernel_lab_vmalloc import _prog_model  # noqa: E402
 
 
 _ROW = re.compile(r"^\s*([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+-\s+([0-9a-f]+)\s+(\d+)\s*$")

@@ -213,6 +213,15 @@ class VmallocReader:
             vm = 0  # the pointer is only meaningful with VM_VM_AREA
         return (addr, start, end, vm, flags, node)
 
+    def read_va(self, addr: int, node: Optional[int] = None) -> Optional[RawArea]:
+        """One ``struct vmap_area`` as the kernel has it now (None if it is
+        unreadable): what a live reader revalidates against."""
+        try:
+            buf = self.prog.read(addr, self.va_size)
+        except drgn.FaultError:
+            return None
+        return RawArea(*self._decode_va(addr, buf, node))
+
     def _areas_from_list(
         self, head: int, log: WalkLog, what: str, limit: int, node: Optional[int]
     ) -> Iterator[tuple]:
