@@ -39,6 +39,7 @@ class Kernel:
         self.core = core
         self._model = None
         self._walker = None
+        self._readers: dict = {}
 
     @property
     def live(self) -> bool:
@@ -55,6 +56,7 @@ class Kernel:
             from kcoretool.model import from_program as model_from_program
 
             self._model = model_from_program(self.prog)
+            self._readers.clear()
         return self._model
 
     # -- physical memory and page tables ---------------------------------------
@@ -87,11 +89,16 @@ class Kernel:
         return self._walker
 
     def reader(self, *, force_io: bool = False, sparse: bool = False):
-        """A :class:`kcoretool.reader.VmallocReader` over the current model."""
+        """A :class:`kcoretool.reader.VmallocReader` over the current model
+        (one per option set, until the model is refreshed)."""
         from kcoretool.reader.vread import VmallocReader
 
-        return VmallocReader(
-            self.vmalloc(),
+        model = self.vmalloc()
+        key = (force_io, sparse)
+        if key in self._readers:
+            return self._readers[key]
+        self._readers[key] = reader = VmallocReader(
+            model,
             self.read_phys_source(),
             self.walker(),
             revalidate=self._revalidator() if self.live else None,
@@ -99,6 +106,7 @@ class Kernel:
             sparse=sparse,
             missing_state="unreadable" if self.live else "excluded",
         )
+        return reader
 
     def read(
         self,

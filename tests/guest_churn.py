@@ -66,6 +66,8 @@ def main() -> None:
     while time.monotonic() < deadline:
         model = k.vmalloc(refresh=True)
         for area in model.areas:
+            if time.monotonic() >= deadline:
+                break
             if area.kind in ("ioremap", "sparse", "uninitialised"):
                 continue
             data, report = k.read(area.start, area.end - area.start)
@@ -76,6 +78,7 @@ def main() -> None:
                 states[state] = states.get(state, 0) + n
             bad += check_area(area, data, report)
         rounds += 1
+        print(f"round {rounds}: {areas} areas so far", file=sys.stderr, flush=True)
     json.dump({"rounds": rounds, "areas": areas, "pages": pages, "states": states, "retries": retries,
                "foreign": bad[:50], "foreign_count": len(bad)}, sys.stdout)
 

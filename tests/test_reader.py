@@ -296,3 +296,13 @@ def test_revalidator_rereads_the_vmap_area():
     # A vm_struct whose fields moved on: the current one comes back.
     stale = dataclasses.replace(with_vm, vm=dataclasses.replace(with_vm.vm, caller=1))
     assert revalidate(stale) == with_vm
+
+
+def test_live_zero_only_spans_are_not_raced():
+    """A lazy area that is purged mid-read was never read from memory: its
+    zeros are reported as lazy, not raced."""
+    k = Kernel()
+    r = Revalidator([lambda a: None] * 10)
+    data, report = read(k.reader(revalidate=r), k.E.start, 0x2000)
+    assert runs(report) == [(0x12000, 0x2000, "lazy")]
+    assert r.calls == 0 and data == bytes(0x2000)

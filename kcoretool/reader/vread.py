@@ -179,6 +179,12 @@ class VmallocReader:
                 seen = self._seen
             finally:
                 self._seen = None
+            if not seen:
+                # Nothing was read from memory (lazy area, guard page, ...):
+                # zeros stay zeros whatever the kernel did meanwhile.
+                for run, data in pieces:
+                    self._emit(run, data, sink, report)
+                return area
             current = self.revalidate(area)
             walker.invalidate()
             # Same area, same vm_struct, and every page still maps to the
