@@ -4,6 +4,7 @@ every area through kcoretool's page-table reader over and over, and checks
 that no page ever carries another area's tag.  Prints a JSON verdict."""
 
 import json
+import resource
 import struct
 import sys
 import time
@@ -78,7 +79,8 @@ def main() -> None:
                 states[state] = states.get(state, 0) + n
             bad += check_area(area, data, report)
         rounds += 1
-        print(f"round {rounds}: {areas} areas so far", file=sys.stderr, flush=True)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        print(f"round {rounds}: {areas} areas so far, max RSS {rss} MiB", file=sys.stderr, flush=True)
     json.dump({"rounds": rounds, "areas": areas, "pages": pages, "states": states, "retries": retries,
                "foreign": bad[:50], "foreign_count": len(bad)}, sys.stdout)
 

@@ -20,7 +20,7 @@ KMOD_SRC = REPO_ROOT / "tests" / "kmod"
 
 # Guest RAM in MiB: 512 is enough for drgn in the guest (lab notes) and keeps
 # dumps and makedumpfile runs small.
-DEFAULT_MEM_MB = int(os.environ.get("KCORETOOL_LAB_MEM", "512"))
+DEFAULT_MEM_MB = int(os.environ.get("KCORETOOL_LAB_MEM", "1024"))
 
 
 class LabError(RuntimeError):
