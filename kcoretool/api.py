@@ -177,15 +177,18 @@ class Kernel:
         return revalidate
 
 
-def open_kernel(core_path: Optional[str] = None, vmlinux: Optional[str] = None) -> Kernel:
+def open_kernel(core_path: Optional[str] = None, vmlinux: Optional[str] = None, *,
+                debuginfo: str = "auto") -> Kernel:
     """Open the running kernel (``core_path`` None or ``/proc/kcore``) or a
-    vmcore, with its debug info (``vmlinux``, else the standard places)."""
+    vmcore, with its types and symbols: DWARF from ``vmlinux`` or the
+    standard places, else (``debuginfo="auto"``) the kernel's BTF and
+    kallsyms; ``debuginfo="dwarf"`` or ``"btf"`` forces one."""
     from kcoretool.kernel import open_program
     from kcoretool.source import open_core
 
     path = core_path or "/proc/kcore"
     core = open_core(path)  # one clear line for anything that is not a core
-    prog = open_program(path, vmlinux)
+    prog = open_program(path, vmlinux, debuginfo=debuginfo)
     return Kernel(prog, core)
 
 

@@ -41,22 +41,24 @@ _LAZY_COMMANDS = {
 class Options:
     """What the global options say; opens the core once, on first use."""
 
-    def __init__(self, core_path: str, vmlinux: Optional[str], json: bool, debug: bool) -> None:
+    def __init__(self, core_path: str, vmlinux: Optional[str], json: bool, debug: bool,
+                 debuginfo: str = "auto") -> None:
         self.core_path = core_path
         self.vmlinux = vmlinux
+        self.debuginfo = debuginfo
         self.json = json
         self.debug = debug
         self._core = None
         self._kernel = None
 
     def kernel(self):  # -> kcoretool.api.Kernel
-        """The kernel behind the core, through drgn with debug info."""
+        """The kernel behind the core, through drgn with DWARF or BTF."""
         if self._kernel is None:
             from kcoretool.api import Kernel
             from kcoretool.kernel import open_program
 
             core = self.core()  # one clear line for anything that is not a core
-            self._kernel = Kernel(open_program(self.core_path, self.vmlinux), core)
+            self._kernel = Kernel(open_program(self.core_path, self.vmlinux, debuginfo=self.debuginfo), core)
         return self._kernel
 
     def core(self):  # -> kcoretool.source.Core
@@ -112,14 +114,24 @@ class _LazyGroup(click.Group):
     help="/proc/kcore, an ELF vmcore or a kdump-compressed file (env KCORETOOL_CORE).",
 )
 @click.option("--vmlinux", metavar="PATH", help="Kernel debug info (vmlinux with DWARF).")
+@click.option(
+    "--debuginfo",
+    type=click.Choice(["auto", "dwarf", "btf"]),
+    default="auto",
+    envvar="KCORETOOL_DEBUGINFO",
+    show_default=True,
+    help="Types and symbols from a vmlinux (dwarf), from the kernel's own BTF and kallsyms (btf), "
+    "or dwarf when a vmlinux is found, else btf (auto).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, "-V", "--version", prog_name="kcoretool")
 @click.pass_context
-def cli(ctx: click.Context, core_path: str, vmlinux: Optional[str], as_json: bool, debug: bool) -> None:
+def cli(ctx: click.Context, core_path: str, vmlinux: Optional[str], debuginfo: str, as_json: bool,
+        debug: bool) -> None:
     """Inspect and read Linux kernel memory: /proc/kcore (live, as root)
     or a saved vmcore."""
-    opts = Options(core_path, vmlinux, as_json, debug)
+    opts = Options(core_path, vmlinux, as_json, debug, debuginfo)
     ctx.obj = opts
     ctx.call_on_close(opts.close)
 

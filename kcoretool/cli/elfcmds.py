@@ -45,6 +45,7 @@ def info(ctx: click.Context) -> None:
         "crash_time": core.crash_time,
         "vmcoreinfo": core.vmcoreinfo_source,
         "segments": core.segment_counts(),
+        "debuginfo": _debuginfo_plan(ctx, core).to_dict(),
     }
     if ctx.obj.json:
         emit_json(facts)
@@ -63,10 +64,18 @@ def info(ctx: click.Context) -> None:
         ("crash time", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(crash)) if crash else "-"),
         ("VMCOREINFO", core.vmcoreinfo_source or "none"),
         ("segments", _segment_summary(core)),
+        ("debug info", _debuginfo_plan(ctx, core).describe()),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+def _debuginfo_plan(ctx: click.Context, core):
+    """What the drgn commands would use (decided from files and VMCOREINFO; no drgn here)."""
+    from kcoretool.source.debuginfo import plan_debuginfo
+
+    return plan_debuginfo(ctx.obj.debuginfo, core.release, ctx.obj.vmlinux, core.is_live, core.vmcoreinfo)
 
 
 @click.command()

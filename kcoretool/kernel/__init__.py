@@ -13,6 +13,7 @@ from kcoretool.kernel.layout import Layout, detect_layout
 from kcoretool.kernel.program import (
     LIVE,
     debug_info_candidates,
+    debuginfo_of,
     install_hint,
     open_program,
 )
@@ -36,6 +37,7 @@ __all__ = (
     "WalkLog",
     "WalkWarning",
     "debug_info_candidates",
+    "debuginfo_of",
     "detect_layout",
     "install_hint",
     "list_walk",

@@ -11,6 +11,7 @@ read) plus optional debug info into a :class:`drgn.Program`, with one-line
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from typing import Iterable, List, Optional, Sequence
@@ -18,28 +19,13 @@ from typing import Iterable, List, Optional, Sequence
 import drgn
 
 from kcoretool.errors import AccessError, CoreFormatError, DebugInfoError
+from kcoretool.kernel.kallsyms import use_kallsyms
+from kcoretool.source.debuginfo import DebugInfoPlan, debug_info_candidates, install_hint, plan_debuginfo
+from kcoretool.source.vmcoreinfo import VmcoreInfo
 
-__all__ = ("LIVE", "debug_info_candidates", "install_hint", "open_program")
+__all__ = ("LIVE", "debug_info_candidates", "debuginfo_of", "install_hint", "open_program")
 
 LIVE = "/proc/kcore"
-
-
-def debug_info_candidates(release: str) -> List[str]:
-    """The standard places a vmlinux with DWARF for ``release`` lives, in order."""
-    return [
-        f"/usr/lib/debug/boot/vmlinux-{release}",
-        f"/boot/vmlinux-{release}",
-        f"/lib/modules/{release}/build/vmlinux",
-        f"/usr/lib/debug/lib/modules/{release}/vmlinux",
-    ]
-
-
-def install_hint(release: str) -> str:
-    """What to install to get debug info, as one sentence."""
-    return (
-        f"install linux-image-{release}-dbg (Debian/Ubuntu) or "
-        f"kernel-debuginfo-{release} (Fedora/RHEL), or pass --vmlinux"
-    )
 
 
 def _release(prog: drgn.Program) -> str:
@@ -76,24 +62,38 @@ def _has_vmalloc_types(prog: drgn.Program) -> bool:
         return False
 
 
+def debuginfo_of(prog: drgn.Program) -> Optional[DebugInfoPlan]:
+    """The plan :func:`open_program` carried out for ``prog`` (None if it did not open it)."""
+    return prog.cache.get("kcoretool_debuginfo")
+
+
+def _vmcoreinfo(prog: drgn.Program) -> Optional[VmcoreInfo]:
+    try:
+        return VmcoreInfo(prog["VMCOREINFO"].string_())
+    except (KeyError, LookupError, drgn.FaultError, ValueError):
+        return None
+
+
 def open_program(
     core_path: Optional[str] = None,
     vmlinux: Optional[str] = None,
     *,
+    debuginfo: str = "auto",
     extra_debug_paths: Sequence[str] = (),
     modules: bool = True,
     search: bool = True,
 ) -> drgn.Program:
     """
     Open the running kernel (``core_path`` None or ``/proc/kcore``) or a
-    vmcore, and load debug info: ``vmlinux`` if given, then the standard
-    places for the core's release, then drgn's own search. Module debug info
-    is loaded when available; otherwise module symbols come from kallsyms
-    when the kernel exports it.
+    vmcore, and give it types and symbols (see
+    :func:`kcoretool.source.debuginfo.plan_debuginfo`): ``debuginfo="auto"``
+    uses DWARF from ``vmlinux`` or the standard places when there is one,
+    else the kernel's BTF and kallsyms; ``"dwarf"`` and ``"btf"`` force one.
+    Module symbols come from the modules' in-memory kallsyms.
 
     :raises AccessError: the core is missing or not readable.
     :raises CoreFormatError: not a Linux kernel core drgn can read.
-    :raises DebugInfoError: no matching vmlinux; the message says what to
+    :raises DebugInfoError: no usable debug info; the message says what to
         install.
     """
     path = core_path or LIVE
@@ -114,21 +114,51 @@ def open_program(
         raise CoreFormatError(f"{path}: not a Linux kernel core (no VMCOREINFO)")
 
     release = _release(prog)
-    tried: List[str] = []
-    if vmlinux is not None:
-        if not os.path.exists(vmlinux):
-            raise AccessError(f"--vmlinux {vmlinux}: no such file; give the kernel's vmlinux with debug info")
-        tried.append(vmlinux)
-    tried.extend(p for p in debug_info_candidates(release) if os.path.exists(p))
-    tried.extend(extra_debug_paths)
+    if vmlinux is not None and not os.path.exists(vmlinux):
+        raise AccessError(f"--vmlinux {vmlinux}: no such file; give the kernel's vmlinux with debug info")
+    live = bool(prog.flags & drgn.ProgramFlags.IS_LIVE)
+    plan = plan_debuginfo(debuginfo, None if release == "unknown" else release, vmlinux, live,
+                          _vmcoreinfo(prog))
+    if plan.kind == "btf":
+        plan = _use_btf(prog, plan, live)
+    else:
+        plan = _use_dwarf(prog, plan, release, vmlinux, [*plan.dwarf_paths, *extra_debug_paths], search, live)
+    prog.cache["kcoretool_debuginfo"] = plan
+    # Callers read as the kernel prints them (%pS), under DWARF as under BTF.
+    use_kallsyms(prog)
+    if modules:
+        with _quiet_drgn():
+            _load_module_info(prog, plan.dwarf_paths if plan.kind == "dwarf" else ())
+    return prog
 
+
+def _use_btf(prog: drgn.Program, plan: DebugInfoPlan, live: bool) -> DebugInfoPlan:
+    from kcoretool.kernel.btfkernel import load_btf_kernel
+
+    if plan.source is None:
+        raise DebugInfoError("--debuginfo btf: this kernel has no BTF kcoretool can reach "
+                             "(live: /sys/kernel/btf/vmlinux; vmcore: kallsyms in VMCOREINFO, Linux 6.0+)")
+    loaded = load_btf_kernel(prog, live)
+    prog.cache["kcoretool_btf"] = loaded
+    return dataclasses.replace(plan, source=loaded.btf_source)
+
+
+def _use_dwarf(prog: drgn.Program, plan: DebugInfoPlan, release: str, vmlinux: Optional[str],
+               tried: List[str], search: bool, live: bool) -> DebugInfoPlan:
     with _quiet_drgn():
         if tried:
             try:
                 prog.load_debug_info(tried, main=True)
             except drgn.MissingDebugInfoError:
                 pass
-        if not _has_vmalloc_types(prog) and search:
+        if _has_vmalloc_types(prog):
+            return plan
+        if plan.btf_fallback:
+            # auto: the vmlinux found does not match this kernel; BTF is there.
+            return _use_btf(prog, dataclasses.replace(
+                plan, kind="btf", source=plan.btf_fallback, dwarf_paths=(),
+                reason=f"{tried[0]} does not match Linux {release}"), live)
+        if search:
             try:
                 prog.load_debug_info(main=True)
             except drgn.MissingDebugInfoError:
@@ -139,12 +169,9 @@ def open_program(
                 f"{vmlinux}: does not match Linux {release} or has no DWARF; "
                 + install_hint(release)
             )
-        raise DebugInfoError(f"no debug info for Linux {release}; " + install_hint(release))
-
-    if modules:
-        with _quiet_drgn():
-            _load_module_info(prog, tried)
-    return prog
+        what = "no debug info" if plan.mode == "dwarf" else "no debug info and no BTF"
+        raise DebugInfoError(f"{what} for Linux {release}; " + install_hint(release))
+    return dataclasses.replace(plan, source=plan.source or "drgn's debug info search")
 
 
 def _load_module_info(prog: drgn.Program, paths: Iterable[str]) -> None:

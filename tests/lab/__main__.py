@@ -6,12 +6,14 @@
                              boot; run CMD in the guest, or read commands from stdin
   dump KERNEL                boot, load the module, snapshot; print the files
   selftest [KERNEL...]       exercise the harness itself (agent, timeouts, dumps, churn)
+  demo                       regenerate fixtures/demo/ (a filtered 6.12 vmcore + module JSON)
   clean                      remove run directories (dumps) from the cache
 """
 
 from __future__ import annotations
 
 import argparse
+import pathlib
 import json
 import shlex
 import shutil
@@ -103,6 +105,36 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_KERNEL = "6.12"
+# 256 MiB keeps the dump small (struct pages, page tables); the module's
+# areas and the kernel image (with its BTF) are the rest: about 23 MB.
+DEMO_MEM_MB = 256
+DEMO_MAX_BYTES = 25 * 1000 * 1000
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Boot 6.12, load the module, take the snapshot, copy its makedumpfile -c
+    dump, module JSON and vmallocinfo into fixtures/demo/."""
+    import shutil
+
+    out = pathlib.Path(args.out)
+    with lab_mod.start(DEMO_KERNEL, mem_mb=DEMO_MEM_MB) as lk:
+        snap = lk.snapshot
+        assert snap is not None
+        kdump = snap.kdump
+        size = kdump.stat().st_size
+        if size > DEMO_MAX_BYTES:
+            print(f"demo: {kdump} is {size} bytes, over the {DEMO_MAX_BYTES} budget", file=sys.stderr)
+            return 1
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"demo-{DEMO_KERNEL}"
+        shutil.copyfile(kdump, out / f"{stem}.kdump")
+        shutil.copyfile(snap.dir / "module.json", out / f"{stem}.module.json")
+        shutil.copyfile(snap.dir / "vmallocinfo.txt", out / f"{stem}.vmallocinfo")
+        print(json.dumps({"release": lk.release, "kdump": str(out / f"{stem}.kdump"), "bytes": size}))
+    return 0
+
+
 def _check(ok: bool, what: str, failures: list[str]) -> None:
     print(f"  {'ok  ' if ok else 'FAIL'} {what}")
     if not ok:
@@ -183,6 +215,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     s.add_argument("kernels", nargs="*")
     s.add_argument("--churn-seconds", type=float, default=3.0)
     s.set_defaults(fn=cmd_selftest)
+    s = sub.add_parser("demo")
+    s.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "demo"))
+    s.set_defaults(fn=cmd_demo)
     s = sub.add_parser("clean")
     s.set_defaults(fn=cmd_clean)
     argv = list(sys.argv[1:] if argv is None else argv)
