@@ -68,9 +68,14 @@ def parse_size(text: str) -> int:
     return value * mult
 
 
-def parse_address(text: str, symbols: Optional[Any] = None) -> int:
+_NOT_IN_VMCOREINFO = ("this core's VMCOREINFO does not list it; give a numeric address "
+                      "(`kcoretool vmcoreinfo` shows the SYMBOL() entries)")
+
+
+def parse_address(text: str, symbols: Optional[Any] = None, missing: str = _NOT_IN_VMCOREINFO) -> int:
     """ADDR as hex, decimal or ``SYMBOL[+OFF]``; ``symbols`` maps a name to
-    an address (VMCOREINFO's SYMBOL() entries, or a kernel's symbol table)."""
+    an address (VMCOREINFO's SYMBOL() entries, or a kernel's symbol table);
+    ``missing`` says why a name was not found."""
     t = text.strip()
     value = _number(t)
     if value is not None:
@@ -87,10 +92,7 @@ def parse_address(text: str, symbols: Optional[Any] = None) -> int:
         raise KcoreToolError(f"{text!r} is not an address; use 0xffff..., a decimal number or SYMBOL+OFF")
     addr = symbols(name) if symbols is not None else None
     if addr is None:
-        raise KcoreToolError(
-            f"unknown symbol {name!r}: this core's VMCOREINFO does not list it; "
-            "give a numeric address (`kcoretool vmcoreinfo` shows the SYMBOL() entries)"
-        )
+        raise KcoreToolError(f"unknown symbol {name!r}: {missing}")
     return addr + off
 
 

@@ -85,7 +85,9 @@ def _addr(text: str, ctx: Optional[click.Context] = None) -> int:
         except LookupError:
             return None
 
-    return parse_address(text, lookup)
+    if ctx is None:
+        return parse_address(text)
+    return parse_address(text, lookup, "the kernel has no such symbol; give a numeric address")
 
 
 def _size(text: str) -> int:

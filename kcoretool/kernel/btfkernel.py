@@ -1,0 +1,217 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""
+A kernel without a vmlinux: BTF types, kallsyms symbols
+-------------------------------------------------------
+
+:func:`load_btf_kernel` gives a :class:`drgn.Program` that has no DWARF the
+three things the model and reader ask of it:
+
+- **types** from the kernel's own BTF (:mod:`kcoretool.source.btf`, turned
+  into drgn types by :mod:`kcoretool.kernel.btf_types`): live from
+  ``/sys/kernel/btf/vmlinux``, on a vmcore from ``__start_BTF`` ..
+  ``__stop_BTF`` in the kernel image's memory;
+- **symbols** from kallsyms: live ``/proc/kallsyms``, on a vmcore the
+  in-memory tables VMCOREINFO points at (v6.0+), both through drgn's
+  loader; module symbols from each module's in-memory symbol table;
+- **objects** (``prog["vmap_area_list"]``): the kallsyms address with the
+  type BTF gives it (per-CPU variables and functions), else the type in
+  :data:`GLOBALS`, a short table of the globals kcoretool and the drgn
+  helpers it calls read -- BTF describes only per-CPU variables (pahole
+  emits no VAR for other globals unless built with ``global_var``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Dict, List, Optional, Tuple
+
+import drgn
+
+from kcoretool.errors import DebugInfoError
+from kcoretool.source.btf import Btf, parse_btf
+from kcoretool.source.debuginfo import BTF_SYSFS
+from kcoretool.kernel.btf_types import BtfTypes
+from kcoretool.kernel.kallsyms import use_kallsyms
+
+__all__ = ("GLOBALS", "BtfKernel", "load_btf_kernel")
+
+#: The type of every global kcoretool (or a drgn helper it calls) reads whose
+#: type BTF does not carry. Names absent from a kernel are simply not found;
+#: a name listed for a layout is the layout's (see kcoretool.kernel.layout).
+GLOBALS: Dict[str, str] = {
+    # mm/vmalloc.c, busy areas: <= 6.8 list + tree, 6.9+ per-node.
+    "vmap_area_list": "struct list_head",
+    "vmap_area_root": "struct rb_root",
+    "vmap_nodes": "struct vmap_node *",
+    "nr_vmap_nodes": "unsigned int",
+    "vmap_zone_size": "unsigned int",
+    "single": "struct vmap_node",
+    # lazily freed areas
+    "purge_vmap_area_list": "struct list_head",
+    "purge_vmap_area_root": "struct rb_root",
+    "vmap_purge_list": "struct llist_head",
+    "vmap_lazy_nr": "atomic_long_t",
+    # free space
+    "free_vmap_area_list": "struct list_head",
+    "free_vmap_area_root": "struct rb_root",
+    # vmap_block index before 6.4's per-CPU xarrays
+    "vmap_blocks": "struct xarray",
+    "vmap_block_tree": "struct radix_tree_root",
+    # x86-64 layout (KASLR bases, paging depth)
+    "vmalloc_base": "unsigned long",
+    "page_offset_base": "unsigned long",
+    "vmemmap_base": "unsigned long",
+    "__pgtable_l5_enabled": "unsigned int",
+    "pgdir_shift": "unsigned int",
+    "ptrs_per_p4d": "unsigned int",
+    # CPUs and per-CPU data (arrays sized by config: left incomplete)
+    "__per_cpu_offset": "unsigned long []",
+    "nr_cpu_ids": "unsigned int",
+    "__cpu_possible_mask": "struct cpumask",
+    "__cpu_online_mask": "struct cpumask",
+    "__cpu_present_mask": "struct cpumask",
+    # NUMA and memory model
+    "node_data": "struct pglist_data *[]",
+    "node_states": "nodemask_t []",
+    "nr_node_ids": "unsigned int",
+    "nr_online_nodes": "int",
+    "mem_section": "struct mem_section **",
+    "__highest_present_section_nr": "unsigned long",
+    "min_low_pfn": "unsigned long",
+    "max_low_pfn": "unsigned long",
+    "max_pfn": "unsigned long",
+    "high_memory": "void *",
+    "init_mm": "struct mm_struct",
+    "contig_page_data": "struct pglist_data",
+    "mem_map": "struct page *",
+    "max_mapnr": "unsigned long",
+    "memblock": "struct memblock",
+    "memory_subsys": "struct bus_type",
+    "sections_per_block": "unsigned long",
+    "_totalram_pages": "atomic_long_t",
+    "vm_committed_as": "struct percpu_counter",
+    "total_swap_pages": "long",
+    "sysctl_overcommit_ratio": "int",
+    "sysctl_overcommit_kbytes": "unsigned long",
+    # whatis: tasks, stacks, slab, modules
+    "init_task": "struct task_struct",
+    "init_pid_ns": "struct pid_namespace",
+    "slab_caches": "struct list_head",
+    "slab_kset": "struct kset *",
+    "task_struct_cachep": "struct kmem_cache *",
+    "thread_stack_cache": "struct kmem_cache *",
+    "modules": "struct list_head",
+    "jiffies": "volatile unsigned long",
+    "jiffies_64": "u64",
+}
+
+
+@dataclasses.dataclass
+class BtfKernel:
+    """What :func:`load_btf_kernel` set up, for ``info`` and tests."""
+
+    btf_source: str
+    btf_bytes: int
+    btf_types: int
+    kallsyms_source: str
+    modules_btf: List[str] = dataclasses.field(default_factory=list)
+
+
+def _first_address(index: drgn.SymbolIndex, prog: drgn.Program, name: str) -> Optional[int]:
+    syms = index(prog, name, None, True)
+    return syms[0].address if syms else None
+
+
+def read_vmlinux_btf(prog: drgn.Program, index: drgn.SymbolIndex, live: bool) -> Tuple[bytes, str]:
+    """The vmlinux BTF blob and where it came from."""
+    if live and os.path.exists(BTF_SYSFS):
+        with open(BTF_SYSFS, "rb") as f:
+            return f.read(), BTF_SYSFS
+    start = _first_address(index, prog, "__start_BTF")
+    stop = _first_address(index, prog, "__stop_BTF")
+    if start is None or stop is None:
+        raise DebugInfoError("no vmlinux debug info, and kallsyms has no __start_BTF/__stop_BTF "
+                             "(kernel built without CONFIG_DEBUG_INFO_BTF); pass --vmlinux")
+    if not 0 < stop - start <= 256 << 20:
+        raise DebugInfoError(f"__start_BTF {start:#x} .. __stop_BTF {stop:#x} is not a plausible BTF "
+                             "section; pass --vmlinux")
+    try:
+        return prog.read(start, stop - start), f"kernel memory at {start:#x}"
+    except drgn.FaultError as e:
+        raise DebugInfoError(f"the kernel's BTF at {start:#x} is not in this core ({e}); "
+                             "the dump may have excluded it; pass --vmlinux") from None
+
+
+class _ObjectFinder:
+    """``prog[name]`` for a kernel without DWARF: kallsyms address + BTF/table type."""
+
+    def __init__(self, types: BtfTypes, index: drgn.SymbolIndex) -> None:
+        self.types = types
+        self.index = index
+        self._cache: Dict[Tuple[str, int], Optional[drgn.Object]] = {}
+
+    def __call__(self, prog: drgn.Program, name: str, flags: drgn.FindObjectFlags,
+                 filename: Optional[str]) -> Optional[drgn.Object]:
+        key = (name, int(flags.value))
+        if key in self._cache:
+            return self._cache[key]
+        obj = self._find(prog, name, flags)
+        self._cache[key] = obj
+        return obj
+
+    def _find(self, prog: drgn.Program, name: str, flags: drgn.FindObjectFlags) -> Optional[drgn.Object]:
+        if flags & drgn.FindObjectFlags.CONSTANT:
+            found = self.types.enumerator(name)
+            if found is not None:
+                t, value = found
+                return drgn.Object(prog, t, value)
+        if not flags & (drgn.FindObjectFlags.VARIABLE | drgn.FindObjectFlags.FUNCTION):
+            return None
+        syms = self.index(prog, name, None, False)
+        if not syms:
+            return None
+        if flags & drgn.FindObjectFlags.FUNCTION:
+            ft = self.types.function_type(name)
+            if ft is not None:
+                return drgn.Object(prog, ft, address=syms[0].address)
+        if flags & drgn.FindObjectFlags.VARIABLE:
+            t = self.types.variable_type(name)
+            if t is None and name in GLOBALS:
+                t = prog.type(GLOBALS[name])
+            if t is not None:
+                return drgn.Object(prog, t, address=_pick(syms, t).address)
+        if syms[0].kind == drgn.SymbolKind.FUNC and flags & drgn.FindObjectFlags.FUNCTION:
+            # A function BTF left out (pahole drops inconsistent prototypes):
+            # it exists, its prototype is unknown.
+            return drgn.Object(prog, prog.function_type(prog.void_type(), (), True), address=syms[0].address)
+        # A variable of unknown type is not found (KeyError), as drgn's
+        # helpers expect of an absent one; GLOBALS must list what is read.
+        return None
+
+
+def _pick(syms: List[drgn.Symbol], t: drgn.Type) -> drgn.Symbol:
+    """Static names repeat in kallsyms (``single``): the one whose extent fits the type."""
+    if len(syms) == 1:
+        return syms[0]
+    try:
+        size = drgn.sizeof(t)
+    except TypeError:
+        return syms[0]
+    fits = [s for s in syms if s.kind != drgn.SymbolKind.FUNC and s.size >= size]
+    return min(fits, key=lambda s: s.size) if fits else syms[0]
+
+
+def load_btf_kernel(prog: drgn.Program, live: bool) -> BtfKernel:
+    """Register kallsyms symbols, BTF types and the object finder on ``prog``."""
+    index = use_kallsyms(prog)
+    if index is None:
+        how = "/proc/kallsyms" if live else "the kallsyms tables in VMCOREINFO (Linux 6.0+)"
+        raise DebugInfoError(f"no vmlinux debug info and no kallsyms from {how}; pass --vmlinux")
+    ks_source = prog.cache["kcoretool_kallsyms_source"]
+    blob, btf_source = read_vmlinux_btf(prog, index, live)
+    btf = parse_btf(blob, name="vmlinux")
+    types = BtfTypes(prog, [btf])
+    types.register(prog)
+    prog.register_object_finder("kcoretool-btf", _ObjectFinder(types, index), enable_index=-1)
+    return BtfKernel(btf_source=btf_source, btf_bytes=len(blob), btf_types=len(btf), kallsyms_source=ks_source)

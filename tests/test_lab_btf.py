@@ -1,0 +1,114 @@
+"""Without a vmlinux: BTF + kallsyms give exactly the DWARF output on the real
+kernels, live and on every dump format (issue #6).
+
+tests/guest_debuginfo.py runs each command under ``--debuginfo dwarf
+--vmlinux V`` and ``--debuginfo btf`` in one process (on the host for the
+dumps, inside the guest for /proc/kcore) and the test diffs the pairs."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import subprocess
+import sys
+from typing import Any, Dict, List
+
+import pytest
+
+DUMPS = ("elf", "kdump", "elf_filtered")
+
+
+def commands(lab, live: bool) -> List[List[str]]:
+    """Every model, whatis and reader face, on the test module's areas."""
+    module = lab.snapshot.module
+    by = {a["name"]: a for a in module["areas"]}
+
+    def at(name: str, off: int = 0) -> str:
+        return hex(by[name]["addr"] + off)
+
+    cmds: List[List[str]] = [
+        ["vmalloc", "list"],
+        ["vmalloc", "list", "--format", "vmallocinfo"],
+        ["--json", "vmalloc", "list"],
+        ["vmalloc", "blocks"],
+        ["--json", "vmalloc", "blocks"],
+        ["vmalloc", "free"],
+        ["--json", "vmalloc", "free"],
+        ["vmalloc", "stats"],
+        ["--json", "vmalloc", "stats"],
+    ]
+    for name in ("vmalloc_3p", "vmalloc_huge_4m", "vmap_5p", "ram_piece_2p", "ram_large_80p",
+                 "lazy_8p", "ioremap_1p"):
+        cmds += [["vmalloc", "show", at(name)], ["--json", "vmalloc", "show", at(name)]]
+    direct = lab.snapshot.variables["page_offset_base"] + by["vmalloc_1p"]["pages"][0]["phys"]
+    for addr in (at("vmalloc_16p", 0x1234), at("ram_piece_3p", 0x2008), at("ram_piece_freed_2p"),
+                 at("lazy_8p", 8), at("ioremap_1p"), hex(direct + 0x10), "init_mm+0x10", "__vmalloc_node_range_noprof+0x20"
+                 if lab.kernel == "6.12" else "__vmalloc_node_range+0x20",
+                 hex(module["json_buffer"]["addr"])):
+        cmds += [["whatis", addr], ["--json", "whatis", addr]]
+    cmds += [
+        ["vmalloc", "dump", at("vmalloc_37p"), "-o", "{OUT}"],
+        ["--json", "vmalloc", "dump", at("ram_piece_2p"), "-o", "{OUT}"],
+        ["--json", "vmalloc", "dump", at("ram_large_80p"), "--with-guard", "-o", "{OUT}"],
+        ["--json", "vmalloc", "dump", at("lazy_8p"), "-o", "{OUT}"],
+        ["vmalloc", "extract", "-o", "{OUT}"],
+        ["read", at("vmalloc_3p"), "0x3000", "--via", "pagetable", "-o", "{OUT}"],
+    ]
+    if live:
+        cmds.append(["--json", "vmalloc", "check"])
+    return cmds
+
+
+def _verdict(report: Dict[str, Any]) -> None:
+    bad = [r for r in report["results"] if (r["dwarf"]["rc"], r["dwarf"]["out"]) != (r["btf"]["rc"], r["btf"]["out"])]
+    for r in report["results"]:
+        assert r["dwarf"]["rc"] in (0, 3), f"{r['argv']} failed under DWARF: {r['dwarf']['err']}"
+    if bad:
+        r = bad[0]
+        diff = "\n".join(difflib.unified_diff(r["dwarf"]["out"].splitlines(), r["btf"]["out"].splitlines(),
+                                              "dwarf", "btf", lineterm="", n=1))
+        pytest.fail(f"{len(bad)} of {len(report['results'])} commands differ; first: {r['argv']} "
+                    f"(rc {r['dwarf']['rc']} vs {r['btf']['rc']}, btf stderr {r['btf']['err']!r})\n{diff[:4000]}")
+
+
+@pytest.mark.parametrize("dump", DUMPS)
+def test_btf_output_is_dwarf_output_on_dumps(lab, dump):
+    core = str(getattr(lab.snapshot, dump))
+    cp = subprocess.run([sys.executable, "-m", "tests.guest_debuginfo", core, str(lab.vmlinux),
+                         json.dumps(commands(lab, live=False))], capture_output=True, text=True, timeout=900)
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    _verdict(json.loads(cp.stdout))
+
+
+def test_btf_output_is_dwarf_output_live(lab):
+    rc, out, err = lab.run([sys.executable, "-m", "tests.guest_debuginfo", "/proc/kcore", str(lab.vmlinux),
+                            json.dumps(commands(lab, live=True))], timeout=1500)
+    assert rc == 0, err[-2000:]
+    report = json.loads(out)
+    _verdict(report)
+
+
+def test_auto_uses_btf_without_vmlinux(lab):
+    """No vmlinux in the standard places: auto says BTF, and why."""
+    rc, out, err = lab.kcoretool("info")
+    assert rc == 0, err
+    line = next(ln for ln in out.splitlines() if ln.startswith("debug info"))
+    assert line.split(None, 2)[2] == (f"BTF from /sys/kernel/btf/vmlinux (no vmlinux with DWARF for "
+                                      f"{lab.release} in the standard places)")
+    rc, out, err = lab.kcoretool_host("-c", str(lab.snapshot.kdump), "--json", "info")
+    assert rc == 0, err
+    assert json.loads(out)["debuginfo"] == {
+        "mode": "auto", "kind": "btf", "source": "kernel memory",
+        "reason": f"no vmlinux with DWARF for {lab.release} in the standard places"}
+
+
+def test_btf_sources_live_and_offline(lab):
+    """Live BTF comes from sysfs and kallsyms from /proc/kallsyms; on a dump
+    both come from the kernel's memory."""
+    rc, out, err = lab.kcoretool("--debuginfo", "btf", "vmalloc", "stats")
+    assert rc == 0, err
+    rc, out, err = lab.kcoretool_host("-c", str(lab.snapshot.kdump), "--debuginfo", "dwarf", "vmalloc", "stats")
+    assert rc == 1
+    assert err.strip() == (f"kcoretool: no debug info for Linux {lab.release}; install "
+                           f"linux-image-{lab.release}-dbg (Debian/Ubuntu) or kernel-debuginfo-{lab.release} "
+                           "(Fedora/RHEL), or pass --vmlinux")
