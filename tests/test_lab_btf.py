@@ -51,7 +51,8 @@ def commands(lab, live: bool) -> List[List[str]]:
         ["--json", "vmalloc", "dump", at("ram_piece_2p"), "-o", "{OUT}"],
         ["--json", "vmalloc", "dump", at("ram_large_80p"), "--with-guard", "-o", "{OUT}"],
         ["--json", "vmalloc", "dump", at("lazy_8p"), "-o", "{OUT}"],
-        ["vmalloc", "extract", "-o", "{OUT}"],
+        # Live, other areas (task stacks) change between the two runs.
+        ["vmalloc", "extract", "-o", "{OUT}", *(["--caller", "kct_make_*"] if live else [])],
         ["read", at("vmalloc_3p"), "0x3000", "--via", "pagetable", "-o", "{OUT}"],
     ]
     if live:

@@ -52,11 +52,22 @@ _WANT = {
     drgn.TypeKind.BOOL: ("INT",),
     drgn.TypeKind.FLOAT: ("FLOAT",),
 }
+# Kinds a module can add; base types all come from vmlinux.
+_MODULE_KINDS = drgn.TypeKindSet({drgn.TypeKind.STRUCT, drgn.TypeKind.UNION, drgn.TypeKind.ENUM,
+                                  drgn.TypeKind.TYPEDEF})
 _QUALIFIERS = {"CONST": drgn.Qualifiers.CONST, "VOLATILE": drgn.Qualifiers.VOLATILE,
                "RESTRICT": drgn.Qualifiers.RESTRICT}
 _INT_NAMES = {(1, True): "signed char", (1, False): "unsigned char", (2, True): "short",
               (2, False): "unsigned short", (4, True): "int", (4, False): "unsigned int",
               (8, True): "long", (8, False): "unsigned long"}
+
+
+def _owner(btf: Btf, type_id: int) -> Btf:
+    """The blob that defines ``type_id``: a module's split BTF refers to
+    vmlinux types by their vmlinux ids, and each is converted once."""
+    while btf.base is not None and type_id < btf.start_id:
+        btf = btf.base
+    return btf
 
 
 class BtfTypes:
@@ -84,11 +95,18 @@ class BtfTypes:
 
     def _find(self, prog: drgn.Program, kinds: drgn.TypeKindSet, name: str,
               filename: Optional[str]) -> Optional[drgn.Type]:
-        for btfs in (self.btfs, self._load_more()):
-            for kind in kinds:
-                t = self._lookup(btfs, kind, name)
-                if t is not None:
-                    return t
+        for kind in kinds:
+            t = self._lookup(self.btfs, kind, name)
+            if t is not None:
+                return t
+        if not kinds & _MODULE_KINDS:
+            return None  # drgn probing spellings of base types ("long unsigned int")
+        # Only now read module BTF (once): vmlinux did not have the name.
+        extra = self._load_more()
+        for kind in kinds:
+            t = self._lookup(extra, kind, name)
+            if t is not None:
+                return t
         return None
 
     def _load_more(self) -> List[Btf]:
@@ -118,6 +136,7 @@ class BtfTypes:
     # -- conversion
 
     def type_by_id(self, btf: Btf, type_id: int) -> drgn.Type:
+        btf = _owner(btf, type_id)
         key = (id(btf), type_id)
         t = self._types.get(key)
         if t is None:
@@ -167,6 +186,7 @@ class BtfTypes:
         raise drgn.MissingDebugInfoError(f"{btf.name} BTF: type {type_id} ({t.kind}) is not a C type")
 
     def _ref(self, btf: Btf, type_id: int, depth: int) -> drgn.Type:
+        btf = _owner(btf, type_id)
         key = (id(btf), type_id)
         t = self._types.get(key)
         if t is None:

@@ -9,7 +9,9 @@ three things the model and reader ask of it:
 - **types** from the kernel's own BTF (:mod:`kcoretool.source.btf`, turned
   into drgn types by :mod:`kcoretool.kernel.btf_types`): live from
   ``/sys/kernel/btf/vmlinux``, on a vmcore from ``__start_BTF`` ..
-  ``__stop_BTF`` in the kernel image's memory;
+  ``__stop_BTF`` in the kernel image's memory; modules' split BTF (live
+  ``/sys/kernel/btf/<module>``, on a vmcore the copies on ``btf_modules``)
+  only when a type is asked for that vmlinux does not have;
 - **symbols** from kallsyms: live ``/proc/kallsyms``, on a vmcore the
   in-memory tables VMCOREINFO points at (v6.0+), both through drgn's
   loader; module symbols from each module's in-memory symbol table;
@@ -24,12 +26,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import drgn
 
 from kcoretool.errors import DebugInfoError
-from kcoretool.source.btf import Btf, parse_btf
+from kcoretool.source.btf import Btf, BtfError, parse_btf
 from kcoretool.source.debuginfo import BTF_SYSFS
 from kcoretool.kernel.btf_types import BtfTypes
 from kcoretool.kernel.kallsyms import use_kallsyms
@@ -102,6 +104,8 @@ GLOBALS: Dict[str, str] = {
     "task_struct_cachep": "struct kmem_cache *",
     "thread_stack_cache": "struct kmem_cache *",
     "modules": "struct list_head",
+    # kernel/bpf/btf.c: each loaded module's parsed BTF (module BTF on a vmcore)
+    "btf_modules": "struct list_head",
     "jiffies": "volatile unsigned long",
     "jiffies_64": "u64",
 }
@@ -115,7 +119,10 @@ class BtfKernel:
     btf_bytes: int
     btf_types: int
     kallsyms_source: str
+    #: module BTF blobs searched (loaded on the first type vmlinux lacks)
     modules_btf: List[str] = dataclasses.field(default_factory=list)
+    #: modules whose BTF could not be used, with why
+    modules_btf_skipped: List[str] = dataclasses.field(default_factory=list)
 
 
 def _first_address(index: drgn.SymbolIndex, prog: drgn.Program, name: str) -> Optional[int]:
@@ -202,6 +209,61 @@ def _pick(syms: List[drgn.Symbol], t: drgn.Type) -> drgn.Symbol:
     return min(fits, key=lambda s: s.size) if fits else syms[0]
 
 
+#: bound on modules read (a corrupt btf_modules list must not loop)
+MAX_MODULES = 10000
+
+
+def _sysfs_module_btf() -> Iterator[Tuple[str, bytes]]:
+    """Live: /sys/kernel/btf/<module>, beside vmlinux."""
+    root = os.path.dirname(BTF_SYSFS)
+    for name in sorted(os.listdir(root))[:MAX_MODULES]:
+        if name != "vmlinux":
+            with open(os.path.join(root, name), "rb") as f:
+                yield name, f.read()
+
+
+def _memory_module_btf(prog: drgn.Program) -> Iterator[Tuple[str, bytes]]:
+    """vmcore: the blobs kernel/bpf/btf.c keeps for loaded modules (the
+    module's own .BTF is freed after init -- do_init_module() clears
+    mod->btf_data since commit 607c543f939d (v5.11) -- and
+    btf_module_notify() keeps a parsed copy in struct btf), walked as a
+    bounded, validated list."""
+    from drgn.helpers.linux.list import validate_list_for_each_entry
+
+    head = prog["btf_modules"]
+    for i, bm in enumerate(validate_list_for_each_entry("struct btf_module", head.address_of_(), "list")):
+        if i >= MAX_MODULES:
+            break
+        btf = bm.btf
+        name = btf.name.string_().decode(errors="replace")
+        size = int(btf.data_size)
+        if not 0 < size <= 64 << 20:
+            raise DebugInfoError(f"module {name}: BTF size {size} is not plausible")
+        yield name, prog.read(int(btf.data), size)
+
+
+def _module_btf_loader(prog: drgn.Program, base: Btf, live: bool,
+                       loaded: BtfKernel) -> Callable[[], List[Btf]]:
+    def load() -> List[Btf]:
+        out: List[Btf] = []
+        source = _sysfs_module_btf() if live and os.path.isdir(os.path.dirname(BTF_SYSFS)) \
+            else _memory_module_btf(prog)
+        try:
+            for name, blob in source:
+                try:
+                    out.append(parse_btf(blob, base=base, name=name))
+                    loaded.modules_btf.append(name)
+                except BtfError as e:
+                    loaded.modules_btf_skipped.append(str(e))
+        except (KeyError, LookupError, OSError, ValueError, drgn.FaultError, drgn.ValidationError,
+                DebugInfoError) as e:
+            # Module types are a bonus: vmalloc bookkeeping is all in vmlinux.
+            loaded.modules_btf_skipped.append(f"module BTF list: {e}")
+        return out
+
+    return load
+
+
 def load_btf_kernel(prog: drgn.Program, live: bool) -> BtfKernel:
     """Register kallsyms symbols, BTF types and the object finder on ``prog``."""
     index = use_kallsyms(prog)
@@ -211,7 +273,8 @@ def load_btf_kernel(prog: drgn.Program, live: bool) -> BtfKernel:
     ks_source = prog.cache["kcoretool_kallsyms_source"]
     blob, btf_source = read_vmlinux_btf(prog, index, live)
     btf = parse_btf(blob, name="vmlinux")
-    types = BtfTypes(prog, [btf])
+    loaded = BtfKernel(btf_source=btf_source, btf_bytes=len(blob), btf_types=len(btf), kallsyms_source=ks_source)
+    types = BtfTypes(prog, [btf], more=_module_btf_loader(prog, btf, live, loaded))
     types.register(prog)
     prog.register_object_finder("kcoretool-btf", _ObjectFinder(types, index), enable_index=-1)
-    return BtfKernel(btf_source=btf_source, btf_bytes=len(blob), btf_types=len(btf), kallsyms_source=ks_source)
+    return loaded
