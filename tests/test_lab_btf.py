@@ -113,3 +113,33 @@ def test_btf_sources_live_and_offline(lab):
     assert err.strip() == (f"kcoretool: no debug info for Linux {lab.release}; install "
                            f"linux-image-{lab.release}-dbg (Debian/Ubuntu) or kernel-debuginfo-{lab.release} "
                            "(Fedora/RHEL), or pass --vmlinux")
+
+
+_MODULE_BTF = """
+import json, os
+from kcoretool.kernel.program import open_program
+prog = open_program(debuginfo="btf")
+t = prog.type("struct p9_client")
+print(json.dumps({"members": [m.name for m in t.members], "size": t.size,
+                  "modules": prog.cache["kcoretool_btf"].modules_btf,
+                  "skipped": prog.cache["kcoretool_btf"].modules_btf_skipped,
+                  "sysfs": sorted(os.listdir("/sys/kernel/btf"))}))
+"""
+
+
+def test_module_btf_live_and_offline(lab):
+    """A module's own types (9pnet's struct p9_client) come from its split
+    BTF: live /sys/kernel/btf/9pnet, offline the kernel's btf_modules copy;
+    both give the same type and read the same modules."""
+    rc, out, err = lab.run([sys.executable, "-c", _MODULE_BTF], timeout=300)
+    assert rc == 0, err[-2000:]
+    live = json.loads(out)
+    assert live["members"][:4] == ["lock", "msize", "proto_version", "trans_mod"]
+    assert "9pnet" in live["modules"] and live["skipped"] == []
+    assert sorted(live["modules"]) == [m for m in live["sysfs"] if m != "vmlinux"]
+    from kcoretool.kernel.program import open_program
+
+    prog = open_program(str(lab.snapshot.kdump), debuginfo="btf")
+    t = prog.type("struct p9_client")
+    assert ([m.name for m in t.members], t.size) == (live["members"], live["size"])
+    assert sorted(prog.cache["kcoretool_btf"].modules_btf) == sorted(live["modules"])
