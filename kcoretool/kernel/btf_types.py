@@ -12,8 +12,11 @@ convert the kernel.
 
 Where BTF says less than DWARF: an array of 0 elements becomes an
 incomplete array (the kernel's flexible arrays; BTF cannot tell ``x[0]``
-from ``x[]``), an enum's compatible type is the plain integer of its size
-and signedness, and TYPE_TAGs are transparent.
+from ``x[]``); pahole writes a multi-dimensional array as one dimension
+(``int nr_pages[4][2][5]`` is ``int [40]``: same bytes, flat indexing); an
+enum's compatible type is the plain integer of its size and signedness; and
+TYPE_TAGs are transparent. The lab compares the structures kcoretool reads
+against the DWARF on both kernels (tests/test_lab_btf.py).
 """
 
 from __future__ import annotations
