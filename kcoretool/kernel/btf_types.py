@@ -31,6 +31,7 @@ from kcoretool.source.btf import (
     BtfEnum,
     BtfEnum64,
     BtfFloat,
+    BtfError,
     BtfFunc,
     BtfFuncProto,
     BtfFwd,
@@ -143,8 +144,16 @@ class BtfTypes:
         key = (id(btf), type_id)
         t = self._types.get(key)
         if t is None:
-            t = self._types[key] = self._convert(btf, type_id, 0)
+            t = self._types[key] = self._convert_checked(btf, type_id, 0)
         return t
+
+    def _convert_checked(self, btf: Btf, type_id: int, depth: int) -> drgn.Type:
+        try:
+            return self._convert(btf, type_id, depth)
+        except ValueError as e:
+            # drgn refuses what a damaged blob describes (a 2^27-bit
+            # integer, a bit field of a struct): one line, not a traceback.
+            raise BtfError(f"{btf.name} BTF: type {type_id}: {e}") from None
 
     def _convert(self, btf: Btf, type_id: int, depth: int) -> drgn.Type:
         prog = self.prog
@@ -193,7 +202,7 @@ class BtfTypes:
         key = (id(btf), type_id)
         t = self._types.get(key)
         if t is None:
-            t = self._types[key] = self._convert(btf, type_id, depth + 1)
+            t = self._types[key] = self._convert_checked(btf, type_id, depth + 1)
         return t
 
     def _lazy(self, btf: Btf, type_id: int) -> Callable[[], drgn.Type]:
@@ -202,8 +211,12 @@ class BtfTypes:
     def _member(self, btf: Btf, m) -> drgn.TypeMember:
         if m.bitfield_size:
             size = m.bitfield_size
-            return drgn.TypeMember(lambda: drgn.Object(self.prog, self.type_by_id(btf, m.type), bit_field_size=size),
-                                   m.name, m.bit_offset)
+            def bit_field() -> drgn.Object:
+                try:
+                    return drgn.Object(self.prog, self.type_by_id(btf, m.type), bit_field_size=size)
+                except ValueError as e:
+                    raise BtfError(f"{btf.name} BTF: member {m.name} (type {m.type}): {e}") from None
+            return drgn.TypeMember(bit_field, m.name, m.bit_offset)
         return drgn.TypeMember(self._lazy(btf, m.type), m.name, m.bit_offset)
 
     # -- for the object finder

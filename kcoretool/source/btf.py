@@ -369,14 +369,21 @@ class Btf:
 
     def size_of(self, type_id: int) -> int:
         """Byte size of a sized type (after resolve())."""
-        t = self.type(self.resolve(type_id))
-        if isinstance(t, (BtfInt, BtfStruct, BtfEnum, BtfEnum64, BtfFloat, BtfDatasec)):
-            return t.size
-        if isinstance(t, BtfPtr):
-            return 8
-        if isinstance(t, BtfArray):
-            return t.nelems * self.size_of(t.type)
-        raise self._error(f"type {type_id} ({t.kind}) has no size")
+        count, orig = 1, type_id
+        # Arrays of arrays are walked in a loop, not by recursion: a damaged
+        # blob can make an array its own element.
+        for _ in range(MAX_CHAIN):
+            t = self.type(self.resolve(type_id))
+            if isinstance(t, BtfArray):
+                count *= t.nelems
+                type_id = t.type
+                continue
+            if isinstance(t, (BtfInt, BtfStruct, BtfEnum, BtfEnum64, BtfFloat, BtfDatasec)):
+                return count * t.size
+            if isinstance(t, BtfPtr):
+                return count * 8
+            raise self._error(f"type {type_id} ({t.kind}) has no size")
+        raise self._error(f"type {orig}: arrays nested more than {MAX_CHAIN} deep (a loop?)")
 
     def find(self, name: str, *kinds: str) -> List[BtfType]:
         """Types named ``name`` of the given kinds ("STRUCT", "FUNC", ...)."""
@@ -426,6 +433,8 @@ class Btf:
         if kind == INT:
             (word,) = struct.unpack_from("<I", buf, p)
             enc, bit_off, bits = (word >> 24) & 0xF, (word >> 16) & 0xFF, word & 0xFF
+            if size_or_type not in (1, 2, 4, 8, 16):
+                raise self._error(f"{where}integer size {size_or_type} is not 1, 2, 4, 8 or 16")
             if bits > 128 or bits + bit_off > size_or_type * 8:
                 raise self._error(f"{where}{bits} bits at bit {bit_off} do not fit {size_or_type} bytes")
             return BtfInt(tid, name or "", size_or_type, bool(enc & INT_SIGNED), bool(enc & INT_CHAR),
@@ -442,6 +451,8 @@ class Btf:
                 bsize, boff = (m_off >> 24, m_off & 0xFFFFFF) if kflag else (0, m_off)
                 members.append(BtfMember(sname(m_name), ref(m_type, f"member {i}"), boff, bsize))
             return BtfStruct(tid, name, size_or_type, tuple(members), KIND_NAMES[kind])
+        if kind in (ENUM, ENUM64) and size_or_type not in (1, 2, 4, 8):
+            raise self._error(f"{where}enum size {size_or_type} is not 1, 2, 4 or 8")
         if kind == ENUM:
             fmt = "<Ii" if kflag else "<II"
             vals = tuple((self.string(n, where), v) for n, v in
