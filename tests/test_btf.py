@@ -3,9 +3,10 @@ damaged blobs, hypothesis mutations, and the real kernels' .BTF sections."""
 
 from __future__ import annotations
 
-import glob
+import hashlib
 import os
 import struct
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -290,10 +291,6 @@ def test_random_bytes_after_a_good_header_only_raise_btferror(body):
 
 # ---------------------------------------------------------------- real kernels
 
-LAB = os.environ.get("KCORETOOL_LAB_CACHE", os.path.expanduser("~/.cache/kcoretool/lab"))
-VMLINUXES = sorted(glob.glob(os.path.join(LAB, "kernels", "*", "vmlinux-*")))
-
-
 def _btf_section(path: str) -> bytes:
     from elftools.elf.elffile import ELFFile
     with open(path, "rb") as f:
@@ -302,10 +299,15 @@ def _btf_section(path: str) -> bytes:
         return sec.data()
 
 
-@pytest.mark.skipif(not VMLINUXES, reason="no lab vmlinux in the cache (the lab tier downloads them)")
-@pytest.mark.parametrize("path", VMLINUXES, ids=lambda p: os.path.basename(p))
-def test_real_vmlinux_btf(path):
-    btf = parse_btf(_btf_section(path), name=os.path.basename(path))
+def test_real_vmlinux_btf(lab):
+    """The -dbg vmlinux's .BTF (the bytes /sys/kernel/btf/vmlinux serves)."""
+    path = str(lab.vmlinux)
+    data = _btf_section(path)
+    rc, out, err = lab.run([sys.executable, "-c", "import hashlib; print(hashlib.sha256("
+                            "open('/sys/kernel/btf/vmlinux', 'rb').read()).hexdigest())"])
+    assert rc == 0, err
+    assert out.strip() == hashlib.sha256(data).hexdigest()
+    btf = parse_btf(data, name=os.path.basename(path))
     assert len(btf) > 50000
     va = btf.find("vmap_area", "STRUCT")
     assert len(va) == 1
