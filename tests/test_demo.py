@@ -110,6 +110,23 @@ def test_module_btf_is_loaded_on_demand(kernel) -> None:
         "struct idr", 24, ["idr_rt", "idr_base", "idr_next"])
 
 
+def test_module_enumerators_only_for_constants() -> None:
+    """prog.constant() finds a module's enumerator (9pnet's enum p9_msg_t);
+    a missing prog[name] does not read every module's BTF to say so."""
+    from kcoretool.api import open_kernel
+
+    k = open_kernel(str(CORE))
+    try:
+        with pytest.raises(KeyError):
+            k.prog["no_such_global"]
+        assert k.prog.cache["kcoretool_btf"].modules_btf == []
+        c = k.prog.constant("P9_TVERSION")
+        assert (c.type_.type_name(), c.value_()) == ("enum p9_msg_t", 100)
+        assert "9pnet" in k.prog.cache["kcoretool_btf"].modules_btf
+    finally:
+        k.core.close()
+
+
 def test_dwarf_requested_without_vmlinux() -> None:
     cp = subprocess.run([sys.executable, "-m", "kcoretool", "-c", str(CORE), "--debuginfo", "dwarf", "vmalloc",
                          "stats"], capture_output=True, text=True, timeout=120)

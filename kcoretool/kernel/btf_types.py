@@ -89,7 +89,8 @@ class BtfTypes:
         self.btfs = list(btfs)
         self._more = more
         self._types: Dict[Tuple[int, int], drgn.Type] = {}
-        self._enumerators: Optional[Dict[str, Tuple[Btf, int, int]]] = None
+        self._enumerators: Dict[str, Tuple[Btf, int, int]] = {}
+        self._enum_indexed = 0
 
     def register(self, prog: drgn.Program) -> None:
         """Add this finder ahead of drgn's (empty, without DWARF) ones."""
@@ -237,18 +238,31 @@ class BtfTypes:
                 return self.type_by_id(btf, f.type)
         return None
 
-    def enumerator(self, name: str) -> Optional[Tuple[drgn.Type, int]]:
-        """``(enum type, value)`` for an enumerator constant such as ``N_ONLINE``."""
-        if self._enumerators is None:
-            table: Dict[str, Tuple[Btf, int, int]] = {}
-            for btf in self.btfs:
-                for tid in btf.ids_of_kind("ENUM", "ENUM64"):
-                    t = btf.type(tid)
-                    for n, v in t.values:  # type: ignore[union-attr]
-                        table.setdefault(n, (btf, tid, v))
-            self._enumerators = table
-        found = self._enumerators.get(name)
+    def enumerator(self, name: str, modules: bool = False) -> Optional[Tuple[drgn.Type, int]]:
+        """
+        ``(enum type, value)`` for an enumerator constant such as ``N_ONLINE``.
+
+        :param modules: read module BTF if vmlinux has no such enumerator
+            (for ``prog.constant()``; not for ``prog[name]``, which asks for
+            constants first and would read every module's BTF for a missing
+            variable).
+        """
+        found = self._enumerator(name)
+        if found is None and modules and self._more is not None:
+            # Not in vmlinux: perhaps a module's enum, so read module BTF.
+            self._load_more()
+            found = self._enumerator(name)
         if found is None:
             return None
         btf, tid, value = found
         return self.type_by_id(btf, tid), value
+
+    def _enumerator(self, name: str) -> Optional[Tuple[Btf, int, int]]:
+        # Indexed per blob, including module blobs a type lookup loaded since.
+        for btf in self.btfs[self._enum_indexed:]:
+            for tid in btf.ids_of_kind("ENUM", "ENUM64"):
+                t = btf.type(tid)
+                for n, v in t.values:  # type: ignore[union-attr]
+                    self._enumerators.setdefault(n, (btf, tid, v))
+        self._enum_indexed = len(self.btfs)
+        return self._enumerators.get(name)

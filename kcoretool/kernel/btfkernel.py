@@ -169,7 +169,7 @@ class _ObjectFinder:
 
     def _find(self, prog: drgn.Program, name: str, flags: drgn.FindObjectFlags) -> Optional[drgn.Object]:
         if flags & drgn.FindObjectFlags.CONSTANT:
-            found = self.types.enumerator(name)
+            found = self.types.enumerator(name, modules=flags == drgn.FindObjectFlags.CONSTANT)
             if found is not None:
                 t, value = found
                 return drgn.Object(prog, t, value)
