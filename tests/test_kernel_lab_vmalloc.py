@@ -8,6 +8,7 @@ module's known areas, vmap block pieces, lazy areas, drgn cross-checks.
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -192,17 +193,21 @@ def test_cli_on_snapshot(lab) -> None:
 
 
 def test_live_kcore_in_guest(lab) -> None:
-    """The CLI on the live guest's /proc/kcore finds the module's areas."""
-    rc, out, err = lab.kcoretool("--vmlinux", str(lab.vmlinux), "--json", "vmalloc", "list",
-                                 "--caller", "kct_*", timeout=600)
+    """The CLI on the live guest's /proc/kcore finds the module's areas.
+    Both commands run in one guest process (tests/guest_cli.py): each fresh
+    process would index the DWARF again, a minute under TCG."""
+    base = ["-c", "/proc/kcore", "--vmlinux", str(lab.vmlinux), "--json", "vmalloc"]
+    rc, out, err = lab.run([sys.executable, "-m", "tests.guest_cli",
+                            json.dumps([base + ["list", "--caller", "kct_*"], base + ["blocks"]])], timeout=600)
     assert rc == 0, err
-    rows = {r["start"]: r for r in json.loads(out)}
+    listed, blocks = json.loads(out)
+    assert listed["rc"] == 0, listed["err"]
+    rows = {r["start"]: r for r in json.loads(listed["out"])}
     for t in lab.snapshot.module["areas"]:
         if t["kind"] in KIND and t["live"] and t["kind"] != "vm_map_ram_large":
             assert rows[t["addr"]]["kind"] == KIND[t["kind"]], t["name"]
-    rc, out, err = lab.kcoretool("--vmlinux", str(lab.vmlinux), "--json", "vmalloc", "blocks",
-                                 timeout=600)
-    assert rc == 0, err
+    assert blocks["rc"] == 0, blocks["err"]
+    out = blocks["out"]
     bstart = next(t["block_start"] for t in lab.snapshot.module["areas"]
                   if t["kind"] == "vm_map_ram_piece")
     assert bstart in {b["start"] for b in json.loads(out)}

@@ -45,6 +45,7 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/rcupdate.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -344,6 +345,15 @@ static void kct_free_lazy(void)
 
 	if (!a || !a->live)
 		return;
+	/*
+	 * Module load ends by freeing the init sections from a work item after
+	 * an RCU grace period (do_free_init()); on x86 that vfree of a
+	 * VM_FLUSH_RESET_PERMS area calls _vm_unmap_aliases(), which purges
+	 * every lazy area. Let it run first, or it may purge ours (seen on 6.1
+	 * when the snapshot came quickly after insmod).
+	 */
+	synchronize_rcu();
+	msleep(500);
 	/* vfree() unmaps now but leaves the VA on the lazy list until a purge. */
 	vfree(a->addr);
 	a->live = false;

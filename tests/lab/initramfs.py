@@ -26,6 +26,10 @@ from .fetch import KernelFiles
 # built in).  qemu_fw_cfg makes VMCOREINFO reach QEMU's vmcoreinfo device.
 WANTED = ("virtio_pci", "9pnet_virtio", "9p", "qemu_fw_cfg")
 
+# The host root is mounted cache=loose: it does not change during a run, and
+# with cache=none every guest process re-read the vmlinux's DWARF and the
+# venv over 9p (drgn's DWARF load on 6.12: 29 s, now 10-12 s).  The share,
+# written by both sides, stays cache=none.
 INIT = r"""#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /host /tmp
 /bin/busybox --install -s /bin
@@ -40,7 +44,7 @@ done
 # kptr_restrict=1 makes %pK print real addresses to root (vmallocinfo, kallsyms).
 echo 1 > /proc/sys/kernel/kptr_restrict
 fail() { echo "kct-init: FATAL: $*" > /dev/console; poweroff -f; }
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 hostroot /host || fail "mount hostroot"
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 hostroot /host || fail "mount hostroot"
 mount -t proc proc /host/proc || fail "mount proc"
 mount -t sysfs sys /host/sys || fail "mount sys"
 mount -t debugfs debugfs /host/sys/kernel/debug || fail "mount debugfs"
