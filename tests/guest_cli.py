@@ -1,11 +1,13 @@
 """Runs several kcoretool commands in one process (python -m tests.guest_cli
 COMMANDS, COMMANDS a JSON list of argv lists) and prints a JSON list of
 {"rc", "out", "err"}.  Used *inside* a lab guest, where each fresh process
-pays drgn's DWARF indexing again -- about a minute under TCG for 6.1 -- so
-commands that would each open the same kernel share one open_program()."""
+pays drgn's DWARF indexing again (10-30 s under TCG), so commands that would
+each open the same kernel share one open_program().  Importing this module
+installs that sharing (tests/guest_debuginfo.py relies on it too)."""
 
 import json
 import sys
+import time
 
 from click.testing import CliRunner
 
@@ -14,12 +16,16 @@ from kcoretool.cli import cli
 
 _orig_open = kernel_pkg.open_program
 _programs: dict = {}
+#: Seconds the (first) open took, by --debuginfo mode.
+open_s: dict = {}
 
 
 def _memo_open(core_path=None, vmlinux=None, **kw):
     key = (core_path, vmlinux, tuple(sorted(kw.items())))
     if key not in _programs:
+        t0 = time.monotonic()
         _programs[key] = _orig_open(core_path, vmlinux, **kw)
+        open_s[kw.get("debuginfo", "auto")] = round(time.monotonic() - t0, 3)
     return _programs[key]
 
 

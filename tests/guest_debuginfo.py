@@ -17,28 +17,11 @@ import os
 import pathlib
 import sys
 import tempfile
-import time
 
 from click.testing import CliRunner
 
-import kcoretool.kernel as kernel_pkg
 from kcoretool.cli import cli
-
-_orig_open = kernel_pkg.open_program
-_programs: dict = {}
-open_s: dict = {}
-
-
-def _memo_open(core_path=None, vmlinux=None, *, debuginfo="auto", **kw):
-    key = (core_path, vmlinux, debuginfo)
-    if key not in _programs:
-        t0 = time.monotonic()
-        _programs[key] = _orig_open(core_path, vmlinux, debuginfo=debuginfo, **kw)
-        open_s[debuginfo] = round(time.monotonic() - t0, 3)
-    return _programs[key]
-
-
-kernel_pkg.open_program = _memo_open
+from tests.guest_cli import open_s  # also makes each mode's kernel open once
 
 
 def _files(root: pathlib.Path) -> str:

@@ -251,6 +251,13 @@ def test_split_btf_string_below_base_needs_a_base():
 SEED = every_kind().build()
 
 
+def _mutated(edits) -> bytes:
+    data = bytearray(SEED)
+    for pos, val in edits:
+        data[pos] = val
+    return bytes(data)
+
+
 def _exercise(data: bytes) -> None:
     try:
         btf = parse_btf(data, name="fuzz")
@@ -270,10 +277,7 @@ def _exercise(data: bytes) -> None:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(SEED) - 1), st.integers(0, 255)), min_size=1, max_size=8))
 def test_mutated_blobs_only_raise_btferror(edits):
-    data = bytearray(SEED)
-    for pos, val in edits:
-        data[pos] = val
-    _exercise(bytes(data))
+    _exercise(_mutated(edits))
 
 
 @settings(max_examples=200, deadline=None)
@@ -385,10 +389,7 @@ def test_every_kind_becomes_the_drgn_type():
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(24, len(SEED) - 1), st.integers(0, 255)), min_size=1, max_size=6))
 def test_mutated_blobs_become_drgn_types_or_one_error(edits):
-    data = bytearray(SEED)
-    for pos, val in edits:
-        data[pos] = val
-    _drgn_types(bytes(data))
+    _drgn_types(_mutated(edits))
 
 
 def test_pointer_and_typedef_loops_stop():

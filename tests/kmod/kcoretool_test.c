@@ -350,7 +350,8 @@ static void kct_free_lazy(void)
 	 * an RCU grace period (do_free_init()); on x86 that vfree of a
 	 * VM_FLUSH_RESET_PERMS area calls _vm_unmap_aliases(), which purges
 	 * every lazy area. Let it run first, or it may purge ours (seen on 6.1
-	 * when the snapshot came quickly after insmod).
+	 * when the snapshot came quickly after insmod). That work item is not
+	 * ours to flush, so: its grace period, then a generous pause.
 	 */
 	synchronize_rcu();
 	msleep(500);
