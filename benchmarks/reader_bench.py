@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from kcoretool.api import open_kernel  # noqa: E402
+from kcoretool.api import open_kernel
 
 
 class Count:

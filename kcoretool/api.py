@@ -30,7 +30,7 @@ from kcoretool.errors import KcoreToolError
 from kcoretool.model.vmalloc import KINDS, Area, VmallocModel, VmapBlock, VmStruct, iter_areas_json
 from kcoretool.reader.check import DEFECTS, AreaCheck, KcoreChecker, summarize
 from kcoretool.reader.report import PAGE_STATES, PageRun, ReadReport
-from kcoretool.source import Core, open_core
+from kcoretool.source import Core, NoteInfo, open_core
 
 if TYPE_CHECKING:
     import drgn
@@ -49,6 +49,7 @@ __all__ = (
     "Core",
     "DebugInfoPlan",
     "Kernel",
+    "NoteInfo",
     "ReadReport",
     "VmStruct",
     "VmallocModel",
@@ -68,12 +69,12 @@ class Kernel:
     """A kernel to inspect: a drgn Program and, when kcoretool opened the
     file, the :class:`kcoretool.source.Core` it came from."""
 
-    def __init__(self, prog: "drgn.Program", core: Optional[Core] = None) -> None:
+    def __init__(self, prog: drgn.Program, core: Optional[Core] = None) -> None:
         self.prog = prog
         self.core = core
         self._model: Optional[VmallocModel] = None
-        self._walker: Optional["PageTableWalker"] = None
-        self._readers: Dict[Tuple[bool, bool], "VmallocReader"] = {}
+        self._walker: Optional[PageTableWalker] = None
+        self._readers: Dict[Tuple[bool, bool], VmallocReader] = {}
 
     @property
     def live(self) -> bool:
@@ -128,8 +129,8 @@ class Kernel:
         return vm_page_physaddrs(self.prog, vm)
 
     def whatis(self, addr: int) -> Dict[str, Any]:
-        """What ``addr`` is (see :func:`kcoretool.model.whatis`)."""
-        from kcoretool.model.whatis import whatis
+        """What ``addr`` is (see :func:`kcoretool.model.identify.whatis`)."""
+        from kcoretool.model.identify import whatis
 
         return whatis(self.prog, addr, self.vmalloc())
 
@@ -145,7 +146,7 @@ class Kernel:
             return core_phys_reader(self.core)
         return program_phys_reader(self.prog)
 
-    def vmcoreinfo(self) -> "VmcoreInfo":
+    def vmcoreinfo(self) -> VmcoreInfo:
         from kcoretool.kernel.program import vmcoreinfo_of
 
         if self.core is not None and self.core.vmcoreinfo is not None:
@@ -155,14 +156,14 @@ class Kernel:
             raise KcoreToolError("the kernel's VMCOREINFO is not available; cannot walk its page tables")
         return info
 
-    def walker(self) -> "PageTableWalker":
+    def walker(self) -> PageTableWalker:
         if self._walker is None:
             from kcoretool.reader.sources import walker_from_vmcoreinfo
 
             self._walker = walker_from_vmcoreinfo(self.vmcoreinfo(), self.read_phys_source())
         return self._walker
 
-    def reader(self, *, force_io: bool = False, sparse: bool = False) -> "VmallocReader":
+    def reader(self, *, force_io: bool = False, sparse: bool = False) -> VmallocReader:
         """A :class:`kcoretool.reader.vread.VmallocReader` over the current
         model (one per option set, until the model is refreshed)."""
         from kcoretool.reader.vread import VmallocReader
@@ -258,7 +259,7 @@ def open_kernel(core_path: Optional[str] = None, vmlinux: Optional[str] = None, 
     return Kernel(prog, core)
 
 
-def from_program(prog: "drgn.Program") -> Kernel:
+def from_program(prog: drgn.Program) -> Kernel:
     """Wrap a drgn Program the user already has (e.g. in a drgn session)."""
     return Kernel(prog)
 

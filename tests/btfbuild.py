@@ -19,13 +19,30 @@ import struct
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from kcoretool.debuginfo.btf import (
-    ARRAY, CONST, DATASEC, DECL_TAG, ENUM, ENUM64, FLOAT, FUNC, FUNC_PROTO, FWD, INT, PTR, RESTRICT,
-    STRUCT, TYPE_TAG, TYPEDEF, UNION, VAR, VOLATILE,
+    ARRAY,
+    CONST,
+    DATASEC,
+    DECL_TAG,
+    ENUM,
+    ENUM64,
+    FLOAT,
+    FUNC,
+    FUNC_PROTO,
+    FWD,
+    INT,
+    PTR,
+    RESTRICT,
+    STRUCT,
+    TYPE_TAG,
+    TYPEDEF,
+    UNION,
+    VAR,
+    VOLATILE,
 )
 
 
 class BtfBuilder:
-    def __init__(self, base: Optional["BtfBuilder"] = None) -> None:
+    def __init__(self, base: Optional[BtfBuilder] = None) -> None:
         self.base = base
         self.records: List[bytes] = []
         self.strings = bytearray() if base else bytearray(b"\0")

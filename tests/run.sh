@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need
 # (apt packages for the QEMU lab when running as root, Python packages into
-# .venv), then runs pytest, lab tier included.  Extra arguments go to pytest.
+# .venv), runs ruff and mypy, then pytest, lab tier included.  Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,4 +23,7 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# Lint and type-check first (seconds); their config is in pyproject.toml.
+.venv/bin/ruff check kcoretool tests benchmarks
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -ra "$@"

@@ -155,3 +155,15 @@ def test_the_cli_talks_only_to_the_api():
             bad += [f"{module} imports {t}" for t in targets
                     if t not in allowed and not t.startswith("kcoretool.cli")]
     assert bad == []
+
+
+def test_lazy_names_are_not_submodules():
+    """A lazy package (PEP 562) loses a name to a submodule of the same name
+    once that submodule is imported: ``kcoretool.model.whatis`` would become
+    the module, not the function."""
+    import importlib
+
+    for pkg in ("kcoretool.kernel", "kcoretool.model"):
+        home = importlib.import_module(pkg)._HOME
+        clash = [n for n in home if (PACKAGE / pkg.split(".")[1] / f"{n}.py").exists()]
+        assert clash == [], pkg

@@ -51,12 +51,12 @@ class Options:
         self.debuginfo = debuginfo
         self.json = json
         self.debug = debug
-        self._core: Optional["Core"] = None
-        self._kernel: Optional["Kernel"] = None
+        self._core: Optional[Core] = None
+        self._kernel: Optional[Kernel] = None
         #: the model's walk warnings were printed (once per process)
         self.warned = False
 
-    def kernel(self) -> "Kernel":
+    def kernel(self) -> Kernel:
         """The kernel behind the core, through drgn with DWARF or BTF."""
         if self._kernel is None:
             from kcoretool.api import open_kernel
@@ -65,7 +65,7 @@ class Options:
                                        core=self.core())
         return self._kernel
 
-    def core(self) -> "Core":
+    def core(self) -> Core:
         """The core file alone (no drgn): what the ELF commands read."""
         if self._core is None:
             from kcoretool.api import open_core

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Tuple
 
 import click
 
-from kcoretool.api import Core, DebugInfoPlan, debuginfo_plan
+from kcoretool.api import Core, DebugInfoPlan, NoteInfo, debuginfo_plan
 from kcoretool.cli.output import emit_json, human, hx, table
 from kcoretool.errors import KcoreToolError
 
 
-def _core(ctx: click.Context):
+def _core(ctx: click.Context) -> Core:
     return ctx.obj.core()
 
 
-def _kind_label(core) -> str:
+def _kind_label(core: Core) -> str:
     return f"{core.kind} (live)" if core.is_live else core.kind
 
 
-def _segment_summary(core) -> str:
+def _segment_summary(core: Core) -> str:
     counts = core.segment_counts()
     return ", ".join(f"{kind} {n}" for kind, n in counts.items()) or "none"
 
@@ -138,7 +138,7 @@ def _note_type_name(name: str, ntype: int) -> str:
     return str(ntype)
 
 
-def _note_summary(core, note) -> str:
+def _note_summary(core: Core, note: NoteInfo) -> str:
     n = core.notes
     if note.name == "CORE" and note.type == 3 and n.prpsinfo:
         return f"fname={n.prpsinfo.fname!r} args={n.prpsinfo.psargs!r}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple
 
 import click
 
@@ -105,7 +105,7 @@ def human(n: int) -> str:
     return str(n)
 
 
-def stream_table(rows: List[Tuple[str, ...]], headers: Tuple[str, ...], right: Tuple[int, ...]) -> Iterator[str]:
+def stream_table(rows: Sequence[Sequence[str]], headers: Sequence[str], right: Tuple[int, ...]) -> Iterator[str]:
     """A tabulate-"simple"-looking table without tabulate's per-cell cost."""
     widths = [len(h) for h in headers]
     for r in rows:

@@ -4,12 +4,13 @@ page tables for vmalloc memory), ``vmalloc dump``, ``vmalloc extract`` and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import sys
-from typing import Any, BinaryIO, Dict, List, Optional, Tuple
+from typing import BinaryIO, Dict, List, Optional, Tuple
 
 import click
 
@@ -27,7 +28,7 @@ CHECK_KINDS = ("vmalloc", "vmap", "exec", "user-mapped", "dma-coherent", "vm_map
 
 
 def kernel_of(ctx: click.Context) -> Kernel:
-    return ctx.find_root().obj.kernel()  # type: ignore[no-any-return]
+    return ctx.find_root().obj.kernel()
 
 
 def kernel_address(ctx: click.Context, text: str) -> int:
@@ -152,7 +153,7 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
                    "are not in the file (excluded from the dump) and read as zeros", err=True)
 
 
-def _wants_reader(core, addr: int, via: str) -> bool:
+def _wants_reader(core: Core, addr: int, via: str) -> bool:
     """Whether ``read`` needs the page-table reader.  /proc/kcore's vmalloc
     and modules segments are the kernel's vread -- right for vmalloc memory
     only in part (see ``vmalloc check``) -- and a vmcore holds no vmalloc
@@ -168,7 +169,7 @@ def _wants_reader(core, addr: int, via: str) -> bool:
     return seg.kind in ("vmalloc", "modules") and core.is_live
 
 
-def _area_for(ctx: click.Context, address: str):
+def _area_for(ctx: click.Context, address: str) -> Area:
     k = kernel_of(ctx)
     addr = kernel_address(ctx, address)
     area = k.vmalloc().find(addr)
@@ -224,8 +225,8 @@ def _safe(text: str) -> str:
 @click.option("--force-io", is_flag=True, help="Read ioremap areas (device memory) too.")
 @click.option("--sparse", is_flag=True, help="Read the present pages of VM_SPARSE areas.")
 @click.pass_context
-def extract(ctx: click.Context, outdir: str, kinds, caller, min_size, addr_range, force_io: bool,
-            sparse: bool) -> None:
+def extract(ctx: click.Context, outdir: str, kinds: Tuple[str, ...], caller: Optional[str],
+            min_size: Optional[str], addr_range: Optional[str], force_io: bool, sparse: bool) -> None:
     """Write each selected area to DIR, with a manifest.json (area, kind,
     caller, sha256, what each page was)."""
     for kind in kinds:
@@ -249,11 +250,12 @@ def extract(ctx: click.Context, outdir: str, kinds, caller, min_size, addr_range
     totals: Dict[str, int] = {}
     show_bar = sys.stderr.isatty() and not ctx.find_root().obj.json
     with click.progressbar(selected, label="extracting", file=sys.stderr,
-                           show_pos=True) if show_bar else _nullbar(selected) as bar:
+                           show_pos=True) if show_bar else contextlib.nullcontext(selected) as bar:
         for area in bar:
             start, end = area.data_span(model.page_size)
             caller_sym = area.vm.caller_symbol if area.vm is not None else None
-            name = f"{area.start:016x}-{area.kind}" + (f"-{_safe(caller_sym.split('+')[0])}" if caller_sym else "") + ".bin"
+            name = (f"{area.start:016x}-{area.kind}"
+                    + (f"-{_safe(caller_sym.split('+')[0])}" if caller_sym else "") + ".bin")
             digest = hashlib.sha256()
             with open(os.path.join(outdir, name), "wb") as f:
                 report = reader.read(start, end - start, _HashingSink(f, digest))
@@ -276,19 +278,8 @@ def extract(ctx: click.Context, outdir: str, kinds, caller, min_size, addr_range
                    + ", ".join(f"{s} {n}" for s, n in totals.items()) + " page(s)")
 
 
-class _nullbar:
-    def __init__(self, items):
-        self.items = items
-
-    def __enter__(self):
-        return self.items
-
-    def __exit__(self, *exc):
-        return False
-
-
 class _HashingSink:
-    def __init__(self, f: BinaryIO, digest) -> None:
+    def __init__(self, f: BinaryIO, digest: hashlib._Hash) -> None:
         self.f, self.digest = f, digest
 
     def write(self, data: bytes) -> int:
@@ -300,7 +291,7 @@ class _HashingSink:
 @click.option("--kind", "kinds", multiple=True, metavar="KIND",
               help="Only these kinds (default: " + ", ".join(CHECK_KINDS) + ").")
 @click.pass_context
-def check(ctx: click.Context, kinds) -> None:
+def check(ctx: click.Context, kinds: Tuple[str, ...]) -> None:
     """Live only: read every area through /proc/kcore and through the page
     tables, and name the kernel defect behind each page that differs.
     Exit status 3 when any page differs."""

@@ -30,7 +30,7 @@ def _obj(ctx: click.Context) -> Any:
 
 
 def _kernel(ctx: click.Context) -> Kernel:
-    return _obj(ctx).kernel()  # type: ignore[no-any-return]
+    return _obj(ctx).kernel()
 
 
 def _model(ctx: click.Context) -> VmallocModel:
@@ -92,7 +92,8 @@ def _parse_range(text: str, ctx: click.Context) -> Tuple[int, int]:
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), default=None,
               help="table (default), json, or vmallocinfo (/proc/vmallocinfo of this kernel).")
 @click.pass_context
-def list_(ctx: click.Context, kinds, caller, min_size, addr_range, sort_key, reverse, with_lazy, fmt) -> None:
+def list_(ctx: click.Context, kinds: Tuple[str, ...], caller: Optional[str], min_size: Optional[str],
+          addr_range: Optional[str], sort_key: str, reverse: bool, with_lazy: bool, fmt: Optional[str]) -> None:
     """List busy vmap areas: start, end, size, kind, pages, caller, flags."""
     for k in kinds:
         if k not in KINDS:

@@ -279,7 +279,8 @@ class Btf:
     """One parsed BTF blob; split BTF (a module's) sees its base's types too."""
 
     def __init__(self, name: str, data: bytes, types: memoryview, strings: bytes,
-                 base: Optional["Btf"], offsets: array, kinds: bytearray, by_name: Dict[str, List[int]]) -> None:
+                 base: Optional[Btf], offsets: array[int], kinds: bytearray,
+                 by_name: Dict[str, List[int]]) -> None:
         self.name = name
         self.data = data
         self.base = base
@@ -288,10 +289,10 @@ class Btf:
         self._offsets = offsets
         self._kinds = kinds
         self._by_name = by_name
-        self.start_id = base.end_id if base else 1
-        self.end_id = self.start_id + len(offsets)
-        self._str_base = base.str_end if base else 0
-        self.str_end = self._str_base + len(strings)
+        self.start_id: int = base.end_id if base else 1
+        self.end_id: int = self.start_id + len(offsets)
+        self._str_base: int = base.str_end if base else 0
+        self.str_end: int = self._str_base + len(strings)
         self._cache: Dict[int, BtfType] = {}
 
     def __len__(self) -> int:
@@ -387,7 +388,7 @@ class Btf:
 
     def find(self, name: str, *kinds: str) -> List[BtfType]:
         """Types named ``name`` of the given kinds ("STRUCT", "FUNC", ...)."""
-        want = {k for k in kinds}
+        want = set(kinds)
         return [t for t in (self.type(i) for i in self.ids_by_name(name)) if not want or t.kind in want]
 
     def var(self, name: str) -> Optional[BtfVar]:
@@ -459,14 +460,14 @@ class Btf:
                          (struct.unpack_from(fmt, buf, p + 8 * i) for i in range(vlen)))
             return BtfEnum(tid, name, size_or_type, kflag, vals)
         if kind == ENUM64:
-            vals = []
+            vals64: List[Tuple[str, int]] = []
             for i in range(vlen):
                 n, lo, hi = struct.unpack_from("<III", buf, p + 12 * i)
                 v = (hi << 32) | lo
                 if kflag and v >= 1 << 63:
                     v -= 1 << 64
-                vals.append((self.string(n, where), v))
-            return BtfEnum64(tid, name, size_or_type, kflag, tuple(vals))
+                vals64.append((self.string(n, where), v))
+            return BtfEnum64(tid, name, size_or_type, kflag, tuple(vals64))
         if kind == FWD:
             return BtfFwd(tid, name or "", kflag)
         if kind == TYPEDEF:
@@ -505,7 +506,7 @@ class Btf:
 
 
 def _index(name: str, types: memoryview, strings: bytes, str_base: int,
-           base: Optional[Btf]) -> Tuple[array, bytearray, Dict[str, List[int]]]:
+           base: Optional[Btf]) -> Tuple[array[int], bytearray, Dict[str, List[int]]]:
     """One pass over the type section: record offsets, kinds and names."""
     offsets = array("I")
     kinds = bytearray()
@@ -513,9 +514,9 @@ def _index(name: str, types: memoryview, strings: bytes, str_base: int,
     # Names in bulk: most name offsets start a string in the section.
     names: Dict[int, str] = {}
     pos = 0
-    for s in strings.split(b"\0"):
-        names[str_base + pos] = s.decode("utf-8", "replace")
-        pos += len(s) + 1
+    for raw in strings.split(b"\0"):
+        names[str_base + pos] = raw.decode("utf-8", "replace")
+        pos += len(raw) + 1
     first = base.end_id if base else 1
     unpack = _TYPE.unpack_from
     fixed, per_vlen = _EXTRA_FIXED, _EXTRA_PER_VLEN

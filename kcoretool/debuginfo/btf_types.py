@@ -30,12 +30,13 @@ from kcoretool.debuginfo.btf import (
     BtfArray,
     BtfEnum,
     BtfEnum64,
-    BtfFloat,
     BtfError,
+    BtfFloat,
     BtfFunc,
     BtfFuncProto,
     BtfFwd,
     BtfInt,
+    BtfMember,
     BtfPtr,
     BtfQual,
     BtfStruct,
@@ -209,7 +210,7 @@ class BtfTypes:
     def _lazy(self, btf: Btf, type_id: int) -> Callable[[], drgn.Type]:
         return lambda: self.type_by_id(btf, type_id)
 
-    def _member(self, btf: Btf, m) -> drgn.TypeMember:
+    def _member(self, btf: Btf, m: BtfMember) -> drgn.TypeMember:
         if m.bitfield_size:
             size = m.bitfield_size
             def bit_field() -> drgn.Object:

@@ -29,12 +29,13 @@ import os
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import drgn
+from drgn.helpers import ValidationError
 
-from kcoretool.errors import DebugInfoError
 from kcoretool.debuginfo.btf import Btf, BtfError, parse_btf
-from kcoretool.debuginfo.plan import BTF_SYSFS
 from kcoretool.debuginfo.btf_types import BtfTypes
 from kcoretool.debuginfo.kallsyms import use_kallsyms
+from kcoretool.debuginfo.plan import BTF_SYSFS
+from kcoretool.errors import DebugInfoError
 
 __all__ = ("BtfKernel", "load_btf_kernel")
 
@@ -183,7 +184,7 @@ def _module_btf_loader(prog: drgn.Program, base: Btf, live: bool,
                     loaded.modules_btf.append(name)
                 except BtfError as e:
                     loaded.modules_btf_skipped.append(str(e))
-        except (KeyError, LookupError, OSError, ValueError, drgn.FaultError, drgn.ValidationError,
+        except (KeyError, LookupError, OSError, ValueError, drgn.FaultError, ValidationError,
                 DebugInfoError) as e:
             # Module types are a bonus: vmalloc bookkeeping is all in vmlinux.
             loaded.modules_btf_skipped.append(f"module BTF list: {e}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 
@@ -66,7 +66,7 @@ class DebugInfoPlan:
     #: one phrase, e.g. "no vmlinux for 6.12.117+deb12-amd64 in the standard places".
     reason: str
     #: vmlinux files to try, in order (DWARF only).
-    dwarf_paths: tuple = ()
+    dwarf_paths: Tuple[str, ...] = ()
     #: for ``auto`` with DWARF files: where BTF is, if they do not match.
     btf_fallback: Optional[str] = None
 
@@ -74,7 +74,7 @@ class DebugInfoPlan:
         where = f" from {self.source}" if self.source else ""
         return f"{self.kind.upper()}{where} ({self.reason})"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Optional[str]]:
         return {"mode": self.mode, "kind": self.kind, "source": self.source, "reason": self.reason}
 
 

@@ -14,13 +14,13 @@ import contextlib
 import dataclasses
 import logging
 import os
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, Iterator, List, Optional, Sequence
 
 import drgn
 
-from kcoretool.errors import AccessError, CoreFormatError, DebugInfoError
 from kcoretool.debuginfo.kallsyms import use_kallsyms
 from kcoretool.debuginfo.plan import DebugInfoPlan, debug_info_candidates, install_hint, plan_debuginfo
+from kcoretool.errors import AccessError, CoreFormatError, DebugInfoError
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 
 __all__ = ("LIVE", "debug_info_candidates", "debuginfo_of", "install_hint", "open_program", "vmcoreinfo_of")
@@ -51,7 +51,7 @@ def _release(prog: drgn.Program) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_drgn():
+def _quiet_drgn() -> Iterator[None]:
     """drgn logs "missing debugging symbols" warnings; the library never prints."""
     logger = logging.getLogger("drgn")
     old = logger.level
@@ -189,5 +189,5 @@ def _load_module_info(prog: drgn.Program, paths: Iterable[str]) -> None:
 
         finder = load_module_kallsyms(prog)
         prog.register_symbol_finder("kcoretool_module_kallsyms", finder, enable_index=-1)
-    except Exception:  # noqa: BLE001 -- optional; old kernels lack the symbols
+    except Exception:
         pass

@@ -68,7 +68,7 @@ class Symbolizer:
         self._sym[addr] = sym
         return text
 
-    def _kallsyms_size(self, s: "drgn.Symbol") -> int:
+    def _kallsyms_size(self, s: drgn.Symbol) -> int:
         """
         The size ``%pS`` prints: kallsyms has no sizes and reports the
         distance to the next symbol (alignment padding included), where the

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 from operator import itemgetter
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import drgn
 
@@ -83,6 +83,23 @@ class RawBlock(NamedTuple):
     xa_index: Optional[int]  #: which per-CPU xarray held it (6.4+), or None
 
 
+_U64 = struct.Struct("<Q")
+
+
+class _BlockLayout(NamedTuple):
+    """Where ``struct vmap_block``'s members are (offsets; ``used_map`` as
+    (offset, size); None for members this kernel lacks)."""
+
+    size: int
+    va: int
+    free: int
+    dirty: int
+    dirty_min: int
+    dirty_max: int
+    used_map: Optional[Tuple[int, int]]
+    cpu: Optional[int]
+
+
 def _packer(fields: Sequence[Tuple[str, int, str]], size: int) -> Tuple[struct.Struct, Tuple[str, ...]]:
     """A little-endian Struct that decodes ``(name, offset, code)`` fields."""
     fmt = "<"
@@ -146,12 +163,12 @@ class VmallocReader:
         self._vm_struct, self._vm_names = _packer(vfields, self.vm_size)
         self._vm_fields = self._make_vm_fields()
 
-        self._vb = None  # lazily, blocks are optional
+        self._vb: Optional[_BlockLayout] = None  # lazily, blocks are optional
         self._page_size: Optional[int] = None
 
     # -- areas -------------------------------------------------------------
 
-    def _decode_va(self, addr: int, buf: bytes, node: Optional[int]) -> tuple:
+    def _decode_va(self, addr: int, buf: bytes, node: Optional[int]) -> Tuple[Any, ...]:
         d = dict(zip(self._va_names, self._va_struct.unpack_from(buf)))
         start, end, vm, flags = d["start"], d["end"], d["vm"], d.get("flags")
         if self.layout.va_flags == "legacy" and not (flags or 0) & VM_VM_AREA:
@@ -169,7 +186,7 @@ class VmallocReader:
 
     def _areas_from_list(
         self, head: int, log: WalkLog, what: str, limit: int, node: Optional[int]
-    ) -> Iterator[tuple]:
+    ) -> Iterator[Tuple[Any, ...]]:
         """
         Walk a list of ``vmap_area``\\ s; plain tuples in :class:`RawArea`
         order (namedtuples are slow). This is :func:`list_walk` inlined --
@@ -193,7 +210,7 @@ class VmallocReader:
         except drgn.FaultError:
             log.warn(f"{what}: list head {head:#x} is unreadable")
             return
-        seen = set()
+        seen: Set[int] = set()
         add = seen.add
         count = 0
         while pos != head:
@@ -245,7 +262,7 @@ class VmallocReader:
         vn_size = drgn.sizeof(prog.type("struct vmap_node"))
         return [(i, nodes + i * vn_size) for i in range(nr)]
 
-    def busy_walks(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> Iterator[Iterator[tuple]]:
+    def busy_walks(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> Iterator[Iterator[Tuple[Any, ...]]]:
         """
         One tuple generator per busy list (each vmap node on 6.9+), so hot
         loops can iterate them directly. ``limit`` applies to each list.
@@ -260,10 +277,10 @@ class VmallocReader:
             head = prog["vmap_area_list"].address_
             yield self._areas_from_list(head, log, "vmap_area_list", limit, None)
 
-    def lazy_tuples(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[tuple]:
+    def lazy_tuples(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[Tuple[Any, ...]]:
         prog = self.prog
         lazy = self.layout.lazy
-        out: List[tuple] = []
+        out: List[Tuple[Any, ...]] = []
         if lazy == "nodes":
             vn_t = prog.type("struct vmap_node")
             lazy_off = drgn.offsetof(vn_t, "lazy.head")
@@ -288,7 +305,7 @@ class VmallocReader:
                 out.append(t[:3] + (0,) + t[4:])
         return out
 
-    def pooled_tuples(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[tuple]:
+    def pooled_tuples(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[Tuple[Any, ...]]:
         prog = self.prog
         if not self.layout.node_pools:
             return []
@@ -299,7 +316,7 @@ class VmallocReader:
         vp_t = pool_t.type
         vp_size = drgn.sizeof(vp_t)
         head_off = drgn.offsetof(vp_t, "head")
-        out: List[tuple] = []
+        out: List[Tuple[Any, ...]] = []
         for i, vn in self.vmap_nodes(log):
             for j in range(n):
                 head = vn + pool_off + j * vp_size + head_off
@@ -345,19 +362,19 @@ class VmallocReader:
         pick = itemgetter(*(names.index(f) if f in names else missing for f in RawVm._fields[1:]))
 
         def fields(buf: bytes) -> Tuple[Any, ...]:
-            return pick(unpack(buf) + (None,))  # type: ignore[no-any-return]
+            return pick(unpack(buf) + (None,))
 
         return fields
 
     # -- vmap blocks -------------------------------------------------------
 
-    def _block_layout(self):
+    def _block_layout(self) -> _BlockLayout:
         if self._vb is None:
             t = self.prog.type("struct vmap_block")
-            used = None
+            used: Optional[Tuple[int, int]] = None
             if self.layout.block_used_map:
                 used = (drgn.offsetof(t, "used_map"), drgn.sizeof(t.member("used_map").type))
-            self._vb = (
+            self._vb = _BlockLayout(
                 drgn.sizeof(t),
                 drgn.offsetof(t, "va"),
                 drgn.offsetof(t, "free"),
@@ -375,8 +392,11 @@ class VmallocReader:
             buf = self.prog.read(addr, size)
         except drgn.FaultError:
             return None
-        q = lambda off: struct.unpack_from("<Q", buf, off)[0]  # noqa: E731
-        used_map = bits = None
+        def q(off: int) -> int:
+            return int(_U64.unpack_from(buf, off)[0])
+
+        used_map: Optional[int] = None
+        bits: Optional[int] = None
         if used is not None:
             used_map = int.from_bytes(buf[used[0]:used[0] + used[1]], "little")
             bits = used[1] * 8

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     )
     from kcoretool.model.vmalloc import KINDS, Area, FreeHole, VmallocModel, VmapBlock, VmStruct
     from kcoretool.model.vmallocinfo import vmallocinfo_lines
-    from kcoretool.model.whatis import whatis
+    from kcoretool.model.identify import whatis
 
 _HOME = {
     "Area": "vmalloc",
@@ -40,7 +40,7 @@ _HOME = {
     "vm_numa_counts": "build",
     "vm_page_physaddrs": "build",
     "vmallocinfo_lines": "vmallocinfo",
-    "whatis": "whatis",
+    "whatis": "identify",
 }
 
 __all__ = tuple(sorted(_HOME))

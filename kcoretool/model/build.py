@@ -11,7 +11,7 @@ the user already has open in a drgn session) into a
 from __future__ import annotations
 
 import gc
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import drgn
 
@@ -348,7 +348,7 @@ def revalidator(prog: drgn.Program, model: VmallocModel) -> Callable[[Area], Opt
     return revalidate
 
 
-def _start_key(a):
+def _start_key(a: Union[Area, VmapBlock]) -> int:
     return a.start
 
 

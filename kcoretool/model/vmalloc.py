@@ -590,7 +590,7 @@ class VmallocModel:
     def to_json(self, **kw: Any) -> str:
         return json.dumps(self.to_dict(), **kw)
 
-    def diff(self, other: "VmallocModel") -> Dict[str, List[Any]]:
+    def diff(self, other: VmallocModel) -> Dict[str, List[Any]]:
         """
         What changed from ``self`` to ``other``, keyed by area start:
         ``added`` / ``removed`` areas and ``changed`` ``(old, new)`` pairs.

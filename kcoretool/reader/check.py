@@ -33,6 +33,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional
 
+from kcoretool.model.vmalloc import Area
 from kcoretool.reader.report import ZERO_STATES
 from kcoretool.reader.vread import CHUNK, VmallocReader
 
@@ -107,7 +108,7 @@ class KcoreChecker:
         again = _page_of(self.reader, va)
         return again != want or got == again or self.kcore(va, self.reader.page_size) == again
 
-    def check(self, area) -> AreaCheck:
+    def check(self, area: Area) -> AreaCheck:
         reader = self.reader
         ps = reader.page_size
         result = AreaCheck(area.start, area.end, area.kind, (area.end - area.start) // ps)
@@ -147,7 +148,7 @@ def _page_of(reader: VmallocReader, va: int) -> bytes:
     return sink.getvalue()
 
 
-def _classify(area, state: str, got: bytes, prev: Optional[bytes], first_used: Optional[bytes]) -> str:
+def _classify(area: Area, state: str, got: bytes, prev: Optional[bytes], first_used: Optional[bytes]) -> str:
     zero = not any(got)
     if area.kind == "vmap_block" and first_used is not None and got == first_used:
         return "block-run-start"

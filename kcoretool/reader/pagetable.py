@@ -17,9 +17,10 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 from kcoretool.errors import KcoreToolError
+from kcoretool.source.vmcoreinfo import VmcoreInfo
 from kcoretool.x86_64 import START_KERNEL_MAP
 
 __all__ = ("PageTableWalker", "Translation", "kernel_page_table_root")
@@ -42,7 +43,7 @@ class Translation:
     page_size: int
 
 
-def kernel_page_table_root(vmcoreinfo) -> Tuple[int, int, int]:
+def kernel_page_table_root(vmcoreinfo: VmcoreInfo) -> Tuple[int, int, int]:
     """(physical address of init_top_pgt, paging levels, SME mask) from
     VMCOREINFO -- x86_64's arch_crash_save_vmcoreinfo() exports
     SYMBOL(init_top_pgt), NUMBER(phys_base), NUMBER(pgtable_l5_enabled) and
@@ -81,11 +82,11 @@ class PageTableWalker:
         self.root = root
         self.levels = levels
         self._mask = _PHYS_MASK & ~sme_mask
-        self._cache: "OrderedDict[int, bytes]" = OrderedDict()
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_pages = cache_pages
         # Decoded PTE tables by 2 MiB region (vaddr >> 21): the fast path
         # for runs of 4 KiB pages, one dict lookup per page.
-        self._ptes: "dict[int, tuple]" = {}
+        self._ptes: Dict[int, Tuple[int, ...]] = {}
         # (shift, may be a leaf) for each level below the root table.
         self._shifts = ([48] if levels == 5 else []) + [39, 30, 21, 12]
 
@@ -183,16 +184,16 @@ class PageTableWalker:
                 continue
             t, span = self.lookup(pos)
             n = min(end, (pos & ~(span - 1)) + span) - pos
-            phys = t.phys if t is not None else None
+            leaf = t.phys if t is not None else None
             if run_v is not None and (
-                (phys is None and run_p is None)
-                or (phys is not None and run_p is not None and run_p + run_len == phys)
+                (leaf is None and run_p is None)
+                or (leaf is not None and run_p is not None and run_p + run_len == leaf)
             ):
                 run_len += n
             else:
                 if run_v is not None:
                     yield run_v, run_p, run_len
-                run_v, run_p, run_len = pos, phys, n
+                run_v, run_p, run_len = pos, leaf, n
             pos += n
         if run_v is not None:
             yield run_v, run_p, run_len

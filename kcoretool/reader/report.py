@@ -69,7 +69,7 @@ class ReadReport:
                 and last.area == run.area
                 and last.vaddr + last.size == run.vaddr
                 and (last.phys is None) == (run.phys is None)
-                and (run.phys is None or last.phys + last.size == run.phys)
+                and (run.phys is None or (last.phys is not None and last.phys + last.size == run.phys))
             ):
                 last.size += run.size
                 return

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import bisect
 import time
-from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Protocol, Tuple
 
-from kcoretool.errors import AddressError, KcoreToolError
+from kcoretool.errors import AddressError
+from kcoretool.model.vmalloc import Area, VmallocModel
 from kcoretool.reader.pagetable import PageTableWalker
 from kcoretool.reader.report import PageRun, ReadReport
 
@@ -48,7 +49,19 @@ BACKOFF = (0.0005, 0.002, 0.01)
 _ZEROS = bytes(CHUNK)
 
 
-def _write_zeros(sink: BinaryIO, n: int) -> None:
+class Sink(Protocol):
+    """Where read bytes go: a binary file, a BytesIO, a hashing wrapper."""
+
+    def write(self, data: bytes, /) -> Any: ...
+
+
+#: ``(run, bytes, or None for zeros)``: what one step of a read yields.
+Piece = Tuple[PageRun, Optional[bytes]]
+#: ``(vaddr, size, [(vaddr, phys or None, size)])``: translations a live read relied on.
+Seen = Tuple[int, int, List[Tuple[int, Optional[int], int]]]
+
+
+def _write_zeros(sink: Sink, n: int) -> None:
     while n > 0:
         k = min(n, CHUNK)
         sink.write(_ZEROS[:k])
@@ -70,11 +83,11 @@ class VmallocReader:
 
     def __init__(
         self,
-        model,
+        model: VmallocModel,
         read_phys: Callable[[int, int], bytes],
         walker: PageTableWalker,
         *,
-        revalidate: Optional[Callable[[object], Optional[object]]] = None,
+        revalidate: Optional[Callable[[Area], Optional[Area]]] = None,
         force_io: bool = False,
         sparse: bool = False,
         missing_state: str = "excluded",
@@ -89,7 +102,7 @@ class VmallocReader:
         #: dump, "unreadable" live
         self.missing_state = missing_state
         self.page_size = model.page_size
-        self._seen: Optional[list] = None
+        self._seen: Optional[List[Seen]] = None
         spans = sorted(list(model.areas) + list(model.lazy), key=lambda a: a.start)
         self._spans = spans
         self._starts = [a.start for a in spans]
@@ -100,7 +113,7 @@ class VmallocReader:
 
     # -- the walk over areas (vread_iter) ------------------------------------
 
-    def read(self, addr: int, size: int, sink: BinaryIO) -> ReadReport:
+    def read(self, addr: int, size: int, sink: Sink) -> ReadReport:
         """Read [addr, addr+size) into ``sink`` (anything with ``write``)."""
         report = ReadReport(addr, size, "pagetable")
         end = addr + size
@@ -126,11 +139,11 @@ class VmallocReader:
             pos = hi
         return report
 
-    def read_area(self, area, sink: BinaryIO) -> ReadReport:
+    def read_area(self, area: Area, sink: Sink) -> ReadReport:
         """All of one area, guard page included."""
         return self.read(area.start, area.end - area.start, sink)
 
-    def _area_at(self, addr: int):
+    def _area_at(self, addr: int) -> Optional[Area]:
         i = bisect.bisect_right(self._starts, addr) - 1
         if i >= 0 and addr < self._spans[i].end:
             return self._spans[i]
@@ -151,25 +164,28 @@ class VmallocReader:
 
     # -- one area ------------------------------------------------------------
 
-    def _read_area(self, area, lo: int, hi: int, sink: BinaryIO, report: ReadReport) -> None:
+    def _read_area(self, area: Area, lo: int, hi: int, sink: Sink, report: ReadReport) -> None:
         for chunk_lo in range(lo, hi, CHUNK):
             chunk_hi = min(hi, chunk_lo + CHUNK)
             if self.revalidate is None:
                 for run, data in self._plan_and_read(area, chunk_lo, chunk_hi):
                     self._emit(run, data, sink, report)
                 continue
-            area = self._read_chunk_live(area, chunk_lo, chunk_hi, sink, report)
-            if area is None:  # gone: the rest of the span raced
+            now = self._read_chunk_live(area, chunk_lo, chunk_hi, sink, report)
+            if now is None:  # gone: the rest of the span raced
                 n = hi - chunk_hi
                 if n:
                     _write_zeros(sink, n)
                     report.add(PageRun(chunk_hi, n, "raced"))
                 return
+            area = now
 
-    def _read_chunk_live(self, area, lo: int, hi: int, sink: BinaryIO, report: ReadReport):
+    def _read_chunk_live(self, area: Area, lo: int, hi: int, sink: Sink, report: ReadReport) -> Optional[Area]:
         """Optimistic read, then revalidate; retry a bounded number of times.
         Returns the area as last seen, or None if it is gone."""
         walker = self.walker
+        revalidate = self.revalidate
+        assert revalidate is not None
         for attempt in range(MAX_ATTEMPTS):
             walker.invalidate()
             self._seen = []  # the translations the read relied on
@@ -184,7 +200,7 @@ class VmallocReader:
                 for run, data in pieces:
                     self._emit(run, data, sink, report)
                 return area
-            current = self.revalidate(area)
+            current = revalidate(area)
             walker.invalidate()
             # Same area, same vm_struct, and every page still maps to the
             # physical page it was read from.
@@ -203,7 +219,7 @@ class VmallocReader:
         report.add(PageRun(lo, hi - lo, "raced", area=area.start))
         return None
 
-    def _emit(self, run: PageRun, data: Optional[bytes], sink: BinaryIO, report: ReadReport) -> None:
+    def _emit(self, run: PageRun, data: Optional[bytes], sink: Sink, report: ReadReport) -> None:
         if data is None:
             _write_zeros(sink, run.size)
         else:
@@ -212,7 +228,7 @@ class VmallocReader:
 
     # -- what each page of an area should be ---------------------------------
 
-    def _plan_and_read(self, area, lo: int, hi: int):
+    def _plan_and_read(self, area: Area, lo: int, hi: int) -> Iterator[Piece]:
         """Yield (run, bytes or None for zeros) for [lo, hi) inside ``area``."""
         ps = self.page_size
         a0 = area.start
@@ -247,7 +263,7 @@ class VmallocReader:
             g = max(lo, usable_end)
             yield PageRun(g, hi - g, "guard", area=a0), None
 
-    def _block(self, area, lo: int, hi: int):
+    def _block(self, area: Area, lo: int, hi: int) -> Iterator[Piece]:
         """A vmap block: only its used pages hold vm_map_ram data.  Decided
         per page from the block's used ranges (used_map on 6.3+), never from
         the run-start arithmetic of vmap_ram_vread_iter()."""
@@ -276,7 +292,7 @@ class VmallocReader:
                 yield PageRun(pos, stop - pos, state, area=area.start), None
             pos = stop
 
-    def _mapped(self, area, lo: int, hi: int, unmapped_state: str):
+    def _mapped(self, area: Optional[Area], lo: int, hi: int, unmapped_state: str) -> Iterator[Piece]:
         """aligned_vread_iter(): present pages are read, the rest is zeros."""
         runs = list(self.walker.runs(lo, hi - lo))
         if self._seen is not None:
@@ -287,7 +303,7 @@ class VmallocReader:
                 continue
             yield from self._physical(area, v, phys, n)
 
-    def _physical(self, area, v: int, phys: int, n: int):
+    def _physical(self, area: Optional[Area], v: int, phys: int, n: int) -> Iterator[Piece]:
         try:
             yield PageRun(v, n, "data", phys=phys, area=_start(area)), self.read_phys(phys, n)
             return
@@ -306,11 +322,11 @@ class VmallocReader:
             off += k
 
 
-def _start(area) -> Optional[int]:
+def _start(area: Optional[Area]) -> Optional[int]:
     return None if area is None else area.start
 
 
-def _identity(area) -> Tuple:
+def _identity(area: Area) -> Tuple[Any, ...]:
     """What must not change while an area is read."""
     vm = area.vm
     vm_id = None if vm is None else (vm.address, vm.addr, vm.size, vm.flags, vm.caller, vm.nr_pages,

@@ -242,6 +242,23 @@ class Core:
             pos += n
         return ReadResult(bytes(out), zeros)
 
+    def read_dumped(self, addr: int, size: int, physical: bool = False) -> bytes:
+        """Like :meth:`read`, but bytes the file does not hold -- past a
+        segment's p_filesz, or in no segment -- raise :class:`AddressError`
+        instead of reading as zeros: what a reader that reports excluded
+        pages needs."""
+        seg = self.find_segment(addr, physical)
+        start = None if seg is None else (seg.paddr if physical else seg.vaddr)
+        if seg is not None and start is not None and addr + size <= start + seg.filesz:
+            # The common case: wholly inside one segment's file bytes.
+            return self._read_file(seg.offset + addr - start, size, addr, physical)
+        res = self.read_ex(addr, size, physical)
+        if res.zero_filled:
+            a, _ = res.zero_filled[0]
+            space = "physical" if physical else "virtual"
+            raise AddressError(f"{self.path}: {space} {a:#x} is not in the dump", a)
+        return res.data
+
     def _read_file(self, offset: int, size: int, addr: int, physical: bool) -> bytes:
         """Bytes of the file backing a segment (ELF cores override this; a
         kdump file's pages are read through drgn instead)."""
@@ -256,7 +273,7 @@ class Core:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "Core":
+    def __enter__(self) -> Core:
         return self
 
     def __exit__(self, *exc: object) -> None:

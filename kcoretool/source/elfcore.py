@@ -18,7 +18,7 @@ import os
 import stat
 import struct
 from collections import Counter
-from typing import IO, List, Optional, Tuple
+from typing import IO, Any, List, Optional, Tuple
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -250,7 +250,7 @@ class ElfCore(Core):
                 continue
             ranges.append((start, start + seg.memsz, seg))
         ranges.sort(key=lambda r: r[0])
-        for (s1, e1, a), (s2, e2, b) in zip(ranges, ranges[1:]):
+        for (_, e1, a), (s2, e2, b) in zip(ranges, ranges[1:]):
             if s2 < e1:
                 space = "physical" if physical else "virtual"
                 raise CoreFormatError(
@@ -362,7 +362,7 @@ def _online_cpus() -> Optional[int]:
     return count
 
 
-def classify_kcore_segments(raw: list, vmcoreinfo: Optional[VmcoreInfo]) -> List[Segment]:
+def classify_kcore_segments(raw: List[Any], vmcoreinfo: Optional[VmcoreInfo]) -> List[Segment]:
     """Name each kcore PT_LOAD after the ``enum kcore_type`` entry it came from.
 
     fs/proc/kcore.c writes p_paddr = __pa() for KCORE_RAM and KCORE_TEXT and
@@ -432,7 +432,7 @@ def classify_kcore_segments(raw: list, vmcoreinfo: Optional[VmcoreInfo]) -> List
     return segments
 
 
-def classify_vmcore_segments(raw: list) -> List[Segment]:
+def classify_vmcore_segments(raw: List[Any]) -> List[Segment]:
     """A vmcore's PT_LOADs are physical memory.  kdump (/proc/vmcore) and
     ``makedumpfile -E`` also give the kernel-text mapping and direct-map
     virtual addresses; QEMU's dump-guest-memory (paging=false) writes 0."""

@@ -13,11 +13,14 @@ the second bitmap (which pages were dumped).  Layout: makedumpfile's
 from __future__ import annotations
 
 import struct
-from typing import IO, List, Optional, Tuple
+from typing import IO, TYPE_CHECKING, List, Optional, Tuple
 
 from kcoretool.errors import AddressError, CoreFormatError
 from kcoretool.source.core import Core, ReadResult, Segment
 from kcoretool.source.vmcoreinfo import MAX_VMCOREINFO_SIZE, VmcoreInfo
+
+if TYPE_CHECKING:
+    import drgn
 
 __all__ = ("KdumpCore",)
 
@@ -123,7 +126,7 @@ class KdumpCore(Core):
         t = super().crash_time
         return t if t is not None else (self.timestamp or None)
 
-    def program(self):  # -> drgn.Program
+    def program(self) -> drgn.Program:
         """The drgn Program reading this file (memory only, no debug info)."""
         if self._prog is None:
             import drgn

@@ -91,7 +91,7 @@ def sniff(head: bytes) -> str:
     return "unknown"
 
 
-def open_core(source: Union[str, "os.PathLike[str]", IO[bytes]] = KCORE_PATH) -> Core:
+def open_core(source: Union[str, os.PathLike[str], IO[bytes]] = KCORE_PATH) -> Core:
     """Open /proc/kcore, an ELF vmcore or a kdump-compressed file.
 
     ``source`` is a path or a binary file object (positioned anywhere; it

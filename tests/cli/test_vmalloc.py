@@ -145,7 +145,7 @@ def test_main_cli_errors_are_one_line(tmp_path) -> None:
 
 
 def test_big_list_uses_streamed_table() -> None:
-    from tests.synth.layouts import AreaSpec, Scene, VM_ALLOC
+    from tests.synth.layouts import VM_ALLOC, AreaSpec, Scene
 
     sc = Scene(areas=[AreaSpec(V + i * 0x3000, 2 * PAGE, VM_ALLOC, "f") for i in range(6000)])
     r = run(["vmalloc", "list"], scene=sc)

@@ -13,9 +13,31 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kcoretool.debuginfo.btf import (
-    ENUM, FUNC, INT, BtfArray, BtfDatasec, BtfDeclTag, BtfEnum, BtfEnum64, BtfError, BtfFloat, BtfFunc,
-    BtfFuncProto, BtfFwd, BtfInt, BtfMember, BtfParam, BtfPtr, BtfQual, BtfStruct, BtfTypedef, BtfTypeTag,
-    BtfVar, BtfVarSecinfo, BtfVoid, parse_btf,
+    ENUM,
+    FUNC,
+    INT,
+    BtfArray,
+    BtfDatasec,
+    BtfDeclTag,
+    BtfEnum,
+    BtfEnum64,
+    BtfError,
+    BtfFloat,
+    BtfFunc,
+    BtfFuncProto,
+    BtfFwd,
+    BtfInt,
+    BtfMember,
+    BtfParam,
+    BtfPtr,
+    BtfQual,
+    BtfStruct,
+    BtfTypedef,
+    BtfTypeTag,
+    BtfVar,
+    BtfVarSecinfo,
+    BtfVoid,
+    parse_btf,
 )
 from tests.btfbuild import BtfBuilder
 

@@ -13,16 +13,15 @@
 from __future__ import annotations
 
 import argparse
-import pathlib
 import json
-import shlex
+import pathlib
 import shutil
 import sys
 import time
 from typing import Optional, Sequence
 
-from .config import KERNELS, LabError, cache_dir, log
 from . import lab as lab_mod
+from .config import KERNELS, LabError, cache_dir, log
 from .fetch import fetch
 
 

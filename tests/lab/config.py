@@ -91,7 +91,7 @@ def cache_lock(name: str, timeout: float) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise LabError(f"cache lock {path} still held after {timeout:.0f}s")
+                    raise LabError(f"cache lock {path} still held after {timeout:.0f}s") from None
                 time.sleep(0.5)
         try:
             yield

@@ -14,7 +14,6 @@ import pathlib
 import re
 import shutil
 import subprocess
-from typing import Optional
 
 from .config import KERNELS, LabError, LabUnavailable, cache_dir, log, run
 
@@ -176,7 +175,6 @@ def fetch(series: str, *, keep_dbg_deb: bool = False) -> KernelFiles:
             _extract_vmlinux(dbg_deb, pkgs.release, vmlinux)
             if not keep_dbg_deb:
                 dbg_deb.unlink()  # 0.9-1 GB; the vmlinux is all we need
-        modules = root / "lib" / "modules" / pkgs.release
         # The package ships no modules.dep; generate it so modprobe-style
         # dependency resolution works for the initramfs builder.
         run(["depmod", "-b", str(root), pkgs.release], timeout=300)

@@ -88,7 +88,7 @@ class QMP:
 
 # Guests still running at interpreter exit are stopped (belt and braces on
 # top of fixture teardown and PR_SET_PDEATHSIG).
-_live_guests: "weakref.WeakSet[Guest]" = weakref.WeakSet()
+_live_guests: weakref.WeakSet[Guest] = weakref.WeakSet()
 
 
 @atexit.register
@@ -124,7 +124,7 @@ class Guest:
 
     # ---- lifecycle ----
 
-    def start(self) -> "Guest":
+    def start(self) -> Guest:
         self.share.mkdir(parents=True, exist_ok=True)
         for sub in ("req", "resp", "tmp"):
             (self.chan / sub).mkdir(parents=True, exist_ok=True)
@@ -226,7 +226,7 @@ class Guest:
                     continue
         self.proc = None
 
-    def __enter__(self) -> "Guest":
+    def __enter__(self) -> Guest:
         return self
 
     def __exit__(self, *exc: object) -> None:

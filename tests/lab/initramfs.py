@@ -15,7 +15,6 @@ import io
 import lzma
 import os
 import pathlib
-import shutil
 import stat
 import subprocess
 

@@ -17,7 +17,8 @@ import time
 from concurrent.futures import Future
 from typing import Any, Iterable, Optional, Sequence
 
-from . import initramfs, kmod, snapshot as snapshot_mod
+from . import initramfs, kmod
+from . import snapshot as snapshot_mod
 from .config import DEFAULT_MEM_MB, REPO_ROOT, LabError, cache_dir, cache_lock, check_environment, log
 from .fetch import KernelFiles, fetch
 from .guest import Guest
@@ -119,7 +120,7 @@ class LabKernel:
             self.snapshot.close()
         self.guest.close()
 
-    def __enter__(self) -> "LabKernel":
+    def __enter__(self) -> LabKernel:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -97,4 +97,4 @@ def kcoretool_json(runner: Any, *args: str, timeout: float = 300) -> Any:
     try:
         return json.loads(out)
     except json.JSONDecodeError as exc:
-        raise AssertionError(f"kcoretool --json {' '.join(args)}: bad JSON ({exc}): {out[:300]!r}")
+        raise AssertionError(f"kcoretool --json {' '.join(args)}: bad JSON ({exc}): {out[:300]!r}") from None

@@ -12,8 +12,7 @@ from typing import Any, Dict
 import pytest
 
 from kcoretool.api import open_kernel
-from tests.lab.pytest_plugin import kcoretool_json
-from tests.module_areas import PAGE, check_area_pages, expected_state, page_tag
+from tests.module_areas import PAGE, check_area_pages, expected_state
 
 pytestmark = pytest.mark.lab
 

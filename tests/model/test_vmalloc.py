@@ -8,13 +8,13 @@ import json
 import pytest
 from drgn.helpers.linux.mm import find_vmap_area, for_each_vmap_area
 
-from kcoretool.model.vmalloc import iter_areas_json
 from kcoretool.model import (
     KINDS,
     VmallocModel,
     from_program,
     vmallocinfo_lines,
 )
+from kcoretool.model.vmalloc import iter_areas_json
 from tests.synth.layouts import (
     BBMAP_BITS,
     BLOCK_SIZE,

@@ -5,7 +5,6 @@ import pytest
 
 from kcoretool.reader.pagetable import PageTableWalker, kernel_page_table_root
 from kcoretool.source.vmcoreinfo import VmcoreInfo
-
 from tests.ptbuild import build
 
 VA = 0xFFFFB3C5C0000000

@@ -4,8 +4,6 @@ bytes, bounded live retries."""
 import io
 import struct
 
-import pytest
-
 from kcoretool.model.vmalloc import Area, VmallocModel, VmapBlock, VmStruct
 from kcoretool.reader.pagetable import PageTableWalker
 from kcoretool.reader.vread import MAX_ATTEMPTS, VmallocReader
@@ -207,7 +205,9 @@ def test_live_remap_under_the_reader_is_caught():
     k = Kernel()
     k.mem.write(0x20000000, tag(9, 9))
 
-    def remap_once(area, done=[]):
+    done = []
+
+    def remap_once(area):
         if not done:
             done.append(1)
             k.map4k(VA + PS, 0x20000000)  # page 1 now maps elsewhere

@@ -254,7 +254,7 @@ def _ehdr(data):
 
 
 def test_hostile_files_are_what_they_say():
-    h = lambda n: (FIX / "hostile" / n).read_bytes()  # noqa: E731
+    h = lambda n: (FIX / "hostile" / n).read_bytes()
     assert h("empty.core") == b""
     assert not h("not-elf.core").startswith(b"\x7fELF")
     assert h("elf32.core")[4] == 1

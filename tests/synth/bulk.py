@@ -33,7 +33,7 @@ def build_bulk(n: int, layout: str = "6.12", callers: int = 200) -> SynthKernel:
     img, f = k.img, k.f
     caller_addrs = [k.caller(f"caller_fn_{i}") for i in range(callers)]
     va_sz, vm_sz = img.sizeof("vmap_area"), img.sizeof("vm_struct")
-    o = lambda t, m: img.offsetof(t, m)  # noqa: E731
+    o = lambda t, m: img.offsetof(t, m)
     lst, rb = o("vmap_area", "list"), o("vmap_area", "rb_node")
     va_start, va_end, va_vm = o("vmap_area", "va_start"), o("vmap_area", "va_end"), o("vmap_area", "vm")
     va_flags = o("vmap_area", "flags") if f.va_flags != "none" else None

@@ -56,7 +56,7 @@ def main() -> None:
     live = core == "/proc/kcore"
     results = []
     for argv in cmds:
-        for attempt in range(1, 4 if live else 2):
+        for attempt in range(1, 4 if live else 2):  # noqa: B007 -- reported after the loop
             d = run(core, vmlinux, "dwarf", argv)
             b = run(core, vmlinux, "btf", argv)
             if (d["rc"], d["out"]) == (b["rc"], b["out"]):
