@@ -23,13 +23,14 @@ module level imports drgn (``kcoretool info`` never loads it).
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from kcoretool.debuginfo.plan import DEBUGINFO_MODES, DebugInfoPlan, plan_debuginfo
+from kcoretool.debuginfo.plan import DEBUGINFO_MODES, DebugInfoPlan, debug_info_candidates, plan_debuginfo
 from kcoretool.errors import KcoreToolError
 from kcoretool.model.vmalloc import KINDS, Area, VmallocModel, VmapBlock, VmStruct, iter_areas_json
 from kcoretool.reader.check import DEFECTS, AreaCheck, KcoreChecker, summarize
 from kcoretool.reader.report import PAGE_STATES, PageRun, ReadReport
+from kcoretool.reader.vread import Sink
 from kcoretool.source import Core, NoteInfo, open_core
 
 if TYPE_CHECKING:
@@ -51,9 +52,11 @@ __all__ = (
     "Kernel",
     "NoteInfo",
     "ReadReport",
+    "Sink",
     "VmStruct",
     "VmallocModel",
     "VmapBlock",
+    "debug_info_candidates",
     "debuginfo_plan",
     "from_program",
     "iter_areas_json",
@@ -192,7 +195,7 @@ class Kernel:
         self,
         addr: int,
         size: int,
-        sink: Optional[BinaryIO] = None,
+        sink: Optional[Sink] = None,
         *,
         via: str = "pagetable",
         force_io: bool = False,
@@ -204,7 +207,7 @@ class Kernel:
         tables and reads physical pages; ``via="kcore"`` reads through the
         live kernel's own vread (the /proc/kcore vmalloc segment), for
         comparison.  With no ``sink`` the bytes are returned."""
-        out = sink if sink is not None else io.BytesIO()
+        out: Sink = sink if sink is not None else io.BytesIO()
         if via in ("pagetable", "auto"):
             report = self.reader(force_io=force_io, sparse=sparse).read(addr, size, out)
         elif via == "kcore":
@@ -214,7 +217,7 @@ class Kernel:
         data = out.getvalue() if isinstance(out, io.BytesIO) and sink is None else None
         return data, report
 
-    def _read_kcore(self, addr: int, size: int, sink: BinaryIO) -> ReadReport:
+    def _read_kcore(self, addr: int, size: int, sink: Sink) -> ReadReport:
         from kcoretool.reader.vread import CHUNK
 
         core = self.core

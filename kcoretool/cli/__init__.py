@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, List, Optional
 import click
 
 from kcoretool import __version__
+from kcoretool.api import DEBUGINFO_MODES, debug_info_candidates
 from kcoretool.errors import KcoreToolError
 
 if TYPE_CHECKING:
@@ -103,11 +104,20 @@ class _LazyGroup(click.Group):
 
                 for sub in (readcmds.dump, readcmds.extract, readcmds.check):
                     cmd.add_command(sub)
+            if cmd is not None:
+                from kcoretool.cli.options import add_global_options
+
+                add_global_options(cmd)
             return cmd
         return super().get_command(ctx, name)
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="\b\nExample: kcoretool -c /var/crash/vmcore vmalloc list --kind vmalloc\n"
+    "The options above may also follow the command: kcoretool vmalloc list --json -c vmcore",
+)
 @click.option(
     "-c",
     "--core",
@@ -115,16 +125,24 @@ class _LazyGroup(click.Group):
     default="/proc/kcore",
     envvar="KCORETOOL_CORE",
     show_default=True,
+    show_envvar=True,
     metavar="PATH",
-    help="/proc/kcore, an ELF vmcore or a kdump-compressed file (env KCORETOOL_CORE).",
+    help="/proc/kcore, an ELF vmcore or a kdump-compressed file.",
 )
-@click.option("--vmlinux", metavar="PATH", help="Kernel debug info (vmlinux with DWARF).")
+@click.option(
+    "--vmlinux",
+    metavar="PATH",
+    help="Kernel debug info: a vmlinux with DWARF. Without it kcoretool looks in "
+    + ", ".join(debug_info_candidates("RELEASE"))
+    + ", else uses the kernel's BTF (see --debuginfo).",
+)
 @click.option(
     "--debuginfo",
-    type=click.Choice(["auto", "dwarf", "btf"]),
+    type=click.Choice(DEBUGINFO_MODES),
     default="auto",
     envvar="KCORETOOL_DEBUGINFO",
     show_default=True,
+    show_envvar=True,
     help="Types and symbols from a vmlinux (dwarf), from the kernel's own BTF and kallsyms (btf), "
     "or dwarf when a vmlinux is found, else btf (auto).",
 )

@@ -7,6 +7,7 @@ from typing import Tuple
 import click
 
 from kcoretool.api import Core, DebugInfoPlan, NoteInfo, debuginfo_plan
+from kcoretool.cli.options import example
 from kcoretool.cli.output import emit_json, human, hx, table
 from kcoretool.errors import KcoreToolError
 
@@ -24,7 +25,8 @@ def _segment_summary(core: Core) -> str:
     return ", ".join(f"{kind} {n}" for kind, n in counts.items()) or "none"
 
 
-@click.command()
+@click.command(short_help="Release, page size, KASLR, CPUs, segments.",
+               epilog=example("kcoretool -c vmcore info"))
 @click.pass_context
 def info(ctx: click.Context) -> None:
     """What the core is: kernel release, page size, KASLR offset, CPUs, segments."""
@@ -72,7 +74,8 @@ def _debuginfo_plan(ctx: click.Context, core: Core) -> DebugInfoPlan:
     return debuginfo_plan(core, ctx.obj.debuginfo, ctx.obj.vmlinux)
 
 
-@click.command()
+@click.command(short_help="Every PT_LOAD with addresses, sizes, kind.",
+               epilog=example("kcoretool -c vmcore segments"))
 @click.pass_context
 def segments(ctx: click.Context) -> None:
     """Every PT_LOAD with its addresses, sizes and kind."""
@@ -96,7 +99,8 @@ def segments(ctx: click.Context) -> None:
                      colalign=("right", "left", "right", "right", "right", "right", "right", "right")))
 
 
-@click.command()
+@click.command(short_help="The ELF notes.",
+               epilog=example("kcoretool -c vmcore notes --json"))
 @click.pass_context
 def notes(ctx: click.Context) -> None:
     """The ELF notes: CPU register notes, process info, task_struct, VMCOREINFO."""
@@ -149,11 +153,12 @@ def _note_summary(core: Core, note: NoteInfo) -> str:
     return ""
 
 
-@click.command()
+@click.command(short_help="The VMCOREINFO text, or selected keys.",
+               epilog=example("kcoretool -c vmcore vmcoreinfo PAGESIZE 'SYMBOL(_stext)'"))
 @click.argument("keys", nargs=-1)
 @click.pass_context
 def vmcoreinfo(ctx: click.Context, keys: Tuple[str, ...]) -> None:
-    """Print VMCOREINFO (all of it, or the KEYs given, e.g. PAGESIZE 'SYMBOL(_stext)')."""
+    """Print VMCOREINFO: all of it, or only the KEYs given."""
     core = _core(ctx)
     info = core.vmcoreinfo
     if info is None:

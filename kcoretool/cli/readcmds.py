@@ -4,7 +4,6 @@ page tables for vmalloc memory), ``vmalloc dump``, ``vmalloc extract`` and
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +14,7 @@ from typing import BinaryIO, Dict, List, Optional, Tuple
 import click
 
 from kcoretool.api import DEFECTS, KINDS, PAGE_STATES, Area, Core, Kernel, ReadReport, summarize
+from kcoretool.cli.options import ProgressSink, byte_progress, example, item_progress
 from kcoretool.cli.output import emit_json, hexdump_lines, hx, parse_address, parse_size, table
 from kcoretool.errors import AddressError, KcoreToolError
 
@@ -67,7 +67,9 @@ def read_via_reader(ctx: click.Context, addr: int, size: int, output: Optional[s
     if output is not None:
         out: BinaryIO = sys.stdout.buffer if output == "-" else open(output, "wb")
         try:
-            _, report = k.read(addr, size, out, via=via, force_io=force_io, sparse=sparse)
+            with byte_progress(size, "reading") as bar:
+                _, report = k.read(addr, size, ProgressSink(out, bar), via=via, force_io=force_io,
+                                   sparse=sparse)
         finally:
             if out is sys.stdout.buffer:
                 out.flush()
@@ -91,14 +93,15 @@ def read_via_reader(ctx: click.Context, addr: int, size: int, output: Optional[s
         click.echo(line, err=True)
 
 
-@click.command()
+@click.command(short_help="Hexdump or raw bytes of kernel memory.",
+               epilog=example("kcoretool -c vmcore read --map 0xffffc90000100000 0x4000"))
 @click.argument("address")
 @click.argument("length", required=False, default="256")
 @click.option("-o", "--output", metavar="FILE", help="Write raw bytes to FILE ('-' for stdout) instead of a hexdump.")
 @click.option("--physical", is_flag=True, help="ADDRESS is a physical address.")
 @click.option("--via", type=click.Choice(["auto", "elf", "pagetable", "kcore"]), default="auto", show_default=True,
               help="elf: the core's segments; pagetable: the kernel's page tables with vmalloc semantics "
-                   "(needs debug info); kcore: the live kernel's own vread; auto: pagetable for vmalloc "
+                   "(types from DWARF or BTF); kcore: the live kernel's own vread; auto: pagetable for vmalloc "
                    "and module addresses the segments do not hold as plain memory, elf otherwise.")
 @click.option("--map", "show_map", is_flag=True, help="Print the runs of page states instead of a hexdump.")
 @click.option("--force-io", is_flag=True, help="Read ioremap areas (device memory) too.")
@@ -127,9 +130,11 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
     if output is not None:
         out = sys.stdout.buffer if output == "-" else open(output, "wb")
         try:
-            for pos in range(addr, addr + size, CHUNK):
-                res = core.read_ex(pos, min(CHUNK, addr + size - pos), physical)
-                out.write(res.data)
+            with byte_progress(size, "reading") as bar:
+                for pos in range(addr, addr + size, CHUNK):
+                    res = core.read_ex(pos, min(CHUNK, addr + size - pos), physical)
+                    out.write(res.data)
+                    bar.update(len(res.data))
                 zero_runs += res.zero_filled
         finally:
             if out is not sys.stdout.buffer:
@@ -178,7 +183,8 @@ def _area_for(ctx: click.Context, address: str) -> Area:
     return area
 
 
-@click.command("dump")
+@click.command("dump", short_help="Write one whole area to a file.",
+               epilog=example("kcoretool vmalloc dump 0xffffc90000100000 -o area.bin"))
 @click.argument("address")
 @click.option("-o", "--output", metavar="FILE", required=True, help="Where to write the area ('-' for stdout).")
 @click.option("--with-guard", is_flag=True, help="Include the trailing guard page (zeros).")
@@ -193,7 +199,8 @@ def dump(ctx: click.Context, address: str, output: str, with_guard: bool, force_
     lo, hi = (area.start, area.end) if with_guard else area.data_span(ps)
     out: BinaryIO = sys.stdout.buffer if output == "-" else open(output, "wb")
     try:
-        _, report = k.read(lo, hi - lo, out, force_io=force_io, sparse=sparse)
+        with byte_progress(hi - lo, "dumping") as bar:
+            _, report = k.read(lo, hi - lo, ProgressSink(out, bar), force_io=force_io, sparse=sparse)
     finally:
         if out is sys.stdout.buffer:
             out.flush()
@@ -215,7 +222,8 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text)[:80]
 
 
-@click.command("extract")
+@click.command("extract", short_help="One file per area, with a manifest.",
+               epilog=example("kcoretool -c vmcore vmalloc extract --kind vm_map_ram -o out/"))
 @click.option("-o", "--output", "outdir", metavar="DIR", required=True, help="Directory for one file per area.")
 @click.option("--kind", "kinds", multiple=True, metavar="KIND",
               help="Only these kinds (repeatable; default: " + ", ".join(DEFAULT_EXTRACT_KINDS) + ").")
@@ -248,9 +256,7 @@ def extract(ctx: click.Context, outdir: str, kinds: Tuple[str, ...], caller: Opt
     reader = k.reader(force_io=force_io, sparse=sparse)
     manifest: List[Dict[str, object]] = []
     totals: Dict[str, int] = {}
-    show_bar = sys.stderr.isatty() and not ctx.find_root().obj.json
-    with click.progressbar(selected, label="extracting", file=sys.stderr,
-                           show_pos=True) if show_bar else contextlib.nullcontext(selected) as bar:
+    with item_progress(selected, "extracting") as bar:
         for area in bar:
             start, end = area.data_span(model.page_size)
             caller_sym = area.vm.caller_symbol if area.vm is not None else None
@@ -287,7 +293,8 @@ class _HashingSink:
         return self.f.write(data)
 
 
-@click.command("check")
+@click.command("check", short_help="Live: /proc/kcore vs the page tables.",
+               epilog=example("kcoretool vmalloc check --kind vmap_block"))
 @click.option("--kind", "kinds", multiple=True, metavar="KIND",
               help="Only these kinds (default: " + ", ".join(CHECK_KINDS) + ").")
 @click.pass_context
@@ -299,8 +306,9 @@ def check(ctx: click.Context, kinds: Tuple[str, ...]) -> None:
     checker = k.checker()
     model = k.vmalloc()
     results = []
-    for area in model.select(kinds=kinds or CHECK_KINDS):
-        results.append(checker.check(area))
+    with item_progress(list(model.select(kinds=kinds or CHECK_KINDS)), "checking") as bar:
+        for area in bar:
+            results.append(checker.check(area))
     bad = [r for r in results if r.mismatches]
     changing = sum(len(r.changing) for r in results)
     totals = summarize(results)

@@ -3,10 +3,9 @@
 ``kcoretool vmalloc`` and ``kcoretool whatis``
 ----------------------------------------------
 
-Thin click commands over :mod:`kcoretool.model`: list, show, blocks, free,
-stats and whatis. They need kernel debug info (``--vmlinux`` or the
-standard places). Global options come from ``ctx.obj`` (core_path, vmlinux,
-json, debug); errors are :class:`~kcoretool.errors.KcoreToolError`.
+Thin click commands over :class:`kcoretool.api.Kernel`: list, show, blocks,
+free, stats and whatis. Global options come from ``ctx.obj`` (core_path,
+vmlinux, json, debug); errors are :class:`~kcoretool.errors.KcoreToolError`.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import click
 
 from kcoretool.api import KINDS, Kernel, VmallocModel, VmapBlock, iter_areas_json
+from kcoretool.cli.options import example
 from kcoretool.cli.output import emit_json, human, parse_address, parse_size, stream_table, table
 from kcoretool.errors import AddressError
 
@@ -66,9 +66,12 @@ def _echo_stream(chunks: Iterable[str]) -> None:
     click.echo("")
 
 
-@click.group("vmalloc")
+@click.group("vmalloc", short_help="vmap areas, blocks, free space; read them.",
+               epilog=example("kcoretool -c vmcore vmalloc stats"))
 def vmalloc() -> None:
-    """vmalloc areas, vmap blocks, lazy areas and free space (needs debug info)."""
+    """vmalloc areas, vmap blocks, lazy areas and free space, and reading
+    them.  Types and symbols come from a vmlinux or, without one, from the
+    kernel's own BTF and kallsyms (see kcoretool --help)."""
 
 
 def _parse_range(text: str, ctx: click.Context) -> Tuple[int, int]:
@@ -78,23 +81,25 @@ def _parse_range(text: str, ctx: click.Context) -> Tuple[int, int]:
     return _addr(lo, ctx), _addr(hi, ctx)
 
 
-@vmalloc.command("list")
+@vmalloc.command("list", short_help="Busy areas, one per line.",
+               epilog=example("kcoretool -c vmcore vmalloc list --caller 'kvmalloc*' --sort size --reverse"))
 @click.option("--kind", "kinds", multiple=True, metavar="KIND",
-              help="Only these kinds (repeatable): " + ", ".join(
-                  ("vmalloc", "vmap", "ioremap", "user-mapped", "dma-coherent", "sparse", "exec",
-                   "uninitialised", "vm_map_ram", "vmap_block", "lazy", "pooled", "other")))
+              help="Only these kinds (repeatable): " + ", ".join(KINDS) + ".")
 @click.option("--caller", metavar="GLOB", help="Caller symbol glob, e.g. 'kvmalloc*'.")
 @click.option("--min-size", metavar="SIZE", help="Only areas at least this big (4096, 0x1000, 4K).")
 @click.option("--range", "addr_range", metavar="A-B", help="Only areas overlapping [A, B).")
-@click.option("--sort", "sort_key", type=click.Choice(_SORTS), default="start", show_default=True)
+@click.option("--sort", "sort_key", type=click.Choice(_SORTS), default="start", show_default=True,
+              help="Order by start address, size, pages, kind or caller symbol.")
 @click.option("--reverse", is_flag=True, help="Reverse the sort.")
 @click.option("--lazy", "with_lazy", is_flag=True, help="Include lazy (unpurged) and pooled areas.")
-@click.option("--format", "fmt", type=click.Choice(_FORMATS), default=None,
-              help="table (default), json, or vmallocinfo (/proc/vmallocinfo of this kernel).")
+@click.option("--format", "fmt", type=click.Choice(_FORMATS), default=None, show_default="table",
+              help="table, json (as --json), or vmallocinfo (this kernel's /proc/vmallocinfo).")
 @click.pass_context
 def list_(ctx: click.Context, kinds: Tuple[str, ...], caller: Optional[str], min_size: Optional[str],
           addr_range: Optional[str], sort_key: str, reverse: bool, with_lazy: bool, fmt: Optional[str]) -> None:
     """List busy vmap areas: start, end, size, kind, pages, caller, flags."""
+    if fmt not in (None, "json") and getattr(_obj(ctx), "json", False):
+        raise click.UsageError(f"--json and --format {fmt} ask for different outputs; give one")
     for k in kinds:
         if k not in KINDS:
             raise click.BadParameter(f"unknown kind {k!r}; one of {', '.join(KINDS)}",
@@ -149,7 +154,8 @@ def list_(ctx: click.Context, kinds: Tuple[str, ...], caller: Optional[str], min
     click.echo(f"{len(areas)} area(s); layout {m.layout.label}")
 
 
-@vmalloc.command("show")
+@vmalloc.command("show", short_help="Everything about one area.",
+               epilog=example("kcoretool -c vmcore vmalloc show 0xffffc90000100000 --pages"))
 @click.argument("address")
 @click.option("--pages", "with_pages", is_flag=True, help="Also list the physical address of each page.")
 @click.pass_context
@@ -216,7 +222,8 @@ def _block_lines(b: VmapBlock, ps: int) -> List[str]:
     return out
 
 
-@vmalloc.command("blocks")
+@vmalloc.command("blocks", short_help="vmap blocks and their pieces, per CPU.",
+               epilog=example("kcoretool -c vmcore vmalloc blocks"))
 @click.pass_context
 def blocks(ctx: click.Context) -> None:
     """vmap blocks (per-CPU vm_map_ram sub-allocators) and their pieces."""
@@ -243,7 +250,8 @@ def blocks(ctx: click.Context) -> None:
     click.echo(f"{len(m.blocks)} block(s); layout {m.layout.label}")
 
 
-@vmalloc.command("free")
+@vmalloc.command("free", short_help="Free holes; where would SIZE fit.",
+               epilog=example("kcoretool -c vmcore vmalloc free --fits 64M"))
 @click.option("--fits", metavar="SIZE", help="Where would an allocation of SIZE bytes go?")
 @click.option("--align", metavar="A", default=None, help="Alignment for --fits (default PAGE_SIZE).")
 @click.option("--all", "show_all", is_flag=True, help="List every hole.")
@@ -293,7 +301,8 @@ def free(ctx: click.Context, fits: Optional[str], align: Optional[str], show_all
                           ("START", "END", "SIZE")))
 
 
-@vmalloc.command("stats")
+@vmalloc.command("stats", short_help="Totals by kind and caller; lazy pages.",
+               epilog=example("kcoretool -c vmcore vmalloc stats --top 5"))
 @click.option("--top", default=15, show_default=True, help="How many callers to show.")
 @click.pass_context
 def stats(ctx: click.Context, top: int) -> None:
@@ -328,7 +337,8 @@ def stats(ctx: click.Context, top: int) -> None:
     click.echo(f"vmap blocks: {st['blocks']}")
 
 
-@click.command("whatis")
+@click.command("whatis", short_help="Which area, module, stack or page ADDR is.",
+               epilog=example("kcoretool -c vmcore whatis 0xffffc90000101010"))
 @click.argument("address")
 @click.pass_context
 def whatis(ctx: click.Context, address: str) -> None:

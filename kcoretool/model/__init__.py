@@ -23,9 +23,9 @@ if TYPE_CHECKING:
         vm_numa_counts,
         vm_page_physaddrs,
     )
+    from kcoretool.model.identify import whatis
     from kcoretool.model.vmalloc import KINDS, Area, FreeHole, VmallocModel, VmapBlock, VmStruct
     from kcoretool.model.vmallocinfo import vmallocinfo_lines
-    from kcoretool.model.identify import whatis
 
 _HOME = {
     "Area": "vmalloc",

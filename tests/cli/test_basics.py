@@ -171,3 +171,74 @@ def test_elf_commands_do_not_import_drgn():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'drgn'))")
     out = subprocess.run([sys.executable, "-c", code, core], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines()[-1] == "[]"
+
+
+FIXTURE = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures" / "kcore-6.1.core")
+DEMO = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures" / "demo" / "demo-6.12.kdump")
+
+
+def test_global_options_after_the_command():
+    before = run("-c", FIXTURE, "--json", "info")
+    after = run("info", "--json", "-c", FIXTURE)
+    assert (before.returncode, after.returncode) == (0, 0)
+    assert after.stdout == before.stdout and '"release": "6.1.0-56-amd64"' in after.stdout
+    # After the command, a value overrides the one before it.
+    assert run("-c", "/nonexistent", "segments", "--core", FIXTURE).stdout == run("-c", FIXTURE, "segments").stdout
+
+
+def test_vmalloc_list_json_after_the_command():
+    r = run("vmalloc", "list", "--kind", "vmap_block", "--json", "-c", DEMO)
+    assert r.returncode == 0, r.stderr
+    rows = __import__("json").loads(r.stdout)
+    assert [(x["kind"], hex(x["start"])) for x in rows] == [("vmap_block", "0xff4222ae40d00000")]
+    both = run("-c", DEMO, "vmalloc", "list", "--json", "--format", "table")
+    assert both.returncode == 2
+    assert "Error: --json and --format table ask for different outputs; give one" in both.stderr
+
+
+def test_every_help_has_an_example_and_a_whole_short_help():
+    import click
+    from click.testing import CliRunner
+
+    from kcoretool.cli import cli
+
+    top = CliRunner().invoke(cli, ["--help"])
+    assert "KCORETOOL_DEBUGINFO" in top.output and "/boot/vmlinux-RELEASE" in top.output
+    listing = top.output.split("Commands:")[1].split("\n\n")[0].splitlines()
+    assert listing and not [line for line in listing if line.endswith(("...", "e.g."))]
+    seen = []
+
+    def walk(path):
+        r = CliRunner().invoke(cli, [*path, "--help"])
+        assert r.exit_code == 0 and "Example: kcoretool" in r.output, path
+        assert "needs debug info" not in r.output, path
+        seen.append(" ".join(path))
+        ctx = click.Context(cli)
+        group = cli.get_command(ctx, path[0]) if path else cli
+        for p in path[1:]:
+            group = group.get_command(ctx, p)
+        if hasattr(group, "list_commands"):
+            for name in group.list_commands(ctx):
+                walk([*path, name])
+
+    walk([])
+    assert "vmalloc extract" in seen and "whatis" in seen and len(seen) >= 16
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    import io
+
+    from kcoretool.cli import options
+
+    out = io.BytesIO()
+    with options.byte_progress(64 << 20, "reading") as bar:
+        options.ProgressSink(out, bar).write(b"x" * 10)
+    assert out.getvalue() == b"x" * 10  # no bar: stderr is not a terminal here
+    err = io.StringIO()
+    monkeypatch.setattr(options, "_show_progress", lambda: True)
+    monkeypatch.setattr(options.sys, "stderr", err)
+    with options.byte_progress(64 << 20, "reading") as bar:
+        bar.update(32 << 20)
+    assert "reading" in err.getvalue()
+    with options.byte_progress(1 << 20, "reading") as bar:  # small reads: none
+        assert not hasattr(bar, "render_progress")
