@@ -89,10 +89,15 @@ class Kernel:
 
     def symbol_address(self, name: str) -> Optional[int]:
         """The address of a kernel symbol, or None if the kernel has none."""
-        try:
-            return int(self.prog.symbol(name).address)
-        except LookupError:
-            return None
+        from kcoretool.kernel.program import load_symbols
+
+        for attempt in range(2):
+            try:
+                return int(self.prog.symbol(name).address)
+            except LookupError:
+                if attempt == 0:
+                    load_symbols(self.prog)  # a module's, or one only kallsyms has
+        return None
 
     # -- the model -------------------------------------------------------------
 

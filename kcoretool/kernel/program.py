@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from typing import Iterable, Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import drgn
 
@@ -23,7 +23,16 @@ from kcoretool.debuginfo.plan import DebugInfoPlan, debug_info_candidates, insta
 from kcoretool.errors import AccessError, CoreFormatError, DebugInfoError
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 
-__all__ = ("LIVE", "debug_info_candidates", "debuginfo_of", "install_hint", "open_program", "vmcoreinfo_of")
+__all__ = (
+    "LIVE",
+    "debug_info_candidates",
+    "debuginfo_of",
+    "install_hint",
+    "load_module_symbols",
+    "load_symbols",
+    "open_program",
+    "vmcoreinfo_of",
+)
 
 LIVE = "/proc/kcore"
 
@@ -90,7 +99,9 @@ def open_program(
     :func:`kcoretool.debuginfo.plan.plan_debuginfo`): ``debuginfo="auto"``
     uses DWARF from ``vmlinux`` or the standard places when there is one,
     else the kernel's BTF and kallsyms; ``"dwarf"`` and ``"btf"`` force one.
-    Module symbols come from the modules' in-memory kallsyms.
+    Module symbols (``modules=True``) are loaded on first need
+    (:func:`load_module_symbols`); callers are named from the kernel's own
+    kallsyms (:mod:`kcoretool.kernel.symbolize`).
 
     :raises AccessError: the core is missing or not readable.
     :raises CoreFormatError: not a Linux kernel core drgn can read.
@@ -125,12 +136,51 @@ def open_program(
     else:
         plan = _use_dwarf(prog, plan, release, vmlinux, [*plan.dwarf_paths, *extra_debug_paths], search, live)
     prog.cache["kcoretool_debuginfo"] = plan
-    # Callers read as the kernel prints them (%pS), under DWARF as under BTF.
-    use_kallsyms(prog)
-    if modules:
-        with _quiet_drgn():
-            _load_module_info(prog, plan.dwarf_paths if plan.kind == "dwarf" else ())
+    # Loaded on first need: load_module_symbols(), load_symbols().
+    prog.cache["kcoretool_modules"] = "wanted" if modules else "none"
     return prog
+
+
+def load_module_symbols(prog: drgn.Program) -> None:
+    """
+    Module symbols from the modules' in-memory kallsyms, and drgn's module
+    objects (``prog.module(addr)``), for a program :func:`open_program`
+    opened: loaded on the first module caller -- most of a listing is core
+    kernel, and loading costs time on a live kernel.  A program from a drgn
+    session keeps the symbols its owner loaded.
+    """
+    if prog.cache.get("kcoretool_modules") != "wanted":
+        return
+    prog.cache["kcoretool_modules"] = "kallsyms"
+    with _quiet_drgn():
+        try:
+            prog.create_loaded_modules()
+        except (ValueError, LookupError, drgn.FaultError):
+            pass
+        _register_module_kallsyms(prog)
+
+
+def load_symbols(prog: drgn.Program) -> None:
+    """
+    Every symbol drgn can have, for commands that look up arbitrary
+    addresses or names (``whatis``, ``SYMBOL+OFF``): kallsyms first among
+    the symbol finders, so names read as the kernel prints them under DWARF
+    as under BTF, and modules' DWARF where found, else their kallsyms.
+    """
+    state = prog.cache.get("kcoretool_modules")
+    if state not in ("wanted", "kallsyms"):
+        return
+    prog.cache["kcoretool_modules"] = "all"
+    use_kallsyms(prog)
+    plan = debuginfo_of(prog)
+    with _quiet_drgn():
+        try:
+            prog.load_debug_info(list(plan.dwarf_paths) if plan is not None and plan.kind == "dwarf" else [],
+                                 default=True)
+        except (drgn.MissingDebugInfoError, ValueError, LookupError, drgn.FaultError):
+            pass
+        if state == "wanted":
+            _register_module_kallsyms(prog)
 
 
 def _use_btf(prog: drgn.Program, plan: DebugInfoPlan, live: bool) -> DebugInfoPlan:
@@ -176,14 +226,8 @@ def _use_dwarf(prog: drgn.Program, plan: DebugInfoPlan, release: str, vmlinux: O
     return dataclasses.replace(plan, source=plan.source or "drgn's debug info search")
 
 
-def _load_module_info(prog: drgn.Program, paths: Iterable[str]) -> None:
-    """Best effort: module DWARF, else kallsyms for module symbols."""
-    try:
-        prog.load_debug_info(list(paths), default=True)
-    except drgn.MissingDebugInfoError:
-        pass
-    except (ValueError, LookupError, drgn.FaultError):
-        pass
+def _register_module_kallsyms(prog: drgn.Program) -> None:
+    """Best effort: modules' in-memory symbol tables as a symbol finder."""
     try:
         from drgn.helpers.linux.kallsyms import load_module_kallsyms
 

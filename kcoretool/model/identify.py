@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 
 import drgn
 
+from kcoretool.kernel.program import load_symbols
 from kcoretool.model.vmalloc import VmallocModel
 
 __all__ = ("whatis",)
@@ -27,6 +28,7 @@ def whatis(prog: drgn.Program, addr: int, model: Optional[VmallocModel] = None) 
     "task stack", "slab object", "direct map", "kernel symbol", ...) and
     details. An empty ``what`` means nothing recognised it.
     """
+    load_symbols(prog)  # any address: every symbol, modules' included
     what: List[Dict[str, Any]] = []
     if model is not None:
         a = model.find(addr)
