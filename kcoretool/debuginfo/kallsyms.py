@@ -149,19 +149,23 @@ class KallsymsTable:
         """The compressed names, read in pieces up to the last entry, and the
         offset of every 256th entry (what ``kallsyms_markers`` holds)."""
         if self._names is None:
-            buf = bytearray()
+            # scripts/kallsyms.c lays the names out before the token table
+            # (markers, and from v6.2 seqs_of_names, in between): one read.
+            span = self._token_table - self._names_addr
+            if not 0 < span <= 64 << 20:
+                raise ValueError(f"kallsyms_names is {span:#x} bytes before kallsyms_token_table")
+            names = self._read(self._names_addr, span)
             markers = self._markers
             pos = 0
-            for i in range(self.num):
-                if not i & 0xFF:
-                    markers.append(pos)
-                while len(buf) < pos + 2:
-                    buf += self._read(self._names_addr + len(buf), 1 << 16)
-                n = buf[pos]
-                pos += ((n & 0x7F) | (buf[pos + 1] << 7)) + 2 if n & 0x80 else n + 1
-            while len(buf) < pos:
-                buf += self._read(self._names_addr + len(buf), pos - len(buf))
-            self._names = bytes(buf)
+            try:
+                for i in range(self.num):
+                    if not i & 0xFF:
+                        markers.append(pos)
+                    n = names[pos]
+                    pos += ((n & 0x7F) | (names[pos + 1] << 7)) + 2 if n & 0x80 else n + 1
+            except IndexError:
+                raise ValueError("kallsyms_names runs into kallsyms_token_table") from None
+            self._names = names
         return self._names
 
     def _load_tokens(self) -> List[str]:

@@ -84,6 +84,7 @@ GLOBALS: Dict[str, str] = {
     "task_struct_cachep": "struct kmem_cache *",
     "thread_stack_cache": "struct kmem_cache *",
     "modules": "struct list_head",
+    "mod_tree": "struct mod_tree_root",
     # kernel/bpf/btf.c: each loaded module's parsed BTF (module BTF on a vmcore)
     "btf_modules": "struct list_head",
     "jiffies": "volatile unsigned long",

@@ -28,7 +28,6 @@ __all__ = (
     "debug_info_candidates",
     "debuginfo_of",
     "install_hint",
-    "load_module_symbols",
     "load_symbols",
     "open_program",
     "vmcoreinfo_of",
@@ -71,6 +70,26 @@ def _quiet_drgn() -> Iterator[None]:
         logger.setLevel(old)
 
 
+#: drgn's own plugins that add commands to its CLI: nothing for a program
+#: kcoretool opens, and importing them costs ~0.3 s CPU (other plugins, such
+#: as debug info finders, still load).
+_COMMAND_PLUGINS = ("builtin_commands", "crash_commands")
+
+
+@contextlib.contextmanager
+def _without_command_plugins() -> Iterator[None]:
+    old = os.environ.get("DRGN_DISABLE_PLUGINS")
+    if old != "*":
+        os.environ["DRGN_DISABLE_PLUGINS"] = ",".join(filter(None, [old, *_COMMAND_PLUGINS]))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("DRGN_DISABLE_PLUGINS", None)
+        else:
+            os.environ["DRGN_DISABLE_PLUGINS"] = old
+
+
 def _has_vmalloc_types(prog: drgn.Program) -> bool:
     try:
         prog.type("struct vmap_area")
@@ -100,7 +119,7 @@ def open_program(
     uses DWARF from ``vmlinux`` or the standard places when there is one,
     else the kernel's BTF and kallsyms; ``"dwarf"`` and ``"btf"`` force one.
     Module symbols (``modules=True``) are loaded on first need
-    (:func:`load_module_symbols`); callers are named from the kernel's own
+    (:func:`load_symbols`); callers are named from the kernel's own
     kallsyms (:mod:`kcoretool.kernel.symbolize`).
 
     :raises AccessError: the core is missing or not readable.
@@ -111,10 +130,11 @@ def open_program(
     path = core_path or LIVE
     prog = drgn.Program()
     try:
-        if path == LIVE:
-            prog.set_kernel()
-        else:
-            prog.set_core_dump(path)
+        with _without_command_plugins():
+            if path == LIVE:
+                prog.set_kernel()
+            else:
+                prog.set_core_dump(path)
     except FileNotFoundError:
         raise AccessError(f"{path}: no such file") from None
     except PermissionError:
@@ -136,28 +156,9 @@ def open_program(
     else:
         plan = _use_dwarf(prog, plan, release, vmlinux, [*plan.dwarf_paths, *extra_debug_paths], search, live)
     prog.cache["kcoretool_debuginfo"] = plan
-    # Loaded on first need: load_module_symbols(), load_symbols().
+    # Loaded on first need (load_symbols()); callers need none of it.
     prog.cache["kcoretool_modules"] = "wanted" if modules else "none"
     return prog
-
-
-def load_module_symbols(prog: drgn.Program) -> None:
-    """
-    Module symbols from the modules' in-memory kallsyms, and drgn's module
-    objects (``prog.module(addr)``), for a program :func:`open_program`
-    opened: loaded on the first module caller -- most of a listing is core
-    kernel, and loading costs time on a live kernel.  A program from a drgn
-    session keeps the symbols its owner loaded.
-    """
-    if prog.cache.get("kcoretool_modules") != "wanted":
-        return
-    prog.cache["kcoretool_modules"] = "kallsyms"
-    with _quiet_drgn():
-        try:
-            prog.create_loaded_modules()
-        except (ValueError, LookupError, drgn.FaultError):
-            pass
-        _register_module_kallsyms(prog)
 
 
 def load_symbols(prog: drgn.Program) -> None:
@@ -168,7 +169,7 @@ def load_symbols(prog: drgn.Program) -> None:
     as under BTF, and modules' DWARF where found, else their kallsyms.
     """
     state = prog.cache.get("kcoretool_modules")
-    if state not in ("wanted", "kallsyms"):
+    if state != "wanted":
         return
     prog.cache["kcoretool_modules"] = "all"
     use_kallsyms(prog)
@@ -179,8 +180,7 @@ def load_symbols(prog: drgn.Program) -> None:
                                  default=True)
         except (drgn.MissingDebugInfoError, ValueError, LookupError, drgn.FaultError):
             pass
-        if state == "wanted":
-            _register_module_kallsyms(prog)
+        _register_module_kallsyms(prog)
 
 
 def _use_btf(prog: drgn.Program, plan: DebugInfoPlan, live: bool) -> DebugInfoPlan:

@@ -15,7 +15,7 @@ import drgn
 
 from kcoretool.debuginfo.kallsyms import KallsymsTable
 from kcoretool.errors import CoreFormatError
-from kcoretool.kernel.program import load_module_symbols, vmcoreinfo_of
+from kcoretool.kernel.program import vmcoreinfo_of
 
 __all__ = ("Symbolizer", "kallsyms_table")
 
@@ -41,8 +41,8 @@ class Symbolizer:
     Core-kernel addresses are looked up in the kernel's own kallsyms tables
     the way ``%pS`` looks them up (:class:`KallsymsTable`: only the names
     asked for are decoded), so the text is the kernel's exactly, with DWARF
-    or without.  Other addresses (modules) go through ``prog.symbol()``,
-    whose module symbols are loaded on the first such caller.
+    or without.  A module's address is named from that module's own symbol
+    table, read at its first caller.
     """
 
     def __init__(self, prog: drgn.Program, kallsyms_size: bool = False) -> None:
@@ -57,6 +57,7 @@ class Symbolizer:
         self._cache: Dict[int, Optional[str]] = {}
         self._sym: Dict[int, Optional[Tuple[str, int]]] = {}
         self._table = kallsyms_table(prog)
+        self._modules: Dict[int, Tuple[drgn.SymbolIndex, str]] = {}
 
     def symbol(self, addr: int) -> Optional[Tuple[str, int]]:
         """``(name, offset)`` or None."""
@@ -85,21 +86,44 @@ class Symbolizer:
         return text
 
     def _elsewhere(self, addr: int) -> Tuple[Optional[Tuple[str, int]], Optional[str]]:
-        """A module's (or, with no kallsyms table, any) address, through drgn."""
-        load_module_symbols(self.prog)
-        try:
-            s = self.prog.symbol(addr)
-        except (LookupError, ValueError, OverflowError):
+        """A module's address: that module's own symbol table (its kallsyms,
+        read on its first caller), or -- with no kallsyms table for the core
+        kernel -- whatever symbols ``prog`` has."""
+        found = self._module_symbol(addr)
+        if found is not None:
+            index, module = found
+            syms = index(self.prog, None, addr, True)
+        else:
+            index, module = None, None
+            try:
+                syms = [self.prog.symbol(addr)]
+            except (LookupError, ValueError, OverflowError):
+                syms = []
+        if not syms:
             return None, None
+        s = syms[0]
         off = addr - s.address
-        size = self._kallsyms_size(s) if self.kallsyms_size else s.size
-        text = f"{s.name}+{off:#x}/{size:#x}"
-        mod = self._module_name(addr)
-        if mod:
-            text += f" [{mod}]"
+        size = self._kallsyms_size(s, index) if self.kallsyms_size else s.size
+        text = f"{s.name}+{off:#x}/{size:#x}" + (f" [{module}]" if module else "")
         return (s.name, off), text
 
-    def _kallsyms_size(self, s: drgn.Symbol) -> int:
+    def _module_symbol(self, addr: int) -> Optional[Tuple[drgn.SymbolIndex, str]]:
+        """``(symbol index of the module holding addr, its name)``."""
+        from drgn.helpers.linux.kallsyms import module_kallsyms
+        from drgn.helpers.linux.module import address_to_module
+
+        try:
+            mod = address_to_module(self.prog, addr)
+            if not mod:
+                return None
+            key = mod.value_()
+            if key not in self._modules:
+                self._modules[key] = (drgn.SymbolIndex(module_kallsyms(mod)), mod.name.string_().decode())
+        except (LookupError, ValueError, drgn.FaultError):
+            return None
+        return self._modules[key]
+
+    def _kallsyms_size(self, s: drgn.Symbol, index: Optional[drgn.SymbolIndex]) -> int:
         """
         The size ``%pS`` prints: kallsyms has no sizes and reports the
         distance to the next symbol (alignment padding included), where the
@@ -114,7 +138,11 @@ class Symbolizer:
         # (the first prog.symbols() call would build a second one).
         for _ in range(17):
             try:
-                x = self.prog.symbol(probe)
+                if index is not None:
+                    found = index(self.prog, None, probe, True)
+                    x = found[0] if found else None
+                else:
+                    x = self.prog.symbol(probe)
             except (LookupError, ValueError, OverflowError):
                 x = None
             if x is not None and x.address > s.address:
@@ -123,12 +151,3 @@ class Symbolizer:
             if probe - end > 256:
                 break
         return s.size
-
-    def _module_name(self, addr: int) -> Optional[str]:
-        try:
-            m = self.prog.module(addr)
-        except (LookupError, ValueError, AttributeError):
-            return None
-        if isinstance(m, drgn.RelocatableModule):
-            return m.name
-        return None

@@ -40,7 +40,7 @@ def build(symbols: List[Tuple[int, str]], absolute_percpu: bool = True) -> Tuple
         "kallsyms_offsets": (0x1000, struct.pack(f"<{len(offsets)}i", *offsets)),
         "kallsyms_relative_base": (0x100000, struct.pack("<Q", BASE)),
         "kallsyms_num_syms": (0x100100, struct.pack("<I", len(symbols))),
-        "kallsyms_names": (0x200000, names + bytes(1 << 16)),
+        "kallsyms_names": (0x200000, names + bytes(0x200000 - len(names))),  # up to the token table
         "kallsyms_token_table": (0x400000, table + bytes(256)),
         "kallsyms_token_index": (0x500000, struct.pack("<256H", *index)),
     }
