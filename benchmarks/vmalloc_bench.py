@@ -83,6 +83,7 @@ def one(n: int, layout: str, skip_raw: bool) -> dict:
         assert got == n, got
         gc.collect()
 
+    cpu0 = time.process_time()
     t = time.perf_counter()
     m = from_program(prog)
     out["model_s"] = round(time.perf_counter() - t, 3)
@@ -97,6 +98,7 @@ def one(n: int, layout: str, skip_raw: bool) -> dict:
     st = m.stats()
     out["stats_s"] = round(time.perf_counter() - t, 3)
     out["list_plus_stats_s"] = round(out["list_json_s"] + out["stats_s"], 3)
+    out["list_plus_stats_cpu_s"] = round(time.process_time() - cpu0, 3)
     out["json_mib"] = round(nbytes / 2**20, 1)
     out["rss_model_mib"] = round(rss_mib() - rss0)
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -131,7 +133,8 @@ def main() -> None:
             f"{n:>8} areas: raw drgn loop {res.get('raw_s', 'skipped')} s | "
             f"list --json {res['list_json_s']} s"
             + (f" ({res['ratio_list_json_vs_raw']}x raw)" if "ratio_list_json_vs_raw" in res else "")
-            + f" | list+stats {res['list_plus_stats_s']} s | model RSS +{res['rss_model_mib']} MiB"
+            + f" | list+stats {res['list_plus_stats_s']} s ({res['list_plus_stats_cpu_s']} s CPU)"
+            + f" | model RSS +{res['rss_model_mib']} MiB"
             f" | peak RSS {res['peak_rss_mib']} MiB (image build {res['build_s']} s)"
         )
         print("   ", json.dumps(res))

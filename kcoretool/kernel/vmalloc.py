@@ -185,13 +185,19 @@ class VmallocReader:
         return RawArea(*self._decode_va(addr, buf, node))
 
     def _areas_from_list(
-        self, head: int, log: WalkLog, what: str, limit: int, node: Optional[int]
+        self, head: int, log: WalkLog, what: str, limit: int, node: Optional[int],
+        ordered: bool = False,
     ) -> Iterator[Tuple[Any, ...]]:
         """
         Walk a list of ``vmap_area``\\ s; plain tuples in :class:`RawArea`
         order (namedtuples are slow). This is :func:`list_walk` inlined --
         the same checks (cycle, pointer, readability, limit) without a
         generator layer per area.
+
+        :param ordered: the kernel keeps the list sorted by address
+            (``link_va()`` inserts in order: the busy and free lists), so a
+            cycle shows as an address that does not grow -- checked without
+            remembering every entry (a million of them cost ~60 MiB).
         """
         prog = self.prog
         read = prog.read
@@ -212,33 +218,43 @@ class VmallocReader:
             return
         seen: Set[int] = set()
         add = seen.add
+        prev = -1
         count = 0
         while pos != head:
             if pos < KERNEL_HALF or pos & 7:
                 log.warn(f"{what}: invalid list pointer {pos:#x} after {count} entries")
                 return
-            if pos in seen:
-                log.warn(f"{what}: cycle at {pos:#x} after {count} entries")
-                return
+            if not ordered:
+                if pos in seen:
+                    log.warn(f"{what}: cycle at {pos:#x} after {count} entries")
+                    return
+                add(pos)
             if count >= limit:
                 log.warn(f"{what}: stopped after {limit} entries (limit)")
                 return
-            add(pos)
             addr = pos - member
             try:
                 buf = read(addr, size)
             except drgn.FaultError:
                 log.warn(f"{what}: entry {addr:#x} is unreadable after {count} entries")
                 return
-            count += 1
             if fast:
                 start, end, vm, flags = unpack(buf)
-                yield (addr, start, end, vm, flags, node)
+                t: Tuple[Any, ...] = (addr, start, end, vm, flags, node)
             elif nflags:
                 start, end, vm = unpack(buf)
-                yield (addr, start, end, vm, None, node)
+                t = (addr, start, end, vm, None, node)
             else:
-                yield decode(addr, buf, node)
+                t = decode(addr, buf, node)
+                start = t[1]
+            if ordered:
+                if start <= prev:
+                    log.warn(f"{what}: entry {addr:#x} starts at {start:#x}, not above the one before it "
+                             f"({prev:#x}): a cycle or a damaged list; stopped after {count} entries")
+                    return
+                prev = start
+            count += 1
+            yield t
             pos = next_at(buf, member)[0]
 
     def vmap_nodes(self, log: WalkLog) -> List[Tuple[int, int]]:
@@ -272,10 +288,10 @@ class VmallocReader:
             vn_t = prog.type("struct vmap_node")
             off = drgn.offsetof(vn_t, "busy.head")
             for i, vn in self.vmap_nodes(log):
-                yield self._areas_from_list(vn + off, log, f"vmap_nodes[{i}].busy", limit, i)
+                yield self._areas_from_list(vn + off, log, f"vmap_nodes[{i}].busy", limit, i, ordered=True)
         else:
             head = prog["vmap_area_list"].address_
-            yield self._areas_from_list(head, log, "vmap_area_list", limit, None)
+            yield self._areas_from_list(head, log, "vmap_area_list", limit, None, ordered=True)
 
     def lazy_tuples(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[Tuple[Any, ...]]:
         prog = self.prog
@@ -335,7 +351,7 @@ class VmallocReader:
         head = self.prog["free_vmap_area_list"].address_
         return [
             (t[1], t[2])
-            for t in self._areas_from_list(head, log, "free_vmap_area_list", limit, None)
+            for t in self._areas_from_list(head, log, "free_vmap_area_list", limit, None, ordered=True)
         ]
 
     # -- vm_struct ---------------------------------------------------------
