@@ -27,7 +27,7 @@ from typing import BinaryIO, Optional, Tuple
 from kcoretool.errors import KcoreToolError
 from kcoretool.reader.report import PageRun, ReadReport
 
-__all__ = ("Kernel", "from_program", "open_kernel")
+__all__ = ("Kernel", "diff", "from_program", "load_snapshot", "open_kernel")
 
 
 class Kernel:
@@ -58,6 +58,45 @@ class Kernel:
             self._model = model_from_program(self.prog)
             self._readers.clear()
         return self._model
+
+    def snapshot(self, refresh: bool = False):
+        """The model with what places it in time -- release, boot id, KASLR
+        offset, time -- as a :class:`kcoretool.model.snapshot.VmallocSnapshot`
+        (``refresh=True`` re-reads a live kernel first)."""
+        import time
+
+        from kcoretool.kernel.identity import boot_id, ktime_get_real_seconds
+        from kcoretool.model.snapshot import VmallocSnapshot
+
+        live = self.live
+        now = int(time.time())
+        model = self.vmalloc(refresh=refresh)
+        info = None
+        try:
+            info = self.vmcoreinfo()
+        except KcoreToolError:
+            pass
+        when: Optional[int] = now
+        when_source = "clock when the snapshot was taken"
+        if not live:
+            when = info.crash_time if info is not None else None
+            when_source = "crash time (VMCOREINFO CRASHTIME)"
+            if when is None:
+                when = ktime_get_real_seconds(self.prog)
+                when_source = "the kernel's clock in the dump (timekeeper xtime_sec)"
+            if when is None:
+                when_source = "unknown: no CRASHTIME and no readable timekeeper"
+        bid, bid_source = boot_id(self.prog)
+        if self.core is not None:
+            kind: Optional[str] = self.core.kind
+            path: Optional[str] = self.core.path
+        else:
+            kind, path = ("live" if live else None), None
+        return VmallocSnapshot(
+            model=model, release=model.release, boot_id=bid, boot_id_source=bid_source,
+            kaslr_offset=info.kernel_offset if info is not None else None,
+            time=when, time_source=when_source, source_path=path, source_kind=kind, live=live,
+        )
 
     # -- physical memory and page tables ---------------------------------------
 
@@ -190,6 +229,25 @@ def open_kernel(core_path: Optional[str] = None, vmlinux: Optional[str] = None, 
     core = open_core(path)  # one clear line for anything that is not a core
     prog = open_program(path, vmlinux, debuginfo=debuginfo)
     return Kernel(prog, core)
+
+
+def load_snapshot(path: str):
+    """A snapshot file (``kcoretool vmalloc snapshot -o``) read back into a
+    :class:`kcoretool.model.snapshot.VmallocSnapshot`."""
+    from kcoretool.model.snapshot import load_snapshot as _load
+
+    return _load(path)
+
+
+def diff(a, b, **filters):
+    """Compare two states -- each a snapshot or a :class:`Kernel` (whose
+    snapshot is taken now) -- into a :class:`kcoretool.model.diff.VmallocDiff`.
+    ``kinds=``, ``caller=`` (glob) and ``min_delta=`` (bytes) filter."""
+    from kcoretool.model.diff import diff as _diff
+
+    sa = a.snapshot() if isinstance(a, Kernel) else a
+    sb = b.snapshot() if isinstance(b, Kernel) else b
+    return _diff(sa, sb, **filters)
 
 
 def from_program(prog) -> Kernel:
