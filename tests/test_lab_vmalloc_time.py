@@ -91,7 +91,7 @@ def test_top_shows_growth(lab) -> None:
                               f"+{GROW * PAGES_EACH}"]
     # the default sort (+PAGES, high to low) puts the growth first
     table = blocks[1].splitlines()
-    first_row = table[table.index(next(l for l in table if l.startswith("-----"))) + 1]
+    first_row = table[table.index(next(x for x in table if x.startswith("-----"))) + 1]
     assert first_row.startswith("kct_grow [kcoretool_test] "), blocks[1]
 
 

@@ -114,7 +114,7 @@ def _state(ctx: click.Context, path: Optional[str]) -> Any:
 
 
 def _area_rows(areas: Iterable[Any], ps: int) -> List[Tuple[str, ...]]:
-    rows = []
+    rows: List[Tuple[str, ...]] = []
     for a in areas:
         vm = a.vm
         rows.append((f"{a.start:#x}", f"{a.end:#x}", human(a.end - a.start), a.kind, str(a.pages(ps)),
@@ -149,7 +149,9 @@ def _caller_rows(callers: Iterable[Any]) -> List[Tuple[str, ...]]:
 
 
 def _side(label: str, s: Any) -> str:
-    where = f"{s.file} (snapshot of {s.source or '?'}, {s.kind or '?'})" if s.file else f"{s.source or '?'} ({s.kind or '?'})"
+    where = f"{s.source or '?'} ({s.kind or '?'})"
+    if s.file:
+        where = f"{s.file} (snapshot of {s.source or '?'}, {s.kind or '?'})"
     return (f"{label}  {where}: {s.release or 'release ?'}, "
             f"boot id {s.boot_id or '?'}, KASLR "
             f"{hex(s.kaslr_offset) if s.kaslr_offset is not None else '?'}, {_when(s.time)}; "
@@ -360,12 +362,13 @@ def top(ctx: click.Context, interval: float, count: int, sort_text: str, kinds: 
                 rows = _top_rows(now, first, last)
                 _sort_rows(rows, key, desc)
                 tot = [sum(r[i] for r in rows) for i in range(2, 9)]
+                last_areas = sum(v[0] for v in last.values())
                 lazy_pages = sum((a.end - a.start) // m.page_size for a in m.lazy)
                 head = [
                     f"kcoretool vmalloc top - {time.strftime('%H:%M:%S')} refresh {n}"
                     f"{'/' + str(count) if count else ''} every {interval:g}s - {m.release or '?'}"
                     f" - took {took:.2f}s",
-                    f"areas {tot[0]} ({_signed(tot[3])} since start, {_signed(tot[0] - sum(v[0] for v in last.values()))}"
+                    f"areas {tot[0]} ({_signed(tot[3])} since start, {_signed(tot[0] - last_areas)}"
                     f" since last), pages {tot[1]} ({_signed(tot[4])}, {_signed(tot[6])}), size {human(tot[2])}"
                     f" ({_signed(tot[5], True)}); lazy {len(m.lazy)} area(s), {lazy_pages} page(s)"
                     + (f"; {len(m.warnings)} walk warning(s)" if m.warnings else ""),

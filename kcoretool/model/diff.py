@@ -74,34 +74,39 @@ def caller_totals(
     """``{(caller, kind): [areas, pages, bytes]}`` over the busy areas."""
     ks = set(kinds) if kinds else None
     ps = model.page_size
-    names: Dict[Optional[str], str] = {}
-    out: Dict[Key, List[int]] = {}
-    for a in model.areas:
-        if ks is not None and a.kind not in ks:
-            continue
-        if caller is not None and not _caller_matches(caller, a):
-            continue
+    areas: Iterable[Area] = model.areas
+    if ks is not None or caller is not None:
+        areas = [a for a in areas if (ks is None or a.kind in ks)
+                 and (caller is None or _caller_matches(caller, a))]
+    # First by the raw (symbol, address, kind) -- cheap to hash -- then by name.
+    raw: Dict[Tuple[Optional[str], int, str], List[int]] = {}
+    get = raw.get
+    for a in areas:
         vm = a.vm
         size = a.end - a.start
         if vm is not None:
-            sym = vm.caller_symbol
-            name = names.get(sym) if sym else None
-            if name is None:
-                name = caller_name(sym, vm.caller)
-                if sym:
-                    names[sym] = name
+            key = (vm.caller_symbol, vm.caller, a.kind)
             pages = vm.nr_pages
         else:
-            name = "-"
+            key = (None, 0, a.kind)
             pages = size // ps
-        key = (name, a.kind)
-        t = out.get(key)
+        t = get(key)
         if t is None:
-            out[key] = [1, pages, size]
+            raw[key] = [1, pages, size]
         else:
             t[0] += 1
             t[1] += pages
             t[2] += size
+    out: Dict[Key, List[int]] = {}
+    for (sym, addr, kind), v in raw.items():
+        k = (caller_name(sym, addr), kind)
+        t = out.get(k)
+        if t is None:
+            out[k] = v
+        else:
+            t[0] += v[0]
+            t[1] += v[1]
+            t[2] += v[2]
     return out
 
 
@@ -171,12 +176,12 @@ class SnapshotInfo:
     bytes: int
 
     @classmethod
-    def of(cls, s: VmallocSnapshot) -> "SnapshotInfo":
-        ps = s.model.page_size
-        pages = sum(a.vm.nr_pages if a.vm is not None else (a.end - a.start) // ps for a in s.model.areas)
+    def of(cls, s: VmallocSnapshot, totals: Optional[Dict[Key, List[int]]] = None) -> "SnapshotInfo":
+        """``totals``: :func:`caller_totals` of the whole model, if at hand."""
+        t = caller_totals(s.model) if totals is None else totals
         return cls(s.file, s.source_path, s.source_kind, s.release, s.boot_id, s.kaslr_offset, s.time,
-                   s.time_iso, len(s.model.areas), pages,
-                   sum(a.end - a.start for a in s.model.areas))
+                   s.time_iso, len(s.model.areas), sum(v[1] for v in t.values()),
+                   sum(v[2] for v in t.values()))
 
     def to_dict(self) -> Dict[str, Any]:
         return dict(self.__dict__)
@@ -294,15 +299,17 @@ def diff(
     """
     ks = sorted(set(kinds)) if kinds else None
     same, note = same_boot(a, b)
-    ta = caller_totals(a.model, ks, caller)
-    tb = caller_totals(b.model, ks, caller)
+    filtered = ks is not None or caller is not None
+    ua, ub = caller_totals(a.model), caller_totals(b.model)
+    ta = caller_totals(a.model, ks, caller) if filtered else ua
+    tb = caller_totals(b.model, ks, caller) if filtered else ub
     zero = [0, 0, 0]
     callers = []
     for key in ta.keys() | tb.keys():
-        x, y = ta.get(key, zero), tb.get(key, zero)
-        if x == y:
+        ca, cb = ta.get(key, zero), tb.get(key, zero)
+        if ca == cb:
             continue
-        c = CallerDelta(key[0], key[1], x[0], y[0], x[1], y[1], x[2], y[2])
+        c = CallerDelta(key[0], key[1], ca[0], cb[0], ca[1], cb[1], ca[2], cb[2])
         if min_delta and abs(c.bytes_delta) < min_delta:
             continue
         callers.append(c)
@@ -313,7 +320,7 @@ def diff(
             sums[i] += v[0]
             sums[2 + i] += v[1]
             sums[4 + i] += v[2]
-    res = VmallocDiff(SnapshotInfo.of(a), SnapshotInfo.of(b), same, note, callers=callers,
+    res = VmallocDiff(SnapshotInfo.of(a, ua), SnapshotInfo.of(b, ub), same, note, callers=callers,
                       filters={"kinds": ks, "caller": caller, "min_delta": min_delta},
                       page_size=b.model.page_size, total=CallerDelta("*", "*", *sums))
     if not same:
@@ -341,10 +348,17 @@ def diff(
             return False
         return caller is None or _caller_matches(caller, x)
 
-    by_a = {x.start: x for x in a.model.areas if selected(x)}
-    by_b = {x.start: x for x in b.model.areas if selected(x)}
+    if filtered:
+        by_a = {x.start: x for x in a.model.areas if selected(x)}
+        by_b = {x.start: x for x in b.model.areas if selected(x)}
+    else:
+        by_a = {x.start: x for x in a.model.areas}
+        by_b = {x.start: x for x in b.model.areas}
     for start, y in by_b.items():
         x = by_a.get(start)
+        if x == y:  # the common case: the same area in both
+            res.unchanged += 1
+            continue
         if x is None:
             if listed(key_of(y)):
                 res.new.append(y)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import os
 import time
 from dataclasses import dataclass
@@ -91,16 +92,20 @@ def area_to_json(a: Area, page_size: int = 4096) -> Dict[str, Any]:
     }
 
 
+_AREA_GET = operator.itemgetter(
+    "start", "end", "kind", "lazy", "va_flags", "node", "flags_node_id", "vmap_block", "vmap_area", "vm_struct")
+_VM_GET = operator.itemgetter(
+    "vm_addr", "vm_size", "vm_flags", "flags", "pages", "page_order", "phys_addr", "caller", "caller_symbol",
+    "requested_size", "pages_array")
+
+
 def area_from_json(d: Dict[str, Any]) -> Area:
+    start, end, kind, lazy, va_flags, node, node_id, block, va, vm_addr = _AREA_GET(d)
     vm = None
-    if d["vm_struct"] is not None:
-        vm = VmStruct(
-            d["vm_struct"], d["vm_addr"], d["vm_size"], d["vm_flags"], tuple(d["flags"]),
-            d["pages"], d["page_order"], d["phys_addr"] or 0, d["caller"], d["caller_symbol"],
-            d["requested_size"], d["pages_array"],
-        )
-    return Area(d["start"], d["end"], d["kind"], d["lazy"], d["va_flags"], d["node"],
-                d["flags_node_id"], vm, d["vmap_block"], d["vmap_area"])
+    if vm_addr is not None:
+        addr, size, flags, names, pages, order, phys, caller, sym, req, arr = _VM_GET(d)
+        vm = VmStruct(vm_addr, addr, size, flags, tuple(names), pages, order, phys or 0, caller, sym, req, arr)
+    return Area(start, end, kind, lazy, va_flags, node, node_id, vm, block, va)
 
 
 def _block_from_json(d: Dict[str, Any]) -> VmapBlock:
