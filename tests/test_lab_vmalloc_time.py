@@ -41,6 +41,8 @@ LIVE_SNAPSHOT = "/tmp/kct-live-snapshot.json"
 RACING = {
     "alloc_thread_stack_node",   # fork()ed and exiting tasks' stacks, kthreads too
     "dup_task_struct",           # the same, where the stack allocator is inlined
+    "copy_process",
+    "kernel_clone",              # 6.12: inlined all the way up (seen in the lab)
     "-",                         # vm_map_ram (no vm_struct): 9p and friends map pages briefly
 }
 
