@@ -29,7 +29,7 @@ def _obj(ctx: click.Context) -> Any:
 
 
 def _check_kinds(kinds: Sequence[str]) -> None:
-    from kcoretool.model.vmalloc import KINDS
+    from kcoretool.api import KINDS
 
     for k in kinds:
         if k not in KINDS:
@@ -96,19 +96,19 @@ def snapshot(ctx: click.Context, output: str) -> None:
 
 def _state(ctx: click.Context, path: Optional[str]) -> Any:
     """A snapshot file as it is, a core as its snapshot now."""
-    import kcoretool
+    from kcoretool.api import load_snapshot, open_kernel
 
     o = _obj(ctx)
     if path is None:
         snap = o.kernel().snapshot(refresh=True)
     else:
-        from kcoretool.model.snapshot import is_snapshot_file
+        from kcoretool.api import is_snapshot_file
 
         if not os.path.exists(path):
             raise KcoreToolError(f"{path}: no such file (give a core, /proc/kcore or a snapshot file)")
         if is_snapshot_file(path):
-            return kcoretool.load_snapshot(path)
-        snap = kcoretool.open_kernel(path, o.vmlinux, debuginfo=o.debuginfo).snapshot()
+            return load_snapshot(path)
+        snap = open_kernel(path, o.vmlinux, debuginfo=o.debuginfo).snapshot()
     _warn_model(ctx, snap.model, snap.source_path or "core")
     return snap
 
@@ -175,11 +175,11 @@ def diff(ctx: click.Context, a: str, b: Optional[str], kinds: Tuple[str, ...], c
 
     _check_kinds(kinds)
     md = parse_size(min_delta) if min_delta else 0
-    import kcoretool
+    from kcoretool.api import diff as diff_states
 
     sa = _state(ctx, a)
     sb = _state(ctx, b)
-    d = kcoretool.diff(sa, sb, kinds=kinds or None, caller=caller, min_delta=md)
+    d = diff_states(sa, sb, kinds=kinds or None, caller=caller, min_delta=md)
     if getattr(_obj(ctx), "json", False):
         from kcoretool.cli.output import emit_json
 
@@ -338,7 +338,7 @@ def top(ctx: click.Context, interval: float, count: int, sort_text: str, kinds: 
         raise click.BadParameter("must be 0 or more", param_hint="--iterations/--max-rows")
     _check_kinds(kinds)
     key, desc = _parse_sort(sort_text)
-    from kcoretool.model.diff import caller_totals
+    from kcoretool.api import caller_totals
 
     o = _obj(ctx)
     k = o.kernel()

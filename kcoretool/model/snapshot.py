@@ -30,11 +30,11 @@ The file format, version 1 (``"format": "kcoretool-vmalloc-snapshot"``)::
      "warnings": ["..."],
      "totals": {...}}            as `vmalloc stats --json` (derived; ignored on load)
 
-An AREA has every field of a ``vmalloc list --json`` row (start, end, size,
-kind, pages, caller, caller_symbol, flags, vm_flags, va_flags, phys_addr,
-page_order, lazy, node, vmap_area, vm_struct, vmap_block) and the vm_struct
-fields that row leaves out: ``vm_addr``, ``vm_size``, ``requested_size``,
-``pages_array`` (null without a vm_struct), and ``flags_node_id``.  All
+An AREA is the area schema ``vmalloc list --json`` prints (:meth:`Area.to_dict`:
+start, end, size, kind, pages, caller, caller_symbol, flags, vm_flags,
+va_flags, phys_addr, page_order, requested_size, lazy, node, flags_node_id,
+vmap_area, vm_struct, vmap_block) and the vm_struct fields that row leaves
+out: ``vm_addr``, ``vm_size``, ``pages_array`` (null without a vm_struct).  All
 numbers are JSON integers; addresses are unsigned.  A reader accepts any
 ``format_version`` up to its own and refuses newer ones.
 """
@@ -67,29 +67,15 @@ FORMAT_VERSION = 1
 
 
 def area_to_json(a: Area, page_size: int = 4096) -> Dict[str, Any]:
-    """One area: the ``vmalloc list --json`` row plus what a round trip needs."""
+    """One area: the shared schema (:meth:`Area.to_dict`, the ``vmalloc list
+    --json`` row) plus the vm_struct fields a round trip needs."""
+    d = a.to_dict(page_size)
     vm = a.vm
-    size = a.end - a.start
     if vm is not None:
-        return {
-            "start": a.start, "end": a.end, "size": size, "kind": a.kind,
-            "pages": vm.nr_pages, "caller": vm.caller, "caller_symbol": vm.caller_symbol,
-            "flags": list(vm.flag_names), "vm_flags": vm.flags, "va_flags": a.flags,
-            "phys_addr": vm.phys_addr or None, "page_order": vm.page_order,
-            "lazy": a.lazy, "node": a.node, "vmap_area": a.address, "vm_struct": vm.address,
-            "vmap_block": a.block,
-            "vm_addr": vm.addr, "vm_size": vm.size, "requested_size": vm.requested_size,
-            "pages_array": vm.pages_array, "flags_node_id": a.flags_node_id,
-        }
-    return {
-        "start": a.start, "end": a.end, "size": size, "kind": a.kind,
-        "pages": size // page_size, "caller": None, "caller_symbol": None,
-        "flags": [], "vm_flags": None, "va_flags": a.flags, "phys_addr": None,
-        "page_order": None, "lazy": a.lazy, "node": a.node, "vmap_area": a.address,
-        "vm_struct": None, "vmap_block": a.block,
-        "vm_addr": None, "vm_size": None, "requested_size": None, "pages_array": None,
-        "flags_node_id": a.flags_node_id,
-    }
+        d["vm_addr"], d["vm_size"], d["pages_array"] = vm.addr, vm.size, vm.pages_array
+    else:
+        d["vm_addr"] = d["vm_size"] = d["pages_array"] = None
+    return d
 
 
 _AREA_GET = operator.itemgetter(
