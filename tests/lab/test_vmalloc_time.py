@@ -67,6 +67,7 @@ def _grown(lab):
         lab.guest.write(CONTROL, "grow_free")
     live_path = snap.dir / "live-snapshot.json"
     live_path.write_text(live_text)
+    (snap.dir / "top.txt").write_text(res["top_out"])  # kept for the README
     res["snap"] = snap
     res["live_path"] = live_path
     _runs[key] = res
@@ -126,6 +127,7 @@ def test_diff_of_dumps_names_the_grown_areas(lab, which) -> None:
     # the filters, in text: only that caller, its areas and its delta
     rc, out, err = lab.kcoretool_host(*dbg, "vmalloc", "diff", str(before), str(after), "--caller", "kct_*")
     assert rc == 0, err
+    (r["snap"].dir / f"diff-{which}.txt").write_text(out)
     assert f"new (in B only): {GROW} area(s)" in out and "freed (in A only): 0 area(s)" in out
     assert f"(+{GROW}), pages " in out and f"(+{GROW * PAGES_EACH}), size " in out, out
 
