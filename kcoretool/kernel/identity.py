@@ -66,29 +66,33 @@ def boot_id(prog: drgn.Program) -> Tuple[Optional[str], str]:
     return sysctl_bootid(prog)
 
 
+def _timekeeper_offset(prog: drgn.Program) -> int:
+    """Where the core timekeeper sits in ``tk_core``: ``struct tk_data``'s
+    member from 6.13; before, tk_core's type is an anonymous struct only
+    DWARF names, so the offset follows the C layout that struct shares with
+    tk_data -- the sequence counter first, rounded up to the timekeeper's
+    8-byte alignment."""
+    try:
+        return drgn.offsetof(prog.type("struct tk_data"), "timekeeper")
+    except LookupError:
+        seq = prog.type("seqcount_raw_spinlock_t")
+        return (drgn.sizeof(seq) + 7) // 8 * 8
+
+
 def ktime_get_real_seconds(prog: drgn.Program) -> Optional[int]:
     """
     The wall clock when the memory was saved: the core timekeeper's
     ``xtime_sec`` (kernel/time/timekeeping.c; ktime_get_real_seconds()
-    returns it).  The core timekeeper is ``tk_core``, a static anonymous
-    struct until 6.12, a ``struct tk_data`` from 6.13, element 0 of
-    ``timekeeper_data[]`` once auxiliary clocks came (6.17).  With DWARF drgn
-    knows tk_core's type; otherwise (BTF has no variables) the
-    ``timekeeper`` member's offset follows the C layout every version shares:
-    the sequence counter first, rounded up to the timekeeper's 8-byte
-    alignment.
+    returns it).  The core timekeeper is in ``tk_core`` (static), or in
+    element 0 of ``timekeeper_data[]`` once auxiliary clocks came (6.17).
+    Read by symbol and offsets, so DWARF and BTF take the same path.
     """
-    try:
-        return int(prog["tk_core"].timekeeper.xtime_sec.value_())
-    except (KeyError, LookupError, AttributeError, drgn.FaultError, ValueError, TypeError):
-        pass
     for name in ("tk_core", "timekeeper_data"):
         try:
             addr = prog.symbol(name).address
             tk = prog.type("struct timekeeper")
-            seq = prog.type("seqcount_raw_spinlock_t")
-            off = (drgn.sizeof(seq) + 7) // 8 * 8
-            return int(prog.read_u64(addr + off + drgn.offsetof(tk, "xtime_sec")))
-        except (KeyError, LookupError, drgn.FaultError, ValueError, TypeError):
+            off = _timekeeper_offset(prog) + drgn.offsetof(tk, "xtime_sec")
+            return int(prog.read_u64(addr + off))
+        except (LookupError, drgn.FaultError, ValueError, TypeError):
             continue
     return None

@@ -143,6 +143,9 @@ def test_live_snapshot_equals_the_dump_taken_after_it(lab) -> None:
     # The live snapshot read /proc/sys/kernel/random/boot_id (which makes the
     # kernel generate it); the dump holds the same bytes in sysctl_bootid.
     assert live.boot_id and dump.boot_id == live.boot_id, (live.boot_id, dump.boot_id_source)
+    # the dump's time is the guest kernel's own clock, a moment after the live one
+    assert dump.time_source == "the kernel's clock in the dump (timekeeper xtime_sec)"
+    assert live.time is not None and dump.time is not None and 0 <= dump.time - live.time < 600
     d = diff(live, dump)
     assert d.same_boot and d.boot_note == f"same boot (boot id {live.boot_id})"
     odd = [(x.kind, x.caller_symbol) for x in d.freed + d.new + [c.after for c in d.changed]
