@@ -23,7 +23,7 @@ module level imports drgn (``kcoretool info`` never loads it).
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from kcoretool.debuginfo.plan import DEBUGINFO_MODES, DebugInfoPlan, plan_debuginfo
 from kcoretool.errors import KcoreToolError
@@ -310,7 +310,7 @@ def is_snapshot_file(path: str) -> bool:
     return _is(path)
 
 
-def caller_totals(model: VmallocModel, kinds: Optional[List[str]] = None,
+def caller_totals(model: VmallocModel, kinds: Optional[Iterable[str]] = None,
                   caller: Optional[str] = None) -> Dict[Tuple[str, str], List[int]]:
     """``{(caller, kind): [areas, pages, bytes]}`` of a model's busy areas
     (see :func:`kcoretool.model.diff.caller_totals`)."""
