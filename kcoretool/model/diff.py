@@ -374,8 +374,9 @@ def diff(
             res.freed.append(x)
         if listed(key_of(y)):
             res.new.append(y)
-    for start, x in by_a.items():
-        if start not in by_b and listed(key_of(x)):
+    for start in by_a.keys() - by_b.keys():
+        x = by_a[start]
+        if listed(key_of(x)):
             res.freed.append(x)
     res.freed.sort(key=lambda z: z.start)
     res.new.sort(key=lambda z: z.start)
