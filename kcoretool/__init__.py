@@ -16,7 +16,7 @@ The library never prints; errors are :class:`kcoretool.errors.KcoreToolError`.
 
 __version__ = "0.1.0"
 
-__all__ = ("Kernel", "from_program", "open_core", "open_kernel", "__version__")
+__all__ = ("Kernel", "diff", "from_program", "load_snapshot", "open_core", "open_kernel", "__version__")
 
 # The public API, imported on first use so `import kcoretool` (and the CLI's
 # start-up) stays light.
@@ -24,6 +24,8 @@ _LAZY = {
     "Kernel": "kcoretool.api",
     "from_program": "kcoretool.api",
     "open_kernel": "kcoretool.api",
+    "load_snapshot": "kcoretool.api",
+    "diff": "kcoretool.api",
     "open_core": "kcoretool.source",
 }
 

@@ -23,7 +23,7 @@ module level imports drgn (``kcoretool info`` never loads it).
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from kcoretool.debuginfo.plan import DEBUGINFO_MODES, DebugInfoPlan, debug_info_candidates, plan_debuginfo
 from kcoretool.errors import KcoreToolError
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
     from kcoretool.reader.pagetable import PageTableWalker
     from kcoretool.reader.vread import VmallocReader
+    from kcoretool.model.diff import VmallocDiff
+    from kcoretool.model.snapshot import VmallocSnapshot
     from kcoretool.source.vmcoreinfo import VmcoreInfo
 
 __all__ = (
@@ -58,8 +60,12 @@ __all__ = (
     "VmapBlock",
     "debug_info_candidates",
     "debuginfo_plan",
+    "diff",
     "from_program",
     "iter_areas_json",
+    "caller_totals",
+    "is_snapshot_file",
+    "load_snapshot",
     "open_core",
     "open_kernel",
     "summarize",
@@ -141,6 +147,45 @@ class Kernel:
         from kcoretool.model.identify import whatis
 
         return whatis(self.prog, addr, self.vmalloc())
+
+    def snapshot(self, refresh: bool = False) -> "VmallocSnapshot":
+        """The model with what places it in time -- release, boot id, KASLR
+        offset, time -- as a :class:`kcoretool.model.snapshot.VmallocSnapshot`
+        (``refresh=True`` re-reads a live kernel first)."""
+        import time
+
+        from kcoretool.kernel.identity import boot_id, ktime_get_real_seconds
+        from kcoretool.model.snapshot import VmallocSnapshot
+
+        live = self.live
+        now = int(time.time())
+        model = self.vmalloc(refresh=refresh)
+        info = None
+        try:
+            info = self.vmcoreinfo()
+        except KcoreToolError:
+            pass
+        when: Optional[int] = now
+        when_source = "clock when the snapshot was taken"
+        if not live:
+            when = info.crash_time if info is not None else None
+            when_source = "crash time (VMCOREINFO CRASHTIME)"
+            if when is None:
+                when = ktime_get_real_seconds(self.prog)
+                when_source = "the kernel's clock in the dump (timekeeper xtime_sec)"
+            if when is None:
+                when_source = "unknown: no CRASHTIME and no readable timekeeper"
+        bid, bid_source = boot_id(self.prog)
+        if self.core is not None:
+            kind: Optional[str] = self.core.kind
+            path: Optional[str] = self.core.path
+        else:
+            kind, path = ("live" if live else None), None
+        return VmallocSnapshot(
+            model=model, release=model.release, boot_id=bid, boot_id_source=bid_source,
+            kaslr_offset=info.kernel_offset if info is not None else None,
+            time=when, time_source=when_source, source_path=path, source_kind=kind, live=live,
+        )
 
     # -- physical memory and page tables ---------------------------------------
 
@@ -265,6 +310,41 @@ def open_kernel(core_path: Optional[str] = None, vmlinux: Optional[str] = None, 
         core = open_core(path)  # one clear line for anything that is not a core
     prog = open_program(path, vmlinux, debuginfo=debuginfo)
     return Kernel(prog, core)
+
+
+def is_snapshot_file(path: str) -> bool:
+    """Whether ``path`` names a snapshot file rather than a core."""
+    from kcoretool.model.snapshot import is_snapshot_file as _is
+
+    return _is(path)
+
+
+def caller_totals(model: VmallocModel, kinds: Optional[Iterable[str]] = None,
+                  caller: Optional[str] = None) -> Dict[Tuple[str, str], List[int]]:
+    """``{(caller, kind): [areas, pages, bytes]}`` of a model's busy areas
+    (see :func:`kcoretool.model.diff.caller_totals`)."""
+    from kcoretool.model.diff import caller_totals as _totals
+
+    return _totals(model, kinds, caller)
+
+
+def load_snapshot(path: str) -> "VmallocSnapshot":
+    """A snapshot file (``kcoretool vmalloc snapshot -o``) read back into a
+    :class:`kcoretool.model.snapshot.VmallocSnapshot`."""
+    from kcoretool.model.snapshot import load_snapshot as _load
+
+    return _load(path)
+
+
+def diff(a: "Kernel | VmallocSnapshot", b: "Kernel | VmallocSnapshot", **filters: Any) -> "VmallocDiff":
+    """Compare two states -- each a snapshot or a :class:`Kernel` (whose
+    snapshot is taken now) -- into a :class:`kcoretool.model.diff.VmallocDiff`.
+    ``kinds=``, ``caller=`` (glob) and ``min_delta=`` (bytes) filter."""
+    from kcoretool.model.diff import diff as _diff
+
+    sa = a.snapshot() if isinstance(a, Kernel) else a
+    sb = b.snapshot() if isinstance(b, Kernel) else b
+    return _diff(sa, sb, **filters)
 
 
 def from_program(prog: drgn.Program) -> Kernel:

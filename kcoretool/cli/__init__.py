@@ -100,9 +100,10 @@ class _LazyGroup(click.Group):
             cmd = getattr(mod, attr, None)
             if name == "vmalloc" and cmd is not None:
                 # The reading subcommands live with the reader's faces.
-                from kcoretool.cli import readcmds
+                from kcoretool.cli import readcmds, vmalloc_time
 
-                for sub in (readcmds.dump, readcmds.extract, readcmds.check):
+                for sub in (readcmds.dump, readcmds.extract, readcmds.check,
+                            vmalloc_time.snapshot, vmalloc_time.diff, vmalloc_time.top):
                     cmd.add_command(sub)
             if cmd is not None:
                 from kcoretool.cli.options import add_global_options

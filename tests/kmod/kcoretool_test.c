@@ -24,7 +24,9 @@
  *   areas.json   the areas, see kct_render()
  *   control      write "free_lazy" (vfree the lazy area now: module load
  *                completion purges lazy areas, so this must come afterwards),
- *                "churn_start" or "churn_stop"
+ *                "churn_start" or "churn_stop"; "grow N" vmallocs N more
+ *                areas of KCT_GROW_PAGES pages from kct_grow() (a known
+ *                caller for leak-hunting diffs), "grow_free" vfrees them all
  *   churn_total  areas created by the churn thread so far
  *   churn_rate   areas per second over the churn thread's last full second
  *
@@ -57,6 +59,9 @@
 #define KCT_MAGIC		0x4B43ULL
 #define KCT_CHURN_ID_BASE	0x8000U
 #define KCT_MAX_AREAS		32
+#define KCT_MAX_GROWN		16384	/* areas "grow N" may hold at once */
+#define KCT_GROWN_LISTED	1024	/* areas.json lists addresses up to this many */
+#define KCT_GROW_PAGES		2
 #define KCT_TAG_FORMAT							\
 	"u64 LE word = 0x4B43<<48 | (area_id&0xffff)<<32 | (page_index&0xfffff)<<12 | byte_offset_in_page (word_index*8); fixed ids 1..0x7fff, churn ids 0x8000..0xffff"
 
@@ -107,6 +112,8 @@ static size_t kct_json_cap, kct_json_len;
 static struct task_struct *kct_churn_task;
 static u64 kct_churn_total, kct_churn_rate;
 static struct kct_area *kct_lazy_area;
+static void **kct_grown;	/* kcalloc'd on the first grow (never vmalloc'd) */
+static unsigned int kct_nr_grown;
 
 static inline u64 kct_tag(u32 id, u32 page, u32 off)
 {
@@ -379,6 +386,34 @@ static KCT_CALLER int kct_make_ioremap(const char *name, phys_addr_t phys)
 	return ret;
 }
 
+/* "grow N": N areas from one known caller, held until "grow_free". */
+static KCT_CALLER int kct_grow(unsigned int n)
+{
+	unsigned int i;
+
+	if (!kct_grown) {
+		kct_grown = kcalloc(KCT_MAX_GROWN, sizeof(*kct_grown), GFP_KERNEL);
+		if (!kct_grown)
+			return -ENOMEM;
+	}
+	if (n > KCT_MAX_GROWN - kct_nr_grown)
+		return -ENOSPC;
+	for (i = 0; i < n; i++) {
+		void *p = vmalloc(KCT_GROW_PAGES * PAGE_SIZE);
+
+		if (!p)
+			return -ENOMEM;
+		kct_grown[kct_nr_grown++] = p;
+	}
+	return 0;
+}
+
+static void kct_grow_free(void)
+{
+	while (kct_nr_grown)
+		vfree(kct_grown[--kct_nr_grown]);
+}
+
 /* ---- JSON ---- */
 
 /* Persistent buffer for areas.json: vmalloc'd once here (a named caller in
@@ -421,6 +456,15 @@ static void kct_render(void)
 		READ_ONCE(kct_churn_rate), KCT_CHURN_ID_BASE);
 	kct_put(" \"json_buffer\": {\"addr\": %lu, \"size\": %zu},\n",
 		(unsigned long)kct_json, kct_json_cap);
+	kct_put(" \"grown\": {\"caller\": \"kct_grow\", \"pages_each\": %d, \"count\": %u, \"addrs\": ",
+		KCT_GROW_PAGES, kct_nr_grown);
+	if (kct_nr_grown <= KCT_GROWN_LISTED) {
+		for (j = 0; j < kct_nr_grown; j++)
+			kct_put("%s%lu", j ? ", " : "[", (unsigned long)kct_grown[j]);
+		kct_put("%s},\n", kct_nr_grown ? "]" : "[]");
+	} else {
+		kct_put("null},\n");
+	}
 	kct_put(" \"areas\": [\n");
 	for (i = 0; i < kct_nr_areas; i++) {
 		struct kct_area *a = &kct_areas[i];
@@ -548,6 +592,14 @@ static ssize_t kct_control_write(struct file *f, const char __user *ubuf, size_t
 	mutex_lock(&kct_lock);
 	if (!strcmp(cmd, "free_lazy"))
 		kct_free_lazy();
+	else if (!strncmp(cmd, "grow ", 5)) {
+		unsigned int n;
+
+		ret = kstrtouint(cmd + 5, 10, &n);
+		if (!ret)
+			ret = kct_grow(n);
+	} else if (!strcmp(cmd, "grow_free"))
+		kct_grow_free();
 	else if (!strcmp(cmd, "churn_start"))
 		ret = kct_churn_start();
 	else if (!strcmp(cmd, "churn_stop"))
@@ -571,6 +623,9 @@ static void kct_teardown(void)
 	int i;
 
 	kct_churn_stop();
+	kct_grow_free();
+	kfree(kct_grown);
+	kct_grown = NULL;
 	for (i = kct_nr_areas - 1; i >= 0; i--) {
 		struct kct_area *a = &kct_areas[i];
 
@@ -626,7 +681,7 @@ static int __init kct_init(void)
 
 		for (i = 0; i < kct_nr_areas; i++)
 			pages += kct_areas[i].nr_pages;
-		ret = kct_alloc_json_buffer(16384 + (size_t)pages * 128);
+		ret = kct_alloc_json_buffer(16384 + (size_t)pages * 128 + KCT_GROWN_LISTED * 22);
 	}
 	if (!ret && churn)
 		ret = kct_churn_start();

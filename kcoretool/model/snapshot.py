@@ -1,0 +1,313 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""
+vmalloc snapshots
+-----------------
+
+A :class:`VmallocSnapshot` is one kernel's whole vmalloc model plus what
+says *which* kernel and *when*: release, boot id, KASLR offset, the time.
+It is saved as JSON (:meth:`VmallocSnapshot.save`, written atomically) and
+read back into the same model objects (:func:`load_snapshot`).
+
+The file format, version 1 (``"format": "kcoretool-vmalloc-snapshot"``)::
+
+    {"format": "kcoretool-vmalloc-snapshot", "format_version": 1,
+     "kcoretool_version": "0.1.0",
+     "release": "6.12.117+deb12-amd64",       null when the kernel does not say
+     "boot_id": "3b0c...-...", "boot_id_source": "...",   null + why when unknown
+     "kaslr_offset": 297795584,                null when unknown
+     "time": 1764642000, "time_iso": "2026-12-02T02:20:00Z", "time_source": "...",
+     "source": {"path": "/proc/kcore", "kind": "kcore", "live": true},
+     "page_size": 4096, "layout": {...Layout fields...},
+     "vmalloc_start": ..., "vmalloc_end": ..., "modules_start": ..., "modules_end": ...,
+     "numa": false, "lazy_nr": 14, "lazy_max_pages": 16384,
+     "areas":  [AREA, ...],      busy areas by start address
+     "walk_order": null | [index, ...]   the kernel's walk order when it is not
+                                 areas' order: indices into areas + lazy + pooled
+     "lazy":   [AREA, ...],      freed, not yet purged
+     "pooled": [AREA, ...],      6.9+: purged, kept for reuse
+     "blocks": [BLOCK, ...],     as `vmalloc blocks --json`
+     "holes":  null | [{"start", "end", "size"}, ...],
+     "warnings": ["..."],
+     "totals": {...}}            as `vmalloc stats --json` (derived; ignored on load)
+
+An AREA is the area schema ``vmalloc list --json`` prints (:meth:`Area.to_dict`:
+start, end, size, kind, pages, caller, caller_symbol, flags, vm_flags,
+va_flags, phys_addr, page_order, requested_size, lazy, node, flags_node_id,
+vmap_area, vm_struct, vmap_block) and the vm_struct fields that row leaves
+out: ``vm_addr``, ``vm_size``, ``pages_array`` (null without a vm_struct).  All
+numbers are JSON integers; addresses are unsigned.  A reader accepts any
+``format_version`` up to its own and refuses newer ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import operator
+import os
+import time
+from dataclasses import dataclass
+from typing import IO, Any, Dict, List, Optional
+
+from kcoretool.errors import KcoreToolError
+from kcoretool.model.vmalloc import Area, FreeHole, VmallocModel, VmapBlock, VmStruct
+
+__all__ = (
+    "FORMAT",
+    "FORMAT_VERSION",
+    "VmallocSnapshot",
+    "area_from_json",
+    "area_to_json",
+    "is_snapshot_file",
+    "load_snapshot",
+)
+
+FORMAT = "kcoretool-vmalloc-snapshot"
+FORMAT_VERSION = 1
+
+
+def area_to_json(a: Area, page_size: int = 4096) -> Dict[str, Any]:
+    """One area: the shared schema (:meth:`Area.to_dict`, the ``vmalloc list
+    --json`` row) plus the vm_struct fields a round trip needs."""
+    d = a.to_dict(page_size)
+    vm = a.vm
+    if vm is not None:
+        d["vm_addr"], d["vm_size"], d["pages_array"] = vm.addr, vm.size, vm.pages_array
+    else:
+        d["vm_addr"] = d["vm_size"] = d["pages_array"] = None
+    return d
+
+
+_AREA_GET = operator.itemgetter(
+    "start", "end", "kind", "lazy", "va_flags", "node", "flags_node_id", "vmap_block", "vmap_area", "vm_struct")
+_VM_GET = operator.itemgetter(
+    "vm_addr", "vm_size", "vm_flags", "flags", "pages", "page_order", "phys_addr", "caller", "caller_symbol",
+    "requested_size", "pages_array")
+
+
+def area_from_json(d: Dict[str, Any]) -> Area:
+    start, end, kind, lazy, va_flags, node, node_id, block, va, vm_addr = _AREA_GET(d)
+    vm = None
+    if vm_addr is not None:
+        addr, size, flags, names, pages, order, phys, caller, sym, req, arr = _VM_GET(d)
+        vm = VmStruct(vm_addr, addr, size, flags, tuple(names), pages, order, phys or 0, caller, sym, req, arr)
+    return Area(start, end, kind, lazy, va_flags, node, node_id, vm, block, va)
+
+
+def _block_from_json(d: Dict[str, Any]) -> VmapBlock:
+    used = d["used"]
+    return VmapBlock(
+        d["start"], d["end"], d["address"], d["cpu"], d["cpu_source"], d["free"], d["dirty"],
+        d["dirty_min"], d["dirty_max"], d["bits"],
+        tuple((int(a), int(b)) for a, b in used) if used is not None else None,
+        d["used_source"], tuple(d["notes"]),
+    )
+
+
+def _layout_from_json(d: Any) -> Any:
+    """The :class:`~kcoretool.kernel.layout.Layout` back (the label, the
+    evidence and every decided field)."""
+    from kcoretool.kernel.layout import Layout
+
+    if not isinstance(d, dict):
+        return d
+    fields = {f.name for f in dataclasses.fields(Layout)}
+    kw = {k: v for k, v in d.items() if k in fields and k != "evidence"}
+    ev = tuple((e["feature"], e["value"], e["evidence"], e["commit"]) for e in d.get("evidence", ()))
+    try:
+        return Layout(**kw, evidence=ev)
+    except TypeError:  # a field this version does not know of: keep the dict
+        return d
+
+
+@dataclass
+class VmallocSnapshot:
+    """A vmalloc model with the facts that place it in time."""
+
+    model: VmallocModel
+    release: Optional[str]
+    #: /proc/sys/kernel/random/boot_id of that boot, or None (see boot_id_source)
+    boot_id: Optional[str]
+    boot_id_source: str
+    kaslr_offset: Optional[int]
+    #: seconds since the epoch: the clock at the snapshot (live), the crash
+    #: time, or the kernel's own clock in the dump; None if unknown
+    time: Optional[int]
+    time_source: str
+    #: the core (or snapshot file) it was taken from
+    source_path: Optional[str]
+    #: "kcore", "elf-vmcore", "kdump", ... or None
+    source_kind: Optional[str]
+    live: bool
+    #: the file it was loaded from (not saved in it)
+    file: Optional[str] = dataclasses.field(default=None, compare=False)
+
+    @property
+    def time_iso(self) -> Optional[str]:
+        if self.time is None:
+            return None
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time))
+
+    # -- JSON ------------------------------------------------------------------
+
+    def header(self) -> Dict[str, Any]:
+        """Everything but the model: which kernel, which boot, when."""
+        from kcoretool import __version__
+
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kcoretool_version": __version__,
+            "release": self.release,
+            "boot_id": self.boot_id,
+            "boot_id_source": self.boot_id_source,
+            "kaslr_offset": self.kaslr_offset,
+            "time": self.time,
+            "time_iso": self.time_iso,
+            "time_source": self.time_source,
+            "source": {"path": self.source_path, "kind": self.source_kind, "live": self.live},
+        }
+
+    def _model_fields(self) -> Dict[str, Any]:
+        m = self.model
+        layout = m.layout.to_dict() if hasattr(m.layout, "to_dict") else m.layout
+        order: Optional[List[int]] = None
+        if any(x is not y for x, y in zip(m.walk_order, m.areas)) or len(m.walk_order) != len(m.areas):
+            # <= 5.3 walks lazy areas in the busy list too
+            index = {id(a): i for i, a in enumerate(m.areas + m.lazy + m.pooled)}
+            order = [index[id(a)] for a in m.walk_order]
+        return {
+            "page_size": m.page_size,
+            "layout": layout,
+            "vmalloc_start": m.vmalloc_start,
+            "vmalloc_end": m.vmalloc_end,
+            "modules_start": m.modules_start,
+            "modules_end": m.modules_end,
+            "numa": m.numa,
+            "lazy_nr": m.lazy_nr,
+            "lazy_max_pages": m.lazy_max_pages,
+            "walk_order": order,
+        }
+
+    def write(self, f: IO[str]) -> None:
+        """The JSON text, one area per line (greppable, diffable)."""
+        m = self.model
+        ps = m.page_size
+        head = {**self.header(), **self._model_fields()}
+        dumps = json.JSONEncoder(separators=(",", ":")).encode
+        f.write("{\n")
+        for k, v in head.items():
+            f.write(f"{json.dumps(k)}:{dumps(v)},\n")
+        for name, areas in (("areas", m.areas), ("lazy", m.lazy), ("pooled", m.pooled)):
+            f.write(f'"{name}":[')
+            f.write(",".join("\n" + dumps(area_to_json(a, ps)) for a in areas))
+            f.write("\n],\n")
+        f.write('"blocks":[' + ",".join("\n" + dumps(b.to_dict(ps)) for b in m.blocks) + "\n],\n")
+        holes = None if m.holes is None else [h.to_dict() for h in m.holes]
+        f.write('"holes":' + dumps(holes) + ",\n")
+        f.write('"warnings":' + dumps(list(m.warnings)) + ",\n")
+        f.write('"totals":' + dumps(m.stats()) + "\n}\n")
+
+    def save(self, path: str) -> None:
+        """Write the snapshot to ``path`` atomically: a temporary file in the
+        same directory, flushed to disk, then renamed over ``path``."""
+        d = os.path.dirname(os.path.abspath(path))
+        tmp = os.path.join(d, f".{os.path.basename(path)}.tmp{os.getpid()}")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                self.write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise KcoreToolError(f"cannot write snapshot {path}: {e.strerror or e}") from e
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], path: Optional[str] = None) -> "VmallocSnapshot":
+        where = path or "snapshot"
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise KcoreToolError(f"{where}: not a kcoretool vmalloc snapshot (no \"format\": \"{FORMAT}\")")
+        ver = d.get("format_version")
+        if not isinstance(ver, int) or ver < 1 or ver > FORMAT_VERSION:
+            raise KcoreToolError(f"{where}: snapshot format version {ver!r}; this kcoretool reads "
+                                 f"1 to {FORMAT_VERSION} (upgrade kcoretool)")
+        section = "header"
+        try:
+            section = "areas"
+            areas = [area_from_json(x) for x in d["areas"]]
+            section = "lazy"
+            lazy = [area_from_json(x) for x in d["lazy"]]
+            section = "pooled"
+            pooled = [area_from_json(x) for x in d["pooled"]]
+            section = "walk_order"
+            order = d.get("walk_order")
+            every = areas + lazy + pooled if order is not None else areas
+            walk = areas if order is None else [every[i] for i in order]
+            section = "blocks"
+            blocks = [_block_from_json(x) for x in d["blocks"]]
+            section = "holes"
+            holes = None if d["holes"] is None else [FreeHole(h["start"], h["end"]) for h in d["holes"]]
+            section = "header"
+            model = VmallocModel(
+                layout=_layout_from_json(d["layout"]), release=d["release"], page_size=d["page_size"],
+                vmalloc_start=d["vmalloc_start"], vmalloc_end=d["vmalloc_end"],
+                modules_start=d["modules_start"], modules_end=d["modules_end"],
+                areas=areas, walk_order=walk if order is not None else areas, lazy=lazy,
+                pooled=pooled, blocks=blocks, holes=holes, lazy_nr=d["lazy_nr"],
+                lazy_max_pages=d["lazy_max_pages"], warnings=list(d["warnings"]), numa=d["numa"],
+            )
+            src = d["source"]
+            return cls(
+                model=model, release=d["release"], boot_id=d["boot_id"],
+                boot_id_source=d["boot_id_source"], kaslr_offset=d["kaslr_offset"], time=d["time"],
+                time_source=d["time_source"], source_path=src["path"], source_kind=src["kind"],
+                live=bool(src["live"]),
+            )
+        except KeyError as e:
+            raise KcoreToolError(f"{where}: damaged snapshot: no field {e.args[0]!r} in {section}") from None
+        except (TypeError, ValueError, IndexError, AttributeError) as e:
+            raise KcoreToolError(f"{where}: damaged snapshot: bad value in {section} ({e})") from None
+
+    def to_dict(self) -> Dict[str, Any]:
+        import io
+
+        buf = io.StringIO()
+        self.write(buf)
+        return json.loads(buf.getvalue())
+
+    def __repr__(self) -> str:
+        return (f"<VmallocSnapshot {self.release} boot {self.boot_id or '?'} at {self.time_iso or '?'}"
+                f" areas={len(self.model.areas)}>")
+
+
+def is_snapshot_file(path: str) -> bool:
+    """Whether ``path`` is meant as a snapshot rather than a core (ELF,
+    kdump): named ``*.json``, or JSON text (a ``{`` first)."""
+    if path.endswith(".json"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return head.lstrip()[:1] == b"{"
+
+
+def load_snapshot(path: str) -> VmallocSnapshot:
+    """Read a snapshot file written by :meth:`VmallocSnapshot.save`."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise KcoreToolError(f"cannot read snapshot {path}: {e.strerror or e}") from e
+    try:
+        d = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise KcoreToolError(f"{path}: not a kcoretool vmalloc snapshot (not JSON: {e})") from None
+    snap = VmallocSnapshot.from_dict(d, path)
+    snap.file = path
+    return snap
