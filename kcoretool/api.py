@@ -36,10 +36,10 @@ from kcoretool.source import Core, NoteInfo, open_core
 if TYPE_CHECKING:
     import drgn
 
-    from kcoretool.reader.pagetable import PageTableWalker
-    from kcoretool.reader.vread import VmallocReader
     from kcoretool.model.diff import VmallocDiff
     from kcoretool.model.snapshot import VmallocSnapshot
+    from kcoretool.reader.pagetable import PageTableWalker
+    from kcoretool.reader.vread import VmallocReader
     from kcoretool.source.vmcoreinfo import VmcoreInfo
 
 __all__ = (
@@ -148,7 +148,7 @@ class Kernel:
 
         return whatis(self.prog, addr, self.vmalloc())
 
-    def snapshot(self, refresh: bool = False) -> "VmallocSnapshot":
+    def snapshot(self, refresh: bool = False) -> VmallocSnapshot:
         """The model with what places it in time -- release, boot id, KASLR
         offset, time -- as a :class:`kcoretool.model.snapshot.VmallocSnapshot`
         (``refresh=True`` re-reads a live kernel first)."""
@@ -328,7 +328,7 @@ def caller_totals(model: VmallocModel, kinds: Optional[Iterable[str]] = None,
     return _totals(model, kinds, caller)
 
 
-def load_snapshot(path: str) -> "VmallocSnapshot":
+def load_snapshot(path: str) -> VmallocSnapshot:
     """A snapshot file (``kcoretool vmalloc snapshot -o``) read back into a
     :class:`kcoretool.model.snapshot.VmallocSnapshot`."""
     from kcoretool.model.snapshot import load_snapshot as _load
@@ -336,7 +336,7 @@ def load_snapshot(path: str) -> "VmallocSnapshot":
     return _load(path)
 
 
-def diff(a: "Kernel | VmallocSnapshot", b: "Kernel | VmallocSnapshot", **filters: Any) -> "VmallocDiff":
+def diff(a: Kernel | VmallocSnapshot, b: Kernel | VmallocSnapshot, **filters: Any) -> VmallocDiff:
     """Compare two states -- each a snapshot or a :class:`Kernel` (whose
     snapshot is taken now) -- into a :class:`kcoretool.model.diff.VmallocDiff`.
     ``kinds=``, ``caller=`` (glob) and ``min_delta=`` (bytes) filter."""

@@ -284,7 +284,7 @@ class _Keys:
         self.enabled = enabled
         self.saved: Any = None
 
-    def __enter__(self) -> "_Keys":
+    def __enter__(self) -> _Keys:
         if self.enabled:
             import termios
             import tty

@@ -176,7 +176,7 @@ class SnapshotInfo:
     bytes: int
 
     @classmethod
-    def of(cls, s: VmallocSnapshot, totals: Optional[Dict[Key, List[int]]] = None) -> "SnapshotInfo":
+    def of(cls, s: VmallocSnapshot, totals: Optional[Dict[Key, List[int]]] = None) -> SnapshotInfo:
         """``totals``: :func:`caller_totals` of the whole model, if at hand."""
         t = caller_totals(s.model) if totals is None else totals
         return cls(s.file, s.source_path, s.source_kind, s.release, s.boot_id, s.kaslr_offset, s.time,

@@ -227,7 +227,7 @@ class VmallocSnapshot:
             raise KcoreToolError(f"cannot write snapshot {path}: {e.strerror or e}") from e
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any], path: Optional[str] = None) -> "VmallocSnapshot":
+    def from_dict(cls, d: Dict[str, Any], path: Optional[str] = None) -> VmallocSnapshot:
         where = path or "snapshot"
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise KcoreToolError(f"{where}: not a kcoretool vmalloc snapshot (no \"format\": \"{FORMAT}\")")

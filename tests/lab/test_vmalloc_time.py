@@ -77,7 +77,7 @@ def _grown(lab):
 def test_top_shows_growth(lab) -> None:
     r = _grown(lab)
     assert r["grew"] and r["top_rc"] == 0, r["top_err"]
-    blocks = [b for b in r["top_out"].split("kcoretool vmalloc top - ")[1:]]
+    blocks = list(r["top_out"].split("kcoretool vmalloc top - ")[1:])
     assert len(blocks) == 2, r["top_out"][:2000]
     assert " refresh 1/2 every 3s - " in blocks[0] and " refresh 2/2 every 3s - " in blocks[1]
 
