@@ -69,6 +69,8 @@ class Kernel:
 
         if self.core is not None and self.core.kind in ("kcore", "elf-vmcore"):
             return core_phys_reader(self.core)
+        if self.core is not None and self.core.kind == "kdump":
+            return program_phys_reader(self.prog, self.core.truncated_at)
         return program_phys_reader(self.prog)
 
     def vmcoreinfo(self):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import click
 
@@ -46,12 +46,11 @@ def info(ctx: click.Context) -> None:
         "vmcoreinfo": core.vmcoreinfo_source,
         "segments": core.segment_counts(),
         "debuginfo": _debuginfo_plan(ctx, core).to_dict(),
+        "incomplete": getattr(core, "incomplete", None),
     }
     if ctx.obj.json:
         emit_json(facts)
         return
-    import time
-
     crash = core.crash_time
     rows = [
         ("core", core.path),
@@ -61,14 +60,28 @@ def info(ctx: click.Context) -> None:
         ("page size", core.page_size if core.page_size is not None else "unknown"),
         ("KASLR offset", hx(core.kaslr_offset)),
         ("CPUs", core.cpus if core.cpus is not None else "-"),
-        ("crash time", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(crash)) if crash else "-"),
+        ("crash time", _date(crash)),
         ("VMCOREINFO", core.vmcoreinfo_source or "none"),
         ("segments", _segment_summary(core)),
         ("debug info", _debuginfo_plan(ctx, core).describe()),
     ]
+    if facts["incomplete"]:
+        rows.append(("dump", f"INCOMPLETE: {facts['incomplete']}; those pages read as `truncated` zeros"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+def _date(t: Optional[int]) -> str:
+    """A crash time as a UTC date; a value no calendar holds is shown as a number."""
+    import time
+
+    if not t:
+        return "-"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+    except (OverflowError, OSError, ValueError):
+        return f"{t} (not a valid date: damaged?)"
 
 
 def _debuginfo_plan(ctx: click.Context, core):
@@ -214,7 +227,8 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
         read_via_reader(ctx, addr, size, output, "kcore" if via == "kcore" else "pagetable",
                         show_map, force_io, sparse)
         return
-    zero_runs = []
+    zero_runs: List[Tuple[int, int]] = []
+    cut_runs: List[Tuple[int, int]] = []
     if output is not None:
         out = sys.stdout.buffer if output == "-" else open(output, "wb")
         try:
@@ -222,6 +236,7 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
                 res = core.read_ex(pos, min(CHUNK, addr + size - pos), physical)
                 out.write(res.data)
                 zero_runs += res.zero_filled
+                cut_runs += res.truncated
         finally:
             if out is not sys.stdout.buffer:
                 out.close()
@@ -239,9 +254,13 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
             for line in hexdump_lines(pos, res.data):
                 click.echo(line)
             zero_runs += res.zero_filled
+            cut_runs += res.truncated
     for a, n in zero_runs:
         click.echo(f"kcoretool: note: {n} bytes at {'physical' if physical else 'virtual'} {a:#x} "
                    "are not in the file (excluded from the dump) and read as zeros", err=True)
+    for a, n in cut_runs:
+        click.echo(f"kcoretool: note: {n} bytes at physical {a:#x} lie past the end of the truncated "
+                   "dump and read as zeros (truncated)", err=True)
 
 
 def _wants_reader(core, addr: int, via: str) -> bool:

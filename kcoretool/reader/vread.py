@@ -302,8 +302,8 @@ class VmallocReader:
             try:
                 data = self.read_phys(phys + off, k)
                 yield PageRun(v + off, k, "data", phys=phys + off, area=_start(area)), data
-            except AddressError:
-                yield PageRun(v + off, k, self.missing_state, area=_start(area)), None
+            except AddressError as e:
+                yield PageRun(v + off, k, e.state or self.missing_state, area=_start(area)), None
             off += k
 
 
