@@ -13,6 +13,7 @@ fast; the drgn-backed commands are imported when they are invoked.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import os
@@ -22,7 +23,6 @@ from typing import List, Optional
 import click
 
 from kcoretool import __version__
-from kcoretool.errors import KcoreToolError
 
 __all__ = ("Options", "main")
 
@@ -137,26 +137,72 @@ def cli(ctx: click.Context, core_path: str, vmlinux: Optional[str], debuginfo: s
 
 
 def main(args: Optional[List[str]] = None, prog_name: str = "kcoretool") -> None:
-    debug = "--debug" in (sys.argv[1:] if args is None else args)
+    """The console entry point: every failure ends as one line and an exit
+    status (1 error, 2 usage, 130 interrupted); ``--debug`` re-raises."""
+    argv = sys.argv[1:] if args is None else args
+    debug = "--debug" in argv
     try:
-        rv = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
+        sys.exit(_run(argv, prog_name, debug))
+    except KeyboardInterrupt:
+        # A second Ctrl-C while the first is being handled: still one line.
+        _fail("interrupted", 130)
+
+
+def _fail(message: str, status: int) -> None:
+    try:
+        click.echo(f"kcoretool: {message}", err=True)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    _quiet_stdout()
+    if status == 130:
+        # No interpreter shutdown: a second Ctrl-C there prints "Exception
+        # ignored" and can end with status 0.
+        os._exit(status)
+    sys.exit(status)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush of a
+    broken or full stream cannot print "Exception ignored" or change the
+    exit status."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def _run(argv: List[str], prog_name: str, debug: bool) -> int:
+    from kcoretool.cli.failures import one_line, stdout_usable
+
+    if not stdout_usable():
+        _fail("standard output is closed; redirect it instead (e.g. >/dev/null)", 1)
+    try:
+        rv = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        sys.stdout.flush()  # a full disk or closed pipe shows here, not at exit
     except click.exceptions.Abort:
-        click.echo("kcoretool: interrupted", err=True)
-        sys.exit(130)
+        _fail("interrupted", 130)
+    except click.exceptions.Exit as e:
+        return e.exit_code
     except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except KcoreToolError as e:
-        if debug:
-            raise
-        click.echo(f"kcoretool: {e}", err=True)
-        sys.exit(1)
+        try:
+            e.show()
+        except OSError:
+            pass
+        return e.exit_code
     except BrokenPipeError:
         # `kcoretool read ... | head`: stop quietly, like cat.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(1)
+        _quiet_stdout()
+        return 1
     except KeyboardInterrupt:
-        click.echo("kcoretool: interrupted", err=True)
-        sys.exit(130)
-    sys.exit(rv if isinstance(rv, int) else 0)
+        _fail("interrupted", 130)
+    except Exception as e:  # noqa: BLE001 -- the one translation point
+        if debug:
+            raise
+        if isinstance(e, OSError) and e.errno == errno.EPIPE:
+            _quiet_stdout()
+            return 1
+        _fail(one_line(e), 1)
+    return rv if isinstance(rv, int) else 0
