@@ -46,8 +46,10 @@ def info(ctx: click.Context) -> None:
         "vmcoreinfo": core.vmcoreinfo_source,
         "segments": core.segment_counts(),
         "debuginfo": _debuginfo_plan(ctx, core).to_dict(),
-        "incomplete": getattr(core, "incomplete", None),
     }
+    incomplete = getattr(core, "incomplete", None)
+    if incomplete:  # only a cut kdump file has the key
+        facts["incomplete"] = incomplete
     if ctx.obj.json:
         emit_json(facts)
         return
@@ -65,8 +67,8 @@ def info(ctx: click.Context) -> None:
         ("segments", _segment_summary(core)),
         ("debug info", _debuginfo_plan(ctx, core).describe()),
     ]
-    if facts["incomplete"]:
-        rows.append(("dump", f"INCOMPLETE: {facts['incomplete']}; those pages read as `truncated` zeros"))
+    if incomplete:
+        rows.append(("dump", f"INCOMPLETE: {incomplete}; those pages read as `truncated` zeros"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
@@ -219,6 +221,9 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
 
         addr = kernel_address(ctx, address)  # the kernel's own symbol table
     size = parse_size(length)
+    if addr + size > 1 << 64:
+        raise KcoreToolError(f"{addr:#x}+{size:#x} runs past the top of the 64-bit address space "
+                             f"({(1 << 64) - 1:#x}); shorten LENGTH")
     if physical and via not in ("auto", "elf"):
         raise click.UsageError("--physical reads go through the core's segments; drop --via")
     if not physical and _wants_reader(core, addr, via):
@@ -230,18 +235,14 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
     zero_runs: List[Tuple[int, int]] = []
     cut_runs: List[Tuple[int, int]] = []
     if output is not None:
-        out = sys.stdout.buffer if output == "-" else open(output, "wb")
-        try:
+        from kcoretool.cli.outfile import OutputFile
+
+        with OutputFile(output) as out:
             for pos in range(addr, addr + size, CHUNK):
                 res = core.read_ex(pos, min(CHUNK, addr + size - pos), physical)
                 out.write(res.data)
                 zero_runs += res.zero_filled
                 cut_runs += res.truncated
-        finally:
-            if out is not sys.stdout.buffer:
-                out.close()
-            else:
-                out.flush()
     elif ctx.obj.json:
         res = core.read_ex(addr, min(size, 1 << 24), physical)
         emit_json({"address": addr, "physical": physical, "length": len(res.data),

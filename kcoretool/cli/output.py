@@ -79,7 +79,7 @@ def parse_address(text: str, symbols: Optional[Any] = None, missing: str = _NOT_
     t = text.strip()
     value = _number(t)
     if value is not None:
-        return value
+        return _in_64_bits(value, text)
     name, plus, off_text = t.partition("+")
     off = 0
     if plus:
@@ -93,7 +93,14 @@ def parse_address(text: str, symbols: Optional[Any] = None, missing: str = _NOT_
     addr = symbols(name) if symbols is not None else None
     if addr is None:
         raise KcoreToolError(f"unknown symbol {name!r}: {missing}")
-    return addr + off
+    return _in_64_bits(addr + off, text)
+
+
+def _in_64_bits(value: int, text: str) -> int:
+    if value >= 1 << 64:
+        raise KcoreToolError(f"address {text!r} is beyond the 64-bit address space (the last address "
+                             f"is {(1 << 64) - 1:#x})")
+    return value
 
 
 def names_list(values: List[str], limit: int = 8) -> str:

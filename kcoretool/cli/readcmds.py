@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import sys
 from typing import BinaryIO, Dict, List, Optional
 
 import click
 
+from kcoretool.cli.outfile import OutputDir, OutputFile
 from kcoretool.cli.output import emit_json, hx, parse_address, parse_size, table
 from kcoretool.errors import AddressError, KcoreToolError
 from kcoretool.reader.report import PAGE_STATES, ReadReport, ZERO_STATES
@@ -71,14 +71,8 @@ def read_via_reader(ctx: click.Context, addr: int, size: int, output: Optional[s
     k = kernel_of(ctx)
     opts = ctx.find_root().obj
     if output is not None:
-        out: BinaryIO = sys.stdout.buffer if output == "-" else open(output, "wb")
-        try:
+        with OutputFile(output) as out:
             _, report = k.read(addr, size, out, via=via, force_io=force_io, sparse=sparse)
-        finally:
-            if out is sys.stdout.buffer:
-                out.flush()
-            else:
-                out.close()
         data = None
     else:
         data, report = k.read(addr, min(size, 1 << 26), via=via, force_io=force_io, sparse=sparse)
@@ -129,14 +123,8 @@ def dump(ctx: click.Context, address: str, output: str, with_guard: bool, force_
     area = _area_for(ctx, address)
     ps = k.vmalloc().page_size
     lo, hi = (area.start, area.end) if with_guard else data_span(area, ps)
-    out: BinaryIO = sys.stdout.buffer if output == "-" else open(output, "wb")
-    try:
+    with OutputFile(output) as out:
         _, report = k.read(lo, hi - lo, out, force_io=force_io, sparse=sparse)
-    finally:
-        if out is sys.stdout.buffer:
-            out.flush()
-        else:
-            out.close()
     if ctx.find_root().obj.json:
         d = report.to_dict()
         d["area"] = area.to_dict()
@@ -180,23 +168,27 @@ def extract(ctx: click.Context, outdir: str, kinds, caller, min_size, addr_range
         if not sep:
             raise click.BadParameter("use A-B", param_hint="--range")
         lo, hi = kernel_address(ctx, a), kernel_address(ctx, b)
+        if lo >= hi:
+            raise click.BadParameter(f"{addr_range}: the range is empty or reversed; give A-B with A below B",
+                                     param_hint="--range")
     selected = list(model.select(kinds=kinds or DEFAULT_EXTRACT_KINDS, caller=caller,
                                  min_size=parse_size(min_size) if min_size else 0, lo=lo, hi=hi))
     if "ioremap" in (kinds or ()) and not force_io:
         click.echo("kcoretool: note: ioremap areas are written as zeros without --force-io", err=True)
-    os.makedirs(outdir, exist_ok=True)
     reader = k.reader(force_io=force_io, sparse=sparse)
     manifest: List[Dict[str, object]] = []
     totals: Dict[str, int] = {}
     show_bar = sys.stderr.isatty() and not ctx.find_root().obj.json
-    with click.progressbar(selected, label="extracting", file=sys.stderr,
-                           show_pos=True) if show_bar else _nullbar(selected) as bar:
+    # Each file appears whole or not at all; manifest.json comes last and
+    # lists only files already in place; a failed run removes them all.
+    with OutputDir(outdir) as out_dir, click.progressbar(
+            selected, label="extracting", file=sys.stderr, show_pos=True) if show_bar else _nullbar(selected) as bar:
         for area in bar:
             start, end = data_span(area, model.page_size)
             caller_sym = area.vm.caller_symbol if area.vm is not None else None
             name = f"{area.start:016x}-{area.kind}" + (f"-{_safe(caller_sym.split('+')[0])}" if caller_sym else "") + ".bin"
             digest = hashlib.sha256()
-            with open(os.path.join(outdir, name), "wb") as f:
+            with out_dir.file(name) as f:
                 report = reader.read(start, end - start, _HashingSink(f, digest))
             pages = report.pages_by_state(model.page_size)
             for state, n in pages.items():
@@ -207,9 +199,9 @@ def extract(ctx: click.Context, outdir: str, kinds, caller, min_size, addr_range
                 "pages": pages, "retries": report.retries,
                 "zero_runs": [r.to_dict() for r in report.zero_runs()],
             })
-    with open(os.path.join(outdir, "manifest.json"), "w") as f:
-        json.dump({"core": ctx.find_root().obj.core_path, "release": model.release,
-                   "areas": manifest, "pages": totals}, f, indent=1)
+        with out_dir.file("manifest.json") as mf:
+            mf.write(json.dumps({"core": ctx.find_root().obj.core_path, "release": model.release,
+                                 "areas": manifest, "pages": totals}, indent=1).encode())
     if ctx.find_root().obj.json:
         emit_json({"directory": outdir, "areas": len(manifest), "pages": totals})
     else:

@@ -103,6 +103,9 @@ class VmallocReader:
 
     def read(self, addr: int, size: int, sink: BinaryIO) -> ReadReport:
         """Read [addr, addr+size) into ``sink`` (anything with ``write``)."""
+        if addr < 0 or size < 0 or addr + size > 1 << 64:
+            raise AddressError(f"{addr:#x}+{size:#x} runs past the top of the 64-bit address space "
+                               f"({(1 << 64) - 1:#x}); shorten the length", addr)
         report = ReadReport(addr, size, "pagetable")
         end = addr + size
         pos = addr
