@@ -8,11 +8,13 @@ from typing import List, Optional, Tuple
 
 import click
 
-from kcoretool.cli.output import emit_json, hexdump_lines, human, hx, parse_address, parse_size, table
+from kcoretool.cli.output import HexdumpWriter, emit_json, human, hx, parse_address, parse_size, table
 from kcoretool.errors import KcoreToolError
 
 # Big reads go out in pieces so memory stays bounded.
 CHUNK = 1 << 20
+# --json holds the bytes as hex in one document.
+JSON_LIMIT = 1 << 24
 
 
 def _core(ctx: click.Context):
@@ -244,20 +246,37 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
                 zero_runs += res.zero_filled
                 cut_runs += res.truncated
     elif ctx.obj.json:
-        res = core.read_ex(addr, min(size, 1 << 24), physical)
+        if size > JSON_LIMIT:
+            raise KcoreToolError(f"--json carries at most {JSON_LIMIT >> 20} MiB of data; "
+                                 "write the bytes with -o FILE instead")
+        res = core.read_ex(addr, size, physical)
         emit_json({"address": addr, "physical": physical, "length": len(res.data),
                    "data": res.data.hex(),
                    "zero_filled": [{"address": a, "length": n} for a, n in res.zero_filled]})
         return
     else:
+        dump = HexdumpWriter(addr)
         for pos in range(addr, addr + size, CHUNK):
             res = core.read_ex(pos, min(CHUNK, addr + size - pos), physical)
-            for line in hexdump_lines(pos, res.data):
-                click.echo(line)
+            dump.write(res.data)
             zero_runs += res.zero_filled
             cut_runs += res.truncated
+        dump.close()
+    space = "physical" if physical else "virtual"
+    if len(zero_runs) + len(cut_runs) > 4:
+        # Hundreds of runs in a big read: one line (the runs are in the
+        # page-state map of `read --map` through the page tables).
+        parts = []
+        if zero_runs:
+            parts.append(f"{sum(n for _, n in zero_runs)} bytes in {len(zero_runs)} runs are not in the file "
+                         "(excluded from the dump)")
+        if cut_runs:
+            parts.append(f"{sum(n for _, n in cut_runs)} bytes in {len(cut_runs)} runs lie past the end of "
+                         "the truncated dump")
+        click.echo(f"kcoretool: note: {'; '.join(parts)}; they read as zeros", err=True)
+        return
     for a, n in zero_runs:
-        click.echo(f"kcoretool: note: {n} bytes at {'physical' if physical else 'virtual'} {a:#x} "
+        click.echo(f"kcoretool: note: {n} bytes at {space} {a:#x} "
                    "are not in the file (excluded from the dump) and read as zeros", err=True)
     for a, n in cut_runs:
         click.echo(f"kcoretool: note: {n} bytes at physical {a:#x} lie past the end of the truncated "

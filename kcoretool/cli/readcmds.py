@@ -51,6 +51,17 @@ def describe_zero_runs(report: ReadReport, physical_note: str = "") -> List[str]
     return lines
 
 
+def summarize_zero_runs(report: ReadReport, hint: str = " \u2014 `--map` lists the runs") -> List[str]:
+    """One note for all zero-filled runs, by state: a 128 MiB read has
+    hundreds of runs, and one line per run drowns the output."""
+    zero = {s: n for s, n in report.pages_by_state().items() if s in ZERO_STATES}
+    if not zero:
+        return []
+    parts = [f"{n} page{'s' if n != 1 else ''} {s}" if i == 0 else f"{n} {s}"
+             for i, (s, n) in enumerate(zero.items())]
+    return [f"kcoretool: note: zero-filled: {', '.join(parts)}{hint}"]
+
+
 def map_table(report: ReadReport) -> str:
     rows = [(hx(r.vaddr), hx(r.vaddr + r.size), r.size, r.state, hx(r.phys), hx(r.area)) for r in report.runs]
     return table(rows, ["start", "end", "bytes", "state", "phys", "area"],
@@ -66,7 +77,7 @@ def summary_text(report: ReadReport) -> str:
 def read_via_reader(ctx: click.Context, addr: int, size: int, output: Optional[str], via: str,
                     show_map: bool, force_io: bool, sparse: bool) -> None:
     """`read` through the page tables (or the live kernel's vread)."""
-    from kcoretool.cli.output import hexdump_lines
+    from kcoretool.cli.output import HexdumpWriter
 
     k = kernel_of(ctx)
     opts = ctx.find_root().obj
@@ -74,8 +85,22 @@ def read_via_reader(ctx: click.Context, addr: int, size: int, output: Optional[s
         with OutputFile(output) as out:
             _, report = k.read(addr, size, out, via=via, force_io=force_io, sparse=sparse)
         data = None
+    elif opts.json:
+        from kcoretool.cli.elfcmds import JSON_LIMIT
+
+        if size > JSON_LIMIT:
+            raise KcoreToolError(f"--json carries at most {JSON_LIMIT >> 20} MiB of data; "
+                                 "write the bytes with -o FILE instead")
+        data, report = k.read(addr, size, via=via, force_io=force_io, sparse=sparse)
+    elif show_map:
+        _, report = k.read(addr, size, _Discard(), via=via, force_io=force_io, sparse=sparse)
+        data = None
     else:
-        data, report = k.read(addr, min(size, 1 << 26), via=via, force_io=force_io, sparse=sparse)
+        # Streamed: any length, repeated lines collapsed to `*`.
+        dump = HexdumpWriter(addr)
+        _, report = k.read(addr, size, dump, via=via, force_io=force_io, sparse=sparse)
+        dump.close()
+        data = None
     if opts.json:
         d = report.to_dict()
         if data is not None:
@@ -84,10 +109,7 @@ def read_via_reader(ctx: click.Context, addr: int, size: int, output: Optional[s
         return
     if show_map:
         click.echo(map_table(report))
-    elif data is not None:
-        for line in hexdump_lines(addr, data):
-            click.echo(line)
-    for line in describe_zero_runs(report):
+    for line in describe_zero_runs(report) if show_map else summarize_zero_runs(report):
         click.echo(line, err=True)
 
 
@@ -133,7 +155,7 @@ def dump(ctx: click.Context, address: str, output: str, with_guard: bool, force_
     caller = area.vm.caller_symbol if area.vm is not None else None
     click.echo(f"kcoretool: {output}: {hi - lo} bytes of {area.kind} area {area.start:#x}-{area.end:#x}"
                f"{' (' + caller + ')' if caller else ''}: {summary_text(report)}", err=True)
-    for line in describe_zero_runs(report):
+    for line in summarize_zero_runs(report, hint=" \u2014 `read --map` lists the runs"):
         click.echo(line, err=True)
 
 
@@ -220,6 +242,11 @@ class _nullbar:
         return False
 
 
+class _Discard:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
 class _HashingSink:
     def __init__(self, f: BinaryIO, digest) -> None:
         self.f, self.digest = f, digest
@@ -239,10 +266,13 @@ def check(ctx: click.Context, kinds) -> None:
     Exit status 3 when any page differs."""
     from kcoretool.reader.check import DEFECTS, KcoreChecker, summarize
 
-    k = kernel_of(ctx)
-    if k.core is None or k.core.kind != "kcore" or not k.core.is_live:
-        raise KcoreToolError("vmalloc check compares against the live kernel's /proc/kcore; "
+    core = ctx.find_root().obj.core()
+    if core.kind != "kcore" or not core.is_live:
+        # Decided before any debug info is loaded: a vmcore has no vread to check.
+        raise KcoreToolError(f"vmalloc check is live only: it compares /proc/kcore with the page tables "
+                             f"of the running kernel, and {core.path} is a saved {core.kind}; "
                              "run it as root on the machine itself (-c /proc/kcore)")
+    k = kernel_of(ctx)
     model = k.vmalloc()
     checker = KcoreChecker(k.reader(), lambda va, n: k.core.read(va, n))
     results = []

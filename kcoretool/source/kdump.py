@@ -123,26 +123,40 @@ class KdumpCore(Core):
             self._prog = prog
         return self._prog
 
-    def _read_cut(self, addr: int, size: int):
-        """A physical read that touches pages past the end of a cut file:
-        those read as zeros, listed in ``truncated``; the rest from drgn."""
+    def _read_pages(self, addr: int, size: int):
+        """A physical read page by page: pages past the end of a cut file
+        read as zeros listed in ``truncated``, pages makedumpfile left out
+        as zeros listed in ``zero_filled`` (as an ELF vmcore's are); only
+        the dumped, present pages are asked of drgn."""
         from kcoretool.source.core import ReadResult
 
+        import drgn
+
         out = bytearray()
-        cut: List[Tuple[int, int]] = []
+        runs: dict = {"cut": [], "excluded": []}
         ps, pos, end = self.block_size, addr, addr + size
+        got_any = False
         while pos < end:
             n = min(end, (pos // ps + 1) * ps) - pos
-            if self.truncated_at(pos, n) is not None:
-                if cut and cut[-1][0] + cut[-1][1] == pos:
-                    cut[-1] = (cut[-1][0], cut[-1][1] + n)
+            why = "cut" if self.truncated_at(pos, n) is not None else None
+            if why is None:
+                try:
+                    out += self.program().read(pos, n, True)
+                    got_any = True
+                except drgn.FaultError:
+                    why = "excluded"
+            if why is not None:
+                lst = runs[why]
+                if lst and lst[-1][0] + lst[-1][1] == pos:
+                    lst[-1] = (lst[-1][0], lst[-1][1] + n)
                 else:
-                    cut.append((pos, n))
+                    lst.append((pos, n))
                 out += bytes(n)
-            else:
-                out += self.read_ex(pos, n, True).data
             pos += n
-        return ReadResult(bytes(out), truncated=cut)
+        if not got_any and not runs["cut"] and size <= ps:
+            raise AddressError(f"{self.path}: physical address {addr:#x} is excluded from the dump "
+                               "by makedumpfile or is not RAM", addr)
+        return ReadResult(bytes(out), zero_filled=runs["excluded"], truncated=runs["cut"])
 
     def truncated_at(self, addr: int, size: int) -> Optional[int]:
         """The first physical address in [addr, addr+size) whose page lies
@@ -162,10 +176,12 @@ class KdumpCore(Core):
         if size < 0 or addr < 0 or addr + size > 1 << 64:
             raise AddressError(f"{self.path}: bad {space} range {addr:#x}+{size:#x}", addr)
         if physical and size and self.truncated_at(addr, size) is not None:
-            return self._read_cut(addr, size)
+            return self._read_pages(addr, size)
         try:
             return ReadResult(self.program().read(addr, size, physical))
         except (drgn.FaultError, ValueError, OverflowError) as e:
+            if physical and isinstance(e, drgn.FaultError) and size > self.block_size - addr % self.block_size:
+                return self._read_pages(addr, size)
             if not isinstance(e, drgn.FaultError):
                 raise AddressError(f"{self.path}: cannot read {space} {addr:#x}+{size:#x}: {e}", addr) from None
             space = "physical" if physical else "virtual"
