@@ -15,10 +15,10 @@ file size.  Pages whose data lies past the end of a cut file read as
 
 from __future__ import annotations
 
-from typing import IO, List, Optional, Tuple
+from typing import IO, Dict, List, Optional, Tuple
 
 from kcoretool.errors import AddressError, CoreFormatError
-from kcoretool.source.core import Core, Segment
+from kcoretool.source.core import Core, ReadResult, Segment
 from kcoretool.source.kdumpcheck import HDR, check_kdump
 from kcoretool.source.vmcoreinfo import MAX_VMCOREINFO_SIZE, VmcoreInfo
 
@@ -123,17 +123,15 @@ class KdumpCore(Core):
             self._prog = prog
         return self._prog
 
-    def _read_pages(self, addr: int, size: int):
+    def _read_pages(self, addr: int, size: int) -> ReadResult:
         """A physical read page by page: pages past the end of a cut file
         read as zeros listed in ``truncated``, pages makedumpfile left out
         as zeros listed in ``zero_filled`` (as an ELF vmcore's are); only
         the dumped, present pages are asked of drgn."""
-        from kcoretool.source.core import ReadResult
-
         import drgn
 
         out = bytearray()
-        runs: dict = {"cut": [], "excluded": []}
+        runs: Dict[str, List[Tuple[int, int]]] = {"cut": [], "excluded": []}
         ps, pos, end = self.block_size, addr, addr + size
         got_any = False
         while pos < end:
@@ -167,9 +165,7 @@ class KdumpCore(Core):
         pfn = self.layout.first_truncated(addr // ps, (addr + size + ps - 1) // ps)
         return None if pfn is None else max(addr, pfn * ps)
 
-    def read_ex(self, addr: int, size: int, physical: bool = False):
-        from kcoretool.source.core import ReadResult
-
+    def read_ex(self, addr: int, size: int, physical: bool = False) -> ReadResult:
         import drgn
 
         space = "physical" if physical else "virtual"
