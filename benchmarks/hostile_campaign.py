@@ -342,27 +342,29 @@ def _child(argv: List[str], out_path: str, err_path: str) -> None:
     os._exit(status)
 
 
-def run_case(argv: List[str], work: str, timeout: float) -> Tuple[str, int, str, float]:
-    """('exit'|'signal'|'timeout', code, stderr, seconds)."""
-    out_path, err_path = os.path.join(work, "out"), os.path.join(work, "err")
+def start_case(argv: List[str], work: str) -> Tuple[int, int, float]:
+    """Fork the child that runs the case: (pid, pidfd, start time)."""
     t0 = time.monotonic()
     pid = os.fork()
     if pid == 0:
-        os.setpgid(0, 0)
-        _child(argv, out_path, err_path)
-    fd = os.pidfd_open(pid)
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return "timeout", -1, "", time.monotonic() - t0
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(fd)
+        try:
+            os.setpgid(0, 0)
+        finally:
+            _child(argv, os.path.join(work, "out"), os.path.join(work, "err"))
+    return pid, os.pidfd_open(pid), t0
+
+
+def finish_case(pid: int, fd: int, t0: float, work: str, kill: bool) -> Tuple[str, int, str, float]:
+    """Reap a case: ('exit'|'signal'|'timeout', code, stderr, seconds)."""
+    if kill:
+        os.killpg(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
     took = time.monotonic() - t0
+    if kill:
+        return "timeout", -1, "", took
     try:
-        err = pathlib.Path(err_path).read_text(errors="replace")
+        err = pathlib.Path(work, "err").read_text(errors="replace")
     except OSError:
         err = ""
     if os.WIFSIGNALED(status):
@@ -474,25 +476,23 @@ def main() -> int:
                     if leftover not in ("fifo", "core"):
                         shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
                 _prepare(work, blob, pristine, j)
-                pid = os.fork()
-                if pid == 0:
-                    try:
-                        kind, code, err, took = run_case(argv, work, args.timeout)
-                        with open(os.path.join(work, "result"), "w") as f:
-                            f.write(f"{kind}\n{code}\n{took}\n{err}")
-                    finally:
-                        os._exit(0)
-                running[pid] = (j, i, argv, what, must)
+                pid, fd, t0 = start_case(argv, work)
+                running[fd] = (pid, t0, j, i, argv, what, must)
             if not running:
                 break
-            pid, _ = os.wait()
-            j, i, argv, what, must = running.pop(pid)
+            now = time.monotonic()
+            wait = max(0.0, min(t0 + args.timeout for _, t0, *_ in running.values()) - now)
+            ready, _, _ = select.select(list(running), [], [], wait)
+            now = time.monotonic()
+            late = [fd for fd, r in running.items() if now - r[1] >= args.timeout and fd not in ready]
+            if not ready and not late:
+                continue
+            fd = (ready or late)[0]
+            pid, t0, j, i, argv, what, must = running.pop(fd)
+            kind, code, err, took = finish_case(pid, fd, t0, slots[j], kill=fd not in ready)
             _undo(slots[j], demo_blob, pristine, j)
             free.append(j)
             done += 1
-            with open(os.path.join(slots[j], "result")) as f:
-                kind, code_s, took_s, err = f.read().split("\n", 3)
-            code, took = int(code_s), float(took_s)
             slowest = max(slowest, took)
             counts["cases"] += 1
             label = f"#{i} {what}: kcoretool {' '.join(argv)}"

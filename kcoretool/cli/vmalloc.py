@@ -254,7 +254,7 @@ def blocks(ctx: click.Context) -> None:
 def free(ctx: click.Context, fits: Optional[str], align: Optional[str], show_all: bool) -> None:
     """Free holes of the vmalloc range: largest hole, histogram, --fits."""
     if align is not None:
-        al = _size(align)
+        al = parse_size(align)
         if al <= 0 or al & (al - 1):
             raise click.BadParameter(f"{align}: an alignment is a power of two (4096, 2M, ...)",
                                      param_hint="--align")
