@@ -322,6 +322,9 @@ def _child(argv: List[str], out_path: str, err_path: str) -> None:
     fd_err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(fd_out, 1)
     os.dup2(fd_err, 2)
+    # The forking process may have replaced sys.stdout/err (pytest does).
+    sys.stdout = open(1, "w", closefd=False)
+    sys.stderr = open(2, "w", closefd=False, buffering=1)
     status = 0
     try:
         from kcoretool.cli import main
