@@ -17,6 +17,7 @@ import errno
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING, List, Optional
 
@@ -148,9 +149,18 @@ def main(args: Optional[List[str]] = None, prog_name: str = "kcoretool") -> None
     debug = "--debug" in argv
     try:
         sys.exit(_run(argv, prog_name, debug))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         # A second Ctrl-C while the first is being handled: still one line.
         _fail("interrupted", 130)
+
+
+class Interrupted(BaseException):
+    """SIGINT, raised where the program is (not an Exception: nothing catches it by accident)."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # one Ctrl-C is enough; cleanup must finish
+    raise Interrupted()
 
 
 def _fail(message: str, status: int) -> None:
@@ -184,6 +194,12 @@ def _run(argv: List[str], prog_name: str, debug: bool) -> int:
 
     if not stdout_usable():
         _fail("standard output is closed; redirect it instead (e.g. >/dev/null)", 1)
+    # Ctrl-C as our own exception: click turns KeyboardInterrupt into a
+    # blank line and Abort; `finally` blocks (temporary files) still run.
+    try:
+        signal.signal(signal.SIGINT, _interrupt)
+    except ValueError:
+        pass  # not the main thread (an embedding caller): keep its handler
     try:
         rv = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
         sys.stdout.flush()  # a full disk or closed pipe shows here, not at exit
@@ -201,7 +217,7 @@ def _run(argv: List[str], prog_name: str, debug: bool) -> int:
         # `kcoretool read ... | head`: stop quietly, like cat.
         _quiet_stdout()
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         _fail("interrupted", 130)
     except Exception as e:  # noqa: BLE001 -- the one translation point
         if debug:

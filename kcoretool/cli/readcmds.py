@@ -34,7 +34,8 @@ def kernel_of(ctx: click.Context) -> Kernel:
 
 def kernel_address(ctx: click.Context, text: str) -> int:
     """ADDRESS with symbols from the kernel's symbol table."""
-    return parse_address(text, kernel_of(ctx).symbol_address)
+    return parse_address(text, lambda name: kernel_of(ctx).symbol_address(name),
+                         "the kernel's symbol table has no such symbol; give a numeric address")
 
 
 def describe_zero_runs(report: ReadReport, physical_note: str = "") -> List[str]:
@@ -130,8 +131,8 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
     try:
         addr = parse_address(address, symbols)
     except KcoreToolError:
-        if physical or via == "elf":
-            raise
+        if physical or via == "elf" or not _looks_like_symbol(address):
+            raise  # a number that is not one is a typo: no need for the kernel's symbols
         addr = kernel_address(ctx, address)  # the kernel's own symbol table
     size = parse_size(length)
     if addr + size > 1 << 64:
@@ -191,6 +192,11 @@ def _segment_zero_notes(zero_runs: List[Tuple[int, int]], cut_runs: List[Tuple[i
     lines += [f"kcoretool: note: {n} bytes at physical {a:#x} lie past the end of the truncated dump and "
               "read as zeros (truncated)" for a, n in cut_runs]
     return lines
+
+
+def _looks_like_symbol(text: str) -> bool:
+    return bool(re.match(r"^\s*[A-Za-z_.$][A-Za-z0-9_.$]*\s*(\+|$)", text)) and not re.match(
+        r"^\s*[0-9a-fA-F]+\s*$", text)
 
 
 def _wants_reader(core, addr: int, via: str) -> bool:

@@ -56,7 +56,9 @@ def _json_wanted(ctx: click.Context, fmt: Optional[str] = None) -> bool:
 
 def _addr(text: str, ctx: click.Context) -> int:
     """ADDRESS as a number or SYMBOL[+OFF] (resolved in the kernel's symbols)."""
-    return parse_address(text, _kernel(ctx).symbol_address,
+    # The kernel is opened only for a symbol: a bad number is the user's
+    # typo, not a missing-debug-info problem.
+    return parse_address(text, lambda name: _kernel(ctx).symbol_address(name),
                          "the kernel has no such symbol; give a numeric address")
 
 
