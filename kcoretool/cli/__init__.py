@@ -62,8 +62,14 @@ class Options:
         if self._kernel is None:
             from kcoretool.api import open_kernel
 
-            self._kernel = open_kernel(self.core_path, self.vmlinux, debuginfo=self.debuginfo,
-                                       core=self.core())
+            core = self.core()
+            incomplete = getattr(core, "incomplete", None)
+            if incomplete:
+                # Kernel structures in the missing pages are missing from every
+                # answer: say so before any of them.
+                click.echo(f"kcoretool: warning: the dump is incomplete: {incomplete}; kernel structures "
+                           "in those pages are missing from what follows", err=True)
+            self._kernel = open_kernel(self.core_path, self.vmlinux, debuginfo=self.debuginfo, core=core)
         return self._kernel
 
     def core(self) -> "Core":
