@@ -29,7 +29,7 @@ from kcoretool.debuginfo.plan import DEBUGINFO_MODES, DebugInfoPlan, debug_info_
 from kcoretool.errors import KcoreToolError
 from kcoretool.model.vmalloc import KINDS, Area, VmallocModel, VmapBlock, VmStruct, iter_areas_json
 from kcoretool.reader.check import DEFECTS, AreaCheck, KcoreChecker, summarize
-from kcoretool.reader.report import PAGE_STATES, PageRun, ReadReport
+from kcoretool.reader.report import PAGE_STATES, ZERO_STATES, PageRun, ReadReport
 from kcoretool.reader.vread import Sink
 from kcoretool.source import Core, NoteInfo, open_core
 
@@ -47,6 +47,7 @@ __all__ = (
     "DEFECTS",
     "KINDS",
     "PAGE_STATES",
+    "ZERO_STATES",
     "Area",
     "AreaCheck",
     "Core",
@@ -197,6 +198,8 @@ class Kernel:
 
         if self.core is not None and self.core.kind in ("kcore", "elf-vmcore"):
             return core_phys_reader(self.core)
+        if self.core is not None and self.core.kind == "kdump":
+            return program_phys_reader(self.prog, getattr(self.core, "truncated_at", None))
         return program_phys_reader(self.prog)
 
     def vmcoreinfo(self) -> VmcoreInfo:

@@ -39,6 +39,8 @@ class DebugInfoError(KcoreToolError):
 class AddressError(KcoreToolError):
     """An address (virtual or physical) that the core does not cover."""
 
-    def __init__(self, message: str, address: Optional[int] = None) -> None:
+    def __init__(self, message: str, address: Optional[int] = None, state: Optional[str] = None) -> None:
         super().__init__(message)
         self.address = address
+        #: the page state a reader reports for it ("truncated"), if not the default
+        self.state = state

@@ -13,9 +13,11 @@ fast; the drgn-backed commands are imported when they are invoked.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING, List, Optional
 
@@ -62,8 +64,14 @@ class Options:
         if self._kernel is None:
             from kcoretool.api import open_kernel
 
-            self._kernel = open_kernel(self.core_path, self.vmlinux, debuginfo=self.debuginfo,
-                                       core=self.core())
+            core = self.core()
+            incomplete = getattr(core, "incomplete", None)
+            if incomplete:
+                # Kernel structures in the missing pages are missing from every
+                # answer: say so before any of them.
+                click.echo(f"kcoretool: warning: the dump is incomplete: {incomplete}; kernel structures "
+                           "in those pages are missing from what follows", err=True)
+            self._kernel = open_kernel(self.core_path, self.vmlinux, debuginfo=self.debuginfo, core=core)
         return self._kernel
 
     def core(self) -> Core:
@@ -161,26 +169,87 @@ def cli(ctx: click.Context, core_path: str, vmlinux: Optional[str], debuginfo: s
 
 
 def main(args: Optional[List[str]] = None, prog_name: str = "kcoretool") -> None:
-    debug = "--debug" in (sys.argv[1:] if args is None else args)
+    """The console entry point: every failure ends as one line and an exit
+    status (1 error, 2 usage, 130 interrupted); ``--debug`` re-raises."""
+    argv = sys.argv[1:] if args is None else args
+    debug = "--debug" in argv
     try:
-        rv = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
+        sys.exit(_run(argv, prog_name, debug))
+    except (KeyboardInterrupt, Interrupted):
+        # A second Ctrl-C while the first is being handled: still one line.
+        _fail("interrupted", 130)
+
+
+class Interrupted(BaseException):
+    """SIGINT, raised where the program is (not an Exception: nothing catches it by accident)."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # one Ctrl-C is enough; cleanup must finish
+    raise Interrupted()
+
+
+def _fail(message: str, status: int) -> None:
+    try:
+        click.echo(f"kcoretool: {message}", err=True)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    _quiet_stdout()
+    if status == 130:
+        # No interpreter shutdown: a second Ctrl-C there prints "Exception
+        # ignored" and can end with status 0.
+        os._exit(status)
+    sys.exit(status)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush of a
+    broken or full stream cannot print "Exception ignored" or change the
+    exit status."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def _run(argv: List[str], prog_name: str, debug: bool) -> int:
+    from kcoretool.cli.failures import one_line, stdout_usable
+
+    if not stdout_usable():
+        _fail("standard output is closed; redirect it instead (e.g. >/dev/null)", 1)
+    # Ctrl-C as our own exception: click turns KeyboardInterrupt into a
+    # blank line and Abort; `finally` blocks (temporary files) still run.
+    try:
+        signal.signal(signal.SIGINT, _interrupt)
+    except ValueError:
+        pass  # not the main thread (an embedding caller): keep its handler
+    try:
+        rv = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        sys.stdout.flush()  # a full disk or closed pipe shows here, not at exit
     except click.exceptions.Abort:
-        click.echo("kcoretool: interrupted", err=True)
-        sys.exit(130)
+        _fail("interrupted", 130)
+    except click.exceptions.Exit as e:
+        return e.exit_code
     except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except KcoreToolError as e:
-        if debug:
-            raise
-        click.echo(f"kcoretool: {e}", err=True)
-        sys.exit(1)
+        try:
+            e.show()
+        except OSError:
+            pass
+        return e.exit_code
     except BrokenPipeError:
         # `kcoretool read ... | head`: stop quietly, like cat.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("kcoretool: interrupted", err=True)
-        sys.exit(130)
-    sys.exit(rv if isinstance(rv, int) else 0)
+        _quiet_stdout()
+        return 1
+    except (KeyboardInterrupt, Interrupted):
+        _fail("interrupted", 130)
+    except Exception as e:
+        if debug:
+            raise
+        if isinstance(e, OSError) and e.errno == errno.EPIPE:
+            _quiet_stdout()
+            return 1
+        _fail(one_line(e), 1)
+    return rv if isinstance(rv, int) else 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import click
 
@@ -45,11 +45,12 @@ def info(ctx: click.Context) -> None:
         "segments": core.segment_counts(),
         "debuginfo": _debuginfo_plan(ctx, core).to_dict(),
     }
+    incomplete = getattr(core, "incomplete", None)
+    if incomplete:  # only a cut kdump file has the key
+        facts["incomplete"] = incomplete
     if ctx.obj.json:
         emit_json(facts)
         return
-    import time
-
     crash = core.crash_time
     rows = [
         ("core", core.path),
@@ -59,14 +60,28 @@ def info(ctx: click.Context) -> None:
         ("page size", core.page_size if core.page_size is not None else "unknown"),
         ("KASLR offset", hx(core.kaslr_offset)),
         ("CPUs", core.cpus if core.cpus is not None else "-"),
-        ("crash time", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(crash)) if crash else "-"),
+        ("crash time", _date(crash)),
         ("VMCOREINFO", core.vmcoreinfo_source or "none"),
         ("segments", _segment_summary(core)),
         ("debug info", _debuginfo_plan(ctx, core).describe()),
     ]
+    if incomplete:
+        rows.append(("dump", f"INCOMPLETE: {incomplete}; those pages read as `truncated` zeros"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+def _date(t: Optional[int]) -> str:
+    """A crash time as a UTC date; a value no calendar holds is shown as a number."""
+    import time
+
+    if not t:
+        return "-"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+    except (OverflowError, OSError, ValueError):
+        return f"{t} (not a valid date: damaged?)"
 
 
 def _debuginfo_plan(ctx: click.Context, core: Core) -> DebugInfoPlan:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Tuple
 
 import click
 
 from kcoretool.errors import KcoreToolError
 
-__all__ = ("emit_json", "hexdump_lines", "human", "hx", "parse_address", "parse_size", "stream_table", "table")
+__all__ = ("HexdumpWriter", "emit_json", "hexdump_lines", "human", "hx", "parse_address", "parse_size",
+           "stream_table", "table")
 
 
 def emit_json(value: Any) -> None:
@@ -38,6 +39,49 @@ def hexdump_lines(addr: int, data: bytes, width: int = 16) -> Iterator[str]:
         full = (width * 5) // 2 - 1
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
         yield f"{addr + off:016x}: {groups:<{full}}  {text}"
+
+
+class HexdumpWriter:
+    """A sink (``write(bytes)``) that prints a hexdump as the bytes arrive,
+    any length, in bounded memory.  Like ``hexdump -C``, a line equal to
+    the one before is printed as a single ``*``; the last line is always
+    printed, so the end of the range shows."""
+
+    def __init__(self, addr: int, echo: Callable[[str], Any] = click.echo, width: int = 16) -> None:
+        self.addr, self.echo, self.width = addr, echo, width
+        self._buf = b""
+        self._prev: Optional[bytes] = None
+        self._skipped: Optional[Tuple[int, bytes]] = None
+
+    def write(self, data: bytes) -> int:
+        buf = self._buf + bytes(data)
+        w = self.width
+        whole = len(buf) - len(buf) % w
+        for off in range(0, whole, w):
+            self._line(buf[off : off + w])
+        self._buf = buf[whole:]
+        return len(data)
+
+    def _line(self, chunk: bytes) -> None:
+        if chunk == self._prev:
+            if self._skipped is None:
+                self.echo("*")
+            self._skipped = (self.addr, chunk)
+        else:
+            self._skipped = None
+            self.echo(next(hexdump_lines(self.addr, chunk, self.width)))
+            self._prev = chunk
+        self.addr += len(chunk)
+
+    def close(self) -> None:
+        if self._buf:
+            self._prev = None  # a short last line always shows
+            self._line(self._buf)
+            self._buf = b""
+        elif self._skipped is not None:
+            addr, chunk = self._skipped
+            self.echo(next(hexdump_lines(addr, chunk, self.width)))
+            self._skipped = None
 
 
 _NUM = re.compile(r"^(0[xX][0-9a-fA-F]+|[0-9]+|[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*)$")
@@ -79,7 +123,7 @@ def parse_address(text: str, symbols: Optional[Any] = None, missing: str = _NOT_
     t = text.strip()
     value = _number(t)
     if value is not None:
-        return value
+        return _in_64_bits(value, text)
     name, plus, off_text = t.partition("+")
     off = 0
     if plus:
@@ -93,7 +137,14 @@ def parse_address(text: str, symbols: Optional[Any] = None, missing: str = _NOT_
     addr = symbols(name) if symbols is not None else None
     if addr is None:
         raise KcoreToolError(f"unknown symbol {name!r}: {missing}")
-    return addr + off
+    return _in_64_bits(addr + off, text)
+
+
+def _in_64_bits(value: int, text: str) -> int:
+    if value >= 1 << 64:
+        raise KcoreToolError(f"address {text!r} is beyond the 64-bit address space (the last address "
+                             f"is {(1 << 64) - 1:#x})")
+    return value
 
 
 def human(n: int) -> str:

@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import sys
 from typing import BinaryIO, Dict, List, Optional, Tuple
 
 import click
 
-from kcoretool.api import DEFECTS, KINDS, PAGE_STATES, Area, Core, Kernel, ReadReport, summarize
+from kcoretool.api import DEFECTS, KINDS, PAGE_STATES, ZERO_STATES, Area, Core, Kernel, ReadReport, summarize
 from kcoretool.cli.options import ProgressSink, byte_progress, example, item_progress
-from kcoretool.cli.output import emit_json, hexdump_lines, hx, parse_address, parse_size, table
+from kcoretool.cli.outfile import OutputDir, OutputFile
+from kcoretool.cli.output import HexdumpWriter, emit_json, hx, parse_address, parse_size, table
 from kcoretool.errors import AddressError, KcoreToolError
 
 # Big reads go out in pieces so memory stays bounded.
 CHUNK = 1 << 20
+# --json holds the bytes as hex in one document.
+JSON_LIMIT = 1 << 24
 
 # Kinds `extract` reads unless --kind says otherwise: everything with data.
 DEFAULT_EXTRACT_KINDS = ("vmalloc", "vmap", "exec", "user-mapped", "dma-coherent", "vm_map_ram", "vmap_block")
@@ -33,7 +34,8 @@ def kernel_of(ctx: click.Context) -> Kernel:
 
 def kernel_address(ctx: click.Context, text: str) -> int:
     """ADDRESS with symbols from the kernel's symbol table."""
-    return parse_address(text, kernel_of(ctx).symbol_address)
+    return parse_address(text, lambda name: kernel_of(ctx).symbol_address(name),
+                         "the kernel's symbol table has no such symbol; give a numeric address")
 
 
 def describe_zero_runs(report: ReadReport, physical_note: str = "") -> List[str]:
@@ -45,6 +47,23 @@ def describe_zero_runs(report: ReadReport, physical_note: str = "") -> List[str]
         lines.append(f"kcoretool: note: {r.vaddr:#x}-{r.vaddr + r.size:#x} ({pages} page"
                      f"{'s' if pages != 1 else ''}) read as zeros: {r.state} -- {PAGE_STATES[r.state]}")
     return lines
+
+
+def summarize_zero_runs(report: ReadReport, hint: str = " \u2014 `--map` lists the runs") -> List[str]:
+    """One note for all zero-filled runs, by state: a 128 MiB read has
+    hundreds of runs, and one line per run drowns the output."""
+    zero = {s: n for s, n in report.pages_by_state().items() if s in ZERO_STATES}
+    if not zero:
+        return []
+    parts = [f"{n} page{'s' if n != 1 else ''} {s}" if i == 0 else f"{n} {s}"
+             for i, (s, n) in enumerate(zero.items())]
+    return [f"kcoretool: note: zero-filled: {', '.join(parts)}{hint}"]
+
+
+def _json_limit(size: int) -> None:
+    if size > JSON_LIMIT:
+        raise KcoreToolError(f"--json carries at most {JSON_LIMIT >> 20} MiB of data; "
+                             "write the bytes with -o FILE instead")
 
 
 def map_table(report: ReadReport) -> str:
@@ -64,20 +83,21 @@ def read_via_reader(ctx: click.Context, addr: int, size: int, output: Optional[s
     """`read` through the page tables (or the live kernel's vread)."""
     k = kernel_of(ctx)
     opts = ctx.find_root().obj
+    data: Optional[bytes] = None
     if output is not None:
-        out: BinaryIO = sys.stdout.buffer if output == "-" else open(output, "wb")
-        try:
-            with byte_progress(size, "reading") as bar:
-                _, report = k.read(addr, size, ProgressSink(out, bar), via=via, force_io=force_io,
-                                   sparse=sparse)
-        finally:
-            if out is sys.stdout.buffer:
-                out.flush()
-            else:
-                out.close()
-        data = None
+        with OutputFile(output) as out, byte_progress(size, "reading") as bar:
+            _, report = k.read(addr, size, ProgressSink(out, bar), via=via, force_io=force_io,
+                               sparse=sparse)
+    elif opts.json:
+        _json_limit(size)
+        data, report = k.read(addr, size, via=via, force_io=force_io, sparse=sparse)
+    elif show_map:
+        _, report = k.read(addr, size, _Discard(), via=via, force_io=force_io, sparse=sparse)
     else:
-        data, report = k.read(addr, min(size, 1 << 26), via=via, force_io=force_io, sparse=sparse)
+        # Streamed: any length, repeated lines collapsed to `*`.
+        dump = HexdumpWriter(addr)
+        _, report = k.read(addr, size, dump, via=via, force_io=force_io, sparse=sparse)
+        dump.close()
     if opts.json:
         d = report.to_dict()
         if data is not None:
@@ -86,10 +106,7 @@ def read_via_reader(ctx: click.Context, addr: int, size: int, output: Optional[s
         return
     if show_map:
         click.echo(map_table(report))
-    elif data is not None:
-        for line in hexdump_lines(addr, data):
-            click.echo(line)
-    for line in describe_zero_runs(report):
+    for line in describe_zero_runs(report) if show_map else summarize_zero_runs(report):
         click.echo(line, err=True)
 
 
@@ -116,46 +133,73 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
     try:
         addr = parse_address(address, symbols)
     except KcoreToolError:
-        if physical or via == "elf":
-            raise
+        if physical or via == "elf" or not _looks_like_symbol(address):
+            raise  # a number that is not one is a typo: no need for the kernel's symbols
         addr = kernel_address(ctx, address)  # the kernel's own symbol table
     size = parse_size(length)
+    if addr + size > 1 << 64:
+        raise KcoreToolError(f"{addr:#x}+{size:#x} runs past the top of the 64-bit address space "
+                             f"({(1 << 64) - 1:#x}); shorten LENGTH")
     if physical and via not in ("auto", "elf"):
         raise click.UsageError("--physical reads go through the core's segments; drop --via")
     if not physical and _wants_reader(core, addr, via):
         read_via_reader(ctx, addr, size, output, "kcore" if via == "kcore" else "pagetable",
                         show_map, force_io, sparse)
         return
-    zero_runs = []
+    zero_runs: List[Tuple[int, int]] = []
+    cut_runs: List[Tuple[int, int]] = []
     if output is not None:
-        out = sys.stdout.buffer if output == "-" else open(output, "wb")
-        try:
-            with byte_progress(size, "reading") as bar:
-                for pos in range(addr, addr + size, CHUNK):
-                    res = core.read_ex(pos, min(CHUNK, addr + size - pos), physical)
-                    out.write(res.data)
-                    bar.update(len(res.data))
+        with OutputFile(output) as out, byte_progress(size, "reading") as bar:
+            for pos in range(addr, addr + size, CHUNK):
+                res = core.read_ex(pos, min(CHUNK, addr + size - pos), physical)
+                out.write(res.data)
+                bar.update(len(res.data))
                 zero_runs += res.zero_filled
-        finally:
-            if out is not sys.stdout.buffer:
-                out.close()
-            else:
-                out.flush()
+                cut_runs += res.truncated
     elif ctx.obj.json:
-        res = core.read_ex(addr, min(size, 1 << 24), physical)
+        _json_limit(size)
+        res = core.read_ex(addr, size, physical)
         emit_json({"address": addr, "physical": physical, "length": len(res.data),
                    "data": res.data.hex(),
-                   "zero_filled": [{"address": a, "length": n} for a, n in res.zero_filled]})
+                   "zero_filled": [{"address": a, "length": n} for a, n in res.zero_filled],
+                   **({"truncated": [{"address": a, "length": n} for a, n in res.truncated]}
+                      if res.truncated else {})})
         return
     else:
+        dump = HexdumpWriter(addr)
         for pos in range(addr, addr + size, CHUNK):
             res = core.read_ex(pos, min(CHUNK, addr + size - pos), physical)
-            for line in hexdump_lines(pos, res.data):
-                click.echo(line)
+            dump.write(res.data)
             zero_runs += res.zero_filled
-    for a, n in zero_runs:
-        click.echo(f"kcoretool: note: {n} bytes at {'physical' if physical else 'virtual'} {a:#x} "
-                   "are not in the file (excluded from the dump) and read as zeros", err=True)
+            cut_runs += res.truncated
+        dump.close()
+    for line in _segment_zero_notes(zero_runs, cut_runs, physical):
+        click.echo(line, err=True)
+
+
+def _segment_zero_notes(zero_runs: List[Tuple[int, int]], cut_runs: List[Tuple[int, int]],
+                        physical: bool) -> List[str]:
+    """Notes for bytes the file lacks: one per run, or one in all for many."""
+    space = "physical" if physical else "virtual"
+    if len(zero_runs) + len(cut_runs) > 4:
+        parts = []
+        if zero_runs:
+            parts.append(f"{sum(n for _, n in zero_runs)} bytes in {len(zero_runs)} runs are not in the file "
+                         "(excluded from the dump)")
+        if cut_runs:
+            parts.append(f"{sum(n for _, n in cut_runs)} bytes in {len(cut_runs)} runs lie past the end of "
+                         "the truncated dump")
+        return [f"kcoretool: note: {'; '.join(parts)}; they read as zeros"]
+    lines = [f"kcoretool: note: {n} bytes at {space} {a:#x} are not in the file (excluded from the dump) "
+             "and read as zeros" for a, n in zero_runs]
+    lines += [f"kcoretool: note: {n} bytes at physical {a:#x} lie past the end of the truncated dump and "
+              "read as zeros (truncated)" for a, n in cut_runs]
+    return lines
+
+
+def _looks_like_symbol(text: str) -> bool:
+    return bool(re.match(r"^\s*[A-Za-z_.$][A-Za-z0-9_.$]*\s*(\+|$)", text)) and not re.match(
+        r"^\s*[0-9a-fA-F]+\s*$", text)
 
 
 def _wants_reader(core: Core, addr: int, via: str) -> bool:
@@ -197,15 +241,8 @@ def dump(ctx: click.Context, address: str, output: str, with_guard: bool, force_
     area = _area_for(ctx, address)
     ps = k.vmalloc().page_size
     lo, hi = (area.start, area.end) if with_guard else area.data_span(ps)
-    out: BinaryIO = sys.stdout.buffer if output == "-" else open(output, "wb")
-    try:
-        with byte_progress(hi - lo, "dumping") as bar:
-            _, report = k.read(lo, hi - lo, ProgressSink(out, bar), force_io=force_io, sparse=sparse)
-    finally:
-        if out is sys.stdout.buffer:
-            out.flush()
-        else:
-            out.close()
+    with OutputFile(output) as out, byte_progress(hi - lo, "dumping") as bar:
+        _, report = k.read(lo, hi - lo, ProgressSink(out, bar), force_io=force_io, sparse=sparse)
     if ctx.find_root().obj.json:
         d = report.to_dict()
         d["area"] = area.to_dict()
@@ -214,7 +251,7 @@ def dump(ctx: click.Context, address: str, output: str, with_guard: bool, force_
     caller = area.vm.caller_symbol if area.vm is not None else None
     click.echo(f"kcoretool: {output}: {hi - lo} bytes of {area.kind} area {area.start:#x}-{area.end:#x}"
                f"{' (' + caller + ')' if caller else ''}: {summary_text(report)}", err=True)
-    for line in describe_zero_runs(report):
+    for line in summarize_zero_runs(report, hint=" \u2014 `read --map` lists the runs"):
         click.echo(line, err=True)
 
 
@@ -248,22 +285,26 @@ def extract(ctx: click.Context, outdir: str, kinds: Tuple[str, ...], caller: Opt
         if not sep:
             raise click.BadParameter("use A-B", param_hint="--range")
         lo, hi = kernel_address(ctx, a), kernel_address(ctx, b)
+        if lo >= hi:
+            raise click.BadParameter(f"{addr_range}: the range is empty or reversed; give A-B with A below B",
+                                     param_hint="--range")
     selected = list(model.select(kinds=kinds or DEFAULT_EXTRACT_KINDS, caller=caller,
                                  min_size=parse_size(min_size) if min_size else 0, lo=lo, hi=hi))
     if "ioremap" in (kinds or ()) and not force_io:
         click.echo("kcoretool: note: ioremap areas are written as zeros without --force-io", err=True)
-    os.makedirs(outdir, exist_ok=True)
     reader = k.reader(force_io=force_io, sparse=sparse)
     manifest: List[Dict[str, object]] = []
     totals: Dict[str, int] = {}
-    with item_progress(selected, "extracting") as bar:
+    # Each file appears whole or not at all; manifest.json comes last and
+    # lists only files already in place; a failed run removes them all.
+    with OutputDir(outdir) as out_dir, item_progress(selected, "extracting") as bar:
         for area in bar:
             start, end = area.data_span(model.page_size)
             caller_sym = area.vm.caller_symbol if area.vm is not None else None
             name = (f"{area.start:016x}-{area.kind}"
                     + (f"-{_safe(caller_sym.split('+')[0])}" if caller_sym else "") + ".bin")
             digest = hashlib.sha256()
-            with open(os.path.join(outdir, name), "wb") as f:
+            with out_dir.file(name) as f:
                 report = reader.read(start, end - start, _HashingSink(f, digest))
             pages = report.pages_by_state(model.page_size)
             for state, n in pages.items():
@@ -274,14 +315,19 @@ def extract(ctx: click.Context, outdir: str, kinds: Tuple[str, ...], caller: Opt
                 "pages": pages, "retries": report.retries,
                 "zero_runs": [r.to_dict() for r in report.zero_runs()],
             })
-    with open(os.path.join(outdir, "manifest.json"), "w") as f:
-        json.dump({"core": ctx.find_root().obj.core_path, "release": model.release,
-                   "areas": manifest, "pages": totals}, f, indent=1)
+        with out_dir.file("manifest.json") as mf:
+            mf.write(json.dumps({"core": ctx.find_root().obj.core_path, "release": model.release,
+                                 "areas": manifest, "pages": totals}, indent=1).encode())
     if ctx.find_root().obj.json:
         emit_json({"directory": outdir, "areas": len(manifest), "pages": totals})
     else:
         click.echo(f"{len(manifest)} area(s) written to {outdir}: "
                    + ", ".join(f"{s} {n}" for s, n in totals.items()) + " page(s)")
+
+
+class _Discard:
+    def write(self, data: bytes) -> int:
+        return len(data)
 
 
 class _HashingSink:
@@ -302,6 +348,12 @@ def check(ctx: click.Context, kinds: Tuple[str, ...]) -> None:
     """Live only: read every area through /proc/kcore and through the page
     tables, and name the kernel defect behind each page that differs.
     Exit status 3 when any page differs."""
+    core = ctx.find_root().obj.core()
+    if core.kind != "kcore" or not core.is_live:
+        # Decided before any debug info is loaded: a vmcore has no vread to check.
+        raise KcoreToolError(f"vmalloc check is live only: it compares /proc/kcore with the page tables "
+                             f"of the running kernel, and {core.path} is a saved {core.kind}; "
+                             "run it as root on the machine itself (-c /proc/kcore)")
     k = kernel_of(ctx)
     checker = k.checker()
     model = k.vmalloc()

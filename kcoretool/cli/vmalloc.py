@@ -56,7 +56,9 @@ def _json_wanted(ctx: click.Context, fmt: Optional[str] = None) -> bool:
 
 def _addr(text: str, ctx: click.Context) -> int:
     """ADDRESS as a number or SYMBOL[+OFF] (resolved in the kernel's symbols)."""
-    return parse_address(text, _kernel(ctx).symbol_address,
+    # The kernel is opened only for a symbol: a bad number is the user's
+    # typo, not a missing-debug-info problem.
+    return parse_address(text, lambda name: _kernel(ctx).symbol_address(name),
                          "the kernel has no such symbol; give a numeric address")
 
 
@@ -78,7 +80,11 @@ def _parse_range(text: str, ctx: click.Context) -> Tuple[int, int]:
     lo, sep, hi = text.partition("-")
     if not sep:
         raise click.BadParameter("use A-B, e.g. 0xffffc90000000000-0xffffc90100000000")
-    return _addr(lo, ctx), _addr(hi, ctx)
+    a, b = _addr(lo, ctx), _addr(hi, ctx)
+    if a >= b:
+        raise click.BadParameter(f"{text}: the range is empty or reversed; give A-B with A below B",
+                                 param_hint="--range")
+    return a, b
 
 
 @vmalloc.command("list", short_help="Busy areas, one per line.",
@@ -258,6 +264,11 @@ def blocks(ctx: click.Context) -> None:
 @click.pass_context
 def free(ctx: click.Context, fits: Optional[str], align: Optional[str], show_all: bool) -> None:
     """Free holes of the vmalloc range: largest hole, histogram, --fits."""
+    if align is not None:
+        al = parse_size(align)
+        if al <= 0 or al & (al - 1):
+            raise click.BadParameter(f"{align}: an alignment is a power of two (4096, 2M, ...)",
+                                     param_hint="--align")
     m = _model(ctx)
     holes = m.vmalloc_holes()
     hist = m.hole_histogram(holes)

@@ -15,6 +15,7 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Tuple
 
+from kcoretool.errors import DebugInfoError
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 
 __all__ = (
@@ -87,6 +88,31 @@ def btf_available(live: bool, vmcoreinfo: Optional[VmcoreInfo]) -> Optional[str]
     return None
 
 
+def vmlinux_problem(path: str) -> Optional[str]:
+    """Why ``path`` cannot give DWARF, judged from its headers alone, or None
+    (whether it matches the kernel is known only once drgn loads it)."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return "no such file"
+    except IsADirectoryError:
+        return "is a directory"
+    except OSError as e:
+        return f"cannot read it ({e.strerror or e})"
+    with f:
+        if f.read(4) != b"\x7fELF":
+            return "not an ELF file"
+        try:
+            from elftools.elf.elffile import ELFFile
+
+            names = {sec.name for sec in ELFFile(f).iter_sections()}
+        except Exception:
+            return "a damaged ELF file"
+    if ".debug_info" not in names:
+        return "an ELF file without .debug_info (stripped; the -dbg/-debuginfo package has it)"
+    return None
+
+
 def plan_debuginfo(
     mode: str,
     release: Optional[str],
@@ -103,7 +129,12 @@ def plan_debuginfo(
         raise ValueError(f"debuginfo mode {mode!r}")
     rel = release or "unknown"
     paths: List[str] = []
-    if vmlinux is not None:
+    if vmlinux is not None and mode != "btf":
+        problem = vmlinux_problem(vmlinux)
+        if problem:
+            # Asked for by name: never silently replaced by BTF.
+            raise DebugInfoError(f"--vmlinux {vmlinux}: {problem}; give the vmlinux with debug info "
+                                 f"for Linux {rel}")
         paths.append(vmlinux)
     paths.extend(p for p in (debug_info_candidates(release) if release else []) if os.path.exists(p))
     btf = btf_available(live, vmcoreinfo)
@@ -117,7 +148,7 @@ def plan_debuginfo(
         else:
             reason = "--debuginfo dwarf; drgn's own search"
         return DebugInfoPlan(mode, "dwarf", paths[0] if paths else None, reason, tuple(paths),
-                             btf_fallback=btf if mode == "auto" else None)
+                             btf_fallback=btf if mode == "auto" and vmlinux is None else None)
     if btf is not None:
         return DebugInfoPlan(mode, "btf", btf, f"no vmlinux with DWARF for {rel} in the standard places")
     return DebugInfoPlan(mode, "dwarf", None, f"no vmlinux for {rel} and no BTF; drgn's own search")

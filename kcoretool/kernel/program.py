@@ -210,7 +210,7 @@ def _use_dwarf(prog: drgn.Program, plan: DebugInfoPlan, release: str, vmlinux: O
             return _use_btf(prog, dataclasses.replace(
                 plan, kind="btf", source=plan.btf_fallback, dwarf_paths=(),
                 reason=f"{tried[0]} does not match Linux {release}"), live)
-        if search:
+        if search and vmlinux is None:  # an explicit --vmlinux is not swapped for another
             try:
                 prog.load_debug_info(main=True)
             except drgn.MissingDebugInfoError:
@@ -218,8 +218,8 @@ def _use_dwarf(prog: drgn.Program, plan: DebugInfoPlan, release: str, vmlinux: O
     if not _has_vmalloc_types(prog):
         if vmlinux is not None:
             raise DebugInfoError(
-                f"{vmlinux}: does not match Linux {release} or has no DWARF; "
-                + install_hint(release)
+                f"--vmlinux {vmlinux}: its DWARF is not for this kernel (Linux {release}: build ID or "
+                "release differ, or its vmap types are missing); " + install_hint(release)
             )
         what = "no debug info" if plan.mode == "dwarf" else "no debug info and no BTF"
         raise DebugInfoError(f"{what} for Linux {release}; " + install_hint(release))

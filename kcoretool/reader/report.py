@@ -27,6 +27,7 @@ PAGE_STATES = {
     "sparse-skipped": "zeros: a VM_SPARSE area, not read (--sparse reads its present pages)",
     "uninitialised": "zeros: a VM_UNINITIALIZED area still being set up",
     "excluded": "zeros: the page was not saved in the dump (makedumpfile filtering)",
+    "truncated": "zeros: the dump file was cut short before this page's data",
     "raced": "zeros: the area was freed or remapped while being read",
     "unreadable": "zeros: the physical page could not be read",
     "kcore": "as /proc/kcore's own vread returned it (no provenance)",

@@ -10,7 +10,7 @@ provide them; the functions here adapt each one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 from kcoretool.errors import AddressError
 from kcoretool.reader.pagetable import PageTableWalker, kernel_page_table_root
@@ -35,11 +35,19 @@ def core_phys_reader(core: Core) -> Callable[[int, int], bytes]:
     return read_phys
 
 
-def program_phys_reader(prog: drgn.Program) -> Callable[[int, int], bytes]:
-    """Physical reads through a drgn Program (e.g. one a drgn session opened)."""
+def program_phys_reader(prog: drgn.Program, truncated_at: Optional[Callable[[int, int], Optional[int]]] = None
+                        ) -> Callable[[int, int], bytes]:
+    """Physical reads through a drgn Program (e.g. one a drgn session opened).
+    ``truncated_at(addr, size)``: for a cut kdump file, the first address
+    whose page lies past its end -- never handed to libkdumpfile."""
     import drgn
 
     def read_phys(addr: int, size: int) -> bytes:
+        if truncated_at is not None:
+            cut = truncated_at(addr, size)
+            if cut is not None:
+                raise AddressError(f"physical {cut:#x} lies past the end of the truncated dump", cut,
+                                   state="truncated")
         try:
             return prog.read(addr, size, True)
         except drgn.FaultError as e:

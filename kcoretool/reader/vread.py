@@ -115,6 +115,9 @@ class VmallocReader:
 
     def read(self, addr: int, size: int, sink: Sink) -> ReadReport:
         """Read [addr, addr+size) into ``sink`` (anything with ``write``)."""
+        if addr < 0 or size < 0 or addr + size > 1 << 64:
+            raise AddressError(f"{addr:#x}+{size:#x} runs past the top of the 64-bit address space "
+                               f"({(1 << 64) - 1:#x}); shorten the length", addr)
         report = ReadReport(addr, size, "pagetable")
         end = addr + size
         pos = addr
@@ -317,8 +320,8 @@ class VmallocReader:
             try:
                 data = self.read_phys(phys + off, k)
                 yield PageRun(v + off, k, "data", phys=phys + off, area=_start(area)), data
-            except AddressError:
-                yield PageRun(v + off, k, self.missing_state, area=_start(area)), None
+            except AddressError as e:
+                yield PageRun(v + off, k, e.state or self.missing_state, area=_start(area)), None
             off += k
 
 

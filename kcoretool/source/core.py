@@ -116,6 +116,9 @@ class ReadResult:
     #: (address, length) runs that the file does not hold and that read as
     #: zeros: bytes between a segment's p_filesz and p_memsz.
     zero_filled: List[Tuple[int, int]] = field(default_factory=list)
+    #: (address, length) runs of a cut kdump file's pages that lie past its
+    #: end, read as zeros
+    truncated: List[Tuple[int, int]] = field(default_factory=list)
 
 
 class Core:

@@ -6,17 +6,20 @@ makedumpfile's default output (``-c``/``-l``/``-p``/``-z``) is not ELF.  Its
 pages are read through drgn, whose wheel bundles libkdumpfile; only the
 fixed headers are read here, for ``info`` and ``segments``: the
 ``disk_dump_header``, the ``kdump_sub_header`` (VMCOREINFO's location) and
-the second bitmap (which pages were dumped).  Layout: makedumpfile's
+the second bitmap (which pages were dumped), after
+:mod:`kcoretool.source.kdumpcheck` has checked every range against the
+file size.  Pages whose data lies past the end of a cut file read as
+``truncated``; drgn is never asked for them.  Layout: makedumpfile's
 ``diskdump_mod.h`` and IMPLEMENTATION file.
 """
 
 from __future__ import annotations
 
-import struct
-from typing import IO, TYPE_CHECKING, List, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from kcoretool.errors import AddressError, CoreFormatError
 from kcoretool.source.core import Core, ReadResult, Segment
+from kcoretool.source.kdumpcheck import HDR, check_kdump
 from kcoretool.source.vmcoreinfo import MAX_VMCOREINFO_SIZE, VmcoreInfo
 
 if TYPE_CHECKING:
@@ -24,15 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ("KdumpCore",)
 
-# struct disk_dump_header: signature[8], header_version, utsname (6 x 65),
-# timeval (aligned to 8), status, block_size, sub_hdr_size, bitmap_blocks,
-# max_mapnr, total_ram_blocks, device_blocks, written_blocks, current_cpu,
-# nr_cpus.
 _UTS_LEN = 65
-_HDR = struct.Struct("<8si390s6xqqIiiIIIIIIi")
-# struct kdump_sub_header (follows the main header, one block later).
-_SUB = struct.Struct("<QiiQQQQQQQQQQQ")
-MAX_BITMAP = 1 << 30  # 1 GiB of bitmap = 8 Gi pages = 32 TiB: beyond that, damaged
 
 
 class KdumpCore(Core):
@@ -40,52 +35,44 @@ class KdumpCore(Core):
 
     def __init__(self, path: str, f: IO[bytes]) -> None:
         super().__init__(path)
+        size = f.seek(0, 2)
+        # Every range the headers name is checked before anything (drgn
+        # included) reads it: libkdumpfile dies by SIGBUS on a cut file.
+        self.layout = layout = check_kdump(path, f, size)
         f.seek(0)
-        head = f.read(_HDR.size)
-        if len(head) < _HDR.size:
-            raise CoreFormatError(f"{path}: kdump header truncated; the file is cut short")
-        (sig, self.header_version, uts, ts_sec, _ts_usec, self.status, block_size,
+        (_sig, self.header_version, uts, ts_sec, _ts_usec, self.status, block_size,
          sub_hdr_size, bitmap_blocks, max_mapnr, _ram, _dev, _written, _cur,
-         self.nr_cpus) = _HDR.unpack(head)
+         self.nr_cpus) = HDR.unpack(f.read(HDR.size))
         self.utsname = [
             uts[i * _UTS_LEN : (i + 1) * _UTS_LEN].split(b"\0", 1)[0].decode("utf-8", "replace")
             for i in range(6)
         ]
         self.timestamp = ts_sec
-        if block_size <= 0 or block_size & (block_size - 1) or block_size > 1 << 20:
-            raise CoreFormatError(f"{path}: kdump block size {block_size} is absurd; the header is damaged")
         self.block_size = block_size
-        sub = b""
-        if self.header_version >= 2 and sub_hdr_size > 0:
-            f.seek(block_size)
-            sub = f.read(_SUB.size)
         vmcoreinfo = None
-        if len(sub) == _SUB.size:
-            fields = _SUB.unpack(sub)
-            self.phys_base, self.dump_level = fields[0], fields[1]
-            off_vmci, size_vmci = fields[5], fields[6]
-            if self.header_version >= 6 and fields[13]:
-                max_mapnr = fields[13]  # max_mapnr_64
+        self.phys_base: Optional[int] = None
+        self.dump_level: Optional[int] = None
+        sub = layout.sub
+        if sub is not None:
+            self.phys_base, self.dump_level = sub[0], sub[1]
+            off_vmci, size_vmci = sub[5], sub[6]
             if self.header_version >= 3 and off_vmci and 0 < size_vmci <= MAX_VMCOREINFO_SIZE:
                 f.seek(off_vmci)
                 vmcoreinfo = f.read(size_vmci)
-        else:
-            self.phys_base, self.dump_level = None, None
         if vmcoreinfo:
             self.vmcoreinfo = VmcoreInfo(vmcoreinfo, where=path)
             self.vmcoreinfo_source = "kdump sub-header"
-        self.max_mapnr = max_mapnr
-        self.segments = self._dumped_runs(f, sub_hdr_size, bitmap_blocks)
+        self.max_mapnr = layout.max_mapnr
+        self.segments = self._dumped_runs(layout.bitmap)
         self._prog = None
 
-    def _dumped_runs(self, f: IO[bytes], sub_hdr_size: int, bitmap_blocks: int) -> List[Segment]:
+    @property
+    def incomplete(self) -> Optional[str]:
+        """What the dump lacks, in one phrase, or None when it is whole."""
+        return self.layout.describe_incomplete() if self.layout.incomplete else None
+
+    def _dumped_runs(self, bitmap: bytes) -> List[Segment]:
         """Runs of pages the second bitmap marks as dumped, as physical segments."""
-        bs = self.block_size
-        bitmap_len = bitmap_blocks * bs
-        if bitmap_len == 0 or bitmap_len > MAX_BITMAP:
-            return []
-        f.seek((1 + sub_hdr_size) * bs + bitmap_len // 2)
-        bitmap = f.read(bitmap_len // 2)
         page = self.page_size or 4096
         runs: List[Tuple[int, int]] = []
         start = None
@@ -139,12 +126,63 @@ class KdumpCore(Core):
             self._prog = prog
         return self._prog
 
+    def _read_pages(self, addr: int, size: int) -> ReadResult:
+        """A physical read page by page: pages past the end of a cut file
+        read as zeros listed in ``truncated``, pages makedumpfile left out
+        as zeros listed in ``zero_filled`` (as an ELF vmcore's are); only
+        the dumped, present pages are asked of drgn."""
+        import drgn
+
+        out = bytearray()
+        runs: Dict[str, List[Tuple[int, int]]] = {"cut": [], "excluded": []}
+        ps, pos, end = self.block_size, addr, addr + size
+        got_any = False
+        while pos < end:
+            n = min(end, (pos // ps + 1) * ps) - pos
+            why = "cut" if self.truncated_at(pos, n) is not None else None
+            if why is None:
+                try:
+                    out += self.program().read(pos, n, True)
+                    got_any = True
+                except drgn.FaultError:
+                    why = "excluded"
+            if why is not None:
+                lst = runs[why]
+                if lst and lst[-1][0] + lst[-1][1] == pos:
+                    lst[-1] = (lst[-1][0], lst[-1][1] + n)
+                else:
+                    lst.append((pos, n))
+                out += bytes(n)
+            pos += n
+        if not got_any and not runs["cut"] and size <= ps:
+            raise AddressError(f"{self.path}: physical address {addr:#x} is excluded from the dump "
+                               "by makedumpfile or is not RAM", addr)
+        return ReadResult(bytes(out), zero_filled=runs["excluded"], truncated=runs["cut"])
+
+    def truncated_at(self, addr: int, size: int) -> Optional[int]:
+        """The first physical address in [addr, addr+size) whose page lies
+        past the end of a cut file, or None."""
+        if not self.layout.truncated:
+            return None
+        ps = self.block_size
+        pfn = self.layout.first_truncated(addr // ps, (addr + size + ps - 1) // ps)
+        return None if pfn is None else max(addr, pfn * ps)
+
     def read_ex(self, addr: int, size: int, physical: bool = False) -> ReadResult:
         import drgn
 
+        space = "physical" if physical else "virtual"
+        if size < 0 or addr < 0 or addr + size > 1 << 64:
+            raise AddressError(f"{self.path}: bad {space} range {addr:#x}+{size:#x}", addr)
+        if physical and size and self.truncated_at(addr, size) is not None:
+            return self._read_pages(addr, size)
         try:
             return ReadResult(self.program().read(addr, size, physical))
-        except drgn.FaultError as e:
+        except (drgn.FaultError, ValueError, OverflowError) as e:
+            if physical and isinstance(e, drgn.FaultError) and size > self.block_size - addr % self.block_size:
+                return self._read_pages(addr, size)
+            if not isinstance(e, drgn.FaultError):
+                raise AddressError(f"{self.path}: cannot read {space} {addr:#x}+{size:#x}: {e}", addr) from None
             space = "physical" if physical else "virtual"
             why = "excluded from the dump by makedumpfile" if "xclud" in str(e) else "not in the dump"
             raise AddressError(f"{self.path}: {space} address {e.address:#x} is {why}", e.address) from None

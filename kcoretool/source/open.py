@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from typing import IO, Optional, Union
 
 from kcoretool.errors import AccessError, CoreFormatError
@@ -77,6 +78,14 @@ def _open_error(path: str, err: OSError) -> Exception:
     return AccessError(f"{path}: cannot open: {os.strerror(err.errno or 0) or err}")
 
 
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a file"
+
+
 def sniff(head: bytes) -> str:
     """Say what a file is from its first bytes: "elf", "kdump", "flattened",
     "empty" or "unknown"."""
@@ -100,6 +109,14 @@ def open_core(source: Union[str, os.PathLike[str], IO[bytes]] = KCORE_PATH) -> C
     """
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise _open_error(path, e) from None
+        if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+            # A FIFO would block the open itself; a device has no size to check.
+            raise AccessError(f"{path}: not a regular file ({_file_type(st.st_mode)}); "
+                              f"give the path of a vmcore or {KCORE_PATH}")
         try:
             f: IO[bytes] = open(path, "rb")
         except OSError as e:

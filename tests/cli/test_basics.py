@@ -8,6 +8,8 @@ from kcoretool.cli.output import hexdump_lines, parse_address, parse_size
 from kcoretool.errors import AccessError, KcoreToolError
 from kcoretool.source import open as open_mod
 
+DEMO = __import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures" / "demo" / "demo-6.12.kdump"
+
 
 def run(*args, env=None):
     return subprocess.run([sys.executable, "-m", "kcoretool", *args], capture_output=True, text=True, env=env)
@@ -153,10 +155,20 @@ def test_debug_info_errors_are_one_line():
         1, "kcoretool: --vmlinux /nonexistent/vmlinux: no such file; give the kernel's vmlinux with debug info\n")
     r = run("-c", core, "--vmlinux", sys.executable, "vmalloc", "stats")
     assert r.returncode == 1
+    # An ELF file with DWARF, but not this kernel's (this Python has .debug_info).
     assert r.stderr == (
-        f"kcoretool: {sys.executable}: does not match Linux 6.1.0-56-amd64 or has no DWARF; install "
-        "linux-image-6.1.0-56-amd64-dbg (Debian/Ubuntu) or kernel-debuginfo-6.1.0-56-amd64 (Fedora/RHEL), "
-        "or pass --vmlinux\n")
+        f"kcoretool: --vmlinux {sys.executable}: its DWARF is not for this kernel (Linux 6.1.0-56-amd64: "
+        "build ID or release differ, or its vmap types are missing); install linux-image-6.1.0-56-amd64-dbg "
+        "(Debian/Ubuntu) or kernel-debuginfo-6.1.0-56-amd64 (Fedora/RHEL), or pass --vmlinux\n")
+    r = run("-c", core, "--vmlinux", "/bin/ls", "vmalloc", "stats")
+    assert (r.returncode, r.stderr) == (1, "kcoretool: --vmlinux /bin/ls: an ELF file without .debug_info "
+                                           "(stripped; the -dbg/-debuginfo package has it); give the vmlinux "
+                                           "with debug info for Linux 6.1.0-56-amd64\n")
+    # Never silently replaced by BTF, and `info` does not claim it either.
+    for args in (("vmalloc", "stats"), ("info",)):
+        r = run("-c", str(DEMO), "--vmlinux", "/etc/hostname", *args)
+        assert (r.returncode, r.stderr) == (1, "kcoretool: --vmlinux /etc/hostname: not an ELF file; give the "
+                                               "vmlinux with debug info for Linux 6.12.117+deb12-amd64\n")
 
 
 def test_elf_commands_do_not_import_drgn():

@@ -1,0 +1,86 @@
+"""
+The one place exceptions become the user's one line
+---------------------------------------------------
+
+The library raises :class:`~kcoretool.errors.KcoreToolError` for what it
+expects.  Damaged input still reaches code that raises something else --
+drgn's ``FaultError`` from a page-table walk over a damaged dump, an
+``OverflowError`` from a header field too big for a C type, an
+``OSError`` from an output file.  :func:`one_line` turns each into the
+same kind of line, so no traceback reaches a user without ``--debug``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Optional
+
+from kcoretool.errors import KcoreToolError
+
+__all__ = ("one_line", "UNEXPECTED")
+
+#: what a message starts with when kcoretool did not expect the error at all
+UNEXPECTED = "unexpected error"
+
+
+def _drgn_line(e: BaseException) -> Optional[str]:
+    """drgn's own errors, or None when drgn is not loaded or it is not one."""
+    import sys
+
+    drgn = sys.modules.get("drgn")
+    if drgn is None:
+        return None
+    if isinstance(e, drgn.FaultError):
+        return (f"cannot read kernel memory at {e.address:#x} ({e.message}): the core is damaged "
+                "or lacks that page")
+    if isinstance(e, drgn.MissingDebugInfoError):
+        return f"missing debug info: {e}"
+    if type(e).__module__ in ("_drgn", "drgn") or isinstance(e, getattr(drgn, "ObjectAbsentError", ())):
+        return f"drgn cannot interpret the core: {e}"
+    return None
+
+
+def one_line(e: BaseException) -> str:
+    """The message for ``e``, one line, without the ``kcoretool:`` prefix."""
+    if isinstance(e, KcoreToolError):
+        text = str(e)
+    elif isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        if e.errno == errno.ENOSPC:
+            text = f"{where}no space left on device; the output is incomplete"
+        elif e.errno == errno.EBADF:
+            text = "an output stream is closed"
+        else:
+            text = f"{where}{e.strerror or e}"
+    else:
+        text = _drgn_line(e) or ""
+        if not text and isinstance(e, OverflowError):
+            text = f"a value in the core is out of range ({e}): the core is damaged"
+        elif not text and isinstance(e, MemoryError):
+            text = "out of memory: the core's headers ask for more than this machine has (damaged?)"
+        elif not text and isinstance(e, RecursionError):
+            text = "kernel structures loop or nest too deep: the core is damaged"
+        elif not text:
+            # Damaged input drgn does not recognise (its plain Exception for a
+            # VMCOREINFO it cannot parse, for one): say so, keep one line.
+            origin = type(e).__module__
+            if origin in ("builtins", "_drgn") and type(e) is Exception:
+                text = f"drgn cannot interpret the core: {e}"
+            else:
+                text = (f"{UNEXPECTED} {type(e).__name__}: {e} -- a kcoretool bug or a damaged core; "
+                        "--debug shows where")
+    return " ".join(text.split()) or type(e).__name__
+
+
+def stdout_usable() -> bool:
+    """False when the process was started with standard output closed."""
+    import sys
+
+    if sys.stdout is None:
+        return False
+    try:
+        os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True
