@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import click
 
+from kcoretool.cli.options import example
 from kcoretool.cli.output import human
 from kcoretool.errors import KcoreToolError
 
@@ -60,7 +61,8 @@ def _signed(n: int, size: bool = False) -> str:
 # -- snapshot ------------------------------------------------------------------
 
 
-@click.command("snapshot")
+@click.command("snapshot", short_help="Save the whole vmalloc model as a JSON snapshot file.",
+               epilog=example("kcoretool vmalloc snapshot -o before.json"))
 @click.option("-o", "--output", "output", required=True, metavar="FILE",
               help="Where to write the snapshot (JSON; written atomically). '-' for stdout.")
 @click.pass_context
@@ -158,7 +160,8 @@ def _side(label: str, s: Any) -> str:
             f"{s.areas} areas, {s.pages} pages, {human(s.bytes)}")
 
 
-@click.command("diff")
+@click.command("diff", short_help="What changed between two cores or snapshots, per area and per caller.",
+               epilog=example("kcoretool vmalloc diff before.json after.json --summary"))
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="[B]", required=False)
 @click.option("--kind", "kinds", multiple=True, metavar="KIND", help="Only these kinds (repeatable).")
@@ -313,7 +316,8 @@ class _Keys:
         return os.read(sys.stdin.fileno(), 1).decode(errors="replace") if r else ""
 
 
-@click.command("top")
+@click.command("top", short_help="Live per-caller vmalloc usage, refreshed like top.",
+               epilog=example("kcoretool vmalloc top -d 5 -o dsize"))
 @click.option("-d", "--delay", "interval", type=float, default=2.0, show_default=True,
               help="Seconds between refreshes.")
 @click.option("-n", "--iterations", "count", type=int, default=0,
