@@ -75,12 +75,19 @@ def one_line(e: BaseException) -> str:
 
 def stdout_usable() -> bool:
     """False when the process was started with standard output closed."""
+    import io
     import sys
 
     if sys.stdout is None:
         return False
     try:
-        os.fstat(sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
+        fd = sys.stdout.fileno()
+    except (io.UnsupportedOperation, AttributeError):
+        return True  # a Python stream with no descriptor (an embedding, a test's capture)
+    except ValueError:
+        return False  # closed
+    try:
+        os.fstat(fd)
+    except OSError:
         return False
     return True
