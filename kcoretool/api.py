@@ -38,6 +38,7 @@ class Kernel:
         self.prog = prog
         self.core = core
         self._model = None
+        self._exec = None
         self._walker = None
         self._readers: dict = {}
 
@@ -58,6 +59,16 @@ class Kernel:
             self._model = model_from_program(self.prog)
             self._readers.clear()
         return self._model
+
+    def exec_memory(self, refresh: bool = False):
+        """The :class:`kcoretool.model.exec.ExecModel`: module regions, BPF
+        programs in their packs, trampolines, kprobe and ftrace pages
+        (cached like :meth:`vmalloc`)."""
+        if self._exec is None or refresh:
+            from kcoretool.model.exec import exec_from_program
+
+            self._exec = exec_from_program(self.prog, self.vmalloc(refresh=refresh))
+        return self._exec
 
     # -- physical memory and page tables ---------------------------------------
 

@@ -118,12 +118,13 @@ def area_row_json(a, page_size: int = 4096) -> Dict[str, Any]:
     }
 
 
-def iter_list_json(areas, page_size: int = 4096, chunk: int = 4096):
+def iter_list_json(areas, page_size: int = 4096, chunk: int = 4096, owners: Optional[Dict[int, str]] = None):
     """
     Stream ``vmalloc list --json`` as text chunks: a JSON array of
     :func:`area_row_json` objects, built from templates with per-caller and
     per-flags caches (a dict + ``json.dumps`` per row is 3x slower and needs
-    the whole array in memory).
+    the whole array in memory). ``owners``: area start -> owner of an
+    executable area (``"owner"``, null for the rest).
     """
     import json
 
@@ -151,21 +152,23 @@ def iter_list_json(areas, page_size: int = 4096, chunk: int = 4096):
                 '{"start":%d,"end":%d,"size":%d,"kind":%s,"pages":%d,"caller":%d,'
                 '"caller_symbol":%s,"flags":%s,"vm_flags":%d,"va_flags":%s,"phys_addr":%s,'
                 '"page_order":%s,"lazy":%s,"node":%s,"vmap_area":%d,"vm_struct":%d,'
-                '"vmap_block":%s}'
+                '"vmap_block":%s,"owner":%s}'
             ) % (
                 a.start, a.end, size, k, vm.nr_pages, vm.caller, cs, fj, vm.flags,
                 n(a.flags), vm.phys_addr or "null", n(vm.page_order),
                 "true" if a.lazy else "false", n(a.node), a.address, vm.address, n(a.block),
+                json.dumps(owners[a.start]) if owners and a.start in owners else "null",
             )
         else:
             row = (
                 '{"start":%d,"end":%d,"size":%d,"kind":%s,"pages":%d,"caller":null,'
                 '"caller_symbol":null,"flags":[],"vm_flags":null,"va_flags":%s,'
                 '"phys_addr":null,"page_order":null,"lazy":%s,"node":%s,"vmap_area":%d,'
-                '"vm_struct":null,"vmap_block":%s}'
+                '"vm_struct":null,"vmap_block":%s,"owner":%s}'
             ) % (
                 a.start, a.end, size, k, size // page_size, n(a.flags),
                 "true" if a.lazy else "false", n(a.node), a.address, n(a.block),
+                json.dumps(owners[a.start]) if owners and a.start in owners else "null",
             )
         if first:
             buf.append(row)
@@ -270,10 +273,12 @@ def list_(ctx: click.Context, kinds, caller, min_size, addr_range, sort_key, rev
             "caller": lambda a: (a.caller_symbol or "", a.start),
         }[sort_key]
         areas.sort(key=keyf, reverse=reverse)
+    # Who owns the exec areas (module, bpf_prog_pack, ...): only walked when listed.
+    owners = _obj(ctx).kernel().exec_memory().area_owners() if any(a.kind == "exec" for a in areas) else {}
     if _json_wanted(ctx, fmt):
         # Streamed, one row per line: a million areas never sit in memory as
         # dicts, and indent=2 would triple the encoding time.
-        _echo_stream(iter_list_json(areas, ps))
+        _echo_stream(iter_list_json(areas, ps, owners=owners))
         return
     rows = []
     for a in areas:
@@ -283,10 +288,10 @@ def list_(ctx: click.Context, kinds, caller, min_size, addr_range, sort_key, rev
             str(a.pages(ps)), (vm.caller_symbol or f"{vm.caller:#x}") if vm is not None else "-",
             "|".join(n.replace("VM_", "") for n in vm.flag_names) if vm is not None
             else (f"va:{a.flags:#x}" if a.flags else "-"),
-        ))
-    headers = ("START", "END", "SIZE", "KIND", "PAGES", "CALLER", "FLAGS")
+        ) + ((owners.get(a.start, "-"),) if owners else ()))
+    headers = ("START", "END", "SIZE", "KIND", "PAGES", "CALLER", "FLAGS") + (("OWNER",) if owners else ())
     if len(rows) <= 5000:
-        click.echo(_table(rows, headers, ("left", "left", "right", "left", "right", "left", "left")))
+        click.echo(_table(rows, headers, ("left", "left", "right", "left", "right", "left", "left", "left")[:len(headers)]))
     else:
         _echo_stream(("\n" if i else "") + line
                      for i, line in enumerate(_stream_table(rows, headers, (2, 4))))
@@ -484,7 +489,7 @@ def whatis(ctx: click.Context, address: str) -> None:
     prog = _program(ctx)
     addr = _addr(address, ctx)
     m = _model(ctx)
-    res = _whatis(prog, addr, m)
+    res = _whatis(prog, addr, m, _obj(ctx).kernel().exec_memory())
     if _json_wanted(ctx):
         _emit_json(res)
         return
@@ -504,6 +509,13 @@ def whatis(ctx: click.Context, address: str) -> None:
                        f"{w['page_in_block']}" + (f", piece {p[0]:#x}-{p[1]:#x}" if p else ""))
         elif k == "module":
             click.echo(f"{addr:#x}: in module {w['name']}")
+        elif k == "bpf prog":
+            click.echo(f"{addr:#x}: bpf prog {w['name']} (tag {w['tag']}, id {w['id'] if w['id'] is not None else '-'})"
+                       f" +{w['offset']:#x} of {w['size']:#x}")
+        elif k == "module region":
+            click.echo(f"{addr:#x}: module {w['module']} {w['region']} +{w['offset']:#x}")
+        elif k == "exec":
+            click.echo(f"{addr:#x}: {w['exec_kind']} {w['owner']} +{w['offset']:#x} of {w['size']:#x}")
         elif k == "direct map":
             click.echo(f"{addr:#x}: direct map, phys {w['phys']:#x}")
         else:
