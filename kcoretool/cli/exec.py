@@ -12,6 +12,7 @@ Thin: everything comes from :meth:`kcoretool.api.Kernel.exec_memory`.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -54,9 +55,7 @@ def exec_() -> None:
 
 
 def _row_json(r: Any) -> dict:
-    return {"start": r.start, "end": r.end, "size": r.size, "kind": r.kind, "owner": r.owner,
-            "tag": r.tag, "id": r.id, "prog_type": r.prog_type, "symbol": r.symbol, "area": r.area,
-            "container": r.container, "alloc_start": r.alloc_start, "alloc_end": r.alloc_end}
+    return r.to_dict()
 
 
 @exec_.command("list")
@@ -172,6 +171,9 @@ def dump(ctx: click.Context, owner: str, output: str, kind: Optional[str]) -> No
         try:
             with os.fdopen(fd, "wb") as f:
                 _, report = k.read(r.start, r.size, f)
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)  # as open() would have made it
             os.replace(tmp, output)
         except BaseException:
             try:
@@ -182,7 +184,7 @@ def dump(ctx: click.Context, owner: str, output: str, kind: Optional[str]) -> No
     if _json(ctx):
         d = report.to_dict()
         d["region"] = _row_json(r)
-        click.echo(__import__("json").dumps(d, indent=2), err=output == "-")
+        click.echo(json.dumps(d, indent=2), err=output == "-")
         return
     what = f"{r.kind} {r.owner}" + (f" (tag {r.tag}, id {r.id})" if r.tag else "")
     click.echo(f"kcoretool: {output}: {r.size} bytes of {what} {r.start:#x}-{r.end:#x}: {summary_text(report)}",

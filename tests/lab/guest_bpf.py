@@ -1,0 +1,144 @@
+"""Inside a lab guest: load BPF socket filters and keep them loaded (issue 12).
+
+``python -m tests.lab.guest_bpf OUT.json`` loads a few
+``BPF_PROG_TYPE_SOCKET_FILTER`` programs of different instruction counts
+with the bpf() syscall (ctypes; no libbpf), reads back each one's id, tag
+and JIT'd bytes (``BPF_OBJ_GET_INFO_BY_FD``), captures the truth the kernel
+shows about executable memory -- the ``[bpf]`` lines of /proc/kallsyms,
+/proc/modules and every /sys/module/*/sections/* -- writes it all to
+OUT.json (atomically) and then sleeps, holding the program fds, until it
+is killed (with the guest).
+
+Standard library only: it runs with the host's Python in the guest.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import json
+import os
+import signal
+import struct
+import sys
+from typing import Any, Dict, List
+
+SYS_BPF = 321  # x86_64
+BPF_PROG_LOAD, BPF_OBJ_GET_INFO_BY_FD = 5, 15
+BPF_PROG_TYPE_SOCKET_FILTER = 1
+#: (name, instruction count); the last two have the same instructions,
+#: hence the same tag, under two names.
+PROGRAMS = (("kct_i2", 2), ("kct_i64", 64), ("kct_i700", 700), ("kct_i3000", 3000), ("kct_i64_dup", 64))
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+def _bpf(cmd: int, attr: ctypes.Array) -> int:
+    r = _libc.syscall(ctypes.c_long(SYS_BPF), ctypes.c_long(cmd), attr, ctypes.c_ulong(len(attr)))
+    if r < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"bpf({cmd}): {os.strerror(e)}")
+    return int(r)
+
+
+def insns(n: int) -> bytes:
+    """``r0 = i`` (n - 1 times, so the JIT emits code for each) and ``exit``."""
+    out = b"".join(struct.pack("<BBhi", 0xB7, 0, 0, i + 1) for i in range(n - 1))  # BPF_ALU64|BPF_MOV|BPF_K
+    return out + struct.pack("<BBhi", 0x95, 0, 0, 0)  # BPF_JMP|BPF_EXIT
+
+
+def load(name: str, n: int, keep: List[Any]) -> int:
+    code = ctypes.create_string_buffer(insns(n))
+    lic = ctypes.create_string_buffer(b"GPL")
+    log = ctypes.create_string_buffer(1 << 16)
+    keep += [code, lic, log]
+    attr = ctypes.create_string_buffer(128)
+    struct.pack_into("<IIQQIIQII16s", attr, 0, BPF_PROG_TYPE_SOCKET_FILTER, n, ctypes.addressof(code),
+                     ctypes.addressof(lic), 1, len(log), ctypes.addressof(log), 0, 0, name.encode())
+    try:
+        return _bpf(BPF_PROG_LOAD, attr)
+    except OSError as e:
+        raise OSError(e.errno, f"loading {name}: {e}; verifier: {log.value.decode(errors='replace')[-300:]}")
+
+
+def info(fd: int) -> Dict[str, Any]:
+    """id, tag, name, jited_prog_len and the JIT'd bytes of a program fd."""
+    out: Dict[str, Any] = {}
+    for _ in range(2):  # first the lengths, then the bytes
+        jit = ctypes.create_string_buffer(max(1, out.get("jited_len", 0)))
+        raw = ctypes.create_string_buffer(80)
+        struct.pack_into("<I", raw, 16, out.get("jited_len", 0))
+        struct.pack_into("<Q", raw, 24, ctypes.addressof(jit) if out else 0)
+        attr = ctypes.create_string_buffer(16)
+        struct.pack_into("<IIQ", attr, 0, fd, len(raw), ctypes.addressof(raw))
+        _bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+        ptype, pid = struct.unpack_from("<II", raw, 0)
+        out.update(type=ptype, id=pid, tag=raw.raw[8:16].hex(), jited_len=struct.unpack_from("<I", raw, 16)[0],
+                   name=raw.raw[64:80].split(b"\0", 1)[0].decode())
+        if len(jit) == out["jited_len"]:
+            out["jited"] = jit.raw.hex()
+    return out
+
+
+def _read(path: str) -> str:
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+def sections() -> Dict[str, Dict[str, int]]:
+    out: Dict[str, Dict[str, int]] = {}
+    for d in sorted(glob.glob("/sys/module/*/sections")):
+        mod = d.split("/")[3]
+        secs = {}
+        for p in sorted(glob.glob(d + "/.*") + glob.glob(d + "/*")):
+            try:
+                secs[os.path.basename(p)] = int(_read(p).strip(), 16)
+            except (OSError, ValueError):
+                continue
+        out[mod] = secs
+    return out
+
+
+def main() -> None:
+    out_path = sys.argv[1]
+    try:
+        truth = capture()
+    except Exception as e:  # the host waits for this file: say why instead
+        truth = {"error": f"{type(e).__name__}: {e}"}
+    tmp = out_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(truth, f)
+    os.rename(tmp, out_path)
+    if "error" in truth:
+        sys.exit(1)
+    while True:  # hold the fds: the programs stay loaded until the guest goes
+        signal.pause()
+
+
+_keep: List[Any] = []
+
+
+def capture() -> Dict[str, Any]:
+    sysctl = "/proc/sys/net/core/bpf_jit_kallsyms"
+    with open(sysctl, "w") as f:
+        f.write("1\n")
+    progs = []
+    for name, n in PROGRAMS:
+        fd = load(name, n, _keep)
+        progs.append(dict(info(fd), fd=fd, insn_cnt=n, load_name=name))
+    kallsyms = _read("/proc/kallsyms")
+    truth = {
+        "progs": progs,
+        "kallsyms_bpf": [line for line in kallsyms.splitlines() if line.endswith("[bpf]")],
+        "modules": _read("/proc/modules"),
+        "sections": sections(),
+        "sysctl": {k: _read(f"/proc/sys/net/core/{k}").strip() for k in ("bpf_jit_enable", "bpf_jit_harden",
+                                                                          "bpf_jit_kallsyms")},
+        "pid": os.getpid(),
+    }
+    return truth
+
+
+if __name__ == "__main__":
+    main()
