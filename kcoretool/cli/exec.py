@@ -31,10 +31,8 @@ def _kernel(ctx: click.Context) -> Any:
 
 
 def _model(ctx: click.Context) -> Any:
-    k = _kernel(ctx)
-    fresh = k._exec is None
-    m = k.exec_memory()
-    if fresh and m.warnings:
+    m = _kernel(ctx).exec_memory()
+    if m.warnings:
         if ctx.find_root().obj.debug:
             for w in m.warnings:
                 click.echo(f"kcoretool: warning: {w}", err=True)

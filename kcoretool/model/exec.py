@@ -192,9 +192,11 @@ class ExecModel:
     """Every executable allocation found, sorted by start; see :data:`EXEC_KINDS`."""
 
     def __init__(self, regions: List[ExecRegion], packs: List[BpfPack], layout: ExecLayout,
-                 warnings: List[str]) -> None:
+                 warnings: List[str], cache_areas: Optional[Dict[int, int]] = None) -> None:
         self.regions = sorted(regions, key=lambda r: (r.start, r.end))
         self.packs = packs
+        #: execmem ROX cache: vmap area start -> busy sub-allocations in it
+        self.cache_areas: Dict[int, int] = dict(cache_areas or {})
         self.layout = layout
         self.warnings = warnings
         self._starts = [r.start for r in self.regions]
@@ -222,7 +224,8 @@ class ExecModel:
     def area_owners(self) -> Dict[int, str]:
         """vmap area start -> who owns it: the module name, ``bpf_prog_pack:
         N progs``, the trampoline or slot page's owner."""
-        out: Dict[int, str] = {}
+        out: Dict[int, str] = {a: f"execmem_cache: {n} allocation{'s' if n != 1 else ''}"
+                               for a, n in self.cache_areas.items()}
         for p in self.packs:
             if p.area is not None:
                 out[p.area] = f"bpf_prog_pack: {len(p.progs)} prog{'s' if len(p.progs) != 1 else ''}"
@@ -364,13 +367,19 @@ def exec_from_program(prog: drgn.Program, vmalloc: Optional[VmallocModel] = None
             regions.append(ExecRegion(lo, hi, "free", "bpf_prog_pack", p.area, container=p.start))
 
     sym = Symbolizer(prog)
-    for t in raw.kprobe_pages(log, page_size) + raw.ftrace_trampolines(log, sym) + \
+
+    def func_name(addr: int) -> Optional[str]:
+        s = sym.symbol(addr)
+        return s[0] if s is not None else None
+
+    for t in raw.kprobe_pages(log, page_size) + raw.ftrace_trampolines(log, func_name) + \
             raw.dispatcher_rw_pages(log, page_size):
         regions.append(ExecRegion(t.start, t.start + t.size, t.kind, t.owner, _area_of(vmalloc, t.start),
                                   detail=dict(t.detail)))
 
-    regions.extend(_rox_cache(raw, vmalloc, regions, log))
-    return ExecModel(regions, packs, raw.layout, log.summary())
+    cache_areas: Dict[int, int] = {}
+    regions.extend(_rox_cache(raw, vmalloc, regions, log, cache_areas))
+    return ExecModel(regions, packs, raw.layout, log.summary(), cache_areas)
 
 
 def _packs(raw: ExecReader, vmalloc: Optional[VmallocModel], log: WalkLog) -> List[BpfPack]:
@@ -397,7 +406,7 @@ def _packs(raw: ExecReader, vmalloc: Optional[VmallocModel], log: WalkLog) -> Li
 
 
 def _rox_cache(raw: ExecReader, vmalloc: Optional[VmallocModel], regions: List[ExecRegion],
-               log: WalkLog) -> List[ExecRegion]:
+               log: WalkLog, cache_areas: Dict[int, int]) -> List[ExecRegion]:
     """execmem ROX cache sub-allocations: each busy range attributed to the
     module text, kprobe page or ftrace trampoline that starts there, else
     unattributed; free ranges as free."""
@@ -409,6 +418,8 @@ def _rox_cache(raw: ExecReader, vmalloc: Optional[VmallocModel], regions: List[E
     for lo, hi, pending in cache.busy:
         r = owners.get(lo)
         area = _area_of(vmalloc, lo)
+        if area is not None:
+            cache_areas[area] = cache_areas.get(area, 0) + 1
         if r is not None:
             r.container = area
             r.alloc_start, r.alloc_end = lo, hi
