@@ -51,14 +51,23 @@ def insns(n: int) -> bytes:
 def load(name: str, n: int, keep: List[Any]) -> int:
     code = ctypes.create_string_buffer(insns(n))
     lic = ctypes.create_string_buffer(b"GPL")
-    log = ctypes.create_string_buffer(1 << 16)
-    keep += [code, lic, log]
-    attr = ctypes.create_string_buffer(128)
-    struct.pack_into("<IIQQIIQII16s", attr, 0, BPF_PROG_TYPE_SOCKET_FILTER, n, ctypes.addressof(code),
-                     ctypes.addressof(lic), 1, len(log), ctypes.addressof(log), 0, 0, name.encode())
-    try:
+    keep += [code, lic]
+
+    def attempt(log: Any) -> int:
+        attr = ctypes.create_string_buffer(128)
+        struct.pack_into("<IIQQIIQII16s", attr, 0, BPF_PROG_TYPE_SOCKET_FILTER, n, ctypes.addressof(code),
+                         ctypes.addressof(lic), 1 if log is not None else 0, len(log) if log is not None else 0,
+                         ctypes.addressof(log) if log is not None else 0, 0, 0, name.encode())
         return _bpf(BPF_PROG_LOAD, attr)
+
+    try:
+        return attempt(None)  # no verifier log: a long one fails with ENOSPC
     except OSError as e:
+        log = ctypes.create_string_buffer(1 << 20)
+        try:
+            attempt(log)
+        except OSError:
+            pass
         raise OSError(e.errno, f"loading {name}: {e}; verifier: {log.value.decode(errors='replace')[-300:]}")
 
 
