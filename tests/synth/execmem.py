@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from tests.synth.layouts import MODULES_VADDR, PAGE, VM_ALLOC, AreaSpec, Scene, SynthKernel
 
