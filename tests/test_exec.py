@@ -165,7 +165,8 @@ def test_whatis_and_dump(tmp_path: Any) -> None:
     r = run(k, ["whatis", hex(M + 0x1000010)])
     assert f"{M + 0x1000010:#x}: module modone text +0x10\n" in r.output
     r = run(k, ["whatis", hex(M + 0x520010)])
-    assert f"{M + 0x520010:#x}: ftrace-trampoline ftrace_trampoline (kprobe_ftrace_handler) +0x10 of 0x1a8\n" in r.output
+    assert f"{M + 0x520010:#x}: ftrace-trampoline ftrace_trampoline (kprobe_ftrace_handler) +0x10 of 0x1a8\n" \
+        in r.output
     out = tmp_path / "alpha.bin"
     K = _with_page_tables(k, Kernel(k.prog))
     r = run(k, ["exec", "dump", "alpha", "-o", str(out)], kernel=K)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import drgn
 
@@ -186,6 +186,22 @@ class RawRoxCache(NamedTuple):
     free: List[Tuple[int, int]]
 
 
+class _ProgOffsets(NamedTuple):
+    aux_id: int
+    aux_name: int
+    aux_name_len: int
+    aux_prog: int
+    aux_ksym: int
+    aux_size: int
+    prog_type: int
+    prog_tag: int
+    prog_jited_len: int
+    prog_func: int
+    prog_aux: int
+    prog_size: int
+    types: Dict[int, str]  #: enum bpf_prog_type value -> "socket_filter", ...
+
+
 def _cstr(buf: bytes) -> str:
     return buf.split(b"\0", 1)[0].decode("utf-8", "replace")
 
@@ -283,8 +299,8 @@ class ExecReader:
         except drgn.FaultError:
             return None
 
-    def _prog_decoder(self):
-        """Offsets of bpf_prog_aux / bpf_prog members, resolved once."""
+    def _prog_offsets(self) -> "_ProgOffsets":
+        """Offsets of the bpf_prog_aux and bpf_prog members read, resolved once."""
         prog = self.prog
         aux_t, prog_t = prog.type("struct bpf_prog_aux"), prog.type("struct bpf_prog")
         o = drgn.offsetof
@@ -292,31 +308,33 @@ class ExecReader:
         types: Dict[int, str] = {}
         et = type_or_none(prog, "enum bpf_prog_type")
         for e in (et.enumerators or ()) if et is not None else ():
-            types[e.value] = e.name[len("BPF_PROG_TYPE_"):].lower() if e.name.startswith("BPF_PROG_TYPE_") else e.name
-        aux = (o(aux_t, "id"), o(aux_t, "name"), name_len, o(aux_t, "prog"), o(aux_t, "ksym"))
-        pr = (o(prog_t, "type"), o(prog_t, "tag"), o(prog_t, "jited_len"), o(prog_t, "bpf_func"),
-              o(prog_t, "aux"))
-        return aux, pr, types, max(aux[0] + 4, aux[1] + name_len, aux[3] + 8), max(pr) + 8
+            name = e.name
+            types[e.value] = name[len("BPF_PROG_TYPE_"):].lower() if name.startswith("BPF_PROG_TYPE_") else name
+        off = _ProgOffsets(o(aux_t, "id"), o(aux_t, "name"), name_len, o(aux_t, "prog"), o(aux_t, "ksym"), 0,
+                           o(prog_t, "type"), o(prog_t, "tag"), o(prog_t, "jited_len"), o(prog_t, "bpf_func"),
+                           o(prog_t, "aux"), 0, types)
+        return off._replace(aux_size=max(off.aux_id + 4, off.aux_name + name_len, off.aux_prog + 8),
+                            prog_size=max(off.prog_type, off.prog_tag, off.prog_jited_len, off.prog_func,
+                                          off.prog_aux) + 8)
 
-    def _read_prog(self, dec, prog_addr: int) -> Optional[Tuple[int, str, str, int, int, int]]:
+    def _read_prog(self, off: "_ProgOffsets", prog_addr: int) -> Optional[Tuple[int, str, int, int, int]]:
         """(type, tag, jited_len, bpf_func, aux) of a struct bpf_prog."""
-        _aux, (o_type, o_tag, o_len, o_func, o_aux), types, _an, psize = dec
         try:
-            b = self.prog.read(prog_addr, psize)
+            b = self.prog.read(prog_addr, off.prog_size)
         except drgn.FaultError:
             return None
-        ptype = _U32.unpack_from(b, o_type)[0]
-        return (ptype, b[o_tag:o_tag + 8].hex(), _U32.unpack_from(b, o_len)[0],
-                _U64.unpack_from(b, o_func)[0], _U64.unpack_from(b, o_aux)[0])
+        return (_U32.unpack_from(b, off.prog_type)[0], b[off.prog_tag:off.prog_tag + 8].hex(),
+                _U32.unpack_from(b, off.prog_jited_len)[0], _U64.unpack_from(b, off.prog_func)[0],
+                _U64.unpack_from(b, off.prog_aux)[0])
 
-    def _read_aux(self, dec, aux_addr: int) -> Optional[Tuple[int, str, int]]:
-        (o_id, o_name, name_len, o_prog, _o_ksym), _pr, _types, asize, _ps = dec
+    def _read_aux(self, off: "_ProgOffsets", aux_addr: int) -> Optional[Tuple[int, str, int]]:
+        """(id, name, prog) of a struct bpf_prog_aux."""
         try:
-            b = self.prog.read(aux_addr, asize)
+            b = self.prog.read(aux_addr, off.aux_size)
         except drgn.FaultError:
             return None
-        return (_U32.unpack_from(b, o_id)[0], _cstr(b[o_name:o_name + name_len]),
-                _U64.unpack_from(b, o_prog)[0])
+        return (_U32.unpack_from(b, off.aux_id)[0], _cstr(b[off.aux_name:off.aux_name + off.aux_name_len]),
+                _U64.unpack_from(b, off.aux_prog)[0])
 
     def _header_size(self, header: int) -> Optional[int]:
         try:
@@ -330,7 +348,7 @@ class ExecReader:
         that has no symbol there (e.g. loaded without CAP_BPF)."""
         prog = self.prog
         out: List[RawBpfSym] = []
-        dec = None
+        dec: Optional[_ProgOffsets] = None
         seen_progs = set()
         head = self._address("bpf_kallsyms") if self.layout.bpf_kallsyms else None
         if head is not None:
@@ -346,8 +364,8 @@ class ExecReader:
                     out.append(RawBpfSym(addr, start, end, name, 0, None, None, None, None, None, None))
                     continue
                 if dec is None:
-                    dec = self._prog_decoder()
-                aux = self._read_aux(dec, addr - dec[0][4])
+                    dec = self._prog_offsets()
+                aux = self._read_aux(dec, addr - dec.aux_ksym)
                 p = self._read_prog(dec, aux[2]) if aux is not None else None
                 if aux is None or p is None:
                     log.warn(f"bpf ksym {name} at {addr:#x}: its program is unreadable")
@@ -356,11 +374,11 @@ class ExecReader:
                 seen_progs.add(aux[2])
                 hdr = start & ~(BPF_PROG_CHUNK_SIZE - 1)
                 out.append(RawBpfSym(addr, start, end, name, aux[2], aux[0] or None, p[1],
-                                     dec[2].get(p[0], str(p[0])), aux[1], hdr, self._header_size(hdr)))
+                                     dec.types.get(p[0], str(p[0])), aux[1], hdr, self._header_size(hdr)))
         xa = self._address("prog_idr") if self.layout.prog_idr else None
         if xa is not None:
             if dec is None:
-                dec = self._prog_decoder()
+                dec = self._prog_offsets()
             idr_rt = xa + drgn.offsetof(prog.type("struct idr"), "idr_rt")
             for index, p_addr in xarray_walk(prog, idr_rt, log, "prog_idr", self.limit):
                 if p_addr in seen_progs:
@@ -376,7 +394,7 @@ class ExecReader:
                 hdr = func & ~(BPF_PROG_CHUNK_SIZE - 1)
                 name = f"bpf_prog_{tag}" + (f"_{aux[1]}" if aux[1] else "")
                 out.append(RawBpfSym(0, func, func + jited_len, name, p_addr, aux[0] or None, tag,
-                                     dec[2].get(ptype, str(ptype)), aux[1], hdr, self._header_size(hdr)))
+                                     dec.types.get(ptype, str(ptype)), aux[1], hdr, self._header_size(hdr)))
         return out
 
     def dispatcher_rw_pages(self, log: WalkLog, page_size: int) -> List[RawTextPage]:
@@ -415,7 +433,7 @@ class ExecReader:
                                        {"nused": _U32.unpack_from(buf, o_nused)[0], "page": addr}))
         return out
 
-    def ftrace_trampolines(self, log: WalkLog, symbolize) -> List[RawTextPage]:
+    def ftrace_trampolines(self, log: WalkLog, symbolize: Callable[[int], Optional[str]]) -> List[RawTextPage]:
         head = self._address("ftrace_ops_trampoline_list") if self.layout.ftrace_trampolines else None
         if head is None:
             return []
@@ -459,19 +477,14 @@ _XA_ZERO_ENTRY = 0x406
 _ULONG_MAX = (1 << 64) - 1
 
 
-def _mt_layout(prog: drgn.Program) -> Tuple[int, int, int]:
-    """Offsets in struct maple_tree / maple_range_64 / maple_arange_64."""
-    mt = prog.type("struct maple_tree")
-    return drgn.offsetof(mt, "ma_root"), 8, 8  # pivots follow the parent pointer in both node kinds
-
-
 def maple_entries(prog: drgn.Program, tree: int, log: WalkLog, what: str,
                   limit: int = DEFAULT_LIMIT) -> Iterator[Tuple[int, int, int]]:
     """``(first, last, entry)`` of every non-NULL entry of the maple tree at
     ``tree``, in index order (drgn's ``mt_for_each``, bounded): range64 and
     arange64 internal nodes, leaf64 leaves; data end from the metadata or
     the pivots (``ma_data_end``)."""
-    o_root, _, _ = _mt_layout(prog)
+    # ma_root moved before ma_flags in 6.12: by name, never by position.
+    o_root = drgn.offsetof(prog.type("struct maple_tree"), "ma_root")
     try:
         root = prog.read_u64(tree + o_root)
     except drgn.FaultError:

@@ -73,7 +73,7 @@ def areas_for(spec: ExecSpec, module_layout: str, rox_areas: Sequence[int] = ())
 
     out = [AreaSpec(p, PACK_SIZE + PAGE, VM_ALLOC, "bpf_prog_pack_alloc") for p in spec.packs]
     for m in spec.modules:
-        for key, r in m.regions.items():
+        for r in m.regions.values():
             size = r[1]
             if not in_rox(r[0]):
                 out.append(AreaSpec(r[0], (size + PAGE - 1) // PAGE * PAGE + PAGE, VM_ALLOC, "module_alloc"))
@@ -167,7 +167,7 @@ class _Writer:
 
     def write(self) -> None:
         self.types()
-        img, k = self.img, self.k
+        img = self.img
         img.function("execmem_alloc", 0xFFFFFFFF81200000)
         self.modules()
         self.bpf()
