@@ -128,15 +128,17 @@ def test_bpf_pack_and_programs() -> None:
     packs = json.loads(run(k, ["exec", "packs"], as_json=True).output)
     assert len(packs) == 1
     p = packs[0]
-    # alpha 5 chunks, beta 40, orphan 4, trampoline 24, noksym 2, dispatcher 64
-    assert (p["start"], p["size"], p["chunk_size"], p["used_chunks"]) == (PACK, 2 << 20, 64, 5 + 40 + 4 + 24 + 2 + 64)
+    # alpha 5 chunks, beta 40, orphans 4 + 2, trampoline 24, noksym 2, dispatcher 64
+    assert (p["start"], p["size"], p["chunk_size"], p["used_chunks"]) == \
+        (PACK, 2 << 20, 64, 5 + 40 + 4 + 2 + 24 + 2 + 64)
     assert p["free_chunks"] == 32768 - p["used_chunks"]
-    assert p["unattributed"] == [[PACK + 0x2000, PACK + 0x2100]]
+    # Split at their bpf_binary_headers (e.g. two classic BPF filters).
+    assert p["unattributed"] == [[PACK + 0x2000, PACK + 0x2100], [PACK + 0x2100, PACK + 0x2180]]
     assert p["largest_free_run"] == PACK + 0x400000 // 2 - (PACK + 0x6000)
     assert [x["name"] for x in p["progs"]] == ["alpha", "beta", "noksym"]
     kinds = [(r["kind"], r["owner"]) for r in rows(k, "--kind", "unattributed", "--kind", "bpf-trampoline",
                                                    "--kind", "bpf-dispatcher")]
-    assert kinds == [("unattributed", "bpf_prog_pack"), ("bpf-trampoline", "bpf_trampoline_6442451234"),
+    assert kinds == [("unattributed", "bpf_prog_pack")] * 2 + [("bpf-trampoline", "bpf_trampoline_6442451234"),
                      ("bpf-dispatcher", "bpf_dispatcher_xdp"), ("bpf-dispatcher", "bpf_dispatcher_xdp (rw image)")]
     table = run(k, ["exec", "packs"]).output
     assert "(unattributed)" in table and "bpf_trampoline_6442451234" in table and "alpha" in table

@@ -336,7 +336,8 @@ class ExecReader:
         return (_U32.unpack_from(b, off.aux_id)[0], _cstr(b[off.aux_name:off.aux_name + off.aux_name_len]),
                 _U64.unpack_from(b, off.aux_prog)[0])
 
-    def _header_size(self, header: int) -> Optional[int]:
+    def header_size(self, header: int) -> Optional[int]:
+        """``bpf_binary_header.size`` at ``header``."""
         try:
             return self.prog.read_u32(header)
         except drgn.FaultError:
@@ -374,7 +375,7 @@ class ExecReader:
                 seen_progs.add(aux[2])
                 hdr = start & ~(BPF_PROG_CHUNK_SIZE - 1)
                 out.append(RawBpfSym(addr, start, end, name, aux[2], aux[0] or None, p[1],
-                                     dec.types.get(p[0], str(p[0])), aux[1], hdr, self._header_size(hdr)))
+                                     dec.types.get(p[0], str(p[0])), aux[1], hdr, self.header_size(hdr)))
         xa = self._address("prog_idr") if self.layout.prog_idr else None
         if xa is not None:
             if dec is None:
@@ -394,7 +395,7 @@ class ExecReader:
                 hdr = func & ~(BPF_PROG_CHUNK_SIZE - 1)
                 name = f"bpf_prog_{tag}" + (f"_{aux[1]}" if aux[1] else "")
                 out.append(RawBpfSym(0, func, func + jited_len, name, p_addr, aux[0] or None, tag,
-                                     dec.types.get(ptype, str(ptype)), aux[1], hdr, self._header_size(hdr)))
+                                     dec.types.get(ptype, str(ptype)), aux[1], hdr, self.header_size(hdr)))
         return out
 
     def dispatcher_rw_pages(self, log: WalkLog, page_size: int) -> List[RawTextPage]:

@@ -359,7 +359,7 @@ def exec_from_program(prog: drgn.Program, vmalloc: Optional[VmallocModel] = None
         # Chunk granularity: a partly used chunk belongs to its user.
         cs = p.chunk_size
         owned = [(a & ~(cs - 1), (b + cs - 1) & ~(cs - 1)) for a, b in taken[p.start]]
-        p.unattributed = _subtract(p.used_runs(), owned)
+        p.unattributed = [piece for run in _subtract(p.used_runs(), owned) for piece in _images(raw, run, cs)]
         p.progs.sort(key=lambda x: x.start)
         for lo, hi in p.unattributed:
             regions.append(ExecRegion(lo, hi, "unattributed", "bpf_prog_pack", p.area, container=p.start))
@@ -380,6 +380,23 @@ def exec_from_program(prog: drgn.Program, vmalloc: Optional[VmallocModel] = None
     cache_areas: Dict[int, int] = {}
     regions.extend(_rox_cache(raw, vmalloc, regions, log, cache_areas))
     return ExecModel(regions, packs, raw.layout, log.summary(), cache_areas)
+
+
+def _images(raw: ExecReader, run: Tuple[int, int], chunk: int) -> List[Tuple[int, int]]:
+    """Split a used run nobody owns at its ``bpf_binary_header``\\ s (each
+    image starts with its chunk-rounded size: classic BPF filters, programs
+    being freed); what does not parse stays one piece."""
+    lo, hi = run
+    out = []
+    while lo < hi and len(out) < 4096:
+        size = raw.header_size(lo)
+        if size is None or not size or size % chunk or size > hi - lo:
+            break
+        out.append((lo, lo + size))
+        lo += size
+    if lo < hi:
+        out.append((lo, hi))
+    return out
 
 
 def _packs(raw: ExecReader, vmalloc: Optional[VmallocModel], log: WalkLog) -> List[BpfPack]:

@@ -354,7 +354,7 @@ def standard(layout: str = "6.12", module_layout: str = "mem", rox: bool = False
         ProgSpec("beta", bytes.fromhex("99aabbccddeeff00"), 9, 0x180, 0x40 * 40),
         ProgSpec("noksym", bytes.fromhex("0102030405060708"), 11, 0x4000, 0x80, ksym=False),
     ]
-    spec = ExecSpec(packs={pack: progs}, orphans=[(pack, 0x2000, 0x100)],
+    spec = ExecSpec(packs={pack: progs}, orphans=[(pack, 0x2000, 0x100), (pack, 0x2100, 0x80)],
                     images=[(pack + 0x3000, pack + 0x3000 + 0x600, "bpf_trampoline_6442451234"),
                             (pack + 0x5000, pack + 0x6000, "bpf_dispatcher_xdp")],
                     dispatcher_rw=M + 0x0500000, kprobe_pages=[M + 0x0510000],
