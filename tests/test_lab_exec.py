@@ -40,6 +40,21 @@ def _kallsyms_progs(truth: Dict[str, Any]) -> Dict[str, int]:
     return out
 
 
+#: /proc/kallsyms names of the other text allocators -> exec list kind
+TEXT_KINDS = {"kprobe_insn_page": "kprobe-insn", "kprobe_optinsn_page": "kprobe-optinsn",
+              "ftrace_trampoline": "ftrace-trampoline"}
+
+
+def _kallsyms_text(truth: Dict[str, Any]) -> List[Tuple[str, int]]:
+    """(kind, address) of each kprobe slot page and ftrace trampoline in /proc/kallsyms."""
+    out = []
+    for line in truth.get("kallsyms_text", []):
+        addr, _t, name = line.split()[:3]
+        if name in TEXT_KINDS:
+            out.append((TEXT_KINDS[name], int(addr, 16)))
+    return sorted(out)
+
+
 def _modules(truth: Dict[str, Any]) -> List[str]:
     return sorted(line.split()[0] for line in truth["modules"].splitlines() if line.strip())
 
@@ -53,6 +68,8 @@ def _commands(lab: Any, outdir: str, tag: str) -> List[List[str]]:
         cmds.append(["--json", "exec", "dump", p["name"], "-o", f"{outdir}/{tag}-{p['name']}.bin"])
     text = truth["sections"]["kcoretool_test"][".text"]
     cmds.append(["whatis", hex(text + 3)])
+    for _kind, addr in _kallsyms_text(truth):
+        cmds.append(["whatis", hex(addr + 1)])
     return cmds
 
 
@@ -165,6 +182,15 @@ def _check(lab: Any, label: str, cmds: List[List[str]], res: List[Dict[str, Any]
     line = outs[f"whatis {hex(text + 3)}"]
     assert f"{hex(text + 3)}: module kcoretool_test text +{hex(text + 3 - region['start'])}\n" in line, line
 
+    # kprobe slot pages and ftrace trampolines: the kprobes guest_bpf.py set.
+    texts = _kallsyms_text(truth)
+    assert sorted((r["kind"], r["start"]) for r in rows if r["kind"] in TEXT_KINDS.values()) == texts, label
+    for kind, addr in texts:
+        r = next(r for r in rows if r["start"] == addr and r["kind"] == kind)
+        assert r["area"] is not None, (label, r)
+        line = outs[f"whatis {hex(addr + 1)}"]
+        assert f"{hex(addr + 1)}: {kind} {r['owner']} +0x1 of {hex(r['size'])}\n" in line, (label, line)
+
     # The table faces agree with the JSON.
     table = outs["exec list"]
     assert re.search(rf"^{hex(ks[next(iter(ks))])} ", table, re.M)
@@ -203,4 +229,8 @@ def test_exec_truth_sanity(lab: Any) -> None:
     dup = {p["name"]: p for p in t["progs"]}
     assert dup["kct_i64"]["tag"] == dup["kct_i64_dup"]["tag"] and dup["kct_i64"]["id"] != dup["kct_i64_dup"]["id"]
     assert "kcoretool_test" in _modules(t) and ".text" in t["sections"]["kcoretool_test"]
+    # Both kprobes armed: an ftrace trampoline and at least an insn slot page.
+    assert set(t["kprobes"]) == {"kct_entry", "kct_body"}, t["kprobes"]
+    kinds = {k for k, _a in _kallsyms_text(t)}
+    assert {"kprobe-insn", "ftrace-trampoline"} <= kinds, t["kallsyms_text"]
 

@@ -1,4 +1,5 @@
-"""Inside a lab guest: load BPF socket filters and keep them loaded (issue 12).
+"""Inside a lab guest: load BPF socket filters and keep them loaded, and set
+two kprobes (issue 12).
 
 ``python -m tests.lab.guest_bpf OUT.json`` loads a few
 ``BPF_PROG_TYPE_SOCKET_FILTER`` programs of different instruction counts
@@ -8,6 +9,13 @@ shows about executable memory -- the ``[bpf]`` lines of /proc/kallsyms,
 /proc/modules and every /sys/module/*/sections/* -- writes it all to
 OUT.json (atomically) and then sleeps, holding the program fds, until it
 is killed (with the guest).
+
+The kprobes (tracefs ``kprobe_events``) give the kernel's other text
+allocators something to hold: one at ``vfs_read``'s entry is an ftrace-based
+kprobe (an ftrace trampoline), one inside ``vfs_read`` copies an
+instruction into a kprobe insn slot page (and, optimised, an optinsn page).
+Their truth is the ``[__builtin__ftrace]`` and ``[__builtin__kprobes]``
+lines of /proc/kallsyms.
 
 Standard library only: it runs with the host's Python in the guest.
 """
@@ -90,6 +98,33 @@ def info(fd: int) -> Dict[str, Any]:
     return out
 
 
+TRACEFS = "/sys/kernel/tracing"
+
+
+def kprobes() -> Dict[str, Any]:
+    """Arm ``kct_entry`` (vfs_read, ftrace-based) and ``kct_body`` (the first
+    instruction boundary after the fentry call: an insn slot)."""
+    if not os.path.exists(f"{TRACEFS}/kprobe_events"):
+        os.system(f"mount -t tracefs nodev {TRACEFS}")
+    events = f"{TRACEFS}/kprobe_events"
+    done: Dict[str, Any] = {}
+    with open(events, "a") as f:
+        f.write("p:kct_entry vfs_read\n")
+    done["kct_entry"] = "vfs_read"
+    for off in range(5, 64):  # endbr64 (4 bytes) and the 5-byte fentry call come first
+        try:
+            with open(events, "a") as f:
+                f.write(f"p:kct_body vfs_read+{off}\n")
+        except OSError:
+            continue  # -EILSEQ: not an instruction boundary
+        done["kct_body"] = f"vfs_read+{off}"
+        break
+    for name in done:
+        with open(f"{TRACEFS}/events/kprobes/{name}/enable", "w") as f:
+            f.write("1\n")
+    return done
+
+
 def _read(path: str) -> str:
     with open(path, "rb") as f:
         return f.read().decode("utf-8", "replace")
@@ -136,10 +171,14 @@ def capture() -> Dict[str, Any]:
     for name, n in PROGRAMS:
         fd = load(name, n, _keep)
         progs.append(dict(info(fd), fd=fd, insn_cnt=n, load_name=name))
+    probes = kprobes()
     kallsyms = _read("/proc/kallsyms")
     truth = {
         "progs": progs,
+        "kprobes": probes,
         "kallsyms_bpf": [line for line in kallsyms.splitlines() if line.endswith("[bpf]")],
+        "kallsyms_text": [line for line in kallsyms.splitlines()
+                          if line.endswith(("[__builtin__kprobes]", "[__builtin__ftrace]"))],
         "modules": _read("/proc/modules"),
         "sections": sections(),
         "sysctl": {k: _read(f"/proc/sys/net/core/{k}").strip() for k in ("bpf_jit_enable", "bpf_jit_harden",
