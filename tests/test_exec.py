@@ -245,3 +245,15 @@ def test_bulk_programs() -> None:
     progs = rows(k, "--kind", "bpf-prog")
     assert len(progs) == 300 and progs[0]["owner"] == "p0" and progs[-1]["id"] == 300
     assert all(p["alloc_end"] - p["alloc_start"] == 256 for p in progs)
+
+
+def test_vmalloc_json_owner_stream_matches_dicts() -> None:
+    from kcoretool.cli.vmalloc import area_row_json, iter_list_json
+
+    k, _ = sx.standard("6.1", "layout")
+    K = Kernel(k.prog)
+    m = K.vmalloc()
+    owners = K.exec_memory().area_owners()
+    got = json.loads("".join(iter_list_json(m.areas, 4096, chunk=2, owners=owners)))
+    assert got == [area_row_json(a, 4096, owners.get(a.start)) for a in m.areas]
+    assert {r["owner"] for r in got} >= {"modone", "modinit", "bpf_prog_pack: 3 progs", None}

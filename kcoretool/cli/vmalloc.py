@@ -96,8 +96,9 @@ def _size(text: str) -> int:
     return parse_size(text)
 
 
-def area_row_json(a, page_size: int = 4096) -> Dict[str, Any]:
-    """The JSON row ``vmalloc list`` prints for one area (flat, fast)."""
+def area_row_json(a, page_size: int = 4096, owner: Optional[str] = None) -> Dict[str, Any]:
+    """The JSON row ``vmalloc list`` prints for one area (flat, fast);
+    ``owner`` of an exec area (kcoretool.model.exec.ExecModel.area_owners)."""
     vm = a.vm
     size = a.end - a.start
     if vm is not None:
@@ -107,14 +108,14 @@ def area_row_json(a, page_size: int = 4096) -> Dict[str, Any]:
             "flags": list(vm.flag_names), "vm_flags": vm.flags, "va_flags": a.flags,
             "phys_addr": vm.phys_addr or None, "page_order": vm.page_order,
             "lazy": a.lazy, "node": a.node, "vmap_area": a.address, "vm_struct": vm.address,
-            "vmap_block": a.block,
+            "vmap_block": a.block, "owner": owner,
         }
     return {
         "start": a.start, "end": a.end, "size": size, "kind": a.kind,
         "pages": size // page_size, "caller": None, "caller_symbol": None,
         "flags": [], "vm_flags": None, "va_flags": a.flags, "phys_addr": None,
         "page_order": None, "lazy": a.lazy, "node": a.node, "vmap_area": a.address,
-        "vm_struct": None, "vmap_block": a.block,
+        "vm_struct": None, "vmap_block": a.block, "owner": owner,
     }
 
 
