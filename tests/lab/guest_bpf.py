@@ -107,14 +107,21 @@ def kprobes() -> Dict[str, Any]:
     if not os.path.exists(f"{TRACEFS}/kprobe_events"):
         os.system(f"mount -t tracefs nodev {TRACEFS}")
     events = f"{TRACEFS}/kprobe_events"
+
+    def append(text: str) -> None:
+        # os-level: Python's "a" mode seeks to the end, which tracefs refuses.
+        fd = os.open(events, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
     done: Dict[str, Any] = {}
-    with open(events, "a") as f:
-        f.write("p:kct_entry vfs_read\n")
+    append("p:kct_entry vfs_read\n")
     done["kct_entry"] = "vfs_read"
     for off in range(5, 64):  # endbr64 (4 bytes) and the 5-byte fentry call come first
         try:
-            with open(events, "a") as f:
-                f.write(f"p:kct_body vfs_read+{off}\n")
+            append(f"p:kct_body vfs_read+{off}\n")
         except OSError:
             continue  # -EILSEQ: not an instruction boundary
         done["kct_body"] = f"vfs_read+{off}"
