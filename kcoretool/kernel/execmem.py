@@ -428,7 +428,8 @@ class ExecReader:
                 head = int(cache.pages.address_)
             except (KeyError, LookupError, drgn.FaultError):
                 continue
-            for addr, buf in list_walk(prog, head, o_list, o_nused + 4, log, cache_name, self.limit):
+            size = max(o_list + 16, o_insns + 8, o_nused + 4)
+            for addr, buf in list_walk(prog, head, o_list, size, log, cache_name, self.limit):
                 insns = _U64.unpack_from(buf, o_insns)[0]
                 out.append(RawTextPage(kind, sym, insns, page_size,
                                        {"nused": _U32.unpack_from(buf, o_nused)[0], "page": addr}))
@@ -442,8 +443,8 @@ class ExecReader:
         o_list, o_tramp = drgn.offsetof(ot, "list"), drgn.offsetof(ot, "trampoline")
         o_size, o_func = drgn.offsetof(ot, "trampoline_size"), drgn.offsetof(ot, "func")
         out: List[RawTextPage] = []
-        for addr, buf in list_walk(self.prog, head, o_list, max(o_tramp, o_size, o_func) + 8, log,
-                                   "ftrace_ops_trampoline_list", self.limit):
+        size = max(o_list + 16, o_tramp + 8, o_size + 8, o_func + 8)
+        for addr, buf in list_walk(self.prog, head, o_list, size, log, "ftrace_ops_trampoline_list", self.limit):
             tramp = _U64.unpack_from(buf, o_tramp)[0]
             if not tramp:
                 continue

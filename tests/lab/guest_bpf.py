@@ -32,8 +32,11 @@ import sys
 from typing import Any, Dict, List
 
 SYS_BPF = 321  # x86_64
-BPF_PROG_LOAD, BPF_OBJ_GET_INFO_BY_FD = 5, 15
-BPF_PROG_TYPE_SOCKET_FILTER = 1
+BPF_PROG_LOAD, BPF_OBJ_GET_INFO_BY_FD, BPF_RAW_TRACEPOINT_OPEN = 5, 15, 17
+BPF_PROG_TYPE_SOCKET_FILTER, BPF_PROG_TYPE_TRACING = 1, 26
+BPF_TRACE_FENTRY = 24
+#: the kernel function the fentry program attaches to (a BPF trampoline)
+FENTRY_TARGET = "vfs_write"
 #: (name, instruction count); the last two have the same instructions,
 #: hence the same tag, under two names.
 PROGRAMS = (("kct_i2", 2), ("kct_i64", 64), ("kct_i700", 700), ("kct_i3000", 3000), ("kct_i64_dup", 64))
@@ -77,6 +80,31 @@ def load(name: str, n: int, keep: List[Any]) -> int:
         except OSError:
             pass
         raise OSError(e.errno, f"loading {name}: {e}; verifier: {log.value.decode(errors='replace')[-300:]}")
+
+
+def fentry(keep: List[Any]) -> Dict[str, Any]:
+    """An fentry program on FENTRY_TARGET, attached: the kernel builds a BPF
+    trampoline for it (ksym ``bpf_trampoline_<key>[_<selector>]``)."""
+    from kcoretool.source.btf import parse_btf  # the repo is on the guest's path
+
+    with open("/sys/kernel/btf/vmlinux", "rb") as f:
+        btf = parse_btf(f.read(), name="vmlinux")
+    ids = [i for i in btf.ids_by_name(FENTRY_TARGET) if btf.kind_of(i) == 12]  # BTF_KIND_FUNC
+    if not ids:
+        raise OSError(0, f"no BTF FUNC {FENTRY_TARGET}")
+    code = ctypes.create_string_buffer(insns(2))
+    lic = ctypes.create_string_buffer(b"GPL")
+    keep += [code, lic]
+    attr = ctypes.create_string_buffer(144)
+    struct.pack_into("<IIQQIIQII16s", attr, 0, BPF_PROG_TYPE_TRACING, 2, ctypes.addressof(code),
+                     ctypes.addressof(lic), 0, 0, 0, 0, 0, b"kct_fentry")
+    struct.pack_into("<I", attr, 68, BPF_TRACE_FENTRY)  # expected_attach_type
+    struct.pack_into("<I", attr, 108, ids[0])  # attach_btf_id (in vmlinux: attach_btf_obj_fd 0)
+    prog_fd = _bpf(BPF_PROG_LOAD, attr)
+    link = ctypes.create_string_buffer(16)
+    struct.pack_into("<QI", link, 0, 0, prog_fd)  # raw_tracepoint.name NULL: attach where it was loaded for
+    link_fd = _bpf(BPF_RAW_TRACEPOINT_OPEN, link)
+    return dict(info(prog_fd), fd=prog_fd, link_fd=link_fd, target=FENTRY_TARGET, btf_id=ids[0])
 
 
 def info(fd: int) -> Dict[str, Any]:
@@ -179,9 +207,11 @@ def capture() -> Dict[str, Any]:
         fd = load(name, n, _keep)
         progs.append(dict(info(fd), fd=fd, insn_cnt=n, load_name=name))
     probes = kprobes()
+    tracing = fentry(_keep)
     kallsyms = _read("/proc/kallsyms")
     truth = {
         "progs": progs,
+        "fentry": tracing,
         "kprobes": probes,
         "kallsyms_bpf": [line for line in kallsyms.splitlines() if line.endswith("[bpf]")],
         "kallsyms_text": [line for line in kallsyms.splitlines()

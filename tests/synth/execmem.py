@@ -156,9 +156,10 @@ class _Writer:
                                          ("unsigned long", "insn_size"), ("int", "nr_garbage")])
         img.struct("kprobe_insn_page", [("struct list_head", "list"), ("u8 *", "insns"), ("void *", "cache"),
                                         ("int", "nused"), ("int", "ngarbage"), ("char[0]", "slot_used")])
+        # 6.1/6.12 order: the trampoline fields come before the list node
         img.struct("ftrace_ops", [("void *", "func"), ("void *", "next"), ("unsigned long", "flags"),
-                                  ("void *", "private"), ("unsigned long[6]", "_pad"), ("struct list_head", "list"),
-                                  ("unsigned long", "trampoline"), ("unsigned long", "trampoline_size")])
+                                  ("void *", "private"), ("unsigned long[6]", "_pad"), ("unsigned long", "trampoline"),
+                                  ("unsigned long", "trampoline_size"), ("struct list_head", "list")])
         img.struct("maple_tree", [("spinlock_t", "ma_lock"), ("unsigned int", "ma_flags"), ("void *", "ma_root")])
         img.struct("execmem_cache", [("unsigned long[4]", "mutex"), ("struct maple_tree", "busy_areas"),
                                      ("struct maple_tree", "free_areas"), ("unsigned int", "pending_free_cnt")])
