@@ -30,6 +30,16 @@ def _truth(lab: Any) -> Dict[str, Any]:
     return t
 
 
+def _kallsyms_bpf_images(truth: Dict[str, Any]) -> Dict[str, int]:
+    """bpf_trampoline_* / bpf_dispatcher_* -> address, from /proc/kallsyms."""
+    out = {}
+    for line in truth["kallsyms_bpf"]:
+        addr, _t, name = line.split()[:3]
+        if name.startswith(("bpf_trampoline_", "bpf_dispatcher_")):
+            out[name] = int(addr, 16)
+    return out
+
+
 def _kallsyms_progs(truth: Dict[str, Any]) -> Dict[str, int]:
     """bpf_prog_<tag>_<name> -> address, from /proc/kallsyms at the dump moment."""
     out = {}
@@ -69,6 +79,8 @@ def _commands(lab: Any, outdir: str, tag: str) -> List[List[str]]:
     text = truth["sections"]["kcoretool_test"][".text"]
     cmds.append(["whatis", hex(text + 3)])
     for _kind, addr in _kallsyms_text(truth):
+        cmds.append(["whatis", hex(addr + 1)])
+    for addr in _kallsyms_bpf_images(truth).values():
         cmds.append(["whatis", hex(addr + 1)])
     return cmds
 
@@ -191,6 +203,16 @@ def _check(lab: Any, label: str, cmds: List[List[str]], res: List[Dict[str, Any]
         line = outs[f"whatis {hex(addr + 1)}"]
         assert f"{hex(addr + 1)}: {kind} {r['owner']} +0x1 of {hex(r['size'])}\n" in line, (label, line)
 
+    # BPF trampolines (the fentry program guest_bpf.py attached).
+    images = _kallsyms_bpf_images(truth)
+    got = {r["symbol"]: r["start"] for r in rows if r["kind"] in ("bpf-trampoline", "bpf-dispatcher")}
+    assert got == images, label
+    for name, addr in images.items():
+        r = next(r for r in rows if r["symbol"] == name)
+        assert r["area"] is not None, (label, r)
+        line = outs[f"whatis {hex(addr + 1)}"]
+        assert f"{hex(addr + 1)}: {r['kind']} {name} +0x1 of {hex(r['size'])}\n" in line, (label, line)
+
     # The table faces agree with the JSON.
     table = outs["exec list"]
     assert re.search(rf"^{hex(ks[next(iter(ks))])} ", table, re.M)
@@ -233,4 +255,7 @@ def test_exec_truth_sanity(lab: Any) -> None:
     assert set(t["kprobes"]) == {"kct_entry", "kct_body"}, t["kprobes"]
     kinds = {k for k, _a in _kallsyms_text(t)}
     assert {"kprobe-insn", "ftrace-trampoline"} <= kinds, t["kallsyms_text"]
+    # The fentry program got its trampoline.
+    assert any(n.startswith("bpf_trampoline_") for n in _kallsyms_bpf_images(t)), t["kallsyms_bpf"]
+    assert f"bpf_prog_{t['fentry']['tag']}_kct_fentry" in _kallsyms_progs(t)
 

@@ -92,7 +92,8 @@ def fentry(keep: List[Any]) -> Dict[str, Any]:
     ids = [i for i in btf.ids_by_name(FENTRY_TARGET) if btf.kind_of(i) == 12]  # BTF_KIND_FUNC
     if not ids:
         raise OSError(0, f"no BTF FUNC {FENTRY_TARGET}")
-    code = ctypes.create_string_buffer(insns(2))
+    # r0 = 0; exit (fentry programs must return 0)
+    code = ctypes.create_string_buffer(struct.pack("<BBhi", 0xB7, 0, 0, 0) + struct.pack("<BBhi", 0x95, 0, 0, 0))
     lic = ctypes.create_string_buffer(b"GPL")
     keep += [code, lic]
     attr = ctypes.create_string_buffer(144)
@@ -100,7 +101,16 @@ def fentry(keep: List[Any]) -> Dict[str, Any]:
                      ctypes.addressof(lic), 0, 0, 0, 0, 0, b"kct_fentry")
     struct.pack_into("<I", attr, 68, BPF_TRACE_FENTRY)  # expected_attach_type
     struct.pack_into("<I", attr, 108, ids[0])  # attach_btf_id (in vmlinux: attach_btf_obj_fd 0)
-    prog_fd = _bpf(BPF_PROG_LOAD, attr)
+    try:
+        prog_fd = _bpf(BPF_PROG_LOAD, attr)
+    except OSError as e:
+        log = ctypes.create_string_buffer(1 << 16)
+        struct.pack_into("<IIQ", attr, 24, 1, len(log), ctypes.addressof(log))
+        try:
+            _bpf(BPF_PROG_LOAD, attr)
+        except OSError:
+            pass
+        raise OSError(e.errno, f"loading kct_fentry: {e}; verifier: {log.value.decode(errors='replace')[-300:]}")
     link = ctypes.create_string_buffer(16)
     struct.pack_into("<QI", link, 0, 0, prog_fd)  # raw_tracepoint.name NULL: attach where it was loaded for
     link_fd = _bpf(BPF_RAW_TRACEPOINT_OPEN, link)
