@@ -292,7 +292,8 @@ def list_(ctx: click.Context, kinds, caller, min_size, addr_range, sort_key, rev
         ) + ((owners.get(a.start, "-"),) if owners else ()))
     headers = ("START", "END", "SIZE", "KIND", "PAGES", "CALLER", "FLAGS") + (("OWNER",) if owners else ())
     if len(rows) <= 5000:
-        click.echo(_table(rows, headers, ("left", "left", "right", "left", "right", "left", "left", "left")[:len(headers)]))
+        align = ("left", "left", "right", "left", "right", "left", "left", "left")[:len(headers)]
+        click.echo(_table(rows, headers, align))
     else:
         _echo_stream(("\n" if i else "") + line
                      for i, line in enumerate(_stream_table(rows, headers, (2, 4))))
