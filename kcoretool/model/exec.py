@@ -181,6 +181,7 @@ class BpfPack:
             "size": self.size, "chunk_size": self.chunk_size, "chunks": self.nchunks,
             "used_chunks": self.used_chunks, "free_chunks": self.free_chunks,
             "largest_free_run": self.largest_free_run, "area": self.area,
+            "used_runs": [list(r) for r in self.used_runs()],
             "free_runs": [list(r) for r in self.free_runs()],
             "unattributed": [list(r) for r in self.unattributed],
             "images": [{"start": a, "end": b, "name": n} for a, b, n in self.images],
