@@ -106,7 +106,8 @@ def packs(ctx: click.Context) -> None:
         click.echo(f"pack {p.start:#x}:")
         lines = [(hx(x.start), human(x.size), f"{x.alloc_size // p.chunk_size}" if x.alloc_size else "-",
                   x.name, x.tag or "-", "-" if x.id is None else str(x.id), x.prog_type or "-") for x in p.progs]
-        lines += [(hx(a), human(b - a), str((b - a) // p.chunk_size), n, "-", "-", "image") for a, b, n in p.images]
+        lines += [(hx(a), human(b - a), str(-(-(b - a) // p.chunk_size)), n, "-", "-", "image")
+                  for a, b, n in p.images]
         lines += [(hx(a), human(b - a), str((b - a) // p.chunk_size), "(unattributed)", "-", "-", "-")
                   for a, b in p.unattributed]
         lines.sort(key=lambda t: int(t[0], 16))
