@@ -67,7 +67,15 @@ class Kernel:
         if self._exec is None or refresh:
             from kcoretool.model.exec import exec_from_program
 
-            self._exec = exec_from_program(self.prog, self.vmalloc(refresh=refresh))
+            vm = self._model
+            if vm is None or refresh:
+                # Only to place each allocation in its busy area: no blocks,
+                # lazy or free walks, no caller symbols (a ms each).
+                from kcoretool.model import from_program as model_from_program
+
+                vm = model_from_program(self.prog, blocks=False, lazy=False, free=False, symbolize=False,
+                                        page_tables=False)
+            self._exec = exec_from_program(self.prog, vm)
         return self._exec
 
     # -- physical memory and page tables ---------------------------------------

@@ -72,13 +72,18 @@ def list_(ctx: click.Context, kinds: List[str], owner: Optional[str]) -> None:
     m = _model(ctx)
     rows = list(m.select(kinds=kinds or None, owner=owner))
     if _json(ctx):
-        emit_json([_row_json(r) for r in rows])
+        # One compact row per line: tens of thousands of programs stay fast.
+        click.echo("[" + ",\n".join(json.dumps(_row_json(r)) for r in rows) + "]")
         return
-    click.echo(table(
-        [(hx(r.start), hx(r.end), human(r.size), r.kind, r.owner, r.tag or "-",
-          "-" if r.id is None else str(r.id), hx(r.area)) for r in rows],
-        ("START", "END", "SIZE", "KIND", "OWNER", "TAG", "ID", "AREA"),
-        ("left", "left", "right", "left", "left", "left", "right", "left")))
+    cells = [(hx(r.start), hx(r.end), human(r.size), r.kind, r.owner, r.tag or "-",
+              "-" if r.id is None else str(r.id), hx(r.area)) for r in rows]
+    headers = ("START", "END", "SIZE", "KIND", "OWNER", "TAG", "ID", "AREA")
+    if len(cells) <= 5000:
+        click.echo(table(cells, headers, ("left", "left", "right", "left", "left", "left", "right", "left")))
+    else:  # tabulate costs too much per cell; the same look, streamed
+        from kcoretool.cli.vmalloc import _stream_table
+
+        click.echo("\n".join(_stream_table(cells, headers, (2, 6))))
     progs = sum(1 for r in rows if r.kind == "bpf-prog")
     mods = len({r.owner for r in rows if r.kind.startswith("module-")})
     click.echo(f"{len(rows)} region(s): {mods} module(s), {progs} BPF program(s), {len(m.packs)} pack(s)")
