@@ -192,6 +192,9 @@ def test_dump_errors(tmp_path: Any) -> None:
     r = run(k, ["exec", "dump", "mod*", "-o", str(tmp_path / "x")])
     assert r.exit_code == 1 and "names 2 allocations" in str(r.exception)
     assert list(tmp_path.iterdir()) == []
+    r = run(k, ["exec", "dump", "alpha", "-o", "/nonexistent/dir/x"])
+    assert r.exit_code == 1 and str(r.exception) == \
+        "cannot write /nonexistent/dir/x: No such file or directory; choose a writable directory"
     r = run(k, ["exec", "list", "--kind", "bogus"])
     assert r.exit_code == 2 and "unknown kind 'bogus'" in r.output
 

@@ -171,7 +171,10 @@ def dump(ctx: click.Context, owner: str, output: str, kind: Optional[str]) -> No
     else:
         # Atomic: a temporary file beside FILE, renamed over it when complete.
         d = os.path.dirname(os.path.abspath(output))
-        fd, tmp = tempfile.mkstemp(prefix=".kcoretool-", dir=d)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".kcoretool-", dir=d)
+        except OSError as e:
+            raise KcoreToolError(f"cannot write {output}: {e.strerror}; choose a writable directory") from None
         try:
             with os.fdopen(fd, "wb") as f:
                 _, report = k.read(r.start, r.size, f)
