@@ -95,8 +95,8 @@ def bench_synthetic(nprogs: int) -> None:
 
     from kcoretool.api import Kernel
     from kcoretool.cli.exec import exec_
+    from tests.cli.test_exec import run
     from tests.synth.execmem import bulk
-    from tests.test_exec import run
 
     k = bulk(nprogs)
     from drgn.helpers.linux.list import list_for_each_entry

@@ -16,21 +16,22 @@ import json
 import os
 import sys
 import tempfile
-from typing import Any, BinaryIO, List, Optional
+from typing import BinaryIO, List, Optional, Tuple
 
 import click
 
-from kcoretool.cli.output import emit_json, human, hx, parse_address, table
+from kcoretool.api import EXEC_KINDS, ExecModel, ExecRegion, Kernel
+from kcoretool.cli.output import emit_json, human, hx, parse_address, stream_table, table
 from kcoretool.errors import KcoreToolError
 
 __all__ = ("exec_",)
 
 
-def _kernel(ctx: click.Context) -> Any:
+def _kernel(ctx: click.Context) -> Kernel:
     return ctx.find_root().obj.kernel()
 
 
-def _model(ctx: click.Context) -> Any:
+def _model(ctx: click.Context) -> ExecModel:
     m = _kernel(ctx).exec_memory()
     if m.warnings:
         if ctx.find_root().obj.debug:
@@ -52,7 +53,7 @@ def exec_() -> None:
     kprobe and ftrace pages (needs debug info or BTF)."""
 
 
-def _row_json(r: Any) -> dict:
+def _row_json(r: ExecRegion) -> dict:
     return r.to_dict()
 
 
@@ -64,8 +65,6 @@ def _row_json(r: Any) -> dict:
 def list_(ctx: click.Context, kinds: List[str], owner: Optional[str]) -> None:
     """One row per executable allocation: start, end, size, kind, owner, BPF tag
     and id, and the vmap area holding it."""
-    from kcoretool.model.exec import EXEC_KINDS
-
     for k in kinds:
         if k not in EXEC_KINDS:
             raise click.BadParameter(f"unknown kind {k!r}; one of {', '.join(EXEC_KINDS)}", param_hint="--kind")
@@ -75,15 +74,13 @@ def list_(ctx: click.Context, kinds: List[str], owner: Optional[str]) -> None:
         # One compact row per line: tens of thousands of programs stay fast.
         click.echo("[" + ",\n".join(json.dumps(_row_json(r)) for r in rows) + "]")
         return
-    cells = [(hx(r.start), hx(r.end), human(r.size), r.kind, r.owner, r.tag or "-",
+    cells: List[Tuple[str, ...]] = [(hx(r.start), hx(r.end), human(r.size), r.kind, r.owner, r.tag or "-",
               "-" if r.id is None else str(r.id), hx(r.area)) for r in rows]
     headers = ("START", "END", "SIZE", "KIND", "OWNER", "TAG", "ID", "AREA")
     if len(cells) <= 5000:
         click.echo(table(cells, headers, ("left", "left", "right", "left", "left", "left", "right", "left")))
     else:  # tabulate costs too much per cell; the same look, streamed
-        from kcoretool.cli.vmalloc import _stream_table
-
-        click.echo("\n".join(_stream_table(cells, headers, (2, 6))))
+        click.echo("\n".join(stream_table(cells, headers, (2, 6))))
     progs = sum(1 for r in rows if r.kind == "bpf-prog")
     mods = len({r.owner for r in rows if r.kind.startswith("module-")})
     click.echo(f"{len(rows)} region(s): {mods} module(s), {progs} BPF program(s), {len(m.packs)} pack(s)")
@@ -123,7 +120,7 @@ def packs(ctx: click.Context) -> None:
             click.echo("  (empty)")
 
 
-def _pick(ctx: click.Context, owner: str, kind: Optional[str]) -> Any:
+def _pick(ctx: click.Context, owner: str, kind: Optional[str]) -> ExecRegion:
     """The region OWNER names: an address inside it, a BPF program's name or
     symbol, or a module (its text unless --kind)."""
     m = _model(ctx)
@@ -170,9 +167,9 @@ def dump(ctx: click.Context, owner: str, output: str, kind: Optional[str]) -> No
         out.flush()
     else:
         # Atomic: a temporary file beside FILE, renamed over it when complete.
-        d = os.path.dirname(os.path.abspath(output))
+        where = os.path.dirname(os.path.abspath(output))
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".kcoretool-", dir=d)
+            fd, tmp = tempfile.mkstemp(prefix=".kcoretool-", dir=where)
         except OSError as e:
             raise KcoreToolError(f"cannot write {output}: {e.strerror}; choose a writable directory") from None
         try:

@@ -17,19 +17,16 @@ from __future__ import annotations
 import bisect
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
-import drgn
-
-from kcoretool.kernel.execmem import (
-    BPF_PROG_CHUNK_SIZE,
-    ExecLayout,
-    ExecReader,
-    RawBpfSym,
-)
-from kcoretool.kernel.vmalloc import Symbolizer
-from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog
 from kcoretool.model.vmalloc import VmallocModel
+
+if TYPE_CHECKING:  # the builder's imports (drgn) load only when it runs
+    import drgn
+
+    from kcoretool.kernel.execmem import ExecLayout, ExecReader, RawBpfSym
+    from kcoretool.kernel.walk import WalkLog
+
 
 __all__ = ("EXEC_KINDS", "BpfPack", "BpfProg", "ExecModel", "ExecRegion", "exec_from_program")
 
@@ -192,7 +189,7 @@ class BpfPack:
 class ExecModel:
     """Every executable allocation found, sorted by start; see :data:`EXEC_KINDS`."""
 
-    def __init__(self, regions: List[ExecRegion], packs: List[BpfPack], layout: ExecLayout,
+    def __init__(self, regions: List[ExecRegion], packs: List[BpfPack], layout: "ExecLayout",
                  warnings: List[str], cache_areas: Optional[Dict[int, int]] = None) -> None:
         self.regions = sorted(regions, key=lambda r: (r.start, r.end))
         self.packs = packs
@@ -258,7 +255,7 @@ def _sym_kind(name: str) -> str:
     return "bpf-other"
 
 
-def _prog_name(sym: RawBpfSym) -> str:
+def _prog_name(sym: "RawBpfSym") -> str:
     """What follows ``bpf_prog_<tag>_`` in the symbol (the BTF function name
     or aux->name), else aux->name, else the symbol."""
     prefix = f"bpf_prog_{sym.tag}_"
@@ -295,10 +292,16 @@ def _subtract(runs: List[Tuple[int, int]], taken: List[Tuple[int, int]]) -> List
     return out
 
 
-def exec_from_program(prog: drgn.Program, vmalloc: Optional[VmallocModel] = None, *,
-                      layout: Optional[ExecLayout] = None, limit: int = DEFAULT_LIMIT) -> ExecModel:
+def exec_from_program(prog: "drgn.Program", vmalloc: Optional[VmallocModel] = None, *,
+                      layout: Optional["ExecLayout"] = None, limit: Optional[int] = None) -> ExecModel:
     """Snapshot the executable memory of ``prog``; ``vmalloc`` places each
     allocation in its vmap area (and gives the packs' sizes)."""
+    from kcoretool.kernel.execmem import ExecReader
+    from kcoretool.kernel.symbolize import Symbolizer
+    from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog
+
+    if limit is None:
+        limit = DEFAULT_LIMIT
     log = WalkLog()
     raw = ExecReader(prog, layout, limit)
     page_size = vmalloc.page_size if vmalloc is not None else 4096
@@ -383,12 +386,12 @@ def exec_from_program(prog: drgn.Program, vmalloc: Optional[VmallocModel] = None
     return ExecModel(regions, packs, raw.layout, log.summary(), cache_areas)
 
 
-def _images(raw: ExecReader, run: Tuple[int, int], chunk: int) -> List[Tuple[int, int]]:
+def _images(raw: "ExecReader", run: Tuple[int, int], chunk: int) -> List[Tuple[int, int]]:
     """Split a used run nobody owns at its ``bpf_binary_header``\\ s (each
     image starts with its chunk-rounded size: classic BPF filters, programs
     being freed); what does not parse stays one piece."""
     lo, hi = run
-    out = []
+    out: List[Tuple[int, int]] = []
     while lo < hi and len(out) < 4096:
         size = raw.header_size(lo)
         if size is None or not size or size % chunk or size > hi - lo:
@@ -400,7 +403,9 @@ def _images(raw: ExecReader, run: Tuple[int, int], chunk: int) -> List[Tuple[int
     return out
 
 
-def _packs(raw: ExecReader, vmalloc: Optional[VmallocModel], log: WalkLog) -> List[BpfPack]:
+def _packs(raw: "ExecReader", vmalloc: Optional[VmallocModel], log: "WalkLog") -> List[BpfPack]:
+    from kcoretool.kernel.execmem import BPF_PROG_CHUNK_SIZE
+
     out = []
     for rp in raw.packs(log):
         area = vmalloc.find(rp.ptr, include_lazy=False) if vmalloc is not None else None
@@ -423,8 +428,8 @@ def _packs(raw: ExecReader, vmalloc: Optional[VmallocModel], log: WalkLog) -> Li
     return out
 
 
-def _rox_cache(raw: ExecReader, vmalloc: Optional[VmallocModel], regions: List[ExecRegion],
-               log: WalkLog, cache_areas: Dict[int, int]) -> List[ExecRegion]:
+def _rox_cache(raw: "ExecReader", vmalloc: Optional[VmallocModel], regions: List[ExecRegion],
+               log: "WalkLog", cache_areas: Dict[int, int]) -> List[ExecRegion]:
     """execmem ROX cache sub-allocations: each busy range attributed to the
     module text, kprobe page or ftrace trampoline that starts there, else
     unattributed; free ranges as free."""

@@ -1,0 +1,209 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""
+A kernel without a vmlinux: BTF types, kallsyms symbols
+-------------------------------------------------------
+
+:func:`load_btf_kernel` gives a :class:`drgn.Program` that has no DWARF the
+three things the model and reader ask of it:
+
+- **types** from the kernel's own BTF (:mod:`kcoretool.debuginfo.btf`, turned
+  into drgn types by :mod:`kcoretool.debuginfo.btf_types`): live from
+  ``/sys/kernel/btf/vmlinux``, on a vmcore from ``__start_BTF`` ..
+  ``__stop_BTF`` in the kernel image's memory; modules' split BTF (live
+  ``/sys/kernel/btf/<module>``, on a vmcore the copies on ``btf_modules``)
+  only when a type is asked for that vmlinux does not have;
+- **symbols** from kallsyms: live ``/proc/kallsyms``, on a vmcore the
+  in-memory tables VMCOREINFO points at (v6.0+), both through drgn's
+  loader; module symbols from each module's in-memory symbol table;
+- **objects** (``prog["vmap_area_list"]``): the kallsyms address with the
+  type BTF gives it (per-CPU variables and functions), else the type the
+  caller's table of globals gives (:data:`kcoretool.kernel.globals.GLOBALS`)
+  -- BTF describes only per-CPU variables (pahole emits no VAR for other
+  globals unless built with ``global_var``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+
+import drgn
+
+from kcoretool.errors import DebugInfoError
+from kcoretool.debuginfo.btf import Btf, BtfError, parse_btf
+from kcoretool.debuginfo.plan import BTF_SYSFS
+from kcoretool.debuginfo.btf_types import BtfTypes
+from kcoretool.debuginfo.kallsyms import use_kallsyms
+
+__all__ = ("BtfKernel", "load_btf_kernel")
+
+@dataclasses.dataclass
+class BtfKernel:
+    """What :func:`load_btf_kernel` set up, for ``info`` and tests."""
+
+    btf_source: str
+    btf_bytes: int
+    btf_types: int
+    kallsyms_source: str
+    #: module BTF blobs searched (loaded on the first type vmlinux lacks)
+    modules_btf: List[str] = dataclasses.field(default_factory=list)
+    #: modules whose BTF could not be used, with why
+    modules_btf_skipped: List[str] = dataclasses.field(default_factory=list)
+
+
+def _first_address(index: drgn.SymbolIndex, prog: drgn.Program, name: str) -> Optional[int]:
+    syms = index(prog, name, None, True)
+    return syms[0].address if syms else None
+
+
+def read_vmlinux_btf(prog: drgn.Program, index: drgn.SymbolIndex, live: bool) -> Tuple[bytes, str]:
+    """The vmlinux BTF blob and where it came from."""
+    if live and os.path.exists(BTF_SYSFS):
+        with open(BTF_SYSFS, "rb") as f:
+            return f.read(), BTF_SYSFS
+    start = _first_address(index, prog, "__start_BTF")
+    stop = _first_address(index, prog, "__stop_BTF")
+    if start is None or stop is None:
+        raise DebugInfoError("no vmlinux debug info, and kallsyms has no __start_BTF/__stop_BTF "
+                             "(kernel built without CONFIG_DEBUG_INFO_BTF); pass --vmlinux")
+    if not 0 < stop - start <= 256 << 20:
+        raise DebugInfoError(f"__start_BTF {start:#x} .. __stop_BTF {stop:#x} is not a plausible BTF "
+                             "section; pass --vmlinux")
+    try:
+        return prog.read(start, stop - start), f"kernel memory at {start:#x}"
+    except drgn.FaultError as e:
+        raise DebugInfoError(f"the kernel's BTF at {start:#x} is not in this core ({e}); "
+                             "the dump may have excluded it; pass --vmlinux") from None
+
+
+class _ObjectFinder:
+    """``prog[name]`` for a kernel without DWARF: kallsyms address + BTF/table type."""
+
+    def __init__(self, types: BtfTypes, index: drgn.SymbolIndex, globals_: Mapping[str, str]) -> None:
+        self.types = types
+        self.index = index
+        self.globals = globals_
+        self._cache: Dict[Tuple[str, int], Optional[drgn.Object]] = {}
+
+    def __call__(self, prog: drgn.Program, name: str, flags: drgn.FindObjectFlags,
+                 filename: Optional[str]) -> Optional[drgn.Object]:
+        key = (name, int(flags.value))
+        if key in self._cache:
+            return self._cache[key]
+        obj = self._find(prog, name, flags)
+        self._cache[key] = obj
+        return obj
+
+    def _find(self, prog: drgn.Program, name: str, flags: drgn.FindObjectFlags) -> Optional[drgn.Object]:
+        if flags & drgn.FindObjectFlags.CONSTANT:
+            found = self.types.enumerator(name, modules=flags == drgn.FindObjectFlags.CONSTANT)
+            if found is not None:
+                t, value = found
+                return drgn.Object(prog, t, value)
+        if not flags & (drgn.FindObjectFlags.VARIABLE | drgn.FindObjectFlags.FUNCTION):
+            return None
+        syms = self.index(prog, name, None, False)
+        if not syms:
+            return None
+        if flags & drgn.FindObjectFlags.FUNCTION:
+            ft = self.types.function_type(name)
+            if ft is not None:
+                return drgn.Object(prog, ft, address=syms[0].address)
+        if flags & drgn.FindObjectFlags.VARIABLE:
+            t = self.types.variable_type(name)
+            if t is None and name in self.globals:
+                t = prog.type(self.globals[name])
+            if t is not None:
+                return drgn.Object(prog, t, address=_pick(syms, t).address)
+        if syms[0].kind == drgn.SymbolKind.FUNC and flags & drgn.FindObjectFlags.FUNCTION:
+            # A function BTF left out (pahole drops inconsistent prototypes):
+            # it exists, its prototype is unknown.
+            return drgn.Object(prog, prog.function_type(prog.void_type(), (), True), address=syms[0].address)
+        # A variable of unknown type is not found (KeyError), as drgn's
+        # helpers expect of an absent one; GLOBALS must list what is read.
+        return None
+
+
+def _pick(syms: List[drgn.Symbol], t: drgn.Type) -> drgn.Symbol:
+    """Static names repeat in kallsyms (``single``): the one whose extent fits the type."""
+    if len(syms) == 1:
+        return syms[0]
+    try:
+        size = drgn.sizeof(t)
+    except TypeError:
+        return syms[0]
+    fits = [s for s in syms if s.kind != drgn.SymbolKind.FUNC and s.size >= size]
+    return min(fits, key=lambda s: s.size) if fits else syms[0]
+
+
+#: bound on modules read (a corrupt btf_modules list must not loop)
+MAX_MODULES = 10000
+
+
+def _sysfs_module_btf() -> Iterator[Tuple[str, bytes]]:
+    """Live: /sys/kernel/btf/<module>, beside vmlinux."""
+    root = os.path.dirname(BTF_SYSFS)
+    for name in sorted(os.listdir(root))[:MAX_MODULES]:
+        if name != "vmlinux":
+            with open(os.path.join(root, name), "rb") as f:
+                yield name, f.read()
+
+
+def _memory_module_btf(prog: drgn.Program) -> Iterator[Tuple[str, bytes]]:
+    """vmcore: the blobs kernel/bpf/btf.c keeps for loaded modules (the
+    module's own .BTF is freed after init -- do_init_module() clears
+    mod->btf_data since commit 607c543f939d (v5.11) -- and
+    btf_module_notify() keeps a parsed copy in struct btf), walked as a
+    bounded, validated list."""
+    from drgn.helpers.linux.list import validate_list_for_each_entry
+
+    head = prog["btf_modules"]
+    for i, bm in enumerate(validate_list_for_each_entry("struct btf_module", head.address_of_(), "list")):
+        if i >= MAX_MODULES:
+            break
+        btf = bm.btf
+        name = btf.name.string_().decode(errors="replace")
+        size = int(btf.data_size)
+        if not 0 < size <= 64 << 20:
+            raise DebugInfoError(f"module {name}: BTF size {size} is not plausible")
+        yield name, prog.read(int(btf.data), size)
+
+
+def _module_btf_loader(prog: drgn.Program, base: Btf, live: bool,
+                       loaded: BtfKernel) -> Callable[[], List[Btf]]:
+    def load() -> List[Btf]:
+        out: List[Btf] = []
+        source = _sysfs_module_btf() if live and os.path.isdir(os.path.dirname(BTF_SYSFS)) \
+            else _memory_module_btf(prog)
+        try:
+            for name, blob in source:
+                try:
+                    out.append(parse_btf(blob, base=base, name=name))
+                    loaded.modules_btf.append(name)
+                except BtfError as e:
+                    loaded.modules_btf_skipped.append(str(e))
+        except (KeyError, LookupError, OSError, ValueError, drgn.FaultError, drgn.ValidationError,
+                DebugInfoError) as e:
+            # Module types are a bonus: vmalloc bookkeeping is all in vmlinux.
+            loaded.modules_btf_skipped.append(f"module BTF list: {e}")
+        return out
+
+    return load
+
+
+def load_btf_kernel(prog: drgn.Program, live: bool, globals_: Mapping[str, str]) -> BtfKernel:
+    """Register kallsyms symbols, BTF types and the object finder on ``prog``;
+    ``globals_`` gives the type of each global BTF does not describe."""
+    index = use_kallsyms(prog)
+    if index is None:
+        how = "/proc/kallsyms" if live else "the kallsyms tables in VMCOREINFO (Linux 6.0+)"
+        raise DebugInfoError(f"no vmlinux debug info and no kallsyms from {how}; pass --vmlinux")
+    ks_source = prog.cache["kcoretool_kallsyms_source"]
+    blob, btf_source = read_vmlinux_btf(prog, index, live)
+    btf = parse_btf(blob, name="vmlinux")
+    loaded = BtfKernel(btf_source=btf_source, btf_bytes=len(blob), btf_types=len(btf), kallsyms_source=ks_source)
+    types = BtfTypes(prog, [btf], more=_module_btf_loader(prog, btf, live, loaded))
+    types.register(prog)
+    prog.register_object_finder("kcoretool-btf", _ObjectFinder(types, index, globals_), enable_index=-1)
+    return loaded

@@ -1,0 +1,39 @@
+"""Runs *inside* a lab guest (python -m tests.lab.in_guest.read VMLINUX): reads
+every test-module area through kcoretool's page-table reader on the live
+/proc/kcore and prints, per area, each page's state and whether it carries
+its own tag.  The host-side test (tests/lab/test_reader.py) judges it."""
+
+import json
+import struct
+import sys
+
+from kcoretool.api import open_kernel
+
+AREAS = "/sys/kernel/debug/kcoretool_test/areas.json"
+
+
+def main() -> None:
+    vmlinux = sys.argv[1]
+    with open(AREAS) as f:
+        module = json.load(f)
+    k = open_kernel("/proc/kcore", vmlinux)
+    out = []
+    for a in module["areas"]:
+        if a.get("id", 0) >= 0x8000:  # churn areas come and go
+            continue
+        data, report = k.read(a["addr"], a["size"])
+        pages = []
+        for p in a["pages"]:
+            i = p["index"]
+            page = data[i * 4096:(i + 1) * 4096]
+            own = p["tag"] is not None and page == b"".join(
+                struct.pack("<Q", p["tag"] | w * 8) for w in range(512))
+            pages.append({"index": i, "state": report.state_at(a["addr"] + i * 4096), "own_tag": own,
+                          "zero": not any(page)})
+        out.append({"id": a["id"], "name": a["name"], "kind": a["kind"], "state": a.get("state"),
+                    "pages": pages, "retries": report.retries})
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
