@@ -261,3 +261,18 @@ def test_vmalloc_json_owner_stream_matches_dicts() -> None:
     got = json.loads("".join(iter_areas_json(m.areas, 4096, chunk=2, owners=owners)))
     assert got == [dict(a.to_dict(4096), owner=owners.get(a.start)) for a in m.areas]
     assert {"modone", "modinit", "bpf_prog_pack: 3 progs"} <= {r["owner"] for r in got}
+
+
+def test_hostile_maple_tree_is_bounded() -> None:
+    """A ROX-cache busy tree whose internal node points at itself: a
+    warning, the rest of the model intact, no hang."""
+    k, _ = sx.standard("6.12", "mem", rox=True)
+    img = k.img
+    c = img.globals["execmem_cache"][1]
+    mt = c + img.offsetof("execmem_cache", "busy_areas")
+    root = img.r64(mt + img.offsetof("maple_tree", "ma_root"))
+    node = root & ~0xFF
+    img.w64(node + 8 + 8 * 15, root & ~2)  # slot[0] -> the root node itself
+    m = Kernel(k.prog).exec_memory()
+    assert any("execmem_cache.busy_areas" in w for w in m.warnings)
+    assert {r.owner for r in m.regions if r.kind == "module-text"} >= {"modone", "roxmod"}
