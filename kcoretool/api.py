@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List,
 
 from kcoretool.debuginfo.plan import DEBUGINFO_MODES, DebugInfoPlan, debug_info_candidates, plan_debuginfo
 from kcoretool.errors import KcoreToolError
+from kcoretool.model.exec import EXEC_KINDS, ExecModel, ExecRegion
 from kcoretool.model.vmalloc import KINDS, Area, VmallocModel, VmapBlock, VmStruct, iter_areas_json
 from kcoretool.reader.check import DEFECTS, AreaCheck, KcoreChecker, summarize
 from kcoretool.reader.report import PAGE_STATES, ZERO_STATES, PageRun, ReadReport
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = (
     "DEBUGINFO_MODES",
     "DEFECTS",
+    "EXEC_KINDS",
     "KINDS",
     "PAGE_STATES",
     "ZERO_STATES",
@@ -52,6 +54,8 @@ __all__ = (
     "AreaCheck",
     "Core",
     "DebugInfoPlan",
+    "ExecModel",
+    "ExecRegion",
     "Kernel",
     "NoteInfo",
     "ReadReport",
@@ -83,6 +87,7 @@ class Kernel:
         self.prog = prog
         self.core = core
         self._model: Optional[VmallocModel] = None
+        self._exec: Optional[ExecModel] = None
         self._walker: Optional[PageTableWalker] = None
         self._readers: Dict[Tuple[bool, bool], VmallocReader] = {}
 
@@ -118,6 +123,24 @@ class Kernel:
             self._readers.clear()
         return self._model
 
+    def exec_memory(self, refresh: bool = False) -> ExecModel:
+        """The :class:`kcoretool.model.exec.ExecModel`: module regions, BPF
+        programs in their packs, trampolines, kprobe and ftrace pages
+        (cached like :meth:`vmalloc`)."""
+        if self._exec is None or refresh:
+            from kcoretool.model.exec import exec_from_program
+
+            vm = self._model
+            if vm is None or refresh:
+                # Only to place each allocation in its busy area: no blocks,
+                # lazy or free walks, no caller symbols (a ms each).
+                from kcoretool.model.build import from_program as model_from_program
+
+                vm = model_from_program(self.prog, blocks=False, lazy=False, free=False, symbolize=False,
+                                        page_tables=False)
+            self._exec = exec_from_program(self.prog, vm)
+        return self._exec
+
     def vmallocinfo_lines(self, warnings: Optional[List[str]] = None) -> Iterator[str]:
         """``/proc/vmallocinfo`` of this kernel, line by line, callers named
         exactly as ``%pS`` names them.  Without per-node page counts (a
@@ -147,7 +170,7 @@ class Kernel:
         """What ``addr`` is (see :func:`kcoretool.model.identify.whatis`)."""
         from kcoretool.model.identify import whatis
 
-        return whatis(self.prog, addr, self.vmalloc())
+        return whatis(self.prog, addr, self.vmalloc(), self.exec_memory())
 
     def snapshot(self, refresh: bool = False) -> VmallocSnapshot:
         """The model with what places it in time -- release, boot id, KASLR

@@ -41,6 +41,7 @@ _LAZY_COMMANDS = {
     "read": ("kcoretool.cli.readcmds", "read"),
     "vmalloc": ("kcoretool.cli.vmalloc", "vmalloc"),
     "whatis": ("kcoretool.cli.vmalloc", "whatis"),
+    "exec": ("kcoretool.cli.exec", "exec_"),
 }
 
 

@@ -137,10 +137,12 @@ def list_(ctx: click.Context, kinds: Tuple[str, ...], caller: Optional[str], min
             "caller": lambda a: (a.caller_symbol or "", a.start),
         }[sort_key]
         areas.sort(key=keyf, reverse=reverse)
+    # Who owns the exec areas (module, bpf_prog_pack, ...): only walked when listed.
+    owners = _kernel(ctx).exec_memory().area_owners() if any(a.kind == "exec" for a in areas) else {}
     if _json_wanted(ctx, fmt):
         # Streamed, one row per line: a million areas never sit in memory as
         # dicts, and indent=2 would triple the encoding time.
-        _echo_stream(iter_areas_json(areas, ps))
+        _echo_stream(iter_areas_json(areas, ps, owners=owners))
         return
     rows = []
     for a in areas:
@@ -150,10 +152,11 @@ def list_(ctx: click.Context, kinds: Tuple[str, ...], caller: Optional[str], min
             str(a.pages(ps)), (vm.caller_symbol or f"{vm.caller:#x}") if vm is not None else "-",
             "|".join(n.replace("VM_", "") for n in vm.flag_names) if vm is not None
             else (f"va:{a.flags:#x}" if a.flags else "-"),
-        ))
-    headers = ("START", "END", "SIZE", "KIND", "PAGES", "CALLER", "FLAGS")
+        ) + ((owners.get(a.start, "-"),) if owners else ()))
+    headers = ("START", "END", "SIZE", "KIND", "PAGES", "CALLER", "FLAGS") + (("OWNER",) if owners else ())
     if len(rows) <= 5000:
-        click.echo(table(rows, headers, ("left", "left", "right", "left", "right", "left", "left")))
+        align = ("left", "left", "right", "left", "right", "left", "left", "left")[:len(headers)]
+        click.echo(table(rows, headers, align))
     else:
         _echo_stream(("\n" if i else "") + line
                      for i, line in enumerate(stream_table(rows, headers, (2, 4))))
@@ -376,6 +379,13 @@ def whatis(ctx: click.Context, address: str) -> None:
                        f"{w['page_in_block']}" + (f", piece {p[0]:#x}-{p[1]:#x}" if p else ""))
         elif k == "module":
             click.echo(f"{addr:#x}: in module {w['name']}")
+        elif k == "bpf prog":
+            click.echo(f"{addr:#x}: bpf prog {w['name']} (tag {w['tag']}, id {w['id'] if w['id'] is not None else '-'})"
+                       f" +{w['offset']:#x} of {w['size']:#x}")
+        elif k == "module region":
+            click.echo(f"{addr:#x}: module {w['module']} {w['region']} +{w['offset']:#x}")
+        elif k == "exec":
+            click.echo(f"{addr:#x}: {w['exec_kind']} {w['owner']} +{w['offset']:#x} of {w['size']:#x}")
         elif k == "direct map":
             click.echo(f"{addr:#x}: direct map, phys {w['phys']:#x}")
         else:

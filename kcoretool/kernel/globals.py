@@ -87,6 +87,15 @@ GLOBALS: Dict[str, str] = {
     "mod_tree": "struct mod_tree_root",
     # kernel/bpf/btf.c: each loaded module's parsed BTF (module BTF on a vmcore)
     "btf_modules": "struct list_head",
+    # executable memory (kcoretool.kernel.execmem): BPF, kprobes, ftrace, execmem
+    "pack_list": "struct list_head",
+    "bpf_kallsyms": "struct list_head",
+    "prog_idr": "struct idr",
+    "bpf_dispatcher_xdp": "struct bpf_dispatcher",
+    "kprobe_insn_slots": "struct kprobe_insn_cache",
+    "kprobe_optinsn_slots": "struct kprobe_insn_cache",
+    "ftrace_ops_trampoline_list": "struct list_head",
+    "execmem_cache": "struct execmem_cache",
     "jiffies": "volatile unsigned long",
     "jiffies_64": "u64",
 }

@@ -21,11 +21,13 @@ from kcoretool.model.vmalloc import VmallocModel
 __all__ = ("whatis",)
 
 
-def whatis(prog: drgn.Program, addr: int, model: Optional[VmallocModel] = None) -> Dict[str, Any]:
+def whatis(prog: drgn.Program, addr: int, model: Optional[VmallocModel] = None,
+           exec_model: Optional[Any] = None) -> Dict[str, Any]:
     """
     Describe ``addr``. Returns ``{"address", "what": [...]}`` where each
     entry has a ``kind`` ("vmalloc", "vmap_block piece", "module",
-    "task stack", "slab object", "direct map", "kernel symbol", ...) and
+    "task stack", "slab object", "direct map", "kernel symbol", "bpf prog",
+    "module region", "exec" with ``exec_model``, ...) and
     details. An empty ``what`` means nothing recognised it.
     """
     load_symbols(prog)  # any address: every symbol, modules' included
@@ -56,6 +58,8 @@ def whatis(prog: drgn.Program, addr: int, model: Optional[VmallocModel] = None) 
                     "page_in_block": (addr - b.start) // model.page_size,
                     "used_source": b.used_source,
                 })
+    if exec_model is not None:
+        what.extend(_exec_entries(exec_model, addr))
     try:
         m = prog.module(addr)
         if isinstance(m, drgn.RelocatableModule):
@@ -85,3 +89,20 @@ def whatis(prog: drgn.Program, addr: int, model: Optional[VmallocModel] = None) 
         except (LookupError, drgn.FaultError, ValueError, NotImplementedError):
             pass
     return {"address": addr, "what": what}
+
+
+def _exec_entries(exec_model: Any, addr: int) -> List[Dict[str, Any]]:
+    """A BPF program, module region or other executable allocation
+    (:class:`kcoretool.model.exec.ExecModel`) holding ``addr``."""
+    r = exec_model.find(addr)
+    if r is None:
+        return []
+    off = addr - r.start
+    if r.kind == "bpf-prog":
+        return [{"kind": "bpf prog", "name": r.owner, "symbol": r.symbol, "tag": r.tag, "id": r.id,
+                 "prog_type": r.prog_type, "start": r.start, "offset": off, "size": r.size}]
+    if r.kind.startswith("module-"):
+        return [{"kind": "module region", "module": r.owner, "region": r.kind[len("module-"):],
+                 "start": r.start, "offset": off, "size": r.size}]
+    return [{"kind": "exec", "exec_kind": r.kind, "owner": r.owner, "start": r.start, "offset": off,
+             "size": r.size, "container": r.container}]

@@ -183,13 +183,17 @@ class Area:
         }
 
 
-def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4096) -> Iterator[str]:
+def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4096,
+                    owners: Optional[Dict[int, str]] = None) -> Iterator[str]:
     """
     A JSON array of :meth:`Area.to_dict` objects, streamed as text chunks,
     one object per line (``json.loads`` of the joined chunks equals
     ``[a.to_dict(page_size) for a in areas]``).  Rows are built from
     templates with per-caller, per-flags and per-kind caches: a dict and a
     ``json.dumps`` per row is 3x slower and needs the whole array in memory.
+    With ``owners`` (area start -> who owns an executable area,
+    :meth:`kcoretool.model.exec.ExecModel.area_owners`) each row also has
+    ``"owner"`` (null where none).
     """
     sym_json: Dict[Any, str] = {}
     flags_json: Dict[int, str] = {}
@@ -235,6 +239,9 @@ def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4
                 a.start, a.end, size, k, size // page_size, n(a.flags),
                 lazy, n(a.node), n(a.flags_node_id), a.address, n(a.block),
             )
+        if owners is not None:
+            o = owners.get(a.start)
+            row = row[:-1] + ',"owner":' + ("null" if o is None else json.dumps(o)) + "}"
         buf.append(row if first else "," + row)
         first = False
         if len(buf) >= chunk:

@@ -65,6 +65,8 @@ class LabKernel:
         self.workdir = workdir
         self.snapshot: Optional[Snapshot] = None
         self.ground_truth: dict[str, Any] = {}
+        #: issue 12: BPF programs loaded before the snapshot + executable-memory truth
+        self.exec_truth: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
 
     # -- live guest --
@@ -216,6 +218,9 @@ def start(kernel: str, *, load_module: bool = True, take_snapshot: bool = True,
                 raise LabError(f"insmod {ko.name} failed ({rc}): {(err or out).strip()[-300:]}; "
                                f"console: {guest.console_tail(3)}")
         if take_snapshot:
+            from . import exec_truth
+
+            lk.exec_truth = exec_truth.start(guest, wd)
             lk.snapshot = lk.take_snapshot(free_lazy=load_module)
             lk._fill_ground_truth()
     except BaseException:

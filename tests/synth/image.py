@@ -91,6 +91,8 @@ class Image:
                 key = "struct " + name
             elif k == TypeKind.UNION:
                 key = "union " + name
+            elif k == TypeKind.ENUM:
+                key = "enum " + name
             t = self.types.get(key)
             if t is not None and t.kind == k:
                 return t

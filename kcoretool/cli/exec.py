@@ -1,0 +1,197 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""
+``kcoretool exec``
+------------------
+
+Executable memory below the vmap layer: ``exec list`` (module regions, BPF
+programs, trampolines, kprobe/ftrace pages, free and unattributed pack
+chunks), ``exec packs`` (each bpf_prog_pack's chunks) and ``exec dump``
+(one program's JIT image or a module region through the page-table reader).
+Thin: everything comes from :meth:`kcoretool.api.Kernel.exec_memory`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from typing import BinaryIO, List, Optional, Tuple
+
+import click
+
+from kcoretool.api import EXEC_KINDS, ExecModel, ExecRegion, Kernel
+from kcoretool.cli.output import emit_json, human, hx, parse_address, stream_table, table
+from kcoretool.errors import KcoreToolError
+
+__all__ = ("exec_",)
+
+
+def _kernel(ctx: click.Context) -> Kernel:
+    return ctx.find_root().obj.kernel()
+
+
+def _model(ctx: click.Context) -> ExecModel:
+    m = _kernel(ctx).exec_memory()
+    if m.warnings:
+        if ctx.find_root().obj.debug:
+            for w in m.warnings:
+                click.echo(f"kcoretool: warning: {w}", err=True)
+        else:
+            click.echo(f"kcoretool: warning: {len(m.warnings)} problem(s) walking executable memory; "
+                       f"first: {m.warnings[0]} (--debug shows all)", err=True)
+    return m
+
+
+def _json(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().obj.json)
+
+
+@click.group("exec")
+def exec_() -> None:
+    """Executable memory: module regions, BPF programs in their packs, trampolines,
+    kprobe and ftrace pages (needs debug info or BTF)."""
+
+
+def _row_json(r: ExecRegion) -> Dict[str, Any]:
+    return r.to_dict()
+
+
+@exec_.command("list")
+@click.option("--kind", "kinds", multiple=True, metavar="KIND",
+              help="Only these kinds (repeatable): module-text, module-data, bpf-prog, free, ...")
+@click.option("--owner", metavar="GLOB", help="Owner glob: module name, BPF program name or symbol.")
+@click.pass_context
+def list_(ctx: click.Context, kinds: List[str], owner: Optional[str]) -> None:
+    """One row per executable allocation: start, end, size, kind, owner, BPF tag
+    and id, and the vmap area holding it."""
+    for k in kinds:
+        if k not in EXEC_KINDS:
+            raise click.BadParameter(f"unknown kind {k!r}; one of {', '.join(EXEC_KINDS)}", param_hint="--kind")
+    m = _model(ctx)
+    rows = list(m.select(kinds=kinds or None, owner=owner))
+    if _json(ctx):
+        # One compact row per line: tens of thousands of programs stay fast.
+        click.echo("[" + ",\n".join(json.dumps(_row_json(r)) for r in rows) + "]")
+        return
+    cells: List[Tuple[str, ...]] = [(hx(r.start), hx(r.end), human(r.size), r.kind, r.owner, r.tag or "-",
+              "-" if r.id is None else str(r.id), hx(r.area)) for r in rows]
+    headers = ("START", "END", "SIZE", "KIND", "OWNER", "TAG", "ID", "AREA")
+    if len(cells) <= 5000:
+        click.echo(table(cells, headers, ("left", "left", "right", "left", "left", "left", "right", "left")))
+    else:  # tabulate costs too much per cell; the same look, streamed
+        click.echo("\n".join(stream_table(cells, headers, (2, 6))))
+    progs = sum(1 for r in rows if r.kind == "bpf-prog")
+    mods = len({r.owner for r in rows if r.kind.startswith("module-")})
+    click.echo(f"{len(rows)} region(s): {mods} module(s), {progs} BPF program(s), {len(m.packs)} pack(s)")
+
+
+@exec_.command("packs")
+@click.pass_context
+def packs(ctx: click.Context) -> None:
+    """Each bpf_prog_pack: chunk size, used/free chunks, largest free run, its programs."""
+    m = _model(ctx)
+    if _json(ctx):
+        emit_json([p.to_dict() for p in m.packs])
+        return
+    if not m.packs:
+        click.echo("no bpf_prog_pack" + ("" if m.layout.prog_pack else " (this kernel has no pack allocator)"))
+        return
+    click.echo(table(
+        [(hx(p.start), human(p.size), str(p.chunk_size), str(p.used_chunks), str(p.free_chunks),
+          human(p.largest_free_run), str(len(p.free_runs())), str(len(p.progs)),
+          str(sum((b - a) // p.chunk_size for a, b in p.unattributed)), hx(p.area)) for p in m.packs],
+        ("PACK", "SIZE", "CHUNK", "USED", "FREE", "LARGEST FREE", "FREE RUNS", "PROGS", "UNATTRIBUTED", "AREA"),
+        ("left", "right", "right", "right", "right", "right", "right", "right", "right", "left")))
+    for p in m.packs:
+        click.echo("")
+        click.echo(f"pack {p.start:#x}:")
+        lines = [(hx(x.start), human(x.size), f"{x.alloc_size // p.chunk_size}" if x.alloc_size else "-",
+                  x.name, x.tag or "-", "-" if x.id is None else str(x.id), x.prog_type or "-") for x in p.progs]
+        lines += [(hx(a), human(b - a), str(-(-(b - a) // p.chunk_size)), n, "-", "-", "image")
+                  for a, b, n in p.images]
+        lines += [(hx(a), human(b - a), str((b - a) // p.chunk_size), "(unattributed)", "-", "-", "-")
+                  for a, b in p.unattributed]
+        lines.sort(key=lambda t: int(t[0], 16))
+        if lines:
+            click.echo(table(lines, ("START", "SIZE", "CHUNKS", "NAME", "TAG", "ID", "TYPE"),
+                             ("left", "right", "right", "left", "left", "right", "left")))
+        else:
+            click.echo("  (empty)")
+
+
+def _pick(ctx: click.Context, owner: str, kind: Optional[str]) -> ExecRegion:
+    """The region OWNER names: an address inside it, a BPF program's name or
+    symbol, or a module (its text unless --kind)."""
+    m = _model(ctx)
+    addr = None
+    try:
+        addr = parse_address(owner)
+    except KcoreToolError:
+        pass
+    if addr is not None:
+        r = m.find(addr)
+        if r is None:
+            raise KcoreToolError(f"{addr:#x} is in no executable allocation; `kcoretool exec list` shows them")
+        return r
+    cands = [r for r in m.select(kinds=[kind] if kind else None, owner=owner)
+             if r.kind not in ("free", "unattributed")]
+    if not kind:
+        mods = [r for r in cands if r.kind == "module-text"]
+        cands = mods or [r for r in cands if not r.kind.startswith("module-")] or cands
+    if not cands:
+        raise KcoreToolError(f"no executable allocation owned by {owner!r}"
+                             f"{' of kind ' + kind if kind else ''}; `kcoretool exec list` shows the owners")
+    if len(cands) > 1:
+        shown = ", ".join(f"{r.kind} {r.start:#x}" for r in cands[:4])
+        raise KcoreToolError(f"{owner!r} names {len(cands)} allocations ({shown}{', ...' if len(cands) > 4 else ''}); "
+                             "give --kind or an address inside one")
+    return cands[0]
+
+
+@exec_.command("dump")
+@click.argument("owner")
+@click.option("-o", "--output", metavar="FILE", required=True, help="Where to write the bytes ('-' for stdout).")
+@click.option("--kind", metavar="KIND", help="Which region of a module (default module-text).")
+@click.pass_context
+def dump(ctx: click.Context, owner: str, output: str, kind: Optional[str]) -> None:
+    """Write one BPF program's JIT image (or a module region, or the
+    allocation containing an address) to FILE, with what each page was."""
+    from kcoretool.cli.readcmds import describe_zero_runs, summary_text
+
+    k = _kernel(ctx)
+    r = _pick(ctx, owner, kind)
+    if output == "-":
+        out: BinaryIO = sys.stdout.buffer
+        _, report = k.read(r.start, r.size, out)
+        out.flush()
+    else:
+        # Atomic: a temporary file beside FILE, renamed over it when complete.
+        where = os.path.dirname(os.path.abspath(output))
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".kcoretool-", dir=where)
+        except OSError as e:
+            raise KcoreToolError(f"cannot write {output}: {e.strerror}; choose a writable directory") from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                _, report = k.read(r.start, r.size, f)
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)  # as open() would have made it
+            os.replace(tmp, output)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    if _json(ctx):
+        d = report.to_dict()
+        d["region"] = _row_json(r)
+        click.echo(json.dumps(d, indent=2), err=output == "-")
+        return
+    what = f"{r.kind} {r.owner}" + (f" (tag {r.tag}, id {r.id})" if r.tag else "")
+    click.echo(f"kcoretool: {output}: {r.size} bytes of {what} {r.start:#x}-{r.end:#x}: {summary_text(report)}",
+               err=True)
+    for line in describe_zero_runs(report):
+        click.echo(line, err=True)

@@ -1,0 +1,544 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""
+Executable memory, raw
+----------------------
+
+What the vmap layer cannot see: the allocators that sub-allocate inside one
+``vm_struct`` area, and the owners of the areas it can see.
+
+- module memory: ``mod->mem[MOD_*]`` (6.4+) or ``core_layout``/``init_layout``
+  (:linux:`kernel/module/main.c`);
+- ``bpf_prog_pack`` packs and their 64-byte chunk bitmaps, the BPF symbols
+  (programs, trampolines, dispatchers) on ``bpf_kallsyms`` and the programs in
+  ``prog_idr`` (:linux:`kernel/bpf/core.c`, :linux:`kernel/bpf/syscall.c`);
+- kprobe instruction slot pages (:linux:`kernel/kprobes.c`), ftrace
+  trampolines (:linux:`kernel/trace/ftrace.c`), the XDP dispatcher's RW page;
+- execmem's ROX cache (``execmem_cache.busy_areas``, :linux:`mm/execmem.c`).
+
+Every walk is bounded and logs what it could not read into a
+:class:`~kcoretool.kernel.walk.WalkLog`. Kernel differences are decided once,
+in :class:`ExecLayout`. Results are plain tuples; :mod:`kcoretool.model.exec`
+makes the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
+
+import drgn
+
+from kcoretool.kernel.layout import has_member, has_symbol, type_or_none
+from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog, is_kernel_pointer, list_walk, xarray_walk
+
+__all__ = (
+    "BPF_PROG_CHUNK_SIZE",
+    "ExecLayout",
+    "ExecReader",
+    "RawBpfSym",
+    "RawModuleRegion",
+    "RawPack",
+    "RawRoxCache",
+    "RawTextPage",
+    "detect_exec_layout",
+)
+
+#: BPF_PROG_CHUNK_SIZE (1 << BPF_PROG_CHUNK_SHIFT), a #define, unchanged since
+#: 57631054fae6 ("bpf: Introduce bpf_prog_pack allocator") (v5.18).
+BPF_PROG_CHUNK_SIZE = 64
+#: execmem ROX cache: PENDING_FREE_MASK = 1 << (PAGE_SHIFT - 1) in busy_areas values.
+PENDING_FREE_MASK = 0x800
+#: bound on modules, packs, symbols, pages walked (corrupt lists never loop)
+MAX_ITEMS = 1_000_000
+
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecLayout:
+    """How one kernel keeps its executable allocations; each field decided by
+    one probe in :func:`detect_exec_layout` (evidence and commit in
+    :meth:`describe`)."""
+
+    #: ``"mem"`` (``struct module_memory mem[]``, 6.4+), ``"layout"``
+    #: (``core_layout``/``init_layout``) or ``"none"`` (no modules).
+    module_memory: str
+    #: ``pack_list`` of ``struct bpf_prog_pack`` exists (5.18+).
+    prog_pack: bool
+    #: ``bpf_kallsyms`` list of ``struct bpf_ksym`` exists (5.0+).
+    bpf_kallsyms: bool
+    #: ``prog_idr`` exists.
+    prog_idr: bool
+    #: ``struct bpf_dispatcher`` has ``rw_image`` (its RW page has no ksym).
+    dispatcher_rw_image: bool
+    #: kprobe instruction slot caches (``kprobe_insn_slots``).
+    kprobe_insn: bool
+    #: ``ftrace_ops_trampoline_list`` exists.
+    ftrace_trampolines: bool
+    #: ``execmem_alloc`` exists (6.10+): modules, BPF, kprobes, ftrace come from it.
+    execmem: bool
+    #: execmem's ROX cache (``execmem_cache``) exists (6.13+ code; x86 uses it
+    #: only where it selects ARCH_HAS_EXECMEM_ROX).
+    rox_cache: bool
+    evidence: Tuple[Tuple[str, str, str, str], ...] = dataclasses.field(
+        default=(), compare=False, repr=False
+    )
+
+    def describe(self) -> List[Dict[str, str]]:
+        return [{"feature": f, "value": v, "evidence": e, "commit": c} for f, v, e, c in self.evidence]
+
+
+def detect_exec_layout(prog: drgn.Program) -> ExecLayout:
+    ev: List[Tuple[str, str, str, str]] = []
+
+    # ac3b432839234 ("module: replace module_layout with module_memory") (v6.4)
+    if has_member(prog, "struct module", "mem"):
+        module_memory = "mem"
+    elif has_member(prog, "struct module", "core_layout"):
+        module_memory = "layout"
+    else:
+        module_memory = "none"
+    ev.append(("module_memory", module_memory, "members module.mem, module.core_layout",
+               'ac3b432839234 ("module: replace module_layout with module_memory") (v6.4)'))
+
+    prog_pack = has_symbol(prog, "pack_list")
+    ev.append(("prog_pack", str(prog_pack), "symbol pack_list",
+               '57631054fae6 ("bpf: Introduce bpf_prog_pack allocator") (v5.18)'))
+
+    bpf_kallsyms = has_symbol(prog, "bpf_kallsyms")
+    ev.append(("bpf_kallsyms", str(bpf_kallsyms), "symbol bpf_kallsyms",
+               '74451e66d516 ("bpf: make jited programs visible in traces") (v4.15)'))
+
+    prog_idr = has_symbol(prog, "prog_idr")
+    ev.append(("prog_idr", str(prog_idr), "symbol prog_idr",
+               'dc4bb0e23561 ("bpf: Introduce bpf_prog ID") (v4.13)'))
+
+    dispatcher_rw_image = has_member(prog, "struct bpf_dispatcher", "rw_image")
+    ev.append(("dispatcher_rw_image", str(dispatcher_rw_image), "member bpf_dispatcher.rw_image",
+               '19c02415da25 ("bpf: use bpf_prog_pack for bpf_dispatcher") (v6.1)'))
+
+    kprobe_insn = has_symbol(prog, "kprobe_insn_slots")
+    ev.append(("kprobe_insn", str(kprobe_insn), "symbol kprobe_insn_slots",
+               "kernel/kprobes.c insn slot cache (CONFIG_KPROBES)"))
+
+    ftrace_trampolines = has_symbol(prog, "ftrace_ops_trampoline_list")
+    ev.append(("ftrace_trampolines", str(ftrace_trampolines), "symbol ftrace_ops_trampoline_list",
+               'fc0ea795f53c ("ftrace: Add symbols for ftrace trampolines") (v5.9)'))
+
+    execmem = has_symbol(prog, "execmem_alloc")
+    ev.append(("execmem", str(execmem), "symbol execmem_alloc",
+               '"mm: introduce execmem_alloc() and execmem_free()" (Rapoport, v6.10)'))
+
+    rox_cache = has_symbol(prog, "execmem_cache")
+    ev.append(("rox_cache", str(rox_cache), "symbol execmem_cache",
+               '"execmem: add support for cache of large ROX pages" (Rapoport, 6.13 code)'))
+
+    return ExecLayout(module_memory, prog_pack, bpf_kallsyms, prog_idr, dispatcher_rw_image,
+                      kprobe_insn, ftrace_trampolines, execmem, rox_cache, tuple(ev))
+
+
+class RawModuleRegion(NamedTuple):
+    module: str
+    module_address: int  #: struct module *
+    state: int
+    kind: str  #: "module-text", "module-init-rodata", ...
+    start: int
+    size: int
+
+
+class RawPack(NamedTuple):
+    address: int  #: struct bpf_prog_pack *
+    ptr: int  #: the pack's memory
+    bitmap_offset: int  #: of ``bitmap[]`` in the struct
+
+
+class RawBpfSym(NamedTuple):
+    """One ``struct bpf_ksym`` on ``bpf_kallsyms``, or one prog from
+    ``prog_idr`` that has none (``ksym`` 0)."""
+
+    ksym: int
+    start: int
+    end: int
+    name: str  #: the kallsyms name, e.g. ``bpf_prog_<tag>_<name>``
+    prog: int  #: struct bpf_prog * (0 for trampolines, dispatchers)
+    id: Optional[int]
+    tag: Optional[str]
+    prog_type: Optional[str]
+    prog_name: Optional[str]  #: aux->name
+    header: Optional[int]  #: bpf_binary_header of the JIT image
+    header_size: Optional[int]  #: hdr->size: what the pack allocator handed out
+
+
+class RawTextPage(NamedTuple):
+    """A kprobe slot page, an ftrace trampoline or a dispatcher RW page."""
+
+    kind: str
+    owner: str
+    start: int
+    size: int
+    detail: Dict[str, int]
+
+
+class RawRoxCache(NamedTuple):
+    busy: List[Tuple[int, int, bool]]  #: (start, end, pending free)
+    free: List[Tuple[int, int]]
+
+
+class _ProgOffsets(NamedTuple):
+    aux_id: int
+    aux_name: int
+    aux_name_len: int
+    aux_prog: int
+    aux_ksym: int
+    aux_size: int
+    prog_type: int
+    prog_tag: int
+    prog_jited_len: int
+    prog_func: int
+    prog_aux: int
+    prog_size: int
+    types: Dict[int, str]  #: enum bpf_prog_type value -> "socket_filter", ...
+
+
+def _cstr(buf: bytes) -> str:
+    return buf.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+class ExecReader:
+    """Bounded raw walks of the executable-memory bookkeeping of ``prog``."""
+
+    def __init__(self, prog: drgn.Program, layout: Optional[ExecLayout] = None,
+                 limit: int = DEFAULT_LIMIT) -> None:
+        self.prog = prog
+        self.layout = layout if layout is not None else detect_exec_layout(prog)
+        self.limit = min(limit, MAX_ITEMS)
+
+    def _address(self, name: str) -> Optional[int]:
+        try:
+            return int(self.prog[name].address_)
+        except (KeyError, LookupError, TypeError, ValueError):
+            return None
+
+    # -- modules -----------------------------------------------------------
+
+    def module_regions(self, log: WalkLog) -> List[RawModuleRegion]:
+        """Every region of every module on ``modules`` (UNFORMED ones too:
+        their memory is allocated)."""
+        lay = self.layout
+        head = self._address("modules")
+        if lay.module_memory == "none" or head is None:
+            return []
+        prog = self.prog
+        mt = prog.type("struct module")
+        out: List[RawModuleRegion] = []
+        off_list = drgn.offsetof(mt, "list")
+        # Members read through drgn objects: a few dozen modules, and the
+        # nested module_memory / module_layout arrays differ by version.
+        for addr, _buf in list_walk(prog, head, off_list, off_list + 8, log, "modules", self.limit):
+            try:
+                mod = drgn.Object(prog, mt, address=addr)
+                name = mod.name.string_().decode("utf-8", "replace")
+                state = int(mod.state.value_())
+                if lay.module_memory == "mem":
+                    out.extend(self._mem_regions(mod, name, addr, state))
+                else:
+                    out.extend(self._layout_regions(mod, name, addr, state))
+            except drgn.FaultError as e:
+                log.warn(f"module at {addr:#x}: unreadable ({e})")
+        return out
+
+    def _mem_types(self) -> List[Tuple[int, str]]:
+        """``enum mod_mem_type`` as (value, kind): MOD_INIT_RODATA -> module-init-rodata."""
+        t = self.prog.type("enum mod_mem_type")
+        out = []
+        for e in t.enumerators or ():
+            if e.name.startswith("MOD_") and e.name not in ("MOD_MEM_NUM_TYPES", "MOD_INVALID"):
+                out.append((e.value, "module-" + e.name[4:].lower().replace("_", "-")))
+        return out
+
+    def _mem_regions(self, mod: drgn.Object, name: str, addr: int, state: int) -> Iterator[RawModuleRegion]:
+        for value, kind in self._mem_types():
+            m = mod.mem[value]
+            base, size = int(m.base.value_()), int(m.size.value_())
+            if base and size:
+                yield RawModuleRegion(name, addr, state, kind, base, size)
+
+    @staticmethod
+    def _layout_regions(mod: drgn.Object, name: str, addr: int, state: int) -> Iterator[RawModuleRegion]:
+        # <= 6.3 layout_sections(): [0, text_size) text, [text_size, ro_size)
+        # rodata, [ro_size, ro_after_init_size) ro_after_init, the rest data.
+        for member, prefix in (("core_layout", "module-"), ("init_layout", "module-init-")):
+            lay = getattr(mod, member)
+            base = int(lay.base.value_())
+            if not base:
+                continue
+            size, text, ro = int(lay.size), int(lay.text_size), int(lay.ro_size)
+            roai = int(lay.ro_after_init_size)
+            for kind, lo, hi in (("text", 0, text), ("rodata", text, ro),
+                                 ("ro-after-init", ro, roai), ("data", roai, size)):
+                if hi > lo:
+                    yield RawModuleRegion(name, addr, state, prefix + kind, base + lo, hi - lo)
+
+    # -- BPF ---------------------------------------------------------------
+
+    def packs(self, log: WalkLog) -> List[RawPack]:
+        head = self._address("pack_list") if self.layout.prog_pack else None
+        if head is None:
+            return []
+        t = self.prog.type("struct bpf_prog_pack")
+        off_list, off_ptr = drgn.offsetof(t, "list"), drgn.offsetof(t, "ptr")
+        off_bitmap = drgn.offsetof(t, "bitmap")
+        return [RawPack(addr, _U64.unpack_from(buf, off_ptr)[0], off_bitmap)
+                for addr, buf in list_walk(self.prog, head, off_list, off_bitmap, log, "pack_list", self.limit)]
+
+    def pack_bitmap(self, pack: RawPack, nbits: int) -> Optional[bytes]:
+        try:
+            return self.prog.read(pack.address + pack.bitmap_offset, (nbits + 7) // 8)
+        except drgn.FaultError:
+            return None
+
+    def _prog_offsets(self) -> _ProgOffsets:
+        """Offsets of the bpf_prog_aux and bpf_prog members read, resolved once."""
+        prog = self.prog
+        aux_t, prog_t = prog.type("struct bpf_prog_aux"), prog.type("struct bpf_prog")
+        o = drgn.offsetof
+        name_len = aux_t.member("name").type.length or 16
+        types: Dict[int, str] = {}
+        et = type_or_none(prog, "enum bpf_prog_type")
+        for e in (et.enumerators or ()) if et is not None else ():
+            name = e.name
+            types[e.value] = name[len("BPF_PROG_TYPE_"):].lower() if name.startswith("BPF_PROG_TYPE_") else name
+        off = _ProgOffsets(o(aux_t, "id"), o(aux_t, "name"), name_len, o(aux_t, "prog"), o(aux_t, "ksym"), 0,
+                           o(prog_t, "type"), o(prog_t, "tag"), o(prog_t, "jited_len"), o(prog_t, "bpf_func"),
+                           o(prog_t, "aux"), 0, types)
+        return off._replace(aux_size=max(off.aux_id + 4, off.aux_name + name_len, off.aux_prog + 8),
+                            prog_size=max(off.prog_type, off.prog_tag, off.prog_jited_len, off.prog_func,
+                                          off.prog_aux) + 8)
+
+    def _read_prog(self, off: _ProgOffsets, prog_addr: int) -> Optional[Tuple[int, str, int, int, int]]:
+        """(type, tag, jited_len, bpf_func, aux) of a struct bpf_prog."""
+        try:
+            b = self.prog.read(prog_addr, off.prog_size)
+        except drgn.FaultError:
+            return None
+        return (_U32.unpack_from(b, off.prog_type)[0], b[off.prog_tag:off.prog_tag + 8].hex(),
+                _U32.unpack_from(b, off.prog_jited_len)[0], _U64.unpack_from(b, off.prog_func)[0],
+                _U64.unpack_from(b, off.prog_aux)[0])
+
+    def _read_aux(self, off: _ProgOffsets, aux_addr: int) -> Optional[Tuple[int, str, int]]:
+        """(id, name, prog) of a struct bpf_prog_aux."""
+        try:
+            b = self.prog.read(aux_addr, off.aux_size)
+        except drgn.FaultError:
+            return None
+        return (_U32.unpack_from(b, off.aux_id)[0], _cstr(b[off.aux_name:off.aux_name + off.aux_name_len]),
+                _U64.unpack_from(b, off.aux_prog)[0])
+
+    def header_size(self, header: int) -> Optional[int]:
+        """``bpf_binary_header.size`` at ``header``."""
+        try:
+            return self.prog.read_u32(header)
+        except drgn.FaultError:
+            return None
+
+    def bpf_symbols(self, log: WalkLog) -> List[RawBpfSym]:
+        """Every ``bpf_ksym`` on ``bpf_kallsyms`` (programs and subprograms,
+        trampolines, dispatchers, struct_ops), then each ``prog_idr`` program
+        that has no symbol there (e.g. loaded without CAP_BPF)."""
+        prog = self.prog
+        out: List[RawBpfSym] = []
+        dec: Optional[_ProgOffsets] = None
+        seen_progs = set()
+        head = self._address("bpf_kallsyms") if self.layout.bpf_kallsyms else None
+        if head is not None:
+            kt = prog.type("struct bpf_ksym")
+            o_start, o_end = drgn.offsetof(kt, "start"), drgn.offsetof(kt, "end")
+            o_name, name_len = drgn.offsetof(kt, "name"), kt.member("name").type.length or 512
+            o_lnode, o_isprog = drgn.offsetof(kt, "lnode"), drgn.offsetof(kt, "prog")
+            size = max(o_isprog + 1, o_name + name_len)
+            for addr, buf in list_walk(prog, head, o_lnode, size, log, "bpf_kallsyms", self.limit):
+                start, end = _U64.unpack_from(buf, o_start)[0], _U64.unpack_from(buf, o_end)[0]
+                name = _cstr(buf[o_name:o_name + name_len])
+                if not buf[o_isprog]:
+                    out.append(RawBpfSym(addr, start, end, name, 0, None, None, None, None, None, None))
+                    continue
+                if dec is None:
+                    dec = self._prog_offsets()
+                aux = self._read_aux(dec, addr - dec.aux_ksym)
+                p = self._read_prog(dec, aux[2]) if aux is not None else None
+                if aux is None or p is None:
+                    log.warn(f"bpf ksym {name} at {addr:#x}: its program is unreadable")
+                    out.append(RawBpfSym(addr, start, end, name, 0, None, None, None, None, None, None))
+                    continue
+                seen_progs.add(aux[2])
+                hdr = start & ~(BPF_PROG_CHUNK_SIZE - 1)
+                out.append(RawBpfSym(addr, start, end, name, aux[2], aux[0] or None, p[1],
+                                     dec.types.get(p[0], str(p[0])), aux[1], hdr, self.header_size(hdr)))
+        xa = self._address("prog_idr") if self.layout.prog_idr else None
+        if xa is not None:
+            if dec is None:
+                dec = self._prog_offsets()
+            idr_rt = xa + drgn.offsetof(prog.type("struct idr"), "idr_rt")
+            for index, p_addr in xarray_walk(prog, idr_rt, log, "prog_idr", self.limit):
+                if p_addr in seen_progs:
+                    continue
+                p = self._read_prog(dec, p_addr)
+                aux = self._read_aux(dec, p[4]) if p is not None else None
+                if p is None or aux is None:
+                    log.warn(f"prog_idr {index}: program at {p_addr:#x} is unreadable")
+                    continue
+                ptype, tag, jited_len, func = p[0], p[1], p[2], p[3]
+                if not func or not jited_len or not is_kernel_pointer(func & ~7):
+                    continue  # not JIT'd: interpreted, no executable memory
+                hdr = func & ~(BPF_PROG_CHUNK_SIZE - 1)
+                name = f"bpf_prog_{tag}" + (f"_{aux[1]}" if aux[1] else "")
+                out.append(RawBpfSym(0, func, func + jited_len, name, p_addr, aux[0] or None, tag,
+                                     dec.types.get(ptype, str(ptype)), aux[1], hdr, self.header_size(hdr)))
+        return out
+
+    def dispatcher_rw_pages(self, log: WalkLog, page_size: int) -> List[RawTextPage]:
+        """The XDP dispatcher's RW image: an executable-range page with no
+        ksym (its RO image is on bpf_kallsyms)."""
+        if not self.layout.dispatcher_rw_image:
+            return []
+        try:
+            d = self.prog["bpf_dispatcher_xdp"]
+            rw = int(d.rw_image.value_())
+        except (KeyError, LookupError, drgn.FaultError):
+            return []
+        if not rw:
+            return []
+        return [RawTextPage("bpf-dispatcher", "bpf_dispatcher_xdp (rw image)", rw, page_size, {})]
+
+    # -- kprobes, ftrace ---------------------------------------------------
+
+    def kprobe_pages(self, log: WalkLog, page_size: int) -> List[RawTextPage]:
+        if not self.layout.kprobe_insn:
+            return []
+        prog = self.prog
+        out: List[RawTextPage] = []
+        pt = prog.type("struct kprobe_insn_page")
+        o_list, o_insns, o_nused = (drgn.offsetof(pt, m) for m in ("list", "insns", "nused"))
+        for cache_name, kind in (("kprobe_insn_slots", "kprobe-insn"), ("kprobe_optinsn_slots", "kprobe-optinsn")):
+            try:
+                cache = prog[cache_name]
+                sym = cache.sym.string_().decode() if cache.sym else cache_name
+                head = int(cache.pages.address_)
+            except (KeyError, LookupError, drgn.FaultError):
+                continue
+            size = max(o_list + 16, o_insns + 8, o_nused + 4)
+            for addr, buf in list_walk(prog, head, o_list, size, log, cache_name, self.limit):
+                insns = _U64.unpack_from(buf, o_insns)[0]
+                out.append(RawTextPage(kind, sym, insns, page_size,
+                                       {"nused": _U32.unpack_from(buf, o_nused)[0], "page": addr}))
+        return out
+
+    def ftrace_trampolines(self, log: WalkLog, symbolize: Callable[[int], Optional[str]]) -> List[RawTextPage]:
+        head = self._address("ftrace_ops_trampoline_list") if self.layout.ftrace_trampolines else None
+        if head is None:
+            return []
+        ot = self.prog.type("struct ftrace_ops")
+        o_list, o_tramp = drgn.offsetof(ot, "list"), drgn.offsetof(ot, "trampoline")
+        o_size, o_func = drgn.offsetof(ot, "trampoline_size"), drgn.offsetof(ot, "func")
+        out: List[RawTextPage] = []
+        size = max(o_list + 16, o_tramp + 8, o_size + 8, o_func + 8)
+        for addr, buf in list_walk(self.prog, head, o_list, size, log, "ftrace_ops_trampoline_list", self.limit):
+            tramp = _U64.unpack_from(buf, o_tramp)[0]
+            if not tramp:
+                continue
+            func = _U64.unpack_from(buf, o_func)[0]
+            fname = symbolize(func)
+            out.append(RawTextPage("ftrace-trampoline", "ftrace_trampoline" + (f" ({fname})" if fname else ""),
+                                   tramp, _U64.unpack_from(buf, o_size)[0] & 0xFFFFFFFF, {"ops": addr}))
+        return out
+
+    # -- execmem ROX cache -------------------------------------------------
+
+    def rox_cache(self, log: WalkLog) -> Optional[RawRoxCache]:
+        if not self.layout.rox_cache:
+            return None
+        try:
+            cache = self.prog["execmem_cache"]
+            busy_mt = int(cache.busy_areas.address_)
+            free_mt = int(cache.free_areas.address_)
+        except (KeyError, LookupError, drgn.FaultError):
+            return None
+        busy = [(lo, hi + 1, bool(v & PENDING_FREE_MASK))
+                for lo, hi, v in maple_entries(self.prog, busy_mt, log, "execmem_cache.busy_areas", self.limit)]
+        free = [(lo, hi + 1) for lo, hi, _v in
+                maple_entries(self.prog, free_mt, log, "execmem_cache.free_areas", self.limit)]
+        return RawRoxCache(busy, free)
+
+
+# lib/maple_tree.c, 64-bit: node types and the slots/pivots of each.
+_MAPLE_LEAF_64, _MAPLE_RANGE_64, _MAPLE_ARANGE_64 = 1, 2, 3
+_MAPLE_NODE_SLOTS = {_MAPLE_LEAF_64: 16, _MAPLE_RANGE_64: 16, _MAPLE_ARANGE_64: 10}
+_XA_ZERO_ENTRY = 0x406
+_ULONG_MAX = (1 << 64) - 1
+
+
+def maple_entries(prog: drgn.Program, tree: int, log: WalkLog, what: str,
+                  limit: int = DEFAULT_LIMIT) -> Iterator[Tuple[int, int, int]]:
+    """``(first, last, entry)`` of every non-NULL entry of the maple tree at
+    ``tree``, in index order (drgn's ``mt_for_each``, bounded): range64 and
+    arange64 internal nodes, leaf64 leaves; data end from the metadata or
+    the pivots (``ma_data_end``)."""
+    # ma_root moved before ma_flags in 6.12: by name, never by position.
+    o_root = drgn.offsetof(prog.type("struct maple_tree"), "ma_root")
+    try:
+        root = prog.read_u64(tree + o_root)
+    except drgn.FaultError:
+        log.warn(f"{what}: maple tree {tree:#x} is unreadable")
+        return
+    if not root:
+        return
+    if not (root & 3 == 2 and root > 4096):
+        yield 0, 0, root  # a single entry at index 0
+        return
+    count = 0
+    seen = set()
+    # depth-first, children pushed in reverse: entries come out in order
+    stack: List[Tuple[int, int, int]] = [(root, 0, _ULONG_MAX)]
+    while stack:
+        enode, lo, hi = stack.pop()
+        node = enode & ~0xFF
+        ntype = (enode >> 3) & 0xF
+        if ntype not in _MAPLE_NODE_SLOTS or not is_kernel_pointer(node) or node in seen:
+            log.warn(f"{what}: bad maple node {enode:#x}")
+            continue
+        seen.add(node)
+        try:
+            buf = prog.read(node, 256)
+        except drgn.FaultError:
+            log.warn(f"{what}: maple node {node:#x} is unreadable")
+            continue
+        nslots = _MAPLE_NODE_SLOTS[ntype]
+        pivots = [_U64.unpack_from(buf, 8 + 8 * i)[0] for i in range(nslots - 1)]
+        slot_off = 8 + 8 * (nslots - 1)
+        slots = [_U64.unpack_from(buf, slot_off + 8 * i)[0] for i in range(nslots)]
+        if ntype == _MAPLE_ARANGE_64:
+            end = buf[slot_off + 8 * nslots + 8 * nslots]  # meta.end after gap[10]
+        else:
+            p = pivots[nslots - 2]
+            end = buf[8 + 8 * (nslots - 1) + 8 * (nslots - 1)] if p == 0 else (nslots - 2 if p == hi else nslots - 1)
+        end = min(end, nslots - 1)
+        children = []
+        prev = lo
+        for i in range(end + 1):
+            last = pivots[i] if i < end and i < nslots - 1 else hi
+            v = slots[i]
+            if ntype == _MAPLE_LEAF_64:
+                if v and v != _XA_ZERO_ENTRY and not (v < 4096 and v & 3 == 2):
+                    if count >= limit:
+                        log.warn(f"{what}: stopped after {limit} entries (limit)")
+                        return
+                    count += 1
+                    yield prev, last, v
+            elif v:
+                children.append((v, prev, last))
+            if last == _ULONG_MAX:
+                break
+            prev = last + 1
+        stack.extend(reversed(children))
