@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import tempfile
-from typing import BinaryIO, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
 import click
 
