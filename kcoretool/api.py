@@ -26,13 +26,15 @@ from typing import BinaryIO, Optional, Tuple
 
 from kcoretool.errors import KcoreToolError
 from kcoretool.reader.report import PageRun, ReadReport
+from kcoretool.taskapi import TaskMemory
 
 __all__ = ("Kernel", "from_program", "open_kernel")
 
 
-class Kernel:
+class Kernel(TaskMemory):
     """A kernel to inspect: a drgn Program and, when kcoretool opened the
-    file, the :class:`kcoretool.source.Core` it came from."""
+    file, the :class:`kcoretool.source.Core` it came from.  Tasks, VMAs and
+    user memory: :class:`kcoretool.taskapi.TaskMemory`."""
 
     def __init__(self, prog, core=None) -> None:
         self.prog = prog

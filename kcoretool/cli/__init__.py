@@ -35,6 +35,7 @@ _LAZY_COMMANDS = {
     "read": ("kcoretool.cli.elfcmds", "read"),
     "vmalloc": ("kcoretool.cli.vmalloc", "vmalloc"),
     "whatis": ("kcoretool.cli.vmalloc", "whatis"),
+    "task": ("kcoretool.cli.task", "task"),
 }
 
 

@@ -476,9 +476,17 @@ def stats(ctx: click.Context, top: int) -> None:
 
 @click.command("whatis")
 @click.argument("address")
+@click.option("--pid", type=int, default=None, help="ADDRESS is a user address of this process.")
 @click.pass_context
-def whatis(ctx: click.Context, address: str) -> None:
-    """What is ADDRESS: vmalloc area, block piece, module, task stack, direct map, symbol."""
+def whatis(ctx: click.Context, address: str, pid: Optional[int]) -> None:
+    """What is ADDRESS: vmalloc area, block piece, module, task stack, direct map, symbol;
+    with --pid, the process's VMA and page."""
+    if pid is not None:
+        from kcoretool.cli.output import parse_address
+        from kcoretool.cli.task import whatis_user
+
+        whatis_user(ctx, pid, parse_address(address))
+        return
     from kcoretool.model import whatis as _whatis
 
     prog = _program(ctx)
