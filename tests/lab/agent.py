@@ -137,8 +137,22 @@ def op_capture(req: dict) -> dict:
     res["module_json"] = (_read_text(f"{KCT_DEBUGFS}/areas.json")
                           if os.path.exists(f"{KCT_DEBUGFS}/areas.json") else None)
     res["vmallocinfo"] = _read_text("/proc/vmallocinfo")
+    res["proc_maps"] = _proc_maps()
     res["captured_at"] = time.time()
     return res
+
+
+def _proc_maps() -> dict:
+    """{pid: maps text} of every process, read in process (issue 13's
+    task vmas --format maps is compared with it); kernel threads' are empty."""
+    out = {}
+    for name in sorted(os.listdir("/proc"), key=lambda n: (len(n), n)):
+        if name.isdigit():
+            try:
+                out[name] = _read_text(f"/proc/{name}/maps")
+            except OSError:
+                pass  # exited meanwhile
+    return out
 
 
 def handle(req: dict) -> dict:

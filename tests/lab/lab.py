@@ -65,6 +65,8 @@ class LabKernel:
         self.snapshot: Optional[Snapshot] = None
         self.ground_truth: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
+        #: tests/lab/guest_maps.py's JSON (pid, regions), alive in the guest
+        self.maps_process: Optional[dict] = None
 
     # -- live guest --
     def run(self, argv: Sequence[str], timeout: float = 120) -> tuple[int, str, str]:
@@ -215,6 +217,9 @@ def start(kernel: str, *, load_module: bool = True, take_snapshot: bool = True,
                 raise LabError(f"insmod {ko.name} failed ({rc}): {(err or out).strip()[-300:]}; "
                                f"console: {guest.console_tail(3)}")
         if take_snapshot:
+            from .guest_maps_hook import start_maps_process
+
+            lk.maps_process = start_maps_process(guest)  # issue 13: a process with known mappings
             lk.snapshot = lk.take_snapshot(free_lazy=load_module)
             lk._fill_ground_truth()
     except BaseException:
