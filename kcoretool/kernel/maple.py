@@ -93,14 +93,24 @@ def _is_child(entry: int) -> bool:
     return bool(entry & 0x4) and not entry & 0x3 and is_kernel_pointer(entry & ~MAPLE_NODE_MASK)
 
 
-def _decode(lay: MapleLayout, buf: bytes, mtype: int, node_max: int) -> Tuple[List[int], List[int], int]:
+_STRUCTS: dict = {}
+
+
+def _struct(n: int) -> struct.Struct:
+    st = _STRUCTS.get(n)
+    if st is None:
+        st = _STRUCTS[n] = struct.Struct(f"<{n}Q")
+    return st
+
+
+def _decode(lay: MapleLayout, buf: bytes, mtype: int, node_max: int) -> Tuple[Tuple[int, ...], Tuple[int, ...], int]:
     """(pivots, slots, data end) of one node, as ma_data_end() sees them."""
     if mtype == MAPLE_ARANGE_64:
         np_, ns, soff, moff = lay.arange_pivots, lay.arange_slots, lay.arange_slot_off, lay.arange_meta_off
     else:
         np_, ns, soff, moff = lay.range_pivots, lay.range_slots, lay.range_slot_off, lay.range_meta_off
-    pivots = list(struct.unpack_from(f"<{np_}Q", buf, 8))
-    slots = list(struct.unpack_from(f"<{ns}Q", buf, soff))
+    pivots = _struct(np_).unpack_from(buf, 8)
+    slots = _struct(ns).unpack_from(buf, soff)
     if mtype == MAPLE_ARANGE_64:
         end = buf[moff]
     else:
@@ -198,15 +208,17 @@ def mt_for_each(
                          f"rest of the node skipped")
                 bad = True
                 break
-            ranges.append((prev, last, slots[i]))
+            entry = slots[i]
+            if leaf:
+                # NULL is a gap; XA_ZERO_ENTRY and reserved values read as NULL
+                if entry and entry & 3 != 2:
+                    yield prev, last, entry
+            else:
+                ranges.append((prev, last, entry))
             if last == ULONG_MAX:
                 break
             prev = last + 1
         if leaf:
-            for first, last, entry in ranges:
-                if not entry or entry == XA_ZERO_ENTRY or (entry & 3 == 2 and entry < MAPLE_RESERVED_RANGE):
-                    continue
-                yield first, last, entry
             continue
         children = []
         for first, last, child in ranges:

@@ -19,6 +19,7 @@ does, relative to the task's own root (what that task sees in
 
 from __future__ import annotations
 
+import operator
 import struct
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -26,7 +27,7 @@ import drgn
 
 from kcoretool.kernel.maple import MapleLayout, maple_layout, mt_for_each, mtree_load
 from kcoretool.kernel.task_layout import TaskLayout, detect_task_layout
-from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog, is_kernel_pointer, list_walk
+from kcoretool.kernel.walk import DEFAULT_LIMIT, KERNEL_HALF, WalkLog, is_kernel_pointer, list_walk
 
 __all__ = ("RawMm", "RawTask", "RawVma", "TaskReader", "task_state_letter")
 
@@ -64,6 +65,7 @@ class RawTask(NamedTuple):
     real_parent: int
     fs_root: Tuple[int, int]  #: (vfsmount *, dentry *) of task->fs->root, (0, 0) if none
     rss_delta: Tuple[int, ...]  #: unflushed per-thread RSS counts (<= 6.1), else ()
+    signal: int = 0  #: struct signal_struct *
 
 
 class RawMm(NamedTuple):
@@ -129,6 +131,9 @@ class TaskReader:
         self._comm_len = tt.member("comm").type.length or 16
         st = prog.type("struct signal_struct")
         self._thread_head = drgn.offsetof(st, "thread_head")
+        self._nr_threads = drgn.offsetof(st, "nr_threads") if st.has_member("nr_threads") else None
+        self._roots: Dict[int, Tuple[int, int]] = {}
+        self._t_unpack = self._task_decoder()
         fs = prog.type("struct fs_struct")
         self._fs_root = drgn.offsetof(fs, "root")
         mt = prog.type("struct mm_struct")
@@ -155,11 +160,79 @@ class TaskReader:
                   "vm_refcnt", "vm_next", "vm_rb"]
         self._v = _offsets(vt, vnames)
         self._v_size = drgn.sizeof(vt)
+        self._v_unpack = self._vma_decoder(vt)
         self._maple: Optional[MapleLayout] = maple_layout(prog) if layout.vma_index == "maple" else None
         self._paths: Dict[Tuple[int, Tuple[int, int]], Tuple[str, int, int]] = {}
         self._ops_names: Dict[int, Optional[str]] = {}
         self._percpu_offsets: Optional[List[int]] = None
         self._file: Optional[Dict[str, int]] = None
+
+    def _task_decoder(self) -> Callable[[bytes], Tuple]:
+        o, lo = self._t, self._t_lo
+        fields = [(self.layout.task_state, "I"), ("flags", "I"), ("mm", "Q"), ("active_mm", "Q"),
+                  ("exit_state", "i"), ("pid", "i"), ("tgid", "i"), ("real_parent", "Q"),
+                  ("comm", f"{self._comm_len}s"), ("fs", "Q"), ("signal", "Q")]
+        if "rss_stat.count" in o:
+            fields.append(("rss_stat.count", "4i"))
+        placed = sorted(((o[n] - lo, n, c) for n, c in fields), key=lambda f: f[0])
+        fmt, pos = "<", 0
+        for off, _, code in placed:
+            if off > pos:
+                fmt += f"{off - pos}x"
+            elif off < pos:
+                raise ValueError("overlapping task_struct members")
+            fmt += code
+            pos = off + struct.calcsize("<" + code)
+        st = struct.Struct(fmt)
+        # Struct yields values in offset order; hand them back in field order
+        # (the 4 RSS counts, when present, stay last).
+        flat: List[str] = []
+        for _, n, c in placed:
+            flat += [n] * (4 if c == "4i" else 1)
+        order = []
+        for n, _ in fields:
+            order += [i for i, m in enumerate(flat) if m == n]
+        getter = operator.itemgetter(*order)
+        unpack_from = st.unpack_from
+
+        def unpack(buf: bytes) -> Tuple:
+            return getter(unpack_from(buf))  # type: ignore[no-any-return]
+
+        return unpack
+
+    def _vma_decoder(self, vt: drgn.Type) -> Callable[[bytes], Tuple]:
+        """One precompiled Struct for every VMA member read (absent ones
+        decode as None)."""
+        lay = self.layout
+        o = self._v
+        seq_code = "I" if lay.mm_lock_seq == "seqcount" else "i"
+        wanted = [("vm_start", "Q"), ("vm_end", "Q"), ("vm_mm", "Q"), ("vm_flags", "Q"), ("vm_pgoff", "Q"),
+                  ("vm_file", "Q"), ("vm_ops", "Q"), ("vm_private_data", "Q"), ("anon_vma", "Q"),
+                  ("anon_name", "Q"), ("vm_lock_seq", seq_code),
+                  ("detached", "B" if lay.vma_lock == "seq_detached" else ""),
+                  ("vm_refcnt", "I" if lay.vma_lock == "refcnt" else "")]
+        present = [(n, o[n], c) for n, c in wanted if c and n in o]
+        fmt, pos = "<", 0
+        for _, off, code in sorted(present, key=lambda f: f[1]):
+            if off > pos:
+                fmt += f"{off - pos}x"
+            fmt += code
+            pos = off + struct.calcsize("<" + code)
+        order = [n for n, _, _ in sorted(present, key=lambda f: f[1])]
+        st = struct.Struct(fmt)
+        idx = [order.index(n) if n in order else None for n, _ in wanted]
+        zero_default = {i for i, (n, _) in enumerate(wanted) if n in ("anon_name", "vm_file", "vm_ops",
+                                                                       "vm_private_data", "anon_vma")}
+        # absent members read from two sentinels appended to the values: 0, None
+        n = len(order)
+        getter = operator.itemgetter(*(i if i is not None else (n if k in zero_default else n + 1)
+                                       for k, i in enumerate(idx)))
+        unpack_from = st.unpack_from
+
+        def unpack(buf: bytes) -> Tuple:
+            return getter(unpack_from(buf) + (0, None))  # type: ignore[no-any-return]
+
+        return unpack
 
     # -- tasks -------------------------------------------------------------
 
@@ -193,32 +266,33 @@ class TaskReader:
             buf = self.prog.read(addr + self._t_lo, self._t_size)
         except drgn.FaultError:
             return None
-        o = self._t
-        lo = self._t_lo
-
-        def u64(name: str) -> int:
-            return _U64.unpack_from(buf, o[name] - lo)[0]
-
-        def i32(name: str) -> int:
-            return _I32.unpack_from(buf, o[name] - lo)[0]
-
-        comm_off = o["comm"] - lo
-        comm = buf[comm_off:comm_off + self._comm_len].split(b"\0", 1)[0].decode("utf-8", "replace")
-        state = _U32.unpack_from(buf, o[self.layout.task_state] - lo)[0]
-        letter = task_state_letter(state, i32("exit_state") & 0xFFFFFFFF)
-        fs = u64("fs")
+        (state, flags, mm, active_mm, exit_state, pid, tgid, parent, comm, fs, signal,
+         *rss) = self._t_unpack(buf)
+        comm = comm.split(b"\0", 1)[0].decode("utf-8", "replace")
         root = (0, 0)
-        if is_kernel_pointer(fs):
-            try:
-                rb = self.prog.read(fs + self._fs_root, 16)
-                root = (_U64.unpack_from(rb, 0)[0], _U64.unpack_from(rb, 8)[0])
-            except drgn.FaultError:
-                pass
-        rss_delta: Tuple[int, ...] = ()
-        if "rss_stat.count" in o:
-            rss_delta = struct.unpack_from("<4i", buf, o["rss_stat.count"] - lo)
-        return RawTask(addr, i32("pid"), i32("tgid"), comm, letter, _U32.unpack_from(buf, o["flags"] - lo)[0],
-                       u64("mm"), u64("active_mm"), u64("real_parent"), root, rss_delta)
+        if fs >= KERNEL_HALF:
+            root = self._roots.get(fs) or self._fs_root_of(fs)
+        return RawTask(addr, pid, tgid, comm, task_state_letter(state, exit_state & 0xFFFFFFFF), flags, mm,
+                       active_mm, parent, root, tuple(rss), signal)
+
+    def _fs_root_of(self, fs: int) -> Tuple[int, int]:
+        try:
+            rb = self.prog.read(fs + self._fs_root, 16)
+        except drgn.FaultError:
+            return (0, 0)
+        root = (_U64.unpack_from(rb, 0)[0], _U64.unpack_from(rb, 8)[0])
+        if len(self._roots) < 4096:
+            self._roots[fs] = root
+        return root
+
+    def nr_threads(self, task: RawTask) -> Optional[int]:
+        """``signal->nr_threads``."""
+        if self._nr_threads is None or not task.signal >= KERNEL_HALF:
+            return None
+        try:
+            return int(_I32.unpack(self.prog.read(task.signal + self._nr_threads, 4))[0])
+        except drgn.FaultError:
+            return None
 
     # -- mm ------------------------------------------------------------------
 
@@ -284,24 +358,12 @@ class TaskReader:
             buf = self.prog.read(addr, self._v_size)
         except drgn.FaultError:
             return None
-        o = self._v
-
-        def u64(name: str) -> int:
-            return _U64.unpack_from(buf, o[name])[0] if name in o else 0
-
-        lock = self.layout.vma_lock
-        lock_seq = _I32.unpack_from(buf, o["vm_lock_seq"])[0] if "vm_lock_seq" in o else None
-        if lock_seq is not None and self.layout.mm_lock_seq == "seqcount":
-            lock_seq &= 0xFFFFFFFF  # unsigned from 6.14
-        detached = bool(buf[o["detached"]]) if lock == "seq_detached" else None
-        refcnt = _U32.unpack_from(buf, o["vm_refcnt"])[0] if lock == "refcnt" else None
-        file = u64("vm_file")
-        anon = u64("anon_name")
-        if self.layout.anon_name == "union" and file:
+        (start, end, mm, flags, pgoff, file, ops, priv, anon_vma, anon, lock_seq, detached,
+         refcnt) = self._v_unpack(buf)
+        if anon and file and self.layout.anon_name == "union":
             anon = 0  # the union holds the i_mmap tree node then
-        return RawVma(addr, u64("vm_start"), u64("vm_end"), u64("vm_mm"), u64("vm_flags"), u64("vm_pgoff"),
-                      file, u64("vm_ops"), u64("vm_private_data"), anon, u64("anon_vma"), lock_seq,
-                      detached, refcnt, tree_range)
+        return RawVma(addr, start, end, mm, flags, pgoff, file, ops, priv, anon, anon_vma, lock_seq,
+                      None if detached is None else bool(detached), refcnt, tree_range)
 
     def vmas(self, mm: RawMm, log: WalkLog, what: str, limit: int = DEFAULT_LIMIT) -> Iterator[RawVma]:
         """The mm's VMAs in address order; damaged entries are logged."""

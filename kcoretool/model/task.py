@@ -48,6 +48,9 @@ VM_FLAG_NAMES: Tuple[Tuple[int, str], ...] = (
 #: vm_refcnt's "readers excluded" bit (VMA_LOCK_OFFSET, 6.15+)
 VMA_LOCK_OFFSET = 0x40000000
 RSS_NAMES = ("file", "anon", "swapents", "shmem")
+#: the rwxs/p column by (READ|WRITE|EXEC) | 8 for MAYSHARE
+_PERMS = tuple(("r" if i & 1 else "-") + ("w" if i & 2 else "-") + ("x" if i & 4 else "-") + ("s" if i & 8 else "p")
+               for i in range(16))
 
 
 def vm_flag_names(flags: int) -> List[str]:
@@ -142,8 +145,7 @@ class Vma:
     @property
     def perms(self) -> str:
         f = self.flags
-        return ("r" if f & VM_READ else "-") + ("w" if f & VM_WRITE else "-") + \
-            ("x" if f & VM_EXEC else "-") + ("s" if f & VM_MAYSHARE else "p")
+        return _PERMS[f & (VM_READ | VM_WRITE | VM_EXEC) | (8 if f & VM_MAYSHARE else 0)]
 
     @property
     def flag_names(self) -> List[str]:
@@ -158,14 +160,19 @@ class Vma:
         return "anon"
 
     def maps_line(self) -> str:
-        """The line /proc/PID/maps prints (without the newline)."""
-        pgoff = self.pgoff << 12 if self.file else 0
-        major, minor = dev_major_minor(self.dev)
-        head = (f"{self.start:08x}-{self.end:08x} {self.perms} {pgoff:08x} "
-                f"{major:02x}:{minor:02x} {self.inode} ")
+        """The line /proc/PID/maps prints (without the newline):
+        show_vma_header_prefix() then, with a name, seq_pad() to column 72
+        (seq_setwidth(m, 25 + 8*6 - 1)) and one more space."""
+        f = self.flags
+        perms = _PERMS[f & 7 | (8 if f & VM_MAYSHARE else 0)]
+        if self.file:
+            major, minor = dev_major_minor(self.dev)
+            head = "%08x-%08x %s %08x %02x:%02x %d " % (self.start, self.end, perms, self.pgoff << 12,
+                                                         major, minor, self.inode)
+        else:
+            head = "%08x-%08x %s 00000000 00:00 0 " % (self.start, self.end, perms)
         if not self.name:
             return head
-        # seq_setwidth(m, 25 + 8*6 - 1) then seq_pad(m, ' ')
         return head.ljust(72) + " " + self.name
 
     def to_dict(self) -> Dict[str, Any]:
@@ -276,7 +283,8 @@ def build_task_list(r: TaskReader, threads: bool = False, with_mm: bool = True,
             log.warn(f"task_struct {leader:#x} is unreadable")
             continue
         group = [lt]
-        tids = list(r.for_each_thread(lt, log, limit))
+        nr = None if threads or lt.rss_delta else r.nr_threads(lt)
+        tids = list(r.for_each_thread(lt, log, limit)) if nr is None else [leader] * nr
         if threads or lt.rss_delta:
             for t in tids:
                 if t == leader:
@@ -291,7 +299,7 @@ def build_task_list(r: TaskReader, threads: bool = False, with_mm: bool = True,
         else:
             deltas = tuple(sum(t.rss_delta[i] for t in group) for i in range(4)) if lt.rss_delta else ()
             raws.append((lt._replace(rss_delta=deltas), len(tids) or 1))
-    pids: Dict[int, int] = {t.address: t.pid for t, _ in raws}
+    pids: Dict[int, Optional[int]] = {t.address: t.pid for t, _ in raws}
     mms: Dict[int, Mm] = {}
     tasks = []
     for rt, n in raws:
@@ -307,7 +315,7 @@ def build_task_list(r: TaskReader, threads: bool = False, with_mm: bool = True,
         parent = pids.get(rt.real_parent)
         if parent is None and rt.real_parent:
             p = r.read_task(rt.real_parent)
-            parent = p.pid if p is not None else None
+            parent = pids[rt.real_parent] = p.pid if p is not None else None
         tasks.append(Task(rt.address, rt.pid, rt.tgid, rt.comm, rt.state, rt.flags, mm, parent, n))
     return TaskList(tasks, r.layout.label, log.summary())
 

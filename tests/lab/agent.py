@@ -155,8 +155,16 @@ def _proc_maps() -> dict:
     return out
 
 
+#: /proc/self/maps as it was while the agent idled before the current
+#: request: after a capture, the agent's maps at the dump moment (the capture
+#: itself holds big strings the idle agent has freed again).
+IDLE_MAPS = ""
+
+
 def handle(req: dict) -> dict:
     op = req.get("op")
+    if op == "idle_maps":
+        return {"pid": os.getpid(), "maps": IDLE_MAPS}
     if op == "run":
         return op_run(req)
     if op == "read":
@@ -185,6 +193,7 @@ def _reap() -> None:
 
 
 def main(chan: str) -> None:
+    global IDLE_MAPS
     for sub in ("req", "resp", "tmp"):
         os.makedirs(os.path.join(chan, sub), exist_ok=True)
     _write_atomic(chan, "ready.json", {"uname": list(os.uname()), "pid": os.getpid(),
@@ -201,6 +210,7 @@ def main(chan: str) -> None:
         if not names:
             time.sleep(POLL_S)
             continue
+        IDLE_MAPS = _read_text("/proc/self/maps")
         for name in names:
             path = os.path.join(reqdir, name)
             t0 = time.time()

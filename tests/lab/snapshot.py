@@ -200,6 +200,10 @@ def take(guest: Guest, vmlinux: pathlib.Path, outdir: pathlib.Path, *,
     elf = outdir / "vmcore.elf"
     t0 = time.monotonic()
     guest.dump_elf(elf)
+    # The agent's own maps at the dump moment are its idle ones (issue 13).
+    idle = guest.request("idle_maps", 60)
+    if str(idle["pid"]) in (cap.get("proc_maps") or {}):
+        cap["proc_maps"][str(idle["pid"])] = idle["maps"]
     log(f"{guest.release}: ELF dump {elf.stat().st_size >> 20} MiB in {time.monotonic() - t0:.1f}s")
     fix_phdrs(elf)
     module_text = cap.get("module_json")
