@@ -38,7 +38,7 @@ _OPEN = """
 import json, sys, time
 t0 = time.perf_counter()
 import drgn
-from kcoretool.kernel.kallsyms import use_kallsyms
+from kcoretool.debuginfo.kallsyms import use_kallsyms
 from kcoretool.kernel.program import open_program
 core, mode = sys.argv[1], sys.argv[2]
 if mode == "none":
@@ -63,8 +63,8 @@ from drgn.helpers.linux.kallsyms import _load_proc_kallsyms  # what load_vmlinux
 prog = drgn.Program(drgn.host_platform)
 prog.register_symbol_finder("kallsyms", _load_proc_kallsyms(), enable_index=0)
 if sys.argv[1] == "btf":
-    from kcoretool.kernel.btf_types import BtfTypes
-    from kcoretool.source.btf import parse_btf
+    from kcoretool.debuginfo.btf_types import BtfTypes
+    from kcoretool.debuginfo.btf import parse_btf
     with open("/sys/kernel/btf/vmlinux", "rb") as f:
         btf = parse_btf(f.read())
     BtfTypes(prog, [btf]).register(prog)

@@ -74,11 +74,11 @@ class Kernel(TaskMemory):
         return program_phys_reader(self.prog)
 
     def vmcoreinfo(self):
-        from kcoretool.reader.sources import program_vmcoreinfo
+        from kcoretool.kernel.program import vmcoreinfo_of
 
         if self.core is not None and self.core.vmcoreinfo is not None:
             return self.core.vmcoreinfo
-        info = program_vmcoreinfo(self.prog)
+        info = vmcoreinfo_of(self.prog)
         if info is None:
             raise KcoreToolError("the kernel's VMCOREINFO is not available; cannot walk its page tables")
         return info

@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from kcoretool.source.btf import (
+from kcoretool.debuginfo.btf import (
     ARRAY, CONST, DATASEC, DECL_TAG, ENUM, ENUM64, FLOAT, FUNC, FUNC_PROTO, FWD, INT, PTR, RESTRICT,
     STRUCT, TYPE_TAG, TYPEDEF, UNION, VAR, VOLATILE,
 )

@@ -19,9 +19,8 @@ from click.testing import CliRunner
 
 from kcoretool.api import open_kernel
 from kcoretool.cli import cli
-from kcoretool.kernel.btfkernel import GLOBALS
-from tests.test_kernel_lab_vmalloc import KIND
-from tests.test_lab_reader import check_area_pages
+from kcoretool.kernel.globals import GLOBALS
+from tests.module_areas import KIND, check_area_pages
 
 DEMO = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "demo"
 CORE = DEMO / "demo-6.12.kdump"

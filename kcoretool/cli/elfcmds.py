@@ -73,7 +73,7 @@ def info(ctx: click.Context) -> None:
 
 def _debuginfo_plan(ctx: click.Context, core):
     """What the drgn commands would use (decided from files and VMCOREINFO; no drgn here)."""
-    from kcoretool.source.debuginfo import plan_debuginfo
+    from kcoretool.debuginfo.plan import plan_debuginfo
 
     return plan_debuginfo(ctx.obj.debuginfo, core.release, ctx.obj.vmlinux, core.is_live, core.vmcoreinfo)
 

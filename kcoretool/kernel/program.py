@@ -19,13 +19,26 @@ from typing import Iterable, List, Optional, Sequence
 import drgn
 
 from kcoretool.errors import AccessError, CoreFormatError, DebugInfoError
-from kcoretool.kernel.kallsyms import use_kallsyms
-from kcoretool.source.debuginfo import DebugInfoPlan, debug_info_candidates, install_hint, plan_debuginfo
+from kcoretool.debuginfo.kallsyms import use_kallsyms
+from kcoretool.debuginfo.plan import DebugInfoPlan, debug_info_candidates, install_hint, plan_debuginfo
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 
-__all__ = ("LIVE", "debug_info_candidates", "debuginfo_of", "install_hint", "open_program")
+__all__ = ("LIVE", "debug_info_candidates", "debuginfo_of", "install_hint", "open_program", "vmcoreinfo_of")
 
 LIVE = "/proc/kcore"
+
+
+def vmcoreinfo_of(prog: drgn.Program) -> Optional[VmcoreInfo]:
+    """The VMCOREINFO drgn found for ``prog`` (its ``VMCOREINFO`` object:
+    the ELF note, a kdump sub-header, or /sys/kernel/vmcoreinfo live);
+    parsed once per program, None if there is none."""
+    if "kcoretool_vmcoreinfo" not in prog.cache:
+        try:
+            info: Optional[VmcoreInfo] = VmcoreInfo(prog["VMCOREINFO"].string_())
+        except (KeyError, LookupError, drgn.FaultError, ValueError):
+            info = None
+        prog.cache["kcoretool_vmcoreinfo"] = info
+    return prog.cache["kcoretool_vmcoreinfo"]
 
 
 def _release(prog: drgn.Program) -> str:
@@ -33,13 +46,8 @@ def _release(prog: drgn.Program) -> str:
         return prog["UTS_RELEASE"].string_().decode()
     except (KeyError, LookupError, drgn.FaultError):
         pass
-    try:
-        for line in prog["VMCOREINFO"].string_().decode().splitlines():
-            if line.startswith("OSRELEASE="):
-                return line.split("=", 1)[1]
-    except (KeyError, LookupError, drgn.FaultError):
-        pass
-    return "unknown"
+    info = vmcoreinfo_of(prog)
+    return (info.osrelease if info is not None else None) or "unknown"
 
 
 @contextlib.contextmanager
@@ -67,13 +75,6 @@ def debuginfo_of(prog: drgn.Program) -> Optional[DebugInfoPlan]:
     return prog.cache.get("kcoretool_debuginfo")
 
 
-def _vmcoreinfo(prog: drgn.Program) -> Optional[VmcoreInfo]:
-    try:
-        return VmcoreInfo(prog["VMCOREINFO"].string_())
-    except (KeyError, LookupError, drgn.FaultError, ValueError):
-        return None
-
-
 def open_program(
     core_path: Optional[str] = None,
     vmlinux: Optional[str] = None,
@@ -86,7 +87,7 @@ def open_program(
     """
     Open the running kernel (``core_path`` None or ``/proc/kcore``) or a
     vmcore, and give it types and symbols (see
-    :func:`kcoretool.source.debuginfo.plan_debuginfo`): ``debuginfo="auto"``
+    :func:`kcoretool.debuginfo.plan.plan_debuginfo`): ``debuginfo="auto"``
     uses DWARF from ``vmlinux`` or the standard places when there is one,
     else the kernel's BTF and kallsyms; ``"dwarf"`` and ``"btf"`` force one.
     Module symbols come from the modules' in-memory kallsyms.
@@ -118,7 +119,7 @@ def open_program(
         raise AccessError(f"--vmlinux {vmlinux}: no such file; give the kernel's vmlinux with debug info")
     live = bool(prog.flags & drgn.ProgramFlags.IS_LIVE)
     plan = plan_debuginfo(debuginfo, None if release == "unknown" else release, vmlinux, live,
-                          _vmcoreinfo(prog))
+                          vmcoreinfo_of(prog))
     if plan.kind == "btf":
         plan = _use_btf(prog, plan, live)
     else:
@@ -133,12 +134,13 @@ def open_program(
 
 
 def _use_btf(prog: drgn.Program, plan: DebugInfoPlan, live: bool) -> DebugInfoPlan:
-    from kcoretool.kernel.btfkernel import load_btf_kernel
+    from kcoretool.debuginfo.btfkernel import load_btf_kernel
+    from kcoretool.kernel.globals import GLOBALS
 
     if plan.source is None:
         raise DebugInfoError("--debuginfo btf: this kernel has no BTF kcoretool can reach "
                              "(live: /sys/kernel/btf/vmlinux; vmcore: kallsyms in VMCOREINFO, Linux 6.0+)")
-    loaded = load_btf_kernel(prog, live)
+    loaded = load_btf_kernel(prog, live, GLOBALS)
     prog.cache["kcoretool_btf"] = loaded
     return dataclasses.replace(plan, source=loaded.btf_source)
 

@@ -18,15 +18,25 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import drgn
 
+from kcoretool.errors import CoreFormatError
 from kcoretool.kernel.layout import Layout, detect_layout
+from kcoretool.kernel.program import vmcoreinfo_of
 from kcoretool.kernel.walk import (
     DEFAULT_LIMIT,
-    KERNEL_HALF,
     WalkLog,
     is_kernel_pointer,
     list_walk,
     llist_walk,
     xarray_walk,
+)
+from kcoretool.x86_64 import (
+    KERNEL_HALF,
+    KERNEL_IMAGE_SIZE_MIN,
+    MODULES_END,
+    START_KERNEL_MAP,
+    VMALLOC_SIZE_TB_L4,
+    VMALLOC_SIZE_TB_L5,
+    VMALLOC_START_L4,
 )
 
 __all__ = (
@@ -580,7 +590,7 @@ class VmallocReader:
             start = _vmcoreinfo_number(prog, "VMALLOC_START")
             how = "VMCOREINFO"
             if start is None:
-                start = 0xFFFFC90000000000
+                start = VMALLOC_START_L4
                 how = "default (no vmalloc_base, no VMCOREINFO)"
         l5 = False
         try:
@@ -588,16 +598,16 @@ class VmallocReader:
         except (KeyError, LookupError, drgn.FaultError):
             n = _vmcoreinfo_number(prog, "pgtable_l5_enabled")
             l5 = bool(n)
-        # arch/x86/include/asm/pgtable_64_types.h: VMALLOC_SIZE_TB_L4/L5
-        size_tb = 12800 if l5 else 32
+        size_tb = VMALLOC_SIZE_TB_L5 if l5 else VMALLOC_SIZE_TB_L4
         return start, start + (size_tb << 40) - 1, how
 
     def modules_range(self) -> Tuple[int, int]:
-        """x86_64 ``MODULES_VADDR .. MODULES_END`` (reference §A.1)."""
+        """x86_64 ``MODULES_VADDR .. MODULES_END``: MODULES_VADDR is
+        __START_KERNEL_map + KERNEL_IMAGE_SIZE (VMCOREINFO exports it)."""
         image = _vmcoreinfo_number(self.prog, "KERNEL_IMAGE_SIZE")
         if image is None:
-            image = 512 << 20  # the smaller of the two; safe as a lower bound
-        return 0xFFFFFFFF80000000 + image, 0xFFFFFFFFFF000000
+            image = KERNEL_IMAGE_SIZE_MIN  # a safe lower bound
+        return START_KERNEL_MAP + image, MODULES_END
 
     def lazy_nr(self) -> Optional[int]:
         try:
@@ -624,22 +634,11 @@ def _int_code_or_ptr(t: drgn.Type, member: str) -> str:
 
 
 def _vmcoreinfo_number(prog: drgn.Program, key: str) -> Optional[int]:
+    info = vmcoreinfo_of(prog)
     try:
-        raw = prog["VMCOREINFO"]
-    except (KeyError, LookupError):
+        return info.number(key) if info is not None else None
+    except CoreFormatError:
         return None
-    try:
-        text = raw.string_().decode(errors="replace")
-    except (drgn.FaultError, ValueError, TypeError):
-        return None
-    for line in text.splitlines():
-        if line.startswith(f"NUMBER({key})="):
-            v = line.split("=", 1)[1]
-            try:
-                return int(v, 0) if v.startswith("0x") else int(v)
-            except ValueError:
-                return None
-    return None
 
 
 class Symbolizer:

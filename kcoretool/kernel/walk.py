@@ -22,6 +22,8 @@ from typing import Iterator, List, Optional, Tuple
 
 import drgn
 
+from kcoretool.x86_64 import KERNEL_HALF
+
 __all__ = (
     "DEFAULT_LIMIT",
     "WalkLog",
@@ -80,10 +82,6 @@ class WalkLog:
         return len(self.messages)
 
 
-#: Lowest x86_64 kernel-half address with 5-level paging (LA57); with
-#: 4-level paging the kernel half starts higher, at 0xffff800000000000. Real
-#: guests with ``-cpu max`` run LA57 and put the direct map at 0xff2e...
-KERNEL_HALF = 0xFF00000000000000
 
 
 def is_kernel_pointer(value: int) -> bool:

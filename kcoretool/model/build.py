@@ -36,6 +36,7 @@ from kcoretool.kernel.vmalloc import (
 )
 from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog
 from kcoretool.model.vmalloc import Area, FreeHole, VmallocModel, VmapBlock, VmStruct
+from kcoretool.x86_64 import START_KERNEL_MAP
 
 __all__ = (
     "EXEC_CALLERS",
@@ -145,7 +146,7 @@ def _from_program(
     mstart, mend = reader.modules_range()
     # Anything in the kernel-image half above __START_KERNEL_map is module
     # space on x86_64: vmap areas never live in the image itself.
-    exec_lo = min(mstart, 0xFFFFFFFF80000000)
+    exec_lo = min(mstart, START_KERNEL_MAP)
     exec_hi = mend
 
     raw_blocks: List[RawBlock] = reader.blocks(log, limit) if blocks else []

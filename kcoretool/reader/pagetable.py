@@ -19,6 +19,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Tuple
 
+from kcoretool.errors import KcoreToolError
+from kcoretool.x86_64 import START_KERNEL_MAP
+
 __all__ = ("PageTableWalker", "Translation", "kernel_page_table_root")
 
 PAGE_SHIFT = 12
@@ -29,8 +32,6 @@ _PSE = 1 << 7  # a leaf at PUD or PMD level
 # protection keys and software bits.
 _PHYS_MASK = ((1 << 52) - 1) & ~(PAGE_SIZE - 1)
 _ENTRIES = struct.Struct("<512Q")
-# __START_KERNEL_map: where the kernel image is mapped (fixed by the arch).
-START_KERNEL_MAP = 0xFFFFFFFF80000000
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,6 @@ def kernel_page_table_root(vmcoreinfo) -> Tuple[int, int, int]:
     VMCOREINFO -- x86_64's arch_crash_save_vmcoreinfo() exports
     SYMBOL(init_top_pgt), NUMBER(phys_base), NUMBER(pgtable_l5_enabled) and
     NUMBER(sme_mask)."""
-    from kcoretool.errors import KcoreToolError
-
     sym = vmcoreinfo.symbol("init_top_pgt") or vmcoreinfo.symbol("swapper_pg_dir")
     phys_base = vmcoreinfo.number("phys_base")
     if sym is None or phys_base is None:

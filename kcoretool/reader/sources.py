@@ -10,13 +10,13 @@ provide them; the functions here adapt each one.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 from kcoretool.errors import AddressError
 from kcoretool.reader.pagetable import PageTableWalker, kernel_page_table_root
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 
-__all__ = ("core_phys_reader", "program_phys_reader", "program_vmcoreinfo", "walker_from_vmcoreinfo")
+__all__ = ("core_phys_reader", "program_phys_reader", "walker_from_vmcoreinfo")
 
 
 def core_phys_reader(core) -> Callable[[int, int], bytes]:
@@ -51,15 +51,6 @@ def program_phys_reader(prog) -> Callable[[int, int], bytes]:
             raise AddressError(f"physical {e.address:#x} is not readable: {e}", e.address) from None
 
     return read_phys
-
-
-def program_vmcoreinfo(prog) -> Optional[VmcoreInfo]:
-    """The VMCOREINFO drgn found in the core (its ``VMCOREINFO`` object)."""
-    try:
-        obj = prog["VMCOREINFO"]
-    except (KeyError, LookupError):
-        return None
-    return VmcoreInfo(bytes(obj.value_()), where="VMCOREINFO")
 
 
 def walker_from_vmcoreinfo(vmcoreinfo: VmcoreInfo, read_phys: Callable[[int, int], bytes]) -> PageTableWalker:

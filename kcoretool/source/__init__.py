@@ -15,8 +15,8 @@ from kcoretool.source.core import (
     PrStatus,
     ReadResult,
     Segment,
-    open_core,
 )
+from kcoretool.source.open import open_core
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 
 __all__ = (

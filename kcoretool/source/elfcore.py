@@ -33,15 +33,9 @@ from kcoretool.source.core import (
     Segment,
 )
 from kcoretool.source.vmcoreinfo import MAX_VMCOREINFO_SIZE, VmcoreInfo
+from kcoretool.x86_64 import START_KERNEL_MAP, VSYSCALL_ADDR
 
 __all__ = ("ElfCore", "classify_kcore_segments", "classify_vmcore_segments")
-
-# x86_64 address-space constants fixed by the architecture, not by KASLR
-# (which moves the kernel *within* these ranges):
-# __START_KERNEL_map: the top 2 GiB map the kernel image and modules.
-START_KERNEL_MAP = 0xFFFFFFFF80000000
-# VSYSCALL_ADDR: the legacy vsyscall page, a fixed user ABI address.
-VSYSCALL_ADDR = 0xFFFFFFFFFF600000
 
 NO_ADDR = 0xFFFFFFFFFFFFFFFF  # the kernel's (elf_addr_t)-1 for "no physical address"
 

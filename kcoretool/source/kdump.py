@@ -16,7 +16,7 @@ import struct
 from typing import IO, List, Optional, Tuple
 
 from kcoretool.errors import AddressError, CoreFormatError
-from kcoretool.source.core import Core, Segment
+from kcoretool.source.core import Core, ReadResult, Segment
 from kcoretool.source.vmcoreinfo import MAX_VMCOREINFO_SIZE, VmcoreInfo
 
 __all__ = ("KdumpCore",)
@@ -136,9 +136,7 @@ class KdumpCore(Core):
             self._prog = prog
         return self._prog
 
-    def read_ex(self, addr: int, size: int, physical: bool = False):
-        from kcoretool.source.core import ReadResult
-
+    def read_ex(self, addr: int, size: int, physical: bool = False) -> ReadResult:
         import drgn
 
         try:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kcoretool.source.btf import (
+from kcoretool.debuginfo.btf import (
     ENUM, FUNC, INT, BtfArray, BtfDatasec, BtfDeclTag, BtfEnum, BtfEnum64, BtfError, BtfFloat, BtfFunc,
     BtfFuncProto, BtfFwd, BtfInt, BtfMember, BtfParam, BtfPtr, BtfQual, BtfStruct, BtfTypedef, BtfTypeTag,
     BtfVar, BtfVarSecinfo, BtfVoid, parse_btf,
@@ -341,7 +341,7 @@ def _drgn_types(data: bytes) -> None:
     members and parameters included, as the model's first use would."""
     import drgn
 
-    from kcoretool.kernel.btf_types import BtfTypes
+    from kcoretool.debuginfo.btf_types import BtfTypes
     try:
         btf = parse_btf(data, name="fuzz")
     except BtfError:
@@ -364,7 +364,7 @@ def _drgn_types(data: bytes) -> None:
 def test_every_kind_becomes_the_drgn_type():
     import drgn
 
-    from kcoretool.kernel.btf_types import BtfTypes
+    from kcoretool.debuginfo.btf_types import BtfTypes
     btf = parse_btf(every_kind().build(), name="test")
     prog = drgn.Program(drgn.host_platform)
     types = BtfTypes(prog, [btf])
@@ -395,7 +395,7 @@ def test_mutated_blobs_become_drgn_types_or_one_error(edits):
 def test_pointer_and_typedef_loops_stop():
     import drgn
 
-    from kcoretool.kernel.btf_types import BtfTypes
+    from kcoretool.debuginfo.btf_types import BtfTypes
     b = BtfBuilder()
     b.raw(0, 2, 0, 1)                 # 1 a pointer to itself
     b.raw(b.s("t"), 8, 0, 3)          # 2 typedef t -> 3

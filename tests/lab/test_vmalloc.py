@@ -14,6 +14,7 @@ import pytest
 
 from kcoretool.kernel import Symbolizer, detect_layout, open_program
 from kcoretool.model import from_program, vm_numa_counts, vm_page_physaddrs, vmallocinfo_lines, whatis
+from tests.module_areas import KIND
 
 pytestmark = pytest.mark.lab
 
@@ -57,15 +58,6 @@ def test_drgn_agrees(lab) -> None:
 
     prog, m = _prog_model(lab)
     assert {a.address for a in m.walk_order} == {va.value_() for va in for_each_vmap_area(prog)}
-
-
-KIND = {
-    "vmalloc": "vmalloc",
-    "vmalloc_huge": "vmalloc",
-    "vmap": "vmap",
-    "ioremap": "ioremap",
-    "vm_map_ram_large": "vm_map_ram",
-}
 
 
 def test_module_areas(lab) -> None:
@@ -194,10 +186,10 @@ def test_cli_on_snapshot(lab) -> None:
 
 def test_live_kcore_in_guest(lab) -> None:
     """The CLI on the live guest's /proc/kcore finds the module's areas.
-    Both commands run in one guest process (tests/guest_cli.py): each fresh
+    Both commands run in one guest process (tests/lab/in_guest/cli.py): each fresh
     process would index the DWARF again, a minute under TCG."""
     base = ["-c", "/proc/kcore", "--vmlinux", str(lab.vmlinux), "--json", "vmalloc"]
-    rc, out, err = lab.run([sys.executable, "-m", "tests.guest_cli",
+    rc, out, err = lab.run([sys.executable, "-m", "tests.lab.in_guest.cli",
                             json.dumps([base + ["list", "--caller", "kct_*"], base + ["blocks"]])], timeout=600)
     assert rc == 0, err
     listed, blocks = json.loads(out)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from kcoretool.errors import KcoreToolError
 from kcoretool.source import open_core
 
-FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "fixtures"
 GOOD = sorted(p for p in FIXTURES.glob("*.core") if p.stat().st_size <= 2 << 20
               and p.read_bytes()[:4] == b"\x7fELF")
 

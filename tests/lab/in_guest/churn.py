@@ -1,5 +1,5 @@
 """Runs *inside* a lab guest while the test module's churn thread allocates,
-tags and frees areas (python -m tests.guest_churn VMLINUX SECONDS): extracts
+tags and frees areas (python -m tests.lab.in_guest.churn VMLINUX SECONDS): extracts
 every area through kcoretool's page-table reader over and over, and checks
 that no page ever carries another area's tag.  Prints a JSON verdict."""
 

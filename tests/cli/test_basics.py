@@ -6,7 +6,7 @@ import pytest
 
 from kcoretool.cli.output import hexdump_lines, parse_address, parse_size
 from kcoretool.errors import AccessError, KcoreToolError
-from kcoretool.source import core as core_mod
+from kcoretool.source import open as open_mod
 
 
 def run(*args, env=None):
@@ -66,17 +66,17 @@ def _perm():
 
 
 def test_kcore_permission_denied_not_root(monkeypatch, tmp_path):
-    monkeypatch.setattr(core_mod, "LOCKDOWN_PATH", str(tmp_path / "absent"))
-    monkeypatch.setattr(core_mod.os, "geteuid", lambda: 1000)
-    err = core_mod._open_error("/proc/kcore", _perm())
+    monkeypatch.setattr(open_mod, "LOCKDOWN_PATH", str(tmp_path / "absent"))
+    monkeypatch.setattr(open_mod.os, "geteuid", lambda: 1000)
+    err = open_mod._open_error("/proc/kcore", _perm())
     assert isinstance(err, AccessError)
     assert str(err) == "cannot open /proc/kcore: permission denied; run as root (needs CAP_SYS_RAWIO)"
 
 
 def test_kcore_permission_denied_root(monkeypatch, tmp_path):
-    monkeypatch.setattr(core_mod, "LOCKDOWN_PATH", str(tmp_path / "absent"))
-    monkeypatch.setattr(core_mod.os, "geteuid", lambda: 0)
-    err = core_mod._open_error("/proc/kcore", PermissionError(errno.EPERM, "Operation not permitted"))
+    monkeypatch.setattr(open_mod, "LOCKDOWN_PATH", str(tmp_path / "absent"))
+    monkeypatch.setattr(open_mod.os, "geteuid", lambda: 0)
+    err = open_mod._open_error("/proc/kcore", PermissionError(errno.EPERM, "Operation not permitted"))
     assert str(err) == (
         "cannot open /proc/kcore: permission denied although running as root; "
         "the process lacks CAP_SYS_RAWIO (a container?)"
@@ -86,8 +86,8 @@ def test_kcore_permission_denied_root(monkeypatch, tmp_path):
 def test_kcore_lockdown(monkeypatch, tmp_path):
     lockdown = tmp_path / "lockdown"
     lockdown.write_text("none integrity [confidentiality]\n")
-    monkeypatch.setattr(core_mod, "LOCKDOWN_PATH", str(lockdown))
-    err = core_mod._open_error("/proc/kcore", PermissionError(errno.EPERM, "Operation not permitted"))
+    monkeypatch.setattr(open_mod, "LOCKDOWN_PATH", str(lockdown))
+    err = open_mod._open_error("/proc/kcore", PermissionError(errno.EPERM, "Operation not permitted"))
     assert str(err) == (
         "cannot open /proc/kcore: the kernel is locked down (lockdown=confidentiality forbids "
         "/proc/kcore); analyse a vmcore taken with kdump instead"
@@ -98,13 +98,13 @@ def test_integrity_lockdown_is_not_blamed(monkeypatch, tmp_path):
     # LOCKDOWN_KCORE is a confidentiality-level reason: integrity mode allows kcore.
     lockdown = tmp_path / "lockdown"
     lockdown.write_text("none [integrity] confidentiality\n")
-    monkeypatch.setattr(core_mod, "LOCKDOWN_PATH", str(lockdown))
-    monkeypatch.setattr(core_mod.os, "geteuid", lambda: 1000)
-    assert "run as root" in str(core_mod._open_error("/proc/kcore", _perm()))
+    monkeypatch.setattr(open_mod, "LOCKDOWN_PATH", str(lockdown))
+    monkeypatch.setattr(open_mod.os, "geteuid", lambda: 1000)
+    assert "run as root" in str(open_mod._open_error("/proc/kcore", _perm()))
 
 
 def test_other_file_permission_denied():
-    err = core_mod._open_error("/srv/vmcore", _perm())
+    err = open_mod._open_error("/srv/vmcore", _perm())
     assert str(err) == "/srv/vmcore: permission denied; check the file's permissions"
 
 
@@ -147,7 +147,7 @@ def test_hexdump_matches_xxd_layout():
 
 
 def test_debug_info_errors_are_one_line():
-    core = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "fixtures" / "vmcore-6.1.core")
+    core = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures" / "vmcore-6.1.core")
     r = run("-c", core, "--vmlinux", "/nonexistent/vmlinux", "vmalloc", "list")
     assert (r.returncode, r.stderr) == (
         1, "kcoretool: --vmlinux /nonexistent/vmlinux: no such file; give the kernel's vmlinux with debug info\n")

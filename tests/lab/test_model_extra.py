@@ -17,7 +17,7 @@ import pytest
 pytestmark = pytest.mark.lab
 
 # One opened program per snapshot and format, shared with the model's lab tests.
-from tests.test_kernel_lab_vmalloc import _prog_model  # noqa: E402
+from tests.lab.test_vmalloc import _prog_model  # noqa: E402
 
 
 _ROW = re.compile(r"^\s*([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+-\s+([0-9a-f]+)\s+(\d+)\s*$")

@@ -1,7 +1,7 @@
-"""Runs *inside* a lab guest (python -m tests.guest_read VMLINUX): reads
+"""Runs *inside* a lab guest (python -m tests.lab.in_guest.read VMLINUX): reads
 every test-module area through kcoretool's page-table reader on the live
 /proc/kcore and prints, per area, each page's state and whether it carries
-its own tag.  The host-side test (tests/test_lab_reader.py) judges it."""
+its own tag.  The host-side test (tests/lab/test_reader.py) judges it."""
 
 import json
 import struct

@@ -7,7 +7,7 @@ A parser for the BPF Type Format (kernel ``Documentation/bpf/btf.rst``), the
 type section kernels built with ``CONFIG_DEBUG_INFO_BTF`` carry in
 ``/sys/kernel/btf/vmlinux`` and in their image (``__start_BTF``). Every kind
 is decoded, split BTF (modules) included. No drgn here: this is bytes in,
-frozen dataclasses out; :mod:`kcoretool.kernel.btf_types` turns them into
+frozen dataclasses out; :mod:`kcoretool.debuginfo.btf_types` turns them into
 drgn types.
 
 A vmlinux blob holds ~130k types, so :func:`parse_btf` makes one indexing

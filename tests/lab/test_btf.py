@@ -1,7 +1,7 @@
 """Without a vmlinux: BTF + kallsyms give exactly the DWARF output on the real
 kernels, live and on every dump format (issue #6).
 
-tests/guest_debuginfo.py runs each command under ``--debuginfo dwarf
+tests/lab/in_guest/debuginfo.py runs each command under ``--debuginfo dwarf
 --vmlinux V`` and ``--debuginfo btf`` in one process (on the host for the
 dumps, inside the guest for /proc/kcore) and the test diffs the pairs."""
 
@@ -91,14 +91,14 @@ def _verdict(report: Dict[str, Any]) -> None:
 @pytest.mark.parametrize("dump", DUMPS)
 def test_btf_output_is_dwarf_output_on_dumps(lab, dump):
     core = str(getattr(lab.snapshot, dump))
-    cp = subprocess.run([sys.executable, "-m", "tests.guest_debuginfo", core, str(lab.vmlinux),
+    cp = subprocess.run([sys.executable, "-m", "tests.lab.in_guest.debuginfo", core, str(lab.vmlinux),
                          json.dumps(commands(lab, live=False))], capture_output=True, text=True, timeout=900)
     assert cp.returncode == 0, cp.stderr[-2000:]
     _verdict(json.loads(cp.stdout))
 
 
 def test_btf_output_is_dwarf_output_live(lab):
-    rc, out, err = lab.run([sys.executable, "-m", "tests.guest_debuginfo", "/proc/kcore", str(lab.vmlinux),
+    rc, out, err = lab.run([sys.executable, "-m", "tests.lab.in_guest.debuginfo", "/proc/kcore", str(lab.vmlinux),
                             json.dumps(commands(lab, live=True))], timeout=1500)
     assert rc == 0, err[-2000:]
     report = json.loads(out)

@@ -4,7 +4,7 @@ BTF as drgn types
 -----------------
 
 :class:`BtfTypes` answers drgn's type-finder calls from parsed BTF
-(:mod:`kcoretool.source.btf`), so code written against DWARF --
+(:mod:`kcoretool.debuginfo.btf`), so code written against DWARF --
 ``prog.type("struct vmap_area")``, member offsets, bitfields, typedefs,
 function prototypes -- runs unchanged. Types are converted on demand and
 cached by id; struct members are lazy, so asking for one struct does not
@@ -16,7 +16,7 @@ from ``x[]``); pahole writes a multi-dimensional array as one dimension
 (``int nr_pages[4][2][5]`` is ``int [40]``: same bytes, flat indexing); an
 enum's compatible type is the plain integer of its size and signedness; and
 TYPE_TAGs are transparent. The lab compares the structures kcoretool reads
-against the DWARF on both kernels (tests/test_lab_btf.py).
+against the DWARF on both kernels (tests/lab/test_btf.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import drgn
 
-from kcoretool.source.btf import (
+from kcoretool.debuginfo.btf import (
     Btf,
     BtfArray,
     BtfEnum,

@@ -13,7 +13,7 @@ import pytest
 from kcoretool.errors import AddressError, CoreFormatError
 from kcoretool.source import open_core
 
-FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "fixtures"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 XOR = 0x5A5A5A5A5A5A5A5A
 ELF_FIXTURES = [n for n, e in EXPECTED["fixtures"].items() if e["kind"] in ("kcore", "elf-vmcore")]

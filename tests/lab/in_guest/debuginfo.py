@@ -1,5 +1,5 @@
 """Runs kcoretool commands with DWARF and with BTF and reports both outputs
-(python -m tests.guest_debuginfo CORE VMLINUX COMMANDS, COMMANDS a JSON
+(python -m tests.lab.in_guest.debuginfo CORE VMLINUX COMMANDS, COMMANDS a JSON
 list of argv lists or a file holding one).  Used on the
 host for vmcores and *inside* a lab guest for /proc/kcore.
 
@@ -21,7 +21,7 @@ import tempfile
 from click.testing import CliRunner
 
 from kcoretool.cli import cli
-from tests.guest_cli import open_s  # also makes each mode's kernel open once
+from tests.lab.in_guest.cli import open_s  # also makes each mode's kernel open once
 
 
 def _files(root: pathlib.Path) -> str:

@@ -6,7 +6,6 @@ own /proc/kcore defects on exactly the pages they hit."""
 from __future__ import annotations
 
 import json
-import struct
 import sys
 from typing import Any, Dict
 
@@ -14,16 +13,12 @@ import pytest
 
 from kcoretool.api import open_kernel
 from tests.lab.pytest_plugin import kcoretool_json
+from tests.module_areas import PAGE, check_area_pages, expected_state, page_tag
 
 pytestmark = pytest.mark.lab
 
-PAGE = 4096
 DUMPS = ("elf", "kdump", "elf_filtered")
 _kernels: Dict[tuple, Any] = {}
-
-
-def page_tag(tag: int) -> bytes:
-    return b"".join(struct.pack("<Q", tag | w * 8) for w in range(512))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,33 +34,6 @@ def kernel_for(lab, dump: str):
     if key not in _kernels:
         _kernels[key] = open_kernel(str(getattr(lab.snapshot, dump)), str(lab.vmlinux))
     return _kernels[key]
-
-
-def expected_state(area: dict, page: dict) -> str:
-    """What each test-module page must read as."""
-    if area["kind"] == "lazy_freed":
-        return "lazy"
-    if area["kind"] == "ioremap":
-        return "ioremap"
-    if area.get("state") == "freed":
-        return "block-dirty"
-    return "data"
-
-
-def check_area_pages(area: dict, data: bytes, report) -> list:
-    problems = []
-    for p in area["pages"]:
-        i = p["index"]
-        page = data[i * PAGE:(i + 1) * PAGE]
-        state = report.state_at(area["addr"] + i * PAGE)
-        want = expected_state(area, p)
-        if state != want:
-            problems.append((area["name"], i, f"state {state}, want {want}"))
-        elif want == "data" and page != page_tag(p["tag"]):
-            problems.append((area["name"], i, "wrong bytes"))
-        elif want != "data" and any(page):
-            problems.append((area["name"], i, "zero state but non-zero bytes"))
-    return problems
 
 
 @pytest.mark.parametrize("dump", DUMPS)
@@ -106,7 +74,7 @@ def test_block_pieces_against_the_block(lab):
 
 
 def test_live_pages_read_their_own_tags(lab):
-    rc, out, err = lab.run([sys.executable, "-m", "tests.guest_read", str(lab.vmlinux)], timeout=600)
+    rc, out, err = lab.run([sys.executable, "-m", "tests.lab.in_guest.read", str(lab.vmlinux)], timeout=600)
     assert rc == 0, err[-2000:]
     problems = []
     for area in json.loads(out):
@@ -201,7 +169,7 @@ def test_churn_never_mixes_areas(lab):
 
         time.sleep(3)
         rate = int(lab.read("/sys/kernel/debug/kcoretool_test/churn_rate").strip())
-        rc, out, err = lab.run([sys.executable, "-m", "tests.guest_churn", str(lab.vmlinux), str(CHURN_SECONDS)],
+        rc, out, err = lab.run([sys.executable, "-m", "tests.lab.in_guest.churn", str(lab.vmlinux), str(CHURN_SECONDS)],
                                timeout=CHURN_SECONDS + 600)
         rate_after = int(lab.read("/sys/kernel/debug/kcoretool_test/churn_rate").strip())
     finally:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 FIX = REPO / "fixtures"
 SOURCES = {"generate.py", "specs.py", "README.md"}
 EXPECTED = json.loads((FIX / "expected.json").read_text())

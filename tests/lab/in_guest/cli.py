@@ -1,9 +1,9 @@
-"""Runs several kcoretool commands in one process (python -m tests.guest_cli
+"""Runs several kcoretool commands in one process (python -m tests.lab.in_guest.cli
 COMMANDS, COMMANDS a JSON list of argv lists) and prints a JSON list of
 {"rc", "out", "err"}.  Used *inside* a lab guest, where each fresh process
 pays drgn's DWARF indexing again (10-30 s under TCG), so commands that would
 each open the same kernel share one open_program().  Importing this module
-installs that sharing (tests/guest_debuginfo.py relies on it too)."""
+installs that sharing (tests/lab/in_guest/debuginfo.py relies on it too)."""
 
 import json
 import sys

@@ -6,8 +6,8 @@ A kernel without a vmlinux: BTF types, kallsyms symbols
 :func:`load_btf_kernel` gives a :class:`drgn.Program` that has no DWARF the
 three things the model and reader ask of it:
 
-- **types** from the kernel's own BTF (:mod:`kcoretool.source.btf`, turned
-  into drgn types by :mod:`kcoretool.kernel.btf_types`): live from
+- **types** from the kernel's own BTF (:mod:`kcoretool.debuginfo.btf`, turned
+  into drgn types by :mod:`kcoretool.debuginfo.btf_types`): live from
   ``/sys/kernel/btf/vmlinux``, on a vmcore from ``__start_BTF`` ..
   ``__stop_BTF`` in the kernel image's memory; modules' split BTF (live
   ``/sys/kernel/btf/<module>``, on a vmcore the copies on ``btf_modules``)
@@ -16,100 +16,27 @@ three things the model and reader ask of it:
   in-memory tables VMCOREINFO points at (v6.0+), both through drgn's
   loader; module symbols from each module's in-memory symbol table;
 - **objects** (``prog["vmap_area_list"]``): the kallsyms address with the
-  type BTF gives it (per-CPU variables and functions), else the type in
-  :data:`GLOBALS`, a short table of the globals kcoretool and the drgn
-  helpers it calls read -- BTF describes only per-CPU variables (pahole
-  emits no VAR for other globals unless built with ``global_var``).
+  type BTF gives it (per-CPU variables and functions), else the type the
+  caller's table of globals gives (:data:`kcoretool.kernel.globals.GLOBALS`)
+  -- BTF describes only per-CPU variables (pahole emits no VAR for other
+  globals unless built with ``global_var``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import drgn
 
 from kcoretool.errors import DebugInfoError
-from kcoretool.source.btf import Btf, BtfError, parse_btf
-from kcoretool.source.debuginfo import BTF_SYSFS
-from kcoretool.kernel.btf_types import BtfTypes
-from kcoretool.kernel.kallsyms import use_kallsyms
+from kcoretool.debuginfo.btf import Btf, BtfError, parse_btf
+from kcoretool.debuginfo.plan import BTF_SYSFS
+from kcoretool.debuginfo.btf_types import BtfTypes
+from kcoretool.debuginfo.kallsyms import use_kallsyms
 
-__all__ = ("GLOBALS", "BtfKernel", "load_btf_kernel")
-
-#: The type of every global kcoretool (or a drgn helper it calls) reads whose
-#: type BTF does not carry. Names absent from a kernel are simply not found;
-#: a name listed for a layout is the layout's (see kcoretool.kernel.layout).
-GLOBALS: Dict[str, str] = {
-    # mm/vmalloc.c, busy areas: <= 6.8 list + tree, 6.9+ per-node.
-    "vmap_area_list": "struct list_head",
-    "vmap_area_root": "struct rb_root",
-    "vmap_nodes": "struct vmap_node *",
-    "nr_vmap_nodes": "unsigned int",
-    "vmap_zone_size": "unsigned int",
-    "single": "struct vmap_node",
-    # lazily freed areas
-    "purge_vmap_area_list": "struct list_head",
-    "purge_vmap_area_root": "struct rb_root",
-    "vmap_purge_list": "struct llist_head",
-    "vmap_lazy_nr": "atomic_long_t",
-    # free space
-    "free_vmap_area_list": "struct list_head",
-    "free_vmap_area_root": "struct rb_root",
-    # vmap_block index before 6.4's per-CPU xarrays
-    "vmap_blocks": "struct xarray",
-    "vmap_block_tree": "struct radix_tree_root",
-    # x86-64 layout (KASLR bases, paging depth)
-    "vmalloc_base": "unsigned long",
-    "page_offset_base": "unsigned long",
-    "vmemmap_base": "unsigned long",
-    "__pgtable_l5_enabled": "unsigned int",
-    "pgdir_shift": "unsigned int",
-    "ptrs_per_p4d": "unsigned int",
-    # CPUs and per-CPU data (arrays sized by config: left incomplete)
-    "__per_cpu_offset": "unsigned long []",
-    "nr_cpu_ids": "unsigned int",
-    "__cpu_possible_mask": "struct cpumask",
-    "__cpu_online_mask": "struct cpumask",
-    "__cpu_present_mask": "struct cpumask",
-    # NUMA and memory model
-    "node_data": "struct pglist_data *[]",
-    "node_states": "nodemask_t []",
-    "nr_node_ids": "unsigned int",
-    "nr_online_nodes": "int",
-    "mem_section": "struct mem_section **",
-    "__highest_present_section_nr": "unsigned long",
-    "min_low_pfn": "unsigned long",
-    "max_low_pfn": "unsigned long",
-    "max_pfn": "unsigned long",
-    "high_memory": "void *",
-    "init_mm": "struct mm_struct",
-    "contig_page_data": "struct pglist_data",
-    "mem_map": "struct page *",
-    "max_mapnr": "unsigned long",
-    "memblock": "struct memblock",
-    "memory_subsys": "struct bus_type",
-    "sections_per_block": "unsigned long",
-    "_totalram_pages": "atomic_long_t",
-    "vm_committed_as": "struct percpu_counter",
-    "total_swap_pages": "long",
-    "sysctl_overcommit_ratio": "int",
-    "sysctl_overcommit_kbytes": "unsigned long",
-    # whatis: tasks, stacks, slab, modules
-    "init_task": "struct task_struct",
-    "init_pid_ns": "struct pid_namespace",
-    "slab_caches": "struct list_head",
-    "slab_kset": "struct kset *",
-    "task_struct_cachep": "struct kmem_cache *",
-    "thread_stack_cache": "struct kmem_cache *",
-    "modules": "struct list_head",
-    # kernel/bpf/btf.c: each loaded module's parsed BTF (module BTF on a vmcore)
-    "btf_modules": "struct list_head",
-    "jiffies": "volatile unsigned long",
-    "jiffies_64": "u64",
-}
-
+__all__ = ("BtfKernel", "load_btf_kernel")
 
 @dataclasses.dataclass
 class BtfKernel:
@@ -153,9 +80,10 @@ def read_vmlinux_btf(prog: drgn.Program, index: drgn.SymbolIndex, live: bool) ->
 class _ObjectFinder:
     """``prog[name]`` for a kernel without DWARF: kallsyms address + BTF/table type."""
 
-    def __init__(self, types: BtfTypes, index: drgn.SymbolIndex) -> None:
+    def __init__(self, types: BtfTypes, index: drgn.SymbolIndex, globals_: Mapping[str, str]) -> None:
         self.types = types
         self.index = index
+        self.globals = globals_
         self._cache: Dict[Tuple[str, int], Optional[drgn.Object]] = {}
 
     def __call__(self, prog: drgn.Program, name: str, flags: drgn.FindObjectFlags,
@@ -184,8 +112,8 @@ class _ObjectFinder:
                 return drgn.Object(prog, ft, address=syms[0].address)
         if flags & drgn.FindObjectFlags.VARIABLE:
             t = self.types.variable_type(name)
-            if t is None and name in GLOBALS:
-                t = prog.type(GLOBALS[name])
+            if t is None and name in self.globals:
+                t = prog.type(self.globals[name])
             if t is not None:
                 return drgn.Object(prog, t, address=_pick(syms, t).address)
         if syms[0].kind == drgn.SymbolKind.FUNC and flags & drgn.FindObjectFlags.FUNCTION:
@@ -264,8 +192,9 @@ def _module_btf_loader(prog: drgn.Program, base: Btf, live: bool,
     return load
 
 
-def load_btf_kernel(prog: drgn.Program, live: bool) -> BtfKernel:
-    """Register kallsyms symbols, BTF types and the object finder on ``prog``."""
+def load_btf_kernel(prog: drgn.Program, live: bool, globals_: Mapping[str, str]) -> BtfKernel:
+    """Register kallsyms symbols, BTF types and the object finder on ``prog``;
+    ``globals_`` gives the type of each global BTF does not describe."""
     index = use_kallsyms(prog)
     if index is None:
         how = "/proc/kallsyms" if live else "the kallsyms tables in VMCOREINFO (Linux 6.0+)"
@@ -276,5 +205,5 @@ def load_btf_kernel(prog: drgn.Program, live: bool) -> BtfKernel:
     loaded = BtfKernel(btf_source=btf_source, btf_bytes=len(blob), btf_types=len(btf), kallsyms_source=ks_source)
     types = BtfTypes(prog, [btf], more=_module_btf_loader(prog, btf, live, loaded))
     types.register(prog)
-    prog.register_object_finder("kcoretool-btf", _ObjectFinder(types, index), enable_index=-1)
+    prog.register_object_finder("kcoretool-btf", _ObjectFinder(types, index, globals_), enable_index=-1)
     return loaded
