@@ -27,7 +27,8 @@ import drgn
 
 from kcoretool.kernel.maple import MapleLayout, maple_layout, mt_for_each, mtree_load
 from kcoretool.kernel.task_layout import TaskLayout, detect_task_layout
-from kcoretool.kernel.walk import DEFAULT_LIMIT, KERNEL_HALF, WalkLog, is_kernel_pointer, list_walk
+from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog, is_kernel_pointer, list_walk
+from kcoretool.x86_64 import KERNEL_HALF
 
 __all__ = ("RawMm", "RawTask", "RawVma", "TaskReader", "task_state_letter")
 

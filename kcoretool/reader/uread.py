@@ -90,7 +90,7 @@ class UserReader:
         self.nr_swapfiles = nr_swapfiles
         self.revalidate = revalidate
         self.missing_state = missing_state
-        self._mask = walker._mask
+        self._mask = ((1 << 52) - 1) & ~(PAGE - 1) & ~walker.sme_mask
 
     # -- one page --------------------------------------------------------------
 

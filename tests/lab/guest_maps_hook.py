@@ -1,4 +1,4 @@
-"""Start tests/lab/guest_maps.py in the guest (issue 13) and wait for its
+"""Start tests.lab.in_guest.maps.py in the guest (issue 13) and wait for its
 regions: one call from lab.start(), before the snapshot is taken."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ MAPS_JSON = "/tmp/kct-maps.json"
 def start_maps_process(guest: Guest, timeout: float = 120) -> Optional[dict]:
     """Launch the mapping process detached (it outlives the shell) and
     return its JSON: pid and region addresses."""
-    script = (f"rm -f {MAPS_JSON}; setsid {guest.python} -m tests.lab.guest_maps {MAPS_JSON} "
+    script = (f"rm -f {MAPS_JSON}; setsid {guest.python} -m tests.lab.in_guest.maps {MAPS_JSON} "
               "</dev/null >/tmp/kct-maps.log 2>&1 &")
     rc, out, err = guest.sh(script, timeout=60)
     if rc != 0:
-        raise LabError(f"could not start tests.lab.guest_maps: {(err or out).strip()[-300:]}")
+        raise LabError(f"could not start tests.lab.in_guest.maps: {(err or out).strip()[-300:]}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -32,4 +32,4 @@ def start_maps_process(guest: Guest, timeout: float = 120) -> Optional[dict]:
         log = guest.read("/tmp/kct-maps.log")
     except LabError:
         pass
-    raise LabError(f"tests.lab.guest_maps wrote no {MAPS_JSON} in {timeout:.0f}s: {log.strip()[-300:]}")
+    raise LabError(f"tests.lab.in_guest.maps wrote no {MAPS_JSON} in {timeout:.0f}s: {log.strip()[-300:]}")

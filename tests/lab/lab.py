@@ -65,7 +65,7 @@ class LabKernel:
         self.snapshot: Optional[Snapshot] = None
         self.ground_truth: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
-        #: tests/lab/guest_maps.py's JSON (pid, regions), alive in the guest
+        #: tests.lab.in_guest.maps.py's JSON (pid, regions), alive in the guest
         self.maps_process: Optional[dict] = None
 
     # -- live guest --

@@ -1,5 +1,5 @@
 """A guest process with known mappings, kept alive while the lab dumps and
-reads it (python -m tests.lab.guest_maps OUT.json [--churn SECONDS]).
+reads it (python -m tests.lab.in_guest.maps OUT.json [--churn SECONDS]).
 
 Standard library only (ctypes mmap/munmap/mprotect/madvise/prctl).  It maps:
 

@@ -1,5 +1,5 @@
 """Runs issue 13's task-memory commands in ONE process (python -m
-tests.lab.guest_task CORE VMLINUX SPEC_JSON), on the host for a vmcore or
+tests.lab.in_guest.task CORE VMLINUX SPEC_JSON), on the host for a vmcore or
 inside the guest for /proc/kcore, and prints JSON.
 
 For each --debuginfo mode in the spec: ``task list --json``; for every pid,
@@ -7,7 +7,7 @@ For each --debuginfo mode in the spec: ``task list --json``; for every pid,
 right after, so a caller can tell a stable process from one that changed);
 ``read --pid --json`` of each region (live: then the same bytes from
 /proc/PID/mem).  Commands go through the CLI (click's runner) with the kernel
-opened once per mode (tests.guest_cli's memoization)."""
+opened once per mode (tests.lab.in_guest.cli's memoization)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import sys
 
 from click.testing import CliRunner
 
-import tests.guest_cli  # noqa: F401 -- one open_program() per mode
+import tests.lab.in_guest.cli  # noqa: F401 -- one open_program() per mode
 from kcoretool.cli import cli
 
 

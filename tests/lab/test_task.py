@@ -3,9 +3,9 @@ equals /proc/PID/maps for every process, ``read --pid`` returns the real
 bytes with the right page states -- live and on every dump format, under
 DWARF and BTF.
 
-The guest runs tests/lab/guest_maps.py (started before the snapshot by
+The guest runs tests/lab/in_guest/maps.py (started before the snapshot by
 tests/lab/guest_maps_hook.py); the agent captures every /proc/PID/maps at
-the dump moment (``Snapshot.proc_maps``).  tests/lab/guest_task.py runs all
+the dump moment (``Snapshot.proc_maps``).  tests.lab.in_guest.task.py runs all
 commands of one core in one process, per debuginfo mode."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def reads_spec(mp: Dict[str, Any]) -> List[Tuple[str, int, int, int]]:
 
 
 def run_task_commands(lab, core: str, spec: Dict[str, Any]) -> Dict[str, Any]:
-    argv = [sys.executable, "-m", "tests.lab.guest_task", core, str(lab.vmlinux), json.dumps(spec)]
+    argv = [sys.executable, "-m", "tests.lab.in_guest.task", core, str(lab.vmlinux), json.dumps(spec)]
     if core == "/proc/kcore":
         rc, out, err = lab.run(argv, timeout=1500)
     else:
