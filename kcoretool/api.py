@@ -125,9 +125,8 @@ class TaskMemory:
                 def refresh(self):
                     return _Fresh(build_vma_list(r, t))
 
-            vmas = _Fresh(vmas)
         return UserReader(
-            vmas, walker, read_phys,
+            _Fresh(vmas) if self.live else vmas, walker, read_phys,  # type: ignore[attr-defined]
             page_cache=page_cache_lookup(self.prog, consts["page_size"], consts["vmemmap"]),
             zero_pfns=(consts["zero_pfn"], consts["huge_zero_pfn"]),
             nr_swapfiles=consts["nr_swapfiles"], revalidate=revalidate,
@@ -161,9 +160,11 @@ class TaskMemory:
     def read_user(self, pid: int, addr: int, size: int, sink: Optional[BinaryIO] = None
                   ) -> Tuple[Optional[bytes], ReadReport]:
         """Read ``size`` bytes of pid's memory at ``addr``, with per-page states."""
-        out = sink if sink is not None else io.BytesIO()
-        report = self.user_reader(pid).read(addr, size, out)
-        return (out.getvalue() if sink is None else None), report  # type: ignore[union-attr]
+        if sink is not None:
+            return None, self.user_reader(pid).read(addr, size, sink)
+        buf = io.BytesIO()
+        report = self.user_reader(pid).read(addr, size, buf)
+        return buf.getvalue(), report
 
 
 class Kernel(TaskMemory):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import sys
-from typing import BinaryIO, Optional
+from typing import Any, BinaryIO, Dict, Optional
 
 import click
 
@@ -142,12 +142,13 @@ def whatis_user(ctx: click.Context, pid: int, addr: int) -> None:
     k = _kernel(ctx)
     vl = k.vmas(pid)
     v = vl.find(addr)
-    res = {"address": addr, "pid": pid, "vma": v.to_dict() if v else None, "page": None}
+    page: Optional[Dict[str, Any]] = None
     if v is not None:
         _, report = k.read_user(pid, addr & ~0xFFF, 4096)
         run = report.runs[0]
-        res["page"] = {"state": run.state, "phys": None if run.phys is None else run.phys + (addr & 0xFFF),
-                       "detail": run.detail}
+        page = {"state": run.state, "phys": None if run.phys is None else run.phys + (addr & 0xFFF),
+                "detail": run.detail}
+    res = {"address": addr, "pid": pid, "vma": v.to_dict() if v else None, "page": page}
     if _json(ctx):
         emit_json(res)
         return
@@ -159,7 +160,6 @@ def whatis_user(ctx: click.Context, pid: int, addr: int) -> None:
                + (f" {v.name}" if v.name else " (anonymous)")
                + (f" file offset {(v.pgoff << 12) + off:#x}" if v.file else "")
                + (f" lock {v.lock.describe()}" if v.lock.kind != "none" else ""))
-    page = res["page"]
     assert page is not None
     click.echo(f"{addr:#x}: page {page['state']}" + (f", phys {page['phys']:#x}" if page["phys"] is not None else "")
                + (f" ({page['detail']})" if page["detail"] else ""))

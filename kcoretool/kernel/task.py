@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import operator
 import struct
-from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 import drgn
 
@@ -242,8 +242,8 @@ class TaskReader:
 
     def for_each_process(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> Iterator[int]:
         """Thread-group leaders on ``init_task.tasks`` (``for_each_process``)."""
-        head = self.init_task() + self._t["tasks"]
-        for addr, _ in list_walk(self.prog, head, self._t["tasks"], self._t["tasks"] + 8, log, "init_task.tasks", limit):
+        off = self._t["tasks"]
+        for addr, _ in list_walk(self.prog, self.init_task() + off, off, off + 8, log, "init_task.tasks", limit):
             yield addr
 
     def for_each_thread(self, leader_buf: RawTask, log: WalkLog, limit: int = DEFAULT_LIMIT) -> Iterator[int]:
@@ -385,7 +385,7 @@ class TaskReader:
         except drgn.FaultError:
             log.warn(f"{what}: mm->mmap unreadable")
             return
-        seen = set()
+        seen: Set[int] = set()
         prev_end = 0
         while node:
             if not is_kernel_pointer(node) or node in seen or len(seen) >= limit:

@@ -169,12 +169,13 @@ class UserReader:
     def _pieces(self, lo: int, hi: int) -> List[Tuple[PageRun, Optional[bytes], object]]:
         out = []
         for run, vma in self.plan(lo, hi):
-            if run.state == "data" and run.size > PAGE:
+            if run.state == "data" and run.phys is not None and run.size > PAGE:
                 # a huge page read page by page, so a missing one is named alone
                 pos = run.vaddr
                 while pos < run.vaddr + run.size:
                     n = min(run.vaddr + run.size - pos, PAGE - (pos & (PAGE - 1)))
-                    sub = PageRun(pos, n, "data", phys=run.phys + pos - run.vaddr, area=run.area, detail=run.detail)
+                    sub = PageRun(pos, n, "data", phys=run.phys + pos - run.vaddr, area=run.area,
+                                  detail=run.detail)
                     r, d = self._fill(sub)
                     out.append((r, d, vma))
                     pos += n
@@ -248,7 +249,10 @@ def decode_swap_entry_value(v: int) -> Tuple[int, int]:
     return val >> 58, val & ((1 << 58) - 1)
 
 
-def page_cache_lookup(prog: drgn.Program, struct_page_size: int, vmemmap: int) -> Callable[[object, int], Optional[Tuple[str, int]]]:
+PageCache = Callable[[object, int], Optional[Tuple[str, int]]]
+
+
+def page_cache_lookup(prog: drgn.Program, struct_page_size: int, vmemmap: int) -> PageCache:
     """``page_cache(vma, index)`` over ``vm_file->f_mapping->i_pages``."""
     from drgn.helpers.linux.xarray import xa_is_value, xa_load
 

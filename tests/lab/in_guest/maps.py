@@ -99,7 +99,8 @@ def setup() -> dict:
     a = mmap_(2 * PAGE)
     fill(a, 6, 2)
     name = b"kct-named"
-    rc = libc.prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, a, 2 * PAGE, ctypes.cast(ctypes.c_char_p(name), ctypes.c_void_p).value)
+    name_ptr = ctypes.cast(ctypes.c_char_p(name), ctypes.c_void_p).value
+    rc = libc.prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, a, 2 * PAGE, name_ptr)
     regions["named"] = {"addr": a, "size": 2 * PAGE, "region": 6, "prctl_rc": rc,
                         "prctl_errno": ctypes.get_errno() if rc else 0}
 
