@@ -171,3 +171,14 @@ def test_task_vmas_equal_proc_maps_live(lab, mode):
     assert str(lab.maps_process["pid"]) in res["maps"]
     seen = check_reads(lab, res, where, 0, live=True)
     assert seen["tagged"] == {"data": 16}
+
+
+def test_churn_no_page_in_the_wrong_vma(lab):
+    """A process mmaps/munmaps tagged regions while the tool reads it live:
+    every data page carries its own VMA's generation and index."""
+    rc, out, err = lab.run([sys.executable, "-m", "tests.lab.in_guest.task_churn", "20", "btf"], timeout=600)
+    assert rc == 0, err[-3000:]
+    st = json.loads(out)
+    assert st["wrong_vma"] == 0, st
+    assert st["data_pages"] > 50 and st["rounds"] > 3, st
+    assert not st["errors"] or len(st["errors"]) < st["rounds"], st

@@ -132,7 +132,8 @@ def setup() -> dict:
 
 def churn(seconds: float, out_path: str) -> None:
     """mmap, tag, munmap in a loop: a reader must never attribute a page to
-    the wrong VMA (each region's tags carry its generation)."""
+    the wrong VMA (each region's tags carry its generation in the page
+    field's upper bits and the page's index in its low 4 bits)."""
     deadline = time.monotonic() + seconds
     gen = 0
     live: list = []
@@ -140,9 +141,11 @@ def churn(seconds: float, out_path: str) -> None:
     while time.monotonic() < deadline:
         gen += 1
         pages = 1 + gen % 8
-        a = mmap_(pages * PAGE)
+        # a PROT_NONE guard page after the region: neighbours never merge
+        a = mmap_((pages + 1) * PAGE)
+        libc.mprotect(a + pages * PAGE, PAGE, PROT_NONE)
         fill(a, 0x80 | (gen & 0x7F), pages, first_page=gen << 4)
-        live.append((a, pages))
+        live.append((a, pages + 1))
         if len(live) > 16:
             b, n = live.pop(0)
             libc.munmap(b, n * PAGE)
