@@ -130,6 +130,7 @@ class TaskMemory:
             page_cache=page_cache_lookup(self.prog, consts["page_size"], consts["vmemmap"]),
             zero_pfns=(consts["zero_pfn"], consts["huge_zero_pfn"]),
             nr_swapfiles=consts["nr_swapfiles"], revalidate=revalidate,
+            mm_seq=(lambda: getattr(r.read_mm(t.mm), "mm_lock_seq", None)) if self.live else None,  # type: ignore[attr-defined]
             missing_state="unreadable" if self.live else "excluded",  # type: ignore[attr-defined]
         )
 

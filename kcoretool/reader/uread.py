@@ -75,12 +75,17 @@ class UserReader:
     :param nr_swapfiles: swap types below this are real swap devices.
     :param revalidate: live only: ``revalidate(addr) -> vma or None`` (a
         fresh lookup of the VMA now covering ``addr``).
+    :param mm_seq: live only: the mm's ``mm_lock_seq`` now (6.4+; it moves on
+        every mmap write-unlock), so an munmap + mmap of the same range --
+        same VMA slot, same page frames, as the kernel's LIFO caches make
+        likely -- is still seen as a change.
     """
 
     def __init__(self, vmas, walker: PageTableWalker, read_phys: Callable[[int, int], bytes], *,
                  page_cache: Optional[Callable[[object, int], Optional[Tuple[str, int]]]] = None,
                  zero_pfns: Tuple[int, ...] = (), nr_swapfiles: Optional[int] = None,
                  revalidate: Optional[Callable[[int], Optional[object]]] = None,
+                 mm_seq: Optional[Callable[[], Optional[int]]] = None,
                  missing_state: str = "excluded") -> None:
         self.vmas = vmas
         self.walker = walker
@@ -89,6 +94,7 @@ class UserReader:
         self.zero_pfns = frozenset(p for p in zero_pfns if p is not None)
         self.nr_swapfiles = nr_swapfiles
         self.revalidate = revalidate
+        self.mm_seq = mm_seq
         self.missing_state = missing_state
         self._mask = ((1 << 52) - 1) & ~(PAGE - 1) & ~walker.sme_mask
 
@@ -203,10 +209,11 @@ class UserReader:
         assert self.revalidate is not None
         for attempt in range(MAX_ATTEMPTS):
             self.walker.invalidate()
+            seq = self.mm_seq() if self.mm_seq is not None else None
             pieces = self._pieces(lo, hi)
             self.walker.invalidate()
-            ok = True
-            for run, _, vma in pieces:
+            ok = seq is None or self.mm_seq is None or self.mm_seq() == seq
+            for run, _, vma in (pieces if ok else ()):
                 now = self.revalidate(run.vaddr)
                 if _vma_id(now) != _vma_id(vma):
                     ok = False

@@ -179,6 +179,6 @@ def test_churn_no_page_in_the_wrong_vma(lab):
     rc, out, err = lab.run([sys.executable, "-m", "tests.lab.in_guest.task_churn", "20", "btf"], timeout=600)
     assert rc == 0, err[-3000:]
     st = json.loads(out)
-    assert st["wrong_vma"] == 0, st
+    assert st["wrong_vma"] == 0, json.dumps(st)
     assert st["data_pages"] > 50 and st["rounds"] > 3, st
     assert not st["errors"] or len(st["errors"]) < st["rounds"], st

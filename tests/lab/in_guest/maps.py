@@ -78,7 +78,6 @@ def setup() -> dict:
 
     a = mmap_(8 * PAGE)
     fill(a, 2, 8)
-    libc.munmap(a + 3 * PAGE, 2 * PAGE)
     regions["hole"] = {"addr": a, "size": 8 * PAGE, "region": 2, "hole": [a + 3 * PAGE, a + 5 * PAGE]}
 
     a = mmap_(6 * PAGE)
@@ -127,6 +126,8 @@ def setup() -> dict:
     os.close(fd)
     fill(a, 7, 3)
     regions["tmpfs"] = {"addr": a, "size": 3 * PAGE, "region": 7, "path": tmp}
+    # The hole is punched last, so no later mmap fills it.
+    libc.munmap(regions["hole"]["hole"][0], 2 * PAGE)
     return out
 
 
@@ -149,6 +150,7 @@ def churn(seconds: float, out_path: str) -> None:
         if len(live) > 16:
             b, n = live.pop(0)
             libc.munmap(b, n * PAGE)
+        time.sleep(0.002)  # a busy program, not a livelock: readers get windows
 
 
 def _write(path: str, obj: dict) -> None:

@@ -59,7 +59,7 @@ def main() -> None:
                 rep = reader.read(v.start, v.size, buf)
                 data = buf.getvalue()
                 stats["retries"] += rep.retries
-                gens = set()
+                gens: dict = {}  # VMA the reader attributed pages to -> generations seen
                 for run in rep.runs:
                     stats["states"][run.state] = stats["states"].get(run.state, 0) + run.size // PAGE
                     if run.state != "data":
@@ -70,16 +70,17 @@ def main() -> None:
                             continue  # not a churn region (the interpreter's own memory)
                         stats["data_pages"] += 1
                         tag_page = (word >> 12) & 0xFFFFFFF
-                        gens.add(tag_page >> 4)
-                        if tag_page & 0xF != (va - run.area) // PAGE or run.area != v.start:
+                        gens.setdefault(run.area, set()).add(tag_page >> 4)
+                        if tag_page & 0xF != (va - run.area) // PAGE:
                             stats["wrong_vma"] += 1
                             if len(stats["wrong_examples"]) < 5:
-                                stats["wrong_examples"].append({"va": va, "vma": v.start, "run_vma": run.area,
-                                                                "tag": hex(word)})
-                if len(gens) > 1:
-                    stats["wrong_vma"] += 1
-                    if len(stats["wrong_examples"]) < 5:
-                        stats["wrong_examples"].append({"vma": v.start, "generations": sorted(gens)})
+                                stats["wrong_examples"].append({"va": va, "listed_vma": v.start,
+                                                                "run_vma": run.area, "tag": hex(word)})
+                for area, g in gens.items():
+                    if len(g) > 1:
+                        stats["wrong_vma"] += 1
+                        if len(stats["wrong_examples"]) < 5:
+                            stats["wrong_examples"].append({"vma": area, "generations": sorted(g)})
     finally:
         proc.kill()
         proc.wait()
