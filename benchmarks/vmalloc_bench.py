@@ -66,7 +66,7 @@ def raw_loop(prog) -> int:
 def one(n: int, layout: str, skip_raw: bool) -> dict:
     from tests.synth.bulk import build_bulk
     from kcoretool.model import from_program
-    from kcoretool.cli.vmalloc import iter_list_json
+    from kcoretool.model.vmalloc import iter_areas_json as iter_list_json
 
     t = time.perf_counter()
     k = build_bulk(n, layout)

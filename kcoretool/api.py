@@ -15,19 +15,53 @@ drgn session already has it::
 
 :class:`Kernel` ties the layers together -- the core file (when there is
 one), the drgn Program, the vmalloc model and the page-table reader -- and
-caches each.  Nothing here prints.
+caches each.  It is also the only door the ``kcoretool`` command uses: what
+the CLI needs, this module offers.  Nothing here prints, and nothing at
+module level imports drgn (``kcoretool info`` never loads it).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
-from typing import Any, BinaryIO, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
 
+from kcoretool.debuginfo.plan import DEBUGINFO_MODES, DebugInfoPlan, plan_debuginfo
 from kcoretool.errors import KcoreToolError
-from kcoretool.reader.report import PageRun, ReadReport
+from kcoretool.model.vmalloc import KINDS, Area, VmallocModel, VmapBlock, VmStruct, iter_areas_json
+from kcoretool.reader.check import DEFECTS, AreaCheck, KcoreChecker, summarize
+from kcoretool.reader.report import PAGE_STATES, PageRun, ReadReport
+from kcoretool.source import Core, open_core
 
-__all__ = ("Kernel", "from_program", "open_kernel")
+if TYPE_CHECKING:
+    import drgn
+
+    from kcoretool.reader.pagetable import PageTableWalker
+    from kcoretool.reader.vread import VmallocReader
+    from kcoretool.source.vmcoreinfo import VmcoreInfo
+
+__all__ = (
+    "DEBUGINFO_MODES",
+    "DEFECTS",
+    "KINDS",
+    "PAGE_STATES",
+    "Area",
+    "AreaCheck",
+    "Core",
+    "DebugInfoPlan",
+    "Kernel",
+    "ReadReport",
+    "VmStruct",
+    "VmallocModel",
+    "VmapBlock",
+    "debuginfo_plan",
+    "from_program",
+    "iter_areas_json",
+    "open_core",
+    "open_kernel",
+    "summarize",
+)
+
+LIVE = "/proc/kcore"
 
 
 class TaskMemory:
@@ -170,15 +204,14 @@ class TaskMemory:
 
 class Kernel(TaskMemory):
     """A kernel to inspect: a drgn Program and, when kcoretool opened the
-    file, the :class:`kcoretool.source.Core` it came from.  Tasks, VMAs and
-    user memory: :class:`TaskMemory`."""
+    file, the :class:`kcoretool.source.Core` it came from."""
 
-    def __init__(self, prog, core=None) -> None:
+    def __init__(self, prog: "drgn.Program", core: Optional[Core] = None) -> None:
         self.prog = prog
         self.core = core
-        self._model = None
-        self._walker = None
-        self._readers: dict = {}
+        self._model: Optional[VmallocModel] = None
+        self._walker: Optional["PageTableWalker"] = None
+        self._readers: Dict[Tuple[bool, bool], "VmallocReader"] = {}
 
     @property
     def live(self) -> bool:
@@ -186,21 +219,61 @@ class Kernel(TaskMemory):
 
         return bool(self.prog.flags & drgn.ProgramFlags.IS_LIVE)
 
+    # -- symbols -----------------------------------------------------------------
+
+    def symbol_address(self, name: str) -> Optional[int]:
+        """The address of a kernel symbol, or None if the kernel has none."""
+        try:
+            return int(self.prog.symbol(name).address)
+        except LookupError:
+            return None
+
     # -- the model -------------------------------------------------------------
 
-    def vmalloc(self, refresh: bool = False):
+    def vmalloc(self, refresh: bool = False) -> VmallocModel:
         """The :class:`kcoretool.model.VmallocModel` snapshot (cached; a live
         kernel changes, ``refresh=True`` takes a new one)."""
         if self._model is None or refresh:
-            from kcoretool.model import from_program as model_from_program
+            from kcoretool.model.build import from_program as model_from_program
 
             self._model = model_from_program(self.prog)
             self._readers.clear()
         return self._model
 
+    def vmallocinfo_lines(self, warnings: Optional[List[str]] = None) -> Iterator[str]:
+        """``/proc/vmallocinfo`` of this kernel, line by line, callers named
+        exactly as ``%pS`` names them.  Without per-node page counts (a
+        NUMA kernel whose node data cannot be read), a line in ``warnings``
+        says so."""
+        from kcoretool.kernel.symbolize import Symbolizer
+        from kcoretool.model.build import vm_numa_counts
+        from kcoretool.model.vmallocinfo import vmallocinfo_lines
+
+        model = self.vmalloc()
+        numa: Optional[Callable[[VmStruct], Dict[int, int]]] = None
+        if model.numa:
+            try:
+                numa = vm_numa_counts(self.prog)
+            except (LookupError, ValueError) as e:
+                if warnings is not None:
+                    warnings.append(f"no NUMA page counts ({e})")
+        return vmallocinfo_lines(model, numa, Symbolizer(self.prog, kallsyms_size=True))
+
+    def page_physaddrs(self, vm: VmStruct) -> List[int]:
+        """The physical address of each page of a vm_struct area."""
+        from kcoretool.model.build import vm_page_physaddrs
+
+        return vm_page_physaddrs(self.prog, vm)
+
+    def whatis(self, addr: int) -> Dict[str, Any]:
+        """What ``addr`` is (see :func:`kcoretool.model.whatis`)."""
+        from kcoretool.model.whatis import whatis
+
+        return whatis(self.prog, addr, self.vmalloc())
+
     # -- physical memory and page tables ---------------------------------------
 
-    def read_phys_source(self):
+    def read_phys_source(self) -> Callable[[int, int], bytes]:
         """``read_phys(addr, size)``: the core file's physical segments when
         kcoretool opened an ELF core (it knows which bytes a dump left out),
         otherwise drgn (kdump files, programs from a drgn session)."""
@@ -210,7 +283,7 @@ class Kernel(TaskMemory):
             return core_phys_reader(self.core)
         return program_phys_reader(self.prog)
 
-    def vmcoreinfo(self):
+    def vmcoreinfo(self) -> "VmcoreInfo":
         from kcoretool.kernel.program import vmcoreinfo_of
 
         if self.core is not None and self.core.vmcoreinfo is not None:
@@ -220,27 +293,32 @@ class Kernel(TaskMemory):
             raise KcoreToolError("the kernel's VMCOREINFO is not available; cannot walk its page tables")
         return info
 
-    def walker(self):
+    def walker(self) -> "PageTableWalker":
         if self._walker is None:
             from kcoretool.reader.sources import walker_from_vmcoreinfo
 
             self._walker = walker_from_vmcoreinfo(self.vmcoreinfo(), self.read_phys_source())
         return self._walker
 
-    def reader(self, *, force_io: bool = False, sparse: bool = False):
-        """A :class:`kcoretool.reader.VmallocReader` over the current model
-        (one per option set, until the model is refreshed)."""
+    def reader(self, *, force_io: bool = False, sparse: bool = False) -> "VmallocReader":
+        """A :class:`kcoretool.reader.vread.VmallocReader` over the current
+        model (one per option set, until the model is refreshed)."""
         from kcoretool.reader.vread import VmallocReader
 
         model = self.vmalloc()
         key = (force_io, sparse)
         if key in self._readers:
             return self._readers[key]
+        revalidate = None
+        if self.live:
+            from kcoretool.model.build import revalidator
+
+            revalidate = revalidator(self.prog, model)
         self._readers[key] = reader = VmallocReader(
             model,
             self.read_phys_source(),
             self.walker(),
-            revalidate=self._revalidator() if self.live else None,
+            revalidate=revalidate,
             force_io=force_io,
             sparse=sparse,
             missing_state="unreadable" if self.live else "excluded",
@@ -270,67 +348,55 @@ class Kernel(TaskMemory):
             report = self._read_kcore(addr, size, out)
         else:
             raise KcoreToolError(f"unknown read path {via!r}; use pagetable, kcore or auto")
-        return (out.getvalue() if sink is None else None), report
+        data = out.getvalue() if isinstance(out, io.BytesIO) and sink is None else None
+        return data, report
 
     def _read_kcore(self, addr: int, size: int, sink: BinaryIO) -> ReadReport:
-        if self.core is None or self.core.kind != "kcore":
-            raise KcoreToolError("--via kcore reads through /proc/kcore: it needs the live kernel")
-        report = ReadReport(addr, size, "kcore")
         from kcoretool.reader.vread import CHUNK
 
+        core = self.core
+        if core is None or core.kind != "kcore":
+            raise KcoreToolError("--via kcore reads through /proc/kcore: it needs the live kernel")
+        report = ReadReport(addr, size, "kcore")
         for lo in range(addr, addr + size, CHUNK):
             n = min(CHUNK, addr + size - lo)
-            sink.write(self.core.read(lo, n))
+            sink.write(core.read(lo, n))
             report.add(PageRun(lo, n, "kcore"))
         return report
 
-    # -- live revalidation -----------------------------------------------------
+    def checker(self) -> KcoreChecker:
+        """Compares areas through /proc/kcore and through the page tables
+        (``checker().check(area)``); live only."""
+        core = self.core
+        if core is None or core.kind != "kcore" or not core.is_live:
+            raise KcoreToolError("vmalloc check compares against the live kernel's /proc/kcore; "
+                                 f"run it as root on the machine itself (-c {LIVE})")
+        return KcoreChecker(self.reader(), core.read)
 
-    def _revalidator(self):
-        """``revalidate(area)``: the area as the kernel has it now, or None
-        if its vmap_area no longer describes the same range."""
-        from kcoretool.kernel.vmalloc import VmallocReader as RawReader
 
-        raw = RawReader(self.prog, self.vmalloc().layout)
-
-        def revalidate(area):
-            va = raw.read_va(area.address, area.node)
-            if va is None:
-                return None
-            start, end, vm = va.start, va.end, va.vm
-            if (start, end) != (area.start, area.end):
-                return None
-            if area.vm is None:
-                return area if not vm else None
-            if vm != area.vm.address:
-                return None
-            v = raw.read_vm(vm)
-            if v is None:
-                return None
-            now = dataclasses.replace(
-                area.vm, addr=v.addr, size=v.size, flags=v.flags, nr_pages=v.nr_pages,
-                caller=v.caller, pages_array=v.pages,
-            )
-            return area if now == area.vm else dataclasses.replace(area, vm=now)
-
-        return revalidate
+def debuginfo_plan(core: Core, mode: str = "auto", vmlinux: Optional[str] = None) -> DebugInfoPlan:
+    """Which types and symbols :func:`open_kernel` would use for ``core``,
+    and why -- decided from files and VMCOREINFO, without drgn."""
+    return plan_debuginfo(mode, core.release, vmlinux, core.is_live, core.vmcoreinfo)
 
 
 def open_kernel(core_path: Optional[str] = None, vmlinux: Optional[str] = None, *,
-                debuginfo: str = "auto") -> Kernel:
+                debuginfo: str = "auto", core: Optional[Core] = None) -> Kernel:
     """Open the running kernel (``core_path`` None or ``/proc/kcore``) or a
     vmcore, with its types and symbols: DWARF from ``vmlinux`` or the
     standard places, else (``debuginfo="auto"``) the kernel's BTF and
-    kallsyms; ``debuginfo="dwarf"`` or ``"btf"`` forces one."""
-    from kcoretool.kernel import open_program
-    from kcoretool.source import open_core
+    kallsyms; ``debuginfo="dwarf"`` or ``"btf"`` forces one.  ``core`` is
+    the same file already opened with :func:`open_core`."""
+    from kcoretool.kernel.program import open_program
 
-    path = core_path or "/proc/kcore"
-    core = open_core(path)  # one clear line for anything that is not a core
+    path = core_path or LIVE
+    if core is None:
+        core = open_core(path)  # one clear line for anything that is not a core
     prog = open_program(path, vmlinux, debuginfo=debuginfo)
     return Kernel(prog, core)
 
 
-def from_program(prog) -> Kernel:
+def from_program(prog: "drgn.Program") -> Kernel:
     """Wrap a drgn Program the user already has (e.g. in a drgn session)."""
     return Kernel(prog)
+

@@ -147,3 +147,11 @@ def test_layers_import_only_downwards():
             if _layer(t) > _layer(module):
                 bad.append(f"{module} imports {t}")
     assert bad == []
+def test_the_cli_talks_only_to_the_api():
+    allowed = ("kcoretool", "kcoretool.api", "kcoretool.errors")
+    bad = []
+    for module, targets in import_graph().items():
+        if module.startswith("kcoretool.cli"):
+            bad += [f"{module} imports {t}" for t in targets
+                    if t not in allowed and not t.startswith("kcoretool.cli")]
+    assert bad == []

@@ -17,12 +17,15 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import click
 
 from kcoretool import __version__
 from kcoretool.errors import KcoreToolError
+
+if TYPE_CHECKING:
+    from kcoretool.api import Core, Kernel
 
 __all__ = ("Options", "main")
 
@@ -32,7 +35,7 @@ _LAZY_COMMANDS = {
     "segments": ("kcoretool.cli.elfcmds", "segments"),
     "notes": ("kcoretool.cli.elfcmds", "notes"),
     "vmcoreinfo": ("kcoretool.cli.elfcmds", "vmcoreinfo"),
-    "read": ("kcoretool.cli.elfcmds", "read"),
+    "read": ("kcoretool.cli.readcmds", "read"),
     "vmalloc": ("kcoretool.cli.vmalloc", "vmalloc"),
     "whatis": ("kcoretool.cli.vmalloc", "whatis"),
     "task": ("kcoretool.cli.task", "task"),
@@ -49,22 +52,24 @@ class Options:
         self.debuginfo = debuginfo
         self.json = json
         self.debug = debug
-        self._core = None
-        self._kernel = None
+        self._core: Optional["Core"] = None
+        self._kernel: Optional["Kernel"] = None
+        #: the model's walk warnings were printed (once per process)
+        self.warned = False
 
-    def kernel(self):  # -> kcoretool.api.Kernel
+    def kernel(self) -> "Kernel":
         """The kernel behind the core, through drgn with DWARF or BTF."""
         if self._kernel is None:
-            from kcoretool.api import Kernel
-            from kcoretool.kernel import open_program
+            from kcoretool.api import open_kernel
 
-            core = self.core()  # one clear line for anything that is not a core
-            self._kernel = Kernel(open_program(self.core_path, self.vmlinux, debuginfo=self.debuginfo), core)
+            self._kernel = open_kernel(self.core_path, self.vmlinux, debuginfo=self.debuginfo,
+                                       core=self.core())
         return self._kernel
 
-    def core(self):  # -> kcoretool.source.Core
+    def core(self) -> "Core":
+        """The core file alone (no drgn): what the ELF commands read."""
         if self._core is None:
-            from kcoretool.source import open_core
+            from kcoretool.api import open_core
 
             self._core = open_core(self.core_path)
         return self._core

@@ -1,18 +1,14 @@
-"""Commands that need only the core file: info, segments, notes, vmcoreinfo, read."""
+"""Commands that need only the core file: info, segments, notes, vmcoreinfo."""
 
 from __future__ import annotations
 
-import os
-import sys
-from typing import Optional, Tuple
+from typing import Any, Dict, Tuple
 
 import click
 
-from kcoretool.cli.output import emit_json, hexdump_lines, human, hx, parse_address, parse_size, table
+from kcoretool.api import Core, DebugInfoPlan, debuginfo_plan
+from kcoretool.cli.output import emit_json, human, hx, table
 from kcoretool.errors import KcoreToolError
-
-# Big reads go out in pieces so memory stays bounded.
-CHUNK = 1 << 20
 
 
 def _core(ctx: click.Context):
@@ -71,11 +67,9 @@ def info(ctx: click.Context) -> None:
         click.echo(f"{key:<{width}}  {value}")
 
 
-def _debuginfo_plan(ctx: click.Context, core):
+def _debuginfo_plan(ctx: click.Context, core: Core) -> DebugInfoPlan:
     """What the drgn commands would use (decided from files and VMCOREINFO; no drgn here)."""
-    from kcoretool.debuginfo.plan import plan_debuginfo
-
-    return plan_debuginfo(ctx.obj.debuginfo, core.release, ctx.obj.vmlinux, core.is_live, core.vmcoreinfo)
+    return debuginfo_plan(core, ctx.obj.debuginfo, ctx.obj.vmlinux)
 
 
 @click.command()
@@ -176,93 +170,3 @@ def vmcoreinfo(ctx: click.Context, keys: Tuple[str, ...]) -> None:
         return
     for key, value in selected.items():
         click.echo(f"{key}={value}")
-
-
-@click.command()
-@click.argument("address")
-@click.argument("length", required=False, default="256")
-@click.option("-o", "--output", metavar="FILE", help="Write raw bytes to FILE ('-' for stdout) instead of a hexdump.")
-@click.option("--physical", is_flag=True, help="ADDRESS is a physical address.")
-@click.option("--via", type=click.Choice(["auto", "elf", "pagetable", "kcore"]), default="auto", show_default=True,
-              help="elf: the core's segments; pagetable: the kernel's page tables with vmalloc semantics "
-                   "(needs debug info); kcore: the live kernel's own vread; auto: pagetable for vmalloc "
-                   "and module addresses the segments do not hold as plain memory, elf otherwise.")
-@click.option("--map", "show_map", is_flag=True, help="Print the runs of page states instead of a hexdump.")
-@click.option("--force-io", is_flag=True, help="Read ioremap areas (device memory) too.")
-@click.option("--sparse", is_flag=True, help="Read the present pages of VM_SPARSE areas.")
-@click.option("--pid", type=int, default=None, help="ADDRESS is in this process's memory (its page tables).")
-@click.pass_context
-def read(ctx: click.Context, address: str, length: str, output: Optional[str], physical: bool, via: str,
-         show_map: bool, force_io: bool, sparse: bool, pid: Optional[int]) -> None:
-    """Read LENGTH bytes (default 256) at ADDRESS: hex (0x... or with a-f),
-    decimal, or SYMBOL+OFF for symbols VMCOREINFO lists."""
-    if pid is not None:
-        from kcoretool.cli.task import read_user
-
-        if physical or via not in ("auto", "pagetable"):
-            raise click.UsageError("--pid reads go through the task's page tables; drop --physical/--via")
-        read_user(ctx, pid, parse_address(address), parse_size(length), output, show_map)
-        return
-    core = _core(ctx)
-    symbols = core.vmcoreinfo.symbol if core.vmcoreinfo is not None else None
-    try:
-        addr = parse_address(address, symbols)
-    except KcoreToolError:
-        if physical or via == "elf":
-            raise
-        from kcoretool.cli.readcmds import kernel_address
-
-        addr = kernel_address(ctx, address)  # the kernel's own symbol table
-    size = parse_size(length)
-    if physical and via not in ("auto", "elf"):
-        raise click.UsageError("--physical reads go through the core's segments; drop --via")
-    if not physical and _wants_reader(core, addr, via):
-        from kcoretool.cli.readcmds import read_via_reader
-
-        read_via_reader(ctx, addr, size, output, "kcore" if via == "kcore" else "pagetable",
-                        show_map, force_io, sparse)
-        return
-    zero_runs = []
-    if output is not None:
-        out = sys.stdout.buffer if output == "-" else open(output, "wb")
-        try:
-            for pos in range(addr, addr + size, CHUNK):
-                res = core.read_ex(pos, min(CHUNK, addr + size - pos), physical)
-                out.write(res.data)
-                zero_runs += res.zero_filled
-        finally:
-            if out is not sys.stdout.buffer:
-                out.close()
-            else:
-                out.flush()
-    elif ctx.obj.json:
-        res = core.read_ex(addr, min(size, 1 << 24), physical)
-        emit_json({"address": addr, "physical": physical, "length": len(res.data),
-                   "data": res.data.hex(),
-                   "zero_filled": [{"address": a, "length": n} for a, n in res.zero_filled]})
-        return
-    else:
-        for pos in range(addr, addr + size, CHUNK):
-            res = core.read_ex(pos, min(CHUNK, addr + size - pos), physical)
-            for line in hexdump_lines(pos, res.data):
-                click.echo(line)
-            zero_runs += res.zero_filled
-    for a, n in zero_runs:
-        click.echo(f"kcoretool: note: {n} bytes at {'physical' if physical else 'virtual'} {a:#x} "
-                   "are not in the file (excluded from the dump) and read as zeros", err=True)
-
-
-def _wants_reader(core, addr: int, via: str) -> bool:
-    """Whether ``read`` needs the page-table reader.  /proc/kcore's vmalloc
-    and modules segments are the kernel's vread -- right for vmalloc memory
-    only in part (see ``vmalloc check``) -- and a vmcore holds no vmalloc
-    addresses at all: both go through the page tables unless --via elf."""
-    if via in ("pagetable", "kcore"):
-        return True
-    if via == "elf":
-        return False
-    seg = core.find_segment(addr)
-    if seg is None:
-        return True
-    # A saved copy of kcore holds what the kernel returned; nothing else to ask.
-    return seg.kind in ("vmalloc", "modules") and core.is_live

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import click
 
 from kcoretool.errors import KcoreToolError
 
-__all__ = ("emit_json", "hexdump_lines", "human", "hx", "parse_address", "parse_size", "table")
+__all__ = ("emit_json", "hexdump_lines", "human", "hx", "parse_address", "parse_size", "stream_table", "table")
 
 
 def emit_json(value: Any) -> None:
@@ -96,11 +96,6 @@ def parse_address(text: str, symbols: Optional[Any] = None, missing: str = _NOT_
     return addr + off
 
 
-def names_list(values: List[str], limit: int = 8) -> str:
-    shown = ", ".join(values[:limit])
-    return shown + (f", ... ({len(values) - limit} more)" if len(values) > limit else "")
-
-
 def human(n: int) -> str:
     """A byte count as 4K, 1.5M, 32T (exact below 10 units unless round)."""
     for unit, shift in (("P", 50), ("T", 40), ("G", 30), ("M", 20), ("K", 10)):
@@ -108,3 +103,21 @@ def human(n: int) -> str:
             v = n / (1 << shift)
             return f"{v:.1f}{unit}" if v != int(v) else f"{int(v)}{unit}"
     return str(n)
+
+
+def stream_table(rows: List[Tuple[str, ...]], headers: Tuple[str, ...], right: Tuple[int, ...]) -> Iterator[str]:
+    """A tabulate-"simple"-looking table without tabulate's per-cell cost."""
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, c in enumerate(r):
+            if len(c) > widths[i]:
+                widths[i] = len(c)
+
+    def fmt(r: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+
+    yield fmt(headers)
+    yield "  ".join("-" * w for w in widths)
+    for r in rows:
+        yield fmt(r)

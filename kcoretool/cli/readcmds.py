@@ -1,6 +1,6 @@
-"""Commands that read kernel memory through the page tables:
-``vmalloc dump``, ``vmalloc extract``, ``vmalloc check``, and the page-table
-path of ``read``."""
+"""Commands that read memory: ``read`` (through the core's segments, or the
+page tables for vmalloc memory), ``vmalloc dump``, ``vmalloc extract`` and
+``vmalloc check``."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import json
 import os
 import re
 import sys
-from typing import BinaryIO, Dict, List, Optional
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
 import click
 
-from kcoretool.cli.output import emit_json, hx, parse_address, parse_size, table
+from kcoretool.api import DEFECTS, KINDS, PAGE_STATES, Area, Core, Kernel, ReadReport, summarize
+from kcoretool.cli.output import emit_json, hexdump_lines, hx, parse_address, parse_size, table
 from kcoretool.errors import AddressError, KcoreToolError
-from kcoretool.reader.report import PAGE_STATES, ReadReport, ZERO_STATES
+
+# Big reads go out in pieces so memory stays bounded.
+CHUNK = 1 << 20
 
 # Kinds `extract` reads unless --kind says otherwise: everything with data.
 DEFAULT_EXTRACT_KINDS = ("vmalloc", "vmap", "exec", "user-mapped", "dma-coherent", "vm_map_ram", "vmap_block")
@@ -23,21 +26,13 @@ DEFAULT_EXTRACT_KINDS = ("vmalloc", "vmap", "exec", "user-mapped", "dma-coherent
 CHECK_KINDS = ("vmalloc", "vmap", "exec", "user-mapped", "dma-coherent", "vm_map_ram", "vmap_block", "lazy")
 
 
-def kernel_of(ctx: click.Context):
-    return ctx.find_root().obj.kernel()
+def kernel_of(ctx: click.Context) -> Kernel:
+    return ctx.find_root().obj.kernel()  # type: ignore[no-any-return]
 
 
 def kernel_address(ctx: click.Context, text: str) -> int:
     """ADDRESS with symbols from the kernel's symbol table."""
-    k = kernel_of(ctx)
-
-    def lookup(name: str) -> Optional[int]:
-        try:
-            return k.prog.symbol(name).address
-        except LookupError:
-            return None
-
-    return parse_address(text, lookup)
+    return parse_address(text, kernel_of(ctx).symbol_address)
 
 
 def describe_zero_runs(report: ReadReport, physical_note: str = "") -> List[str]:
@@ -66,8 +61,6 @@ def summary_text(report: ReadReport) -> str:
 def read_via_reader(ctx: click.Context, addr: int, size: int, output: Optional[str], via: str,
                     show_map: bool, force_io: bool, sparse: bool) -> None:
     """`read` through the page tables (or the live kernel's vread)."""
-    from kcoretool.cli.output import hexdump_lines
-
     k = kernel_of(ctx)
     opts = ctx.find_root().obj
     if output is not None:
@@ -97,6 +90,93 @@ def read_via_reader(ctx: click.Context, addr: int, size: int, output: Optional[s
         click.echo(line, err=True)
 
 
+@click.command()
+@click.argument("address")
+@click.argument("length", required=False, default="256")
+@click.option("-o", "--output", metavar="FILE", help="Write raw bytes to FILE ('-' for stdout) instead of a hexdump.")
+@click.option("--physical", is_flag=True, help="ADDRESS is a physical address.")
+@click.option("--via", type=click.Choice(["auto", "elf", "pagetable", "kcore"]), default="auto", show_default=True,
+              help="elf: the core's segments; pagetable: the kernel's page tables with vmalloc semantics "
+                   "(needs debug info); kcore: the live kernel's own vread; auto: pagetable for vmalloc "
+                   "and module addresses the segments do not hold as plain memory, elf otherwise.")
+@click.option("--map", "show_map", is_flag=True, help="Print the runs of page states instead of a hexdump.")
+@click.option("--force-io", is_flag=True, help="Read ioremap areas (device memory) too.")
+@click.option("--sparse", is_flag=True, help="Read the present pages of VM_SPARSE areas.")
+@click.option("--pid", type=int, default=None, help="ADDRESS is in this process's memory (its page tables).")
+@click.pass_context
+def read(ctx: click.Context, address: str, length: str, output: Optional[str], physical: bool, via: str,
+         show_map: bool, force_io: bool, sparse: bool, pid: Optional[int]) -> None:
+    """Read LENGTH bytes (default 256) at ADDRESS: hex (0x... or with a-f),
+    decimal, or SYMBOL+OFF for symbols VMCOREINFO lists; with --pid, in
+    that process's memory."""
+    if pid is not None:
+        from kcoretool.cli.task import read_user
+
+        if physical or via not in ("auto", "pagetable"):
+            raise click.UsageError("--pid reads go through the task's page tables; drop --physical/--via")
+        read_user(ctx, pid, parse_address(address), parse_size(length), output, show_map)
+        return
+    core = ctx.obj.core()
+    symbols = core.vmcoreinfo.symbol if core.vmcoreinfo is not None else None
+    try:
+        addr = parse_address(address, symbols)
+    except KcoreToolError:
+        if physical or via == "elf":
+            raise
+        addr = kernel_address(ctx, address)  # the kernel's own symbol table
+    size = parse_size(length)
+    if physical and via not in ("auto", "elf"):
+        raise click.UsageError("--physical reads go through the core's segments; drop --via")
+    if not physical and _wants_reader(core, addr, via):
+        read_via_reader(ctx, addr, size, output, "kcore" if via == "kcore" else "pagetable",
+                        show_map, force_io, sparse)
+        return
+    zero_runs = []
+    if output is not None:
+        out = sys.stdout.buffer if output == "-" else open(output, "wb")
+        try:
+            for pos in range(addr, addr + size, CHUNK):
+                res = core.read_ex(pos, min(CHUNK, addr + size - pos), physical)
+                out.write(res.data)
+                zero_runs += res.zero_filled
+        finally:
+            if out is not sys.stdout.buffer:
+                out.close()
+            else:
+                out.flush()
+    elif ctx.obj.json:
+        res = core.read_ex(addr, min(size, 1 << 24), physical)
+        emit_json({"address": addr, "physical": physical, "length": len(res.data),
+                   "data": res.data.hex(),
+                   "zero_filled": [{"address": a, "length": n} for a, n in res.zero_filled]})
+        return
+    else:
+        for pos in range(addr, addr + size, CHUNK):
+            res = core.read_ex(pos, min(CHUNK, addr + size - pos), physical)
+            for line in hexdump_lines(pos, res.data):
+                click.echo(line)
+            zero_runs += res.zero_filled
+    for a, n in zero_runs:
+        click.echo(f"kcoretool: note: {n} bytes at {'physical' if physical else 'virtual'} {a:#x} "
+                   "are not in the file (excluded from the dump) and read as zeros", err=True)
+
+
+def _wants_reader(core, addr: int, via: str) -> bool:
+    """Whether ``read`` needs the page-table reader.  /proc/kcore's vmalloc
+    and modules segments are the kernel's vread -- right for vmalloc memory
+    only in part (see ``vmalloc check``) -- and a vmcore holds no vmalloc
+    addresses at all: both go through the page tables unless --via elf."""
+    if via in ("pagetable", "kcore"):
+        return True
+    if via == "elf":
+        return False
+    seg = core.find_segment(addr)
+    if seg is None:
+        return True
+    # A saved copy of kcore holds what the kernel returned; nothing else to ask.
+    return seg.kind in ("vmalloc", "modules") and core.is_live
+
+
 def _area_for(ctx: click.Context, address: str):
     k = kernel_of(ctx)
     addr = kernel_address(ctx, address)
@@ -104,16 +184,6 @@ def _area_for(ctx: click.Context, address: str):
     if area is None:
         raise AddressError(f"{addr:#x} is in no vmap area; `kcoretool vmalloc list` shows them", addr)
     return area
-
-
-def data_span(area, page_size: int):
-    """The part of an area that can hold data: a vm_struct area without its
-    guard page (get_vm_area_size()), otherwise the whole area."""
-    vm = area.vm
-    if vm is None:
-        return area.start, area.end
-    guard = 0 if vm.flags & 0x40 else page_size  # VM_NO_GUARD
-    return vm.addr, vm.addr + max(0, vm.size - guard)
 
 
 @click.command("dump")
@@ -128,7 +198,7 @@ def dump(ctx: click.Context, address: str, output: str, with_guard: bool, force_
     k = kernel_of(ctx)
     area = _area_for(ctx, address)
     ps = k.vmalloc().page_size
-    lo, hi = (area.start, area.end) if with_guard else data_span(area, ps)
+    lo, hi = (area.start, area.end) if with_guard else area.data_span(ps)
     out: BinaryIO = sys.stdout.buffer if output == "-" else open(output, "wb")
     try:
         _, report = k.read(lo, hi - lo, out, force_io=force_io, sparse=sparse)
@@ -167,8 +237,6 @@ def extract(ctx: click.Context, outdir: str, kinds, caller, min_size, addr_range
             sparse: bool) -> None:
     """Write each selected area to DIR, with a manifest.json (area, kind,
     caller, sha256, what each page was)."""
-    from kcoretool.model.vmalloc import KINDS
-
     for kind in kinds:
         if kind not in KINDS:
             raise click.BadParameter(f"unknown kind {kind!r}; one of {', '.join(KINDS)}", param_hint="--kind")
@@ -192,7 +260,7 @@ def extract(ctx: click.Context, outdir: str, kinds, caller, min_size, addr_range
     with click.progressbar(selected, label="extracting", file=sys.stderr,
                            show_pos=True) if show_bar else _nullbar(selected) as bar:
         for area in bar:
-            start, end = data_span(area, model.page_size)
+            start, end = area.data_span(model.page_size)
             caller_sym = area.vm.caller_symbol if area.vm is not None else None
             name = f"{area.start:016x}-{area.kind}" + (f"-{_safe(caller_sym.split('+')[0])}" if caller_sym else "") + ".bin"
             digest = hashlib.sha256()
@@ -245,14 +313,9 @@ def check(ctx: click.Context, kinds) -> None:
     """Live only: read every area through /proc/kcore and through the page
     tables, and name the kernel defect behind each page that differs.
     Exit status 3 when any page differs."""
-    from kcoretool.reader.check import DEFECTS, KcoreChecker, summarize
-
     k = kernel_of(ctx)
-    if k.core is None or k.core.kind != "kcore" or not k.core.is_live:
-        raise KcoreToolError("vmalloc check compares against the live kernel's /proc/kcore; "
-                             "run it as root on the machine itself (-c /proc/kcore)")
+    checker = k.checker()
     model = k.vmalloc()
-    checker = KcoreChecker(k.reader(), lambda va, n: k.core.read(va, n))
     results = []
     for area in model.select(kinds=kinds or CHECK_KINDS):
         results.append(checker.check(area))

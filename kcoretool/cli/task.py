@@ -8,6 +8,7 @@ from typing import Any, BinaryIO, Dict, Optional
 
 import click
 
+from kcoretool.api import PAGE_STATES
 from kcoretool.cli.output import emit_json, hexdump_lines, human, hx, table
 
 __all__ = ("read_user", "task", "whatis_user")
@@ -103,8 +104,6 @@ def task_vmas(ctx: click.Context, pid: int, fmt: str) -> None:
 
 def read_user(ctx: click.Context, pid: int, addr: int, size: int, output: Optional[str], show_map: bool) -> None:
     """``read --pid``: the task's memory through its page tables."""
-    from kcoretool.cli.readcmds import describe_zero_runs
-
     k = _kernel(ctx)
     if output is not None:
         out: BinaryIO = sys.stdout.buffer if output == "-" else open(output, "wb")
@@ -133,8 +132,11 @@ def read_user(ctx: click.Context, pid: int, addr: int, size: int, output: Option
     elif data is not None:
         for line in hexdump_lines(addr, data):
             click.echo(line)
-    for line in describe_zero_runs(report):
-        click.echo(line, err=True)
+    for r in report.zero_runs():
+        # a zero page is never shown as data without saying so
+        pages = max(1, (r.size + 4095) // 4096)
+        click.echo(f"kcoretool: note: {r.vaddr:#x}-{r.vaddr + r.size:#x} ({pages} page{'s' if pages != 1 else ''}) "
+                   f"read as zeros: {r.state} -- {PAGE_STATES[r.state]}", err=True)
 
 
 def whatis_user(ctx: click.Context, pid: int, addr: int) -> None:

@@ -11,40 +11,33 @@ json, debug); errors are :class:`~kcoretool.errors.KcoreToolError`.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import click
 
-from kcoretool.cli.output import human
-
+from kcoretool.api import KINDS, Kernel, VmallocModel, VmapBlock, iter_areas_json
+from kcoretool.cli.output import emit_json, human, parse_address, parse_size, stream_table, table
 from kcoretool.errors import AddressError
 
-__all__ = ("area_row_json", "vmalloc", "whatis")
+__all__ = ("vmalloc", "whatis")
 
 _SORTS = ("start", "size", "pages", "kind", "caller")
 _FORMATS = ("table", "json", "vmallocinfo")
-
-
-def _kinds() -> Tuple[str, ...]:
-    from kcoretool.model.vmalloc import KINDS
-
-    return KINDS
 
 
 def _obj(ctx: click.Context) -> Any:
     return ctx.find_root().obj
 
 
-def _program(ctx: click.Context):
-    return _obj(ctx).kernel().prog
+def _kernel(ctx: click.Context) -> Kernel:
+    return _obj(ctx).kernel()  # type: ignore[no-any-return]
 
 
-def _model(ctx: click.Context):
+def _model(ctx: click.Context) -> VmallocModel:
     o = _obj(ctx)
-    k = o.kernel()
-    fresh = k._model is None
-    m = k.vmalloc()
-    if fresh:
+    m = _kernel(ctx).vmalloc()
+    if not o.warned:
+        o.warned = True
         if getattr(o, "debug", False):
             for w in m.warnings:
                 click.echo(f"kcoretool: warning: {w}", err=True)
@@ -61,147 +54,16 @@ def _json_wanted(ctx: click.Context, fmt: Optional[str] = None) -> bool:
     return fmt == "json" or (fmt in (None, "table") and bool(getattr(_obj(ctx), "json", False)))
 
 
-def _emit_json(value: Any) -> None:
-    from kcoretool.cli.output import emit_json
-
-    emit_json(value)
-
-
-def _table(rows, headers, colalign=None) -> str:
-    from kcoretool.cli.output import table
-
-    return table(rows, headers, colalign)
-
-
-def _addr(text: str, ctx: Optional[click.Context] = None) -> int:
+def _addr(text: str, ctx: click.Context) -> int:
     """ADDRESS as a number or SYMBOL[+OFF] (resolved in the kernel's symbols)."""
-    from kcoretool.cli.output import parse_address
-
-    def lookup(name: str) -> Optional[int]:
-        if ctx is None:
-            return None
-        try:
-            return _program(ctx).symbol(name).address
-        except LookupError:
-            return None
-
-    if ctx is None:
-        return parse_address(text)
-    return parse_address(text, lookup, "the kernel has no such symbol; give a numeric address")
+    return parse_address(text, _kernel(ctx).symbol_address,
+                         "the kernel has no such symbol; give a numeric address")
 
 
-def _size(text: str) -> int:
-    from kcoretool.cli.output import parse_size
-
-    return parse_size(text)
-
-
-def area_row_json(a, page_size: int = 4096) -> Dict[str, Any]:
-    """The JSON row ``vmalloc list`` prints for one area (flat, fast)."""
-    vm = a.vm
-    size = a.end - a.start
-    if vm is not None:
-        return {
-            "start": a.start, "end": a.end, "size": size, "kind": a.kind,
-            "pages": vm.nr_pages, "caller": vm.caller, "caller_symbol": vm.caller_symbol,
-            "flags": list(vm.flag_names), "vm_flags": vm.flags, "va_flags": a.flags,
-            "phys_addr": vm.phys_addr or None, "page_order": vm.page_order,
-            "lazy": a.lazy, "node": a.node, "vmap_area": a.address, "vm_struct": vm.address,
-            "vmap_block": a.block,
-        }
-    return {
-        "start": a.start, "end": a.end, "size": size, "kind": a.kind,
-        "pages": size // page_size, "caller": None, "caller_symbol": None,
-        "flags": [], "vm_flags": None, "va_flags": a.flags, "phys_addr": None,
-        "page_order": None, "lazy": a.lazy, "node": a.node, "vmap_area": a.address,
-        "vm_struct": None, "vmap_block": a.block,
-    }
-
-
-def iter_list_json(areas, page_size: int = 4096, chunk: int = 4096):
-    """
-    Stream ``vmalloc list --json`` as text chunks: a JSON array of
-    :func:`area_row_json` objects, built from templates with per-caller and
-    per-flags caches (a dict + ``json.dumps`` per row is 3x slower and needs
-    the whole array in memory).
-    """
-    import json
-
-    sym_json: Dict[Any, str] = {}
-    flags_json: Dict[int, str] = {}
-    kind_json: Dict[str, str] = {}
-    n = lambda v: "null" if v is None else str(v)  # noqa: E731
-    buf: List[str] = []
-    first = True
-    yield "["
-    for a in areas:
-        vm = a.vm
-        size = a.end - a.start
-        k = kind_json.get(a.kind)
-        if k is None:
-            k = kind_json[a.kind] = json.dumps(a.kind)
-        if vm is not None:
-            cs = sym_json.get(vm.caller)
-            if cs is None:
-                cs = sym_json[vm.caller] = json.dumps(vm.caller_symbol)
-            fj = flags_json.get(vm.flags)
-            if fj is None:
-                fj = flags_json[vm.flags] = json.dumps(list(vm.flag_names))
-            row = (
-                '{"start":%d,"end":%d,"size":%d,"kind":%s,"pages":%d,"caller":%d,'
-                '"caller_symbol":%s,"flags":%s,"vm_flags":%d,"va_flags":%s,"phys_addr":%s,'
-                '"page_order":%s,"lazy":%s,"node":%s,"vmap_area":%d,"vm_struct":%d,'
-                '"vmap_block":%s}'
-            ) % (
-                a.start, a.end, size, k, vm.nr_pages, vm.caller, cs, fj, vm.flags,
-                n(a.flags), vm.phys_addr or "null", n(vm.page_order),
-                "true" if a.lazy else "false", n(a.node), a.address, vm.address, n(a.block),
-            )
-        else:
-            row = (
-                '{"start":%d,"end":%d,"size":%d,"kind":%s,"pages":%d,"caller":null,'
-                '"caller_symbol":null,"flags":[],"vm_flags":null,"va_flags":%s,'
-                '"phys_addr":null,"page_order":null,"lazy":%s,"node":%s,"vmap_area":%d,'
-                '"vm_struct":null,"vmap_block":%s}'
-            ) % (
-                a.start, a.end, size, k, size // page_size, n(a.flags),
-                "true" if a.lazy else "false", n(a.node), a.address, n(a.block),
-            )
-        if first:
-            buf.append(row)
-            first = False
-        else:
-            buf.append("," + row)
-        if len(buf) >= chunk:
-            yield "\n".join(buf)
-            buf = []
-    if buf:
-        yield "\n".join(buf)
-    yield "]"
-
-
-def _echo_stream(chunks) -> None:
+def _echo_stream(chunks: Iterable[str]) -> None:
     for c in chunks:  # chunks are thousands of rows: click.echo's cost is noise
         click.echo(c, nl=False)
     click.echo("")
-
-
-def _stream_table(rows: List[Tuple[str, ...]], headers: Tuple[str, ...], right: Tuple[int, ...]):
-    """A tabulate-"simple"-looking table without tabulate's per-cell cost."""
-    widths = [len(h) for h in headers]
-    for r in rows:
-        for i, c in enumerate(r):
-            if len(c) > widths[i]:
-                widths[i] = len(c)
-
-    def fmt(r):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-
-    yield fmt(headers)
-    yield "  ".join("-" * w for w in widths)
-    for r in rows:
-        yield fmt(r)
 
 
 @click.group("vmalloc")
@@ -233,32 +95,25 @@ def _parse_range(text: str, ctx: click.Context) -> Tuple[int, int]:
 def list_(ctx: click.Context, kinds, caller, min_size, addr_range, sort_key, reverse, with_lazy, fmt) -> None:
     """List busy vmap areas: start, end, size, kind, pages, caller, flags."""
     for k in kinds:
-        if k not in _kinds():
-            raise click.BadParameter(f"unknown kind {k!r}; one of {', '.join(_kinds())}",
+        if k not in KINDS:
+            raise click.BadParameter(f"unknown kind {k!r}; one of {', '.join(KINDS)}",
                                      param_hint="--kind")
     m = _model(ctx)
     if fmt == "vmallocinfo":
         if kinds or caller or min_size or addr_range:
             raise click.UsageError("--format vmallocinfo prints the whole file; drop the filters")
-        from kcoretool.model import vm_numa_counts, vmallocinfo_lines
-
-        numa = None
-        if m.numa:
-            try:
-                numa = vm_numa_counts(_program(ctx))
-            except (LookupError, ValueError) as e:
-                click.echo(f"kcoretool: warning: no NUMA page counts ({e})", err=True)
-        from kcoretool.kernel import Symbolizer
-
-        sym = Symbolizer(_program(ctx), kallsyms_size=True)
-        for line in vmallocinfo_lines(m, numa, sym):
+        warnings: List[str] = []
+        lines = _kernel(ctx).vmallocinfo_lines(warnings)
+        for w in warnings:
+            click.echo(f"kcoretool: warning: {w}", err=True)
+        for line in lines:
             click.echo(line)
         return
     lo = hi = None
     if addr_range:
         lo, hi = _parse_range(addr_range, ctx)
     areas = list(m.select(kinds=kinds or None, caller=caller,
-                          min_size=_size(min_size) if min_size else 0,
+                          min_size=parse_size(min_size) if min_size else 0,
                           lo=lo, hi=hi, include_lazy=with_lazy))
     ps = m.page_size
     if sort_key != "start" or reverse:
@@ -273,7 +128,7 @@ def list_(ctx: click.Context, kinds, caller, min_size, addr_range, sort_key, rev
     if _json_wanted(ctx, fmt):
         # Streamed, one row per line: a million areas never sit in memory as
         # dicts, and indent=2 would triple the encoding time.
-        _echo_stream(iter_list_json(areas, ps))
+        _echo_stream(iter_areas_json(areas, ps))
         return
     rows = []
     for a in areas:
@@ -286,10 +141,10 @@ def list_(ctx: click.Context, kinds, caller, min_size, addr_range, sort_key, rev
         ))
     headers = ("START", "END", "SIZE", "KIND", "PAGES", "CALLER", "FLAGS")
     if len(rows) <= 5000:
-        click.echo(_table(rows, headers, ("left", "left", "right", "left", "right", "left", "left")))
+        click.echo(table(rows, headers, ("left", "left", "right", "left", "right", "left", "left")))
     else:
         _echo_stream(("\n" if i else "") + line
-                     for i, line in enumerate(_stream_table(rows, headers, (2, 4))))
+                     for i, line in enumerate(stream_table(rows, headers, (2, 4))))
     click.echo(f"{len(areas)} area(s); layout {m.layout.label}")
 
 
@@ -304,17 +159,15 @@ def show(ctx: click.Context, address: str, with_pages: bool) -> None:
     a = m.find(addr)
     if a is None:
         raise AddressError(f"{addr:#x} is in no vmap area (busy, lazy or pooled)", addr)
-    d = a.to_dict()
+    d = a.to_dict(m.page_size)
     d["offset"] = addr - a.start
+    d["vm"] = a.vm.to_dict() if a.vm is not None else None
     b = m.block_of(a)
-    if b is not None:
-        d["vmap_block"] = b.to_dict(m.page_size)
+    d["block"] = b.to_dict(m.page_size) if b is not None else None
     if with_pages and a.vm is not None:
-        from kcoretool.model import vm_page_physaddrs
-
-        d["vm"]["page_phys"] = vm_page_physaddrs(_program(ctx), a.vm)
+        d["vm"]["page_phys"] = _kernel(ctx).page_physaddrs(a.vm)
     if _json_wanted(ctx):
-        _emit_json(d)
+        emit_json(d)
         return
     lines = [
         f"area        {a.start:#x}-{a.end:#x}  ({human(a.size)}, offset {addr - a.start:#x})",
@@ -346,7 +199,7 @@ def show(ctx: click.Context, address: str, with_pages: bool) -> None:
     click.echo("\n".join(lines))
 
 
-def _block_lines(b, ps: int) -> List[str]:
+def _block_lines(b: VmapBlock, ps: int) -> List[str]:
     used = b.used_pages()
     out = [
         f"vmap_block  {b.address:#x}  cpu {b.cpu if b.cpu is not None else '?'}"
@@ -369,7 +222,7 @@ def blocks(ctx: click.Context) -> None:
     m = _model(ctx)
     ps = m.page_size
     if _json_wanted(ctx):
-        _emit_json([b.to_dict(ps) for b in m.blocks])
+        emit_json([b.to_dict(ps) for b in m.blocks])
         return
     rows = []
     for b in m.blocks:
@@ -381,7 +234,7 @@ def blocks(ctx: click.Context) -> None:
             " ".join(f"{(s - b.start) // ps}+{(e - s) // ps}" for s, e in b.pieces(ps)) or "-",
             b.used_source,
         ))
-    click.echo(_table(rows, ("START", "CPU", "PAGES", "USED", "FREE", "DIRTY", "DIRTY RANGE",
+    click.echo(table(rows, ("START", "CPU", "PAGES", "USED", "FREE", "DIRTY", "DIRTY RANGE",
                              "PIECES (page+len)", "SOURCE")))
     notes = sorted({n for b in m.blocks for n in b.notes})
     for n in notes:
@@ -409,8 +262,8 @@ def free(ctx: click.Context, fits: Optional[str], align: Optional[str], show_all
         "histogram": {str(k): v for k, v in hist.items()},
     }
     if fits:
-        size = _size(fits)
-        al = _size(align) if align else 0
+        size = parse_size(fits)
+        al = parse_size(align) if align else 0
         found = m.fits(size, al, holes)
         res["fits"] = {"size": size, "align": max(al, m.page_size),
                        "candidates": [{"hole": h.to_dict(), "address": a} for h, a in found[:20]],
@@ -418,13 +271,13 @@ def free(ctx: click.Context, fits: Optional[str], align: Optional[str], show_all
     if show_all:
         res["all"] = [h.to_dict() for h in holes]
     if _json_wanted(ctx):
-        _emit_json(res)
+        emit_json(res)
         return
     click.echo(f"vmalloc range {m.vmalloc_start:#x}-{m.vmalloc_end:#x}: {len(holes)} hole(s), "
                f"{human(total)} free ({res['source']})")
     if largest:
         click.echo(f"largest hole  {largest.start:#x}-{largest.end:#x} ({human(largest.size)})")
-    click.echo(_table([(f">= {human(k)}", str(v)) for k, v in hist.items()], ("HOLE SIZE", "COUNT"),
+    click.echo(table([(f">= {human(k)}", str(v)) for k, v in hist.items()], ("HOLE SIZE", "COUNT"),
                       ("left", "right")))
     if fits:
         f = res["fits"]
@@ -435,7 +288,7 @@ def free(ctx: click.Context, fits: Optional[str], align: Optional[str], show_all
         else:
             click.echo(f"{human(f['size'])} (align {human(f['align'])}) fits in no hole")
     if show_all:
-        click.echo(_table([(f"{h.start:#x}", f"{h.end:#x}", human(h.size)) for h in holes],
+        click.echo(table([(f"{h.start:#x}", f"{h.end:#x}", human(h.size)) for h in holes],
                           ("START", "END", "SIZE")))
 
 
@@ -447,14 +300,14 @@ def stats(ctx: click.Context, top: int) -> None:
     m = _model(ctx)
     st = m.stats()
     if _json_wanted(ctx):
-        _emit_json(st)
+        emit_json(st)
         return
     click.echo(f"layout {m.layout.label}; {st['areas']} busy area(s)")
-    click.echo(_table(
+    click.echo(table(
         [(k, str(v["count"]), human(v["size"]), str(v["pages"])) for k, v in st["by_kind"].items()],
         ("KIND", "AREAS", "SIZE", "PAGES"), ("left", "right", "right", "right")))
     click.echo()
-    click.echo(_table(
+    click.echo(table(
         [(k, str(v["count"]), human(v["size"]), str(v["pages"]))
          for k, v in list(st["by_caller"].items())[:top]],
         ("CALLER", "AREAS", "SIZE", "PAGES"), ("left", "right", "right", "right")))
@@ -482,19 +335,15 @@ def whatis(ctx: click.Context, address: str, pid: Optional[int]) -> None:
     """What is ADDRESS: vmalloc area, block piece, module, task stack, direct map, symbol;
     with --pid, the process's VMA and page."""
     if pid is not None:
-        from kcoretool.cli.output import parse_address
         from kcoretool.cli.task import whatis_user
 
         whatis_user(ctx, pid, parse_address(address))
         return
-    from kcoretool.model import whatis as _whatis
-
-    prog = _program(ctx)
     addr = _addr(address, ctx)
-    m = _model(ctx)
-    res = _whatis(prog, addr, m)
+    _model(ctx)  # its warnings, once
+    res = _kernel(ctx).whatis(addr)
     if _json_wanted(ctx):
-        _emit_json(res)
+        emit_json(res)
         return
     if not res["what"]:
         click.echo(f"{addr:#x}: unknown")

@@ -74,6 +74,9 @@ class Layout:
     va_flags_node_id: bool
     #: name of the ``vmap_area`` member pointing at the ``vm_struct``.
     va_vm_member: str
+    #: ``vmap_area.purge_list`` exists (<= 5.10): the llist node of a lazily
+    #: freed area, sharing storage with ``vm``.
+    va_purge_list: bool
     #: lazily freed areas: ``"busy"`` (<= 5.3, flagged in the busy list),
     #: ``"llist"`` (``vmap_purge_list``, 5.4-5.10), ``"list"``
     #: (``purge_vmap_area_list``, 5.11-6.8), ``"nodes"`` (6.9+) or ``"none"``.
@@ -81,6 +84,9 @@ class Layout:
     #: vmap_block index: ``"global"`` (``vmap_blocks`` xarray, <= 6.3),
     #: ``"radix"`` (``vmap_block_tree``), ``"percpu"`` (6.4+) or ``"none"``.
     block_index: str
+    #: the global block index (``vmap_blocks`` / ``vmap_block_tree``) is an
+    #: xarray (4.20+); before, a radix tree kcoretool does not read.
+    block_index_xarray: bool
     #: ``vmap_block.used_map`` exists (6.3+).
     block_used_map: bool
     #: ``vmap_block.cpu`` exists (6.10+).
@@ -93,8 +99,12 @@ class Layout:
     vm_allow_huge: bool
     #: VM_SPARSE (0x1000) exists and vmallocinfo prints "sparse" (6.9+).
     vm_sparse: bool
+    #: ``vmap_node.pool[]`` exists (6.9+): purged areas kept for reuse.
+    node_pools: bool
     #: ``free_vmap_area_list`` exists (free holes are enumerable).
     free_list: bool
+    #: ``node_data`` exists (CONFIG_NUMA): vmallocinfo prints per-node counts.
+    numa: bool
     #: vmallocinfo skips VM_UNINITIALIZED areas (coupled with requested_size).
     vmallocinfo_skips_uninitialized: bool
     #: a short human label ("6.9", "5.4-5.10", ...), for messages only.
@@ -114,6 +124,14 @@ class Layout:
         d = dataclasses.asdict(self)
         d["evidence"] = self.describe()
         return d
+
+    def flags_node_id(self, flags: Optional[int]) -> Optional[int]:
+        """6.9+: the vmap node a pooled area came from, which
+        ``encode_vn_id()`` keeps in bits 8-15 of ``vmap_area.flags`` as id + 1."""
+        if not self.va_flags_node_id or not flags:
+            return None
+        v = (flags >> 8) & 0xFF
+        return v - 1 if v else None
 
 
 def detect_layout(prog: drgn.Program) -> Layout:
@@ -162,6 +180,10 @@ def detect_layout(prog: drgn.Program) -> Layout:
     # Before v3.10 the member was "private"; db64fe02258f era.
     va_vm_member = "vm" if has_member(prog, va_t, "vm") else "private"
 
+    # The llist node of lazily freed areas until 96e2db456135 ("mm/vmalloc:
+    # rework the drain logic") (v5.11) replaced it with a list_head.
+    va_purge_list = va_has_purge
+
     # Lazy areas: <= 5.3 they stay in the busy list flagged VM_LAZY_FREE;
     # 688fcbfc06e4-era dd3b8353bae7 ("mm/vmalloc: do not keep unpurged areas
     # in the busy tree") (v5.4) moved them to the vmap_purge_list llist;
@@ -197,6 +219,18 @@ def detect_layout(prog: drgn.Program) -> Layout:
         ("block_index", block_index,
          "member vmap_block_queue.vmap_blocks, symbols vmap_blocks, vmap_block_tree",
          '062eacf57ad9 ("mm: vmalloc: remove a global vmap_blocks xarray") (v6.4)')
+    )
+
+    # v4.20's XArray series made the radix tree an xarray underneath (struct
+    # radix_tree_root is struct xarray); the older radix tree is not read.
+    if block_index in ("global", "radix"):
+        index_t = _variable_type(prog, "vmap_blocks" if block_index == "global" else "vmap_block_tree")
+        block_index_xarray = index_t is None or index_t == "struct xarray"
+    else:
+        block_index_xarray = block_index == "percpu"
+    ev.append(
+        ("block_index_xarray", str(block_index_xarray), "type of vmap_blocks / vmap_block_tree",
+         "the XArray series (v4.20; commit not verified here)")
     )
 
     # "mm/vmalloc.c: add used_map into vmap_block to track space of
@@ -252,6 +286,12 @@ def detect_layout(prog: drgn.Program) -> Layout:
          'vm_area_[un]map_pages().") (v6.9)')
     )
 
+    # The per-node pools of purged areas came with the node ids above, in the
+    # v6.9 vmap_node series.
+    node_pools = has_member(prog, "struct vmap_node", "pool")
+    ev.append(("node_pools", str(node_pools), "member vmap_node.pool",
+               '"mm: vmalloc: offload free_vmap_area_lock lock" (v6.9)'))
+
     # 68ad4a330433 ("mm/vmalloc.c: keep track of free blocks for vmap
     # allocation") (in v5.2) added the free tree and list.
     free_list = has_symbol(prog, "free_vmap_area_list")
@@ -260,6 +300,10 @@ def detect_layout(prog: drgn.Program) -> Layout:
          '68ad4a330433 ("mm/vmalloc.c: keep track of free blocks for vmap '
          'allocation") (v5.2)')
     )
+
+    # CONFIG_NUMA: node_data[] exists, and show_numa_info() prints N<node>=.
+    numa = has_symbol(prog, "node_data")
+    ev.append(("numa", str(numa), "symbol node_data", "CONFIG_NUMA"))
 
     # "mm/vmalloc: fix data race in show_numa_info()" (2025; hash not
     # verified here; backported to stable -- Debian's 6.12.117 has it, the
@@ -285,19 +329,31 @@ def detect_layout(prog: drgn.Program) -> Layout:
         va_flags=va_flags,
         va_flags_node_id=va_flags_node_id,
         va_vm_member=va_vm_member,
+        va_purge_list=va_purge_list,
         lazy=lazy,
         block_index=block_index,
+        block_index_xarray=block_index_xarray,
         block_used_map=block_used_map,
         block_cpu=block_cpu,
         vm_page_order=vm_page_order,
         vm_requested_size=vm_requested_size,
         vm_allow_huge=vm_allow_huge,
         vm_sparse=vm_sparse,
+        node_pools=node_pools,
         free_list=free_list,
+        numa=numa,
         vmallocinfo_skips_uninitialized=vmallocinfo_skips_uninitialized,
         label=label,
         evidence=tuple(ev),
     )
+
+
+def _variable_type(prog: drgn.Program, name: str) -> Optional[str]:
+    """The type name of a global, None if it cannot be read."""
+    try:
+        return prog[name].type_.unaliased().type_name()
+    except (KeyError, LookupError, ValueError):
+        return None
 
 
 def _function_params(prog: drgn.Program, name: str) -> Optional[List[str]]:

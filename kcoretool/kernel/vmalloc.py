@@ -14,13 +14,15 @@ with a precompiled :class:`struct.Struct`. Results are plain tuples; the
 from __future__ import annotations
 
 import struct
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from operator import itemgetter
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import drgn
 
 from kcoretool.errors import CoreFormatError
 from kcoretool.kernel.layout import Layout, detect_layout
 from kcoretool.kernel.program import vmcoreinfo_of
+from kcoretool.kernel.vmflags import VM_VM_AREA
 from kcoretool.kernel.walk import (
     DEFAULT_LIMIT,
     WalkLog,
@@ -43,74 +45,8 @@ __all__ = (
     "RawArea",
     "RawBlock",
     "RawVm",
-    "Symbolizer",
     "VmallocReader",
-    "VM_FLAG_NAMES",
-    "vm_flag_names",
 )
-
-# include/linux/vmalloc.h (values stable since v5.x; see reference §B.3)
-VM_IOREMAP = 0x1
-VM_ALLOC = 0x2
-VM_MAP = 0x4
-VM_USERMAP = 0x8
-VM_DMA_COHERENT = 0x10
-VM_UNINITIALIZED = 0x20
-VM_NO_GUARD = 0x40
-VM_SPARSE = 0x1000
-
-VM_FLAG_NAMES = (
-    (0x1, "VM_IOREMAP"),
-    (0x2, "VM_ALLOC"),
-    (0x4, "VM_MAP"),
-    (0x8, "VM_USERMAP"),
-    (0x10, "VM_DMA_COHERENT"),
-    (0x20, "VM_UNINITIALIZED"),
-    (0x40, "VM_NO_GUARD"),
-    (0x80, "VM_KASAN"),
-    (0x100, "VM_FLUSH_RESET_PERMS"),
-    (0x200, "VM_MAP_PUT_PAGES"),
-    (0x400, "VM_ALLOW_HUGE_VMAP"),
-    (0x800, "VM_DEFER_KMEMLEAK"),
-    (0x1000, "VM_SPARSE"),
-)
-
-# <= 5.3 vmap_area.flags (db64fe02258f)
-VM_LAZY_FREE = 0x1
-VM_LAZY_FREEING = 0x2
-VM_VM_AREA = 0x4
-# 6.3+ vmap_area.flags (869176a09606)
-VMAP_RAM = 0x1
-VMAP_BLOCK = 0x2
-VMAP_FLAGS_MASK = 0x3
-
-_flag_names_cache: Dict[Tuple[int, bool, bool], Tuple[str, ...]] = {}
-
-
-def vm_flag_names(flags: int, allow_huge: bool = True, sparse: bool = True) -> Tuple[str, ...]:
-    """Names of ``vm_struct.flags`` bits; unknown bits as hex."""
-    key = (flags, allow_huge, sparse)
-    names = _flag_names_cache.get(key)
-    if names is not None:
-        return names
-    out = []
-    rest = flags
-    for bit, name in VM_FLAG_NAMES:
-        if flags & bit:
-            if bit == 0x400 and not allow_huge:
-                # 121e6f3258fe (v5.13) .. 559089e0a93d (v5.18): opt-out flag.
-                name = "VM_NO_HUGE_VMAP"
-            if bit == 0x1000 and not sparse:
-                continue
-            out.append(name)
-            rest &= ~bit
-    if rest:
-        out.append(hex(rest))
-    names = tuple(out)
-    if len(_flag_names_cache) < 4096:
-        _flag_names_cache[key] = names
-    return names
-
 
 class RawArea(NamedTuple):
     address: int  #: of the struct vmap_area
@@ -195,21 +131,20 @@ class VmallocReader:
         if layout.va_flags != "none":
             fields.append(("flags", drgn.offsetof(va_t, "flags"), "Q"))
         self._va_struct, self._va_names = _packer(fields, self.va_size)
-        self.va_purge = (
-            drgn.offsetof(va_t, "purge_list") if va_t.has_member("purge_list") else None
-        )
+        self.va_purge = drgn.offsetof(va_t, "purge_list") if layout.va_purge_list else None
 
         vm_t = prog.type("struct vm_struct")
         self.vm_size = drgn.sizeof(vm_t)
         vfields = []
         for name in ("addr", "size", "flags", "pages", "nr_pages", "phys_addr", "caller"):
             vfields.append((name, drgn.offsetof(vm_t, name), _int_code_or_ptr(vm_t, name)))
-        for name in ("page_order", "requested_size"):
-            if vm_t.has_member(name):
-                vfields.append((name, drgn.offsetof(vm_t, name), _int_code_or_ptr(vm_t, name)))
+        if layout.vm_page_order:
+            vfields.append(("page_order", drgn.offsetof(vm_t, "page_order"), _int_code_or_ptr(vm_t, "page_order")))
+        if layout.vm_requested_size:
+            vfields.append(("requested_size", drgn.offsetof(vm_t, "requested_size"),
+                            _int_code_or_ptr(vm_t, "requested_size")))
         self._vm_struct, self._vm_names = _packer(vfields, self.vm_size)
-        self._vm_has_order = layout.vm_page_order
-        self._vm_has_req = layout.vm_requested_size
+        self._vm_fields = self._make_vm_fields()
 
         self._vb = None  # lazily, blocks are optional
         self._page_size: Optional[int] = None
@@ -310,27 +245,6 @@ class VmallocReader:
         vn_size = drgn.sizeof(prog.type("struct vmap_node"))
         return [(i, nodes + i * vn_size) for i in range(nr)]
 
-    def busy_areas(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[RawArea]:
-        """Busy areas in the kernel's own walk order (node by node on 6.9+)."""
-        return [RawArea._make(t) for t in self.busy_tuples(log, limit)]
-
-    def lazy_areas(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[RawArea]:
-        """Freed but not yet purged areas (not for ``lazy == "busy"``)."""
-        return [RawArea._make(t) for t in self.lazy_tuples(log, limit)]
-
-    def pooled_areas(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[RawArea]:
-        """6.9+: purged areas cached in ``vmap_node.pool[]`` for reuse."""
-        return [RawArea._make(t) for t in self.pooled_tuples(log, limit)]
-
-    def busy_tuples(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[tuple]:
-        """:meth:`busy_areas` as plain tuples (fast)."""
-        return list(self.iter_busy(log, limit))
-
-    def iter_busy(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> Iterator[tuple]:
-        """Stream busy areas as plain tuples in :class:`RawArea` order."""
-        for walk in self.busy_walks(log, limit):
-            yield from walk
-
     def busy_walks(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> Iterator[Iterator[tuple]]:
         """
         One tuple generator per busy list (each vmap node on 6.9+), so hot
@@ -376,11 +290,9 @@ class VmallocReader:
 
     def pooled_tuples(self, log: WalkLog, limit: int = DEFAULT_LIMIT) -> List[tuple]:
         prog = self.prog
-        if self.layout.busy != "vmap_nodes":
+        if not self.layout.node_pools:
             return []
         vn_t = prog.type("struct vmap_node")
-        if not vn_t.has_member("pool"):
-            return []
         pool_t = vn_t.member("pool").type
         pool_off = drgn.offsetof(vn_t, "pool")
         n = pool_t.length or 0
@@ -416,45 +328,26 @@ class VmallocReader:
             buf = self.prog.read(vm, self.vm_size)
         except drgn.FaultError:
             return None
-        d = dict(zip(self._vm_names, self._vm_struct.unpack_from(buf)))
-        return RawVm(
-            vm, d["addr"], d["size"], d["flags"], d["pages"], d.get("page_order"),
-            d["nr_pages"], d["phys_addr"], d["caller"], d.get("requested_size"),
-        )
+        return RawVm(vm, *self._vm_fields(buf))
 
-    def vm_unpacker(self):
+    def vm_decoder(self) -> Tuple[int, Callable[[bytes], Tuple[Any, ...]]]:
         """
-        ``(vm_size, unpack, index)``: ``unpack(buf)`` gives a plain tuple and
-        ``index`` maps field names to positions in it (fast path).
+        ``(vm_size, decode)``: ``decode(buf)`` gives a ``struct vm_struct``'s
+        fields as a plain tuple in :class:`RawVm` order without ``address``
+        (None for members this kernel lacks) -- for loops over many areas.
         """
-        return self.vm_size, self._vm_struct.unpack_from, {
-            n: i for i, n in enumerate(self._vm_names)
-        }
+        return self.vm_size, self._vm_fields
 
-    def vm_decoder(self):
-        """
-        ``(vm_size, decode)`` where ``decode(address, buf) -> RawVm``; for hot
-        loops that read many vm_structs.
-        """
+    def _make_vm_fields(self) -> Callable[[bytes], Tuple[Any, ...]]:
         unpack = self._vm_struct.unpack_from
-        idx = {n: i for i, n in enumerate(self._vm_names)}
-        ia, isz, ifl, ipg, inr, iph, ica = (
-            idx["addr"], idx["size"], idx["flags"], idx["pages"], idx["nr_pages"],
-            idx["phys_addr"], idx["caller"],
-        )
-        io = idx.get("page_order")
-        ir = idx.get("requested_size")
+        names = self._vm_names
+        missing = len(names)  # the None appended below
+        pick = itemgetter(*(names.index(f) if f in names else missing for f in RawVm._fields[1:]))
 
-        def decode(address: int, buf: bytes) -> RawVm:
-            v = unpack(buf)
-            return RawVm(
-                address, v[ia], v[isz], v[ifl], v[ipg],
-                v[io] if io is not None else None,
-                v[inr], v[iph], v[ica],
-                v[ir] if ir is not None else None,
-            )
+        def fields(buf: bytes) -> Tuple[Any, ...]:
+            return pick(unpack(buf) + (None,))  # type: ignore[no-any-return]
 
-        return self.vm_size, decode
+        return fields
 
     # -- vmap blocks -------------------------------------------------------
 
@@ -462,7 +355,7 @@ class VmallocReader:
         if self._vb is None:
             t = self.prog.type("struct vmap_block")
             used = None
-            if t.has_member("used_map"):
+            if self.layout.block_used_map:
                 used = (drgn.offsetof(t, "used_map"), drgn.sizeof(t.member("used_map").type))
             self._vb = (
                 drgn.sizeof(t),
@@ -472,7 +365,7 @@ class VmallocReader:
                 drgn.offsetof(t, "dirty_min"),
                 drgn.offsetof(t, "dirty_max"),
                 used,
-                drgn.offsetof(t, "cpu") if t.has_member("cpu") else None,
+                drgn.offsetof(t, "cpu") if self.layout.block_cpu else None,
             )
         return self._vb
 
@@ -532,11 +425,10 @@ class VmallocReader:
                     entries.append((entry, cpu))
         elif idx == "global" or idx == "radix":
             name = "vmap_blocks" if idx == "global" else "vmap_block_tree"
-            obj = prog[name]
-            if obj.type_.unaliased().type_name() != "struct xarray":
+            if not self.layout.block_index_xarray:
                 log.warn(f"{name} is a pre-4.20 radix tree; vmap blocks not read")
                 return []
-            for _, entry in xarray_walk(prog, obj.address_, log, name, limit):
+            for _, entry in xarray_walk(prog, prog[name].address_, log, name, limit):
                 entries.append((entry, None))
         out = []
         for entry, xa_index in entries:
@@ -638,91 +530,4 @@ def _vmcoreinfo_number(prog: drgn.Program, key: str) -> Optional[int]:
     try:
         return info.number(key) if info is not None else None
     except CoreFormatError:
-        return None
-
-
-class Symbolizer:
-    """
-    ``%pS``-style names for caller addresses, cached per distinct address
-    (``prog.symbol()`` costs about a millisecond per call on a real kernel).
-    By default the size is the ELF symbol size; ``kallsyms_size=True``
-    reproduces ``%pS`` exactly.
-    """
-
-    def __init__(self, prog: drgn.Program, kallsyms_size: bool = False) -> None:
-        """
-        :param kallsyms_size: print the size the way ``%pS`` does (distance
-            to the next symbol, found by probing -- 1 to 3 more
-            ``prog.symbol()`` calls per caller, about 1 ms each on a real
-            kernel) instead of the ELF symbol size.
-        """
-        self.prog = prog
-        self.kallsyms_size = kallsyms_size
-        self._cache: Dict[int, Optional[str]] = {}
-        self._sym: Dict[int, Optional[Tuple[str, int]]] = {}
-
-    def symbol(self, addr: int) -> Optional[Tuple[str, int]]:
-        """``(name, offset)`` or None."""
-        r = self._sym.get(addr, ())
-        if r != ():
-            return r  # type: ignore[return-value]
-        self.__call__(addr)
-        return self._sym.get(addr)
-
-    def __call__(self, addr: int) -> Optional[str]:
-        try:
-            return self._cache[addr]
-        except KeyError:
-            pass
-        text = None
-        sym = None
-        if addr:
-            try:
-                s = self.prog.symbol(addr)
-            except (LookupError, ValueError, OverflowError):
-                s = None
-            if s is not None:
-                off = addr - s.address
-                sym = (s.name, off)
-                size = self._kallsyms_size(s) if self.kallsyms_size else s.size
-                text = f"{s.name}+{off:#x}/{size:#x}"
-                mod = self._module_name(addr)
-                if mod:
-                    text += f" [{mod}]"
-        self._cache[addr] = text
-        self._sym[addr] = sym
-        return text
-
-    def _kallsyms_size(self, s: "drgn.Symbol") -> int:
-        """
-        The size ``%pS`` prints: kallsyms has no sizes and reports the
-        distance to the next symbol (alignment padding included), where the
-        ELF symbol table has the exact size. Probe just past the end for the
-        next symbol; fall back to the ELF size.
-        """
-        end = s.address + s.size
-        # Functions are 16-byte aligned: start where the next one most
-        # likely begins, so the first probe usually hits.
-        probe = (end + 15) & ~15
-        # prog.symbol() reuses the index the caller lookup already built
-        # (the first prog.symbols() call would build a second one).
-        for _ in range(17):
-            try:
-                x = self.prog.symbol(probe)
-            except (LookupError, ValueError, OverflowError):
-                x = None
-            if x is not None and x.address > s.address:
-                return x.address - s.address
-            probe = (probe | 15) + 1
-            if probe - end > 256:
-                break
-        return s.size
-
-    def _module_name(self, addr: int) -> Optional[str]:
-        try:
-            m = self.prog.module(addr)
-        except (LookupError, ValueError, AttributeError):
-            return None
-        if isinstance(m, drgn.RelocatableModule):
-            return m.name
         return None

@@ -9,7 +9,7 @@ pointers, records what went wrong in a :class:`WalkLog`, and returns what it
 found so far. They work on raw addresses (``prog.read_u64``/``prog.read``)
 rather than :class:`drgn.Object` so that a million-node walk stays fast.
 
-The layout of the node types (``list_head``, ``rb_node``, ``xa_node``) is
+The layout of the node types (``list_head``, ``llist_node``, ``xa_node``) is
 fixed by the kernel ABI; offsets that can change are looked up from the
 program's types.
 """
@@ -31,7 +31,6 @@ __all__ = (
     "is_kernel_pointer",
     "llist_walk",
     "list_walk",
-    "rbtree_walk",
     "xarray_walk",
 )
 
@@ -181,65 +180,6 @@ def llist_walk(
         yield entry, buf
         count += 1
         node = _U64.unpack_from(buf, member_offset)[0]
-
-
-# struct rb_node { unsigned long __rb_parent_color; struct rb_node *rb_right;
-#                  struct rb_node *rb_left; } -- fixed since v2.6.
-_RB_RIGHT = 8
-_RB_LEFT = 16
-
-
-def rbtree_walk(
-    prog: drgn.Program,
-    root: int,
-    log: WalkLog,
-    what: str,
-    limit: int = DEFAULT_LIMIT,
-    max_depth: int = 128,
-) -> Iterator[int]:
-    """
-    In-order walk of a ``struct rb_root`` at address ``root``; yields the
-    address of each ``struct rb_node``. Detects cycles (a node seen twice),
-    caps the depth (a valid red-black tree of 2**64 nodes is < 128 deep) and
-    the node count, and warns into ``log`` instead of raising.
-    """
-    try:
-        node = prog.read_u64(root)
-    except drgn.FaultError:
-        log.warn(f"{what}: rb_root {root:#x} is unreadable")
-        return
-    seen = set()
-    stack: List[int] = []
-    count = 0
-    while stack or node:
-        while node:
-            if not is_kernel_pointer(node):
-                log.warn(f"{what}: invalid rb_node pointer {node:#x}")
-                return
-            if node in seen:
-                log.warn(f"{what}: cycle at rb_node {node:#x} after {count} nodes")
-                return
-            if len(stack) >= max_depth:
-                log.warn(f"{what}: tree deeper than {max_depth}; stopped")
-                return
-            seen.add(node)
-            stack.append(node)
-            try:
-                node = prog.read_u64(node + _RB_LEFT)
-            except drgn.FaultError:
-                log.warn(f"{what}: rb_node {stack[-1]:#x} is unreadable")
-                return
-        node = stack.pop()
-        if count >= limit:
-            log.warn(f"{what}: stopped after {limit} nodes (limit)")
-            return
-        yield node
-        count += 1
-        try:
-            node = prog.read_u64(node + _RB_RIGHT)
-        except drgn.FaultError:
-            log.warn(f"{what}: rb_node {node:#x} is unreadable")
-            return
 
 
 class _XaLayout:

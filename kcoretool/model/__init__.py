@@ -5,31 +5,49 @@ Model
 
 Plain dataclasses describing kernel memory state, detached from drgn.
 :func:`from_program` builds the vmalloc model from a :class:`drgn.Program`.
+
+Names are imported on first use (PEP 562): the dataclasses in
+:mod:`kcoretool.model.vmalloc` do not import drgn.
 """
 
 from __future__ import annotations
 
-from kcoretool.model.build import (
-    EXEC_CALLERS,
-    from_program,
-    vm_numa_counts,
-    vm_page_physaddrs,
-)
-from kcoretool.model.vmalloc import KINDS, Area, FreeHole, VmallocModel, VmapBlock, VmStruct
-from kcoretool.model.vmallocinfo import vmallocinfo_lines
-from kcoretool.model.whatis import whatis
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = (
-    "Area",
-    "EXEC_CALLERS",
-    "FreeHole",
-    "KINDS",
-    "VmStruct",
-    "VmallocModel",
-    "VmapBlock",
-    "from_program",
-    "vm_numa_counts",
-    "vm_page_physaddrs",
-    "vmallocinfo_lines",
-    "whatis",
-)
+if TYPE_CHECKING:
+    from kcoretool.model.build import (
+        EXEC_CALLERS,
+        from_program,
+        revalidator,
+        vm_numa_counts,
+        vm_page_physaddrs,
+    )
+    from kcoretool.model.vmalloc import KINDS, Area, FreeHole, VmallocModel, VmapBlock, VmStruct
+    from kcoretool.model.vmallocinfo import vmallocinfo_lines
+    from kcoretool.model.whatis import whatis
+
+_HOME = {
+    "Area": "vmalloc",
+    "EXEC_CALLERS": "build",
+    "FreeHole": "vmalloc",
+    "KINDS": "vmalloc",
+    "VmStruct": "vmalloc",
+    "VmallocModel": "vmalloc",
+    "VmapBlock": "vmalloc",
+    "from_program": "build",
+    "revalidator": "build",
+    "vm_numa_counts": "build",
+    "vm_page_physaddrs": "build",
+    "vmallocinfo_lines": "vmallocinfo",
+    "whatis": "whatis",
+}
+
+__all__ = tuple(sorted(_HOME))
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

@@ -11,12 +11,14 @@ the user already has open in a drgn session) into a
 from __future__ import annotations
 
 import gc
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import drgn
 
-from kcoretool.kernel.layout import Layout, detect_layout, has_symbol
-from kcoretool.kernel.vmalloc import (
+from kcoretool.kernel.layout import Layout, detect_layout
+from kcoretool.kernel.symbolize import Symbolizer
+from kcoretool.kernel.vmalloc import RawBlock, VmallocReader
+from kcoretool.kernel.vmflags import (
     VM_ALLOC,
     VM_DMA_COHERENT,
     VM_IOREMAP,
@@ -29,9 +31,6 @@ from kcoretool.kernel.vmalloc import (
     VMAP_BLOCK,
     VMAP_FLAGS_MASK,
     VMAP_RAM,
-    RawBlock,
-    Symbolizer,
-    VmallocReader,
     vm_flag_names,
 )
 from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog
@@ -41,6 +40,7 @@ from kcoretool.x86_64 import START_KERNEL_MAP
 __all__ = (
     "EXEC_CALLERS",
     "from_program",
+    "revalidator",
     "vm_numa_counts",
     "vm_page_physaddrs",
 )
@@ -144,135 +144,16 @@ def _from_program(
     ps = reader.page_size()
     vstart, vend, _how = reader.vmalloc_range()
     mstart, mend = reader.modules_range()
-    # Anything in the kernel-image half above __START_KERNEL_map is module
-    # space on x86_64: vmap areas never live in the image itself.
-    exec_lo = min(mstart, START_KERNEL_MAP)
-    exec_hi = mend
 
     raw_blocks: List[RawBlock] = reader.blocks(log, limit) if blocks else []
-    block_by_va: Dict[int, RawBlock] = {b.va: b for b in raw_blocks}
+    make_area = _area_maker(reader, log, Symbolizer(prog) if symbolize else None,
+                            {b.va: b.address for b in raw_blocks}, blocks, mend)
 
-    sym = Symbolizer(prog) if symbolize else None
-    legacy = layout.va_flags == "legacy"
-    vmap_ram = layout.va_flags == "vmap_ram"
-    node_ids = layout.va_flags_node_id
-    sparse = layout.vm_sparse
-    allow_huge = layout.vm_allow_huge
-    vm_size, unpack_vm, vix = reader.vm_unpacker()
-    I_ADDR, I_SIZE, I_FLAGS, I_PAGES, I_NR, I_PHYS, I_CALLER = (
-        vix["addr"], vix["size"], vix["flags"], vix["pages"], vix["nr_pages"],
-        vix["phys_addr"], vix["caller"],
-    )
-    I_ORDER = vix.get("page_order")
-    I_REQ = vix.get("requested_size")
-    read = prog.read
-    FaultError = drgn.FaultError
-    names_cache: Dict[int, Tuple[int, Tuple[str, ...]]] = {}
-    caller_cache: Dict[int, Tuple[int, Optional[str], Optional[str]]] = {}
-    size_intern: Dict[int, int] = {}
-
-    def make_area(r: tuple, lazy_flag: bool) -> Area:
-        # r is (vmap_area address, start, end, vm, flags, node): RawArea order
-        address, start, end, vmp, flags, node = r
-        vm = None
-        block = None
-        fnode = None
-        if node_ids and flags:
-            v = (flags >> 8) & 0xFF
-            fnode = v - 1 if v else None
-        if lazy_flag:
-            kind = "lazy"
-        elif legacy and flags is not None and flags & (VM_LAZY_FREE | VM_LAZY_FREEING):
-            kind = "lazy"
-            lazy_flag = True
-        elif vmp:
-            try:
-                v = unpack_vm(read(vmp, vm_size))
-            except FaultError:
-                log.warn(f"vmap_area {address:#x}: vm_struct {vmp:#x} is unreadable")
-                v = None
-            if v is None:
-                kind = "other"
-            else:
-                # Per distinct caller: symbolise once, and share one int
-                # object for the caller, its text and name across areas.
-                try:
-                    caller, text, cname = caller_cache[v[I_CALLER]]
-                except KeyError:
-                    caller = v[I_CALLER]
-                    text = sym(caller) if sym is not None else None
-                    cname = text.split("+", 1)[0] if text else None
-                    caller_cache[caller] = (caller, text, cname)
-                try:
-                    fl, names = names_cache[v[I_FLAGS]]
-                except KeyError:
-                    fl = v[I_FLAGS]
-                    names_cache[fl] = (fl, vm_flag_names(fl, allow_huge, sparse))
-                    names = names_cache[fl][1]
-                size = v[I_SIZE]
-                size = size_intern.setdefault(size, size)
-                a = v[I_ADDR]
-                vm = VmStruct(
-                    vmp, start if a == start else a, size, fl, names, v[I_NR],
-                    v[I_ORDER] if I_ORDER is not None else None, v[I_PHYS], caller, text,
-                    v[I_REQ] if I_REQ is not None else None, v[I_PAGES],
-                )
-                kind = _vm_kind(fl, start, exec_lo, exec_hi, cname, sparse)
-        else:
-            b = block_by_va.get(address)
-            if b is not None:
-                kind = "vmap_block"
-                block = b.address
-            elif vmap_ram:
-                f = (flags or 0) & VMAP_FLAGS_MASK
-                if f == VMAP_RAM | VMAP_BLOCK:
-                    kind = "vmap_block"
-                    if blocks:
-                        log.warn(f"vmap block area {start:#x} is not in the block index")
-                elif f == VMAP_RAM:
-                    kind = "vm_map_ram"
-                else:
-                    kind = "other"  # being set up or torn down
-            else:
-                # 5.4-6.2: vm == NULL means vm_map_ram (own area) or a block.
-                kind = "vm_map_ram"
-        return Area(start, end, kind, lazy_flag, flags, node, fnode, vm, block, address)
-
-    walk_order: List[Area] = []
-    lazy_list: List[Area] = []
-    block_areas: Dict[int, Area] = {}
-    append = walk_order.append
-    for walk in reader.busy_walks(log, limit):
-        for r in walk:
-            a = make_area(r, False)
-            append(a)
-            if a.block is not None:
-                block_areas[a.address] = a
-            elif a.lazy:
-                lazy_list.append(a)  # <= 5.3: flagged lazy inside the busy list
-        if len(walk_order) >= limit:
-            if len(walk_order) > limit:
-                del walk_order[limit:]
-            break
-    if legacy:
-        busy = [a for a in walk_order if not a.lazy]
-        busy.sort(key=_start_key)
-    elif _is_sorted(walk_order):
-        busy = walk_order  # <= 6.8: vmap_area_list is address-sorted; share it
-    else:
-        busy = sorted(walk_order, key=_start_key)
+    walk_order, busy, lazy_list, block_areas = _busy_areas(reader, make_area, log, limit)
     _check_areas(busy, log, ps)
-
     if lazy and layout.lazy not in ("busy", "none"):
-        for r in reader.lazy_tuples(log, limit):
-            lazy_list.append(make_area(r, True))
-    pooled = []
-    if lazy:
-        for r in reader.pooled_tuples(log, limit):
-            a = make_area(r, True)
-            a.kind = "pooled"
-            a.lazy = False
-            pooled.append(a)
+        lazy_list += [make_area(r, True) for r in reader.lazy_tuples(log, limit)]
+    pooled = _pooled_areas(reader, make_area, log, limit) if lazy else []
 
     holes: Optional[List[FreeHole]] = None
     if free and layout.free_list:
@@ -288,7 +169,7 @@ def _from_program(
     model_blocks.sort(key=_start_key)
 
     try:
-        release = prog["UTS_RELEASE"].string_().decode()
+        release: Optional[str] = prog["UTS_RELEASE"].string_().decode()
     except (KeyError, LookupError, drgn.FaultError, AttributeError):
         release = None
 
@@ -309,8 +190,162 @@ def _from_program(
         lazy_nr=reader.lazy_nr(),
         lazy_max_pages=reader.lazy_max_pages(),
         warnings=log.summary(),
-        numa=has_symbol(prog, "node_data"),
+        numa=layout.numa,
     )
+
+
+MakeArea = Callable[[Tuple[Any, ...], bool], Area]
+
+
+def _area_maker(
+    reader: VmallocReader,
+    log: WalkLog,
+    sym: Optional[Symbolizer],
+    block_of_va: Dict[int, int],
+    blocks_read: bool,
+    exec_hi: int,
+) -> MakeArea:
+    """
+    ``make_area(raw, lazy)``: one :class:`Area` from a :class:`RawArea`
+    tuple, reading its vm_struct.  Each distinct caller is symbolised once,
+    and equal callers, flags and sizes share one object across areas (a
+    million areas stay small).
+
+    :param block_of_va: ``{vmap_area address: vmap_block address}``.
+    :param exec_hi: end of the module range: a vm_struct area from
+        __START_KERNEL_map up to it is executable memory (vmap areas never
+        live in the kernel image itself).
+    """
+    layout = reader.layout
+    legacy = layout.va_flags == "legacy"
+    vmap_ram = layout.va_flags == "vmap_ram"
+    node_id = layout.flags_node_id if layout.va_flags_node_id else None
+    sparse = layout.vm_sparse
+    allow_huge = layout.vm_allow_huge
+    vm_size, vm_fields = reader.vm_decoder()
+    read = reader.prog.read
+    FaultError = drgn.FaultError
+    names_cache: Dict[int, Tuple[int, Tuple[str, ...]]] = {}
+    caller_cache: Dict[int, Tuple[int, Optional[str], Optional[str]]] = {}
+    size_intern: Dict[int, int] = {}
+
+    def make_area(r: Tuple[Any, ...], lazy: bool) -> Area:
+        address, start, end, vmp, flags, node = r
+        vm = None
+        block = None
+        fnode = node_id(flags) if node_id is not None and flags else None
+        if lazy:
+            kind = "lazy"
+        elif legacy and flags is not None and flags & (VM_LAZY_FREE | VM_LAZY_FREEING):
+            kind, lazy = "lazy", True
+        elif vmp:
+            try:
+                buf = read(vmp, vm_size)
+            except FaultError:
+                log.warn(f"vmap_area {address:#x}: vm_struct {vmp:#x} is unreadable")
+                buf = None
+            if buf is None:
+                kind = "other"
+            else:
+                addr, size, fl, pages, order, nr, phys, caller, requested = vm_fields(buf)
+                try:
+                    caller, text, cname = caller_cache[caller]
+                except KeyError:
+                    text = sym(caller) if sym is not None else None
+                    cname = text.split("+", 1)[0] if text else None
+                    caller_cache[caller] = (caller, text, cname)
+                try:
+                    fl, names = names_cache[fl]
+                except KeyError:
+                    names = vm_flag_names(fl, allow_huge, sparse)
+                    names_cache[fl] = (fl, names)
+                size = size_intern.setdefault(size, size)
+                vm = VmStruct(vmp, start if addr == start else addr, size, fl, names, nr, order, phys,
+                              caller, text, requested, pages)
+                kind = _vm_kind(fl, start, START_KERNEL_MAP, exec_hi, cname, sparse)
+        elif address in block_of_va:
+            kind, block = "vmap_block", block_of_va[address]
+        elif vmap_ram:
+            f = (flags or 0) & VMAP_FLAGS_MASK
+            if f == VMAP_RAM | VMAP_BLOCK:
+                kind = "vmap_block"
+                if blocks_read:
+                    log.warn(f"vmap block area {start:#x} is not in the block index")
+            elif f == VMAP_RAM:
+                kind = "vm_map_ram"
+            else:
+                kind = "other"  # being set up or torn down
+        else:
+            # 5.4-6.2: vm == NULL means vm_map_ram (own area) or a block.
+            kind = "vm_map_ram"
+        return Area(start, end, kind, lazy, flags, node, fnode, vm, block, address)
+
+    return make_area
+
+
+def _busy_areas(
+    reader: VmallocReader, make_area: MakeArea, log: WalkLog, limit: int
+) -> Tuple[List[Area], List[Area], List[Area], Dict[int, Area]]:
+    """``(walk_order, busy sorted by start, lazy in the busy list (<= 5.3),
+    {vmap_area address: area} of the vmap blocks)``."""
+    walk_order: List[Area] = []
+    lazy_list: List[Area] = []
+    block_areas: Dict[int, Area] = {}
+    append = walk_order.append
+    for walk in reader.busy_walks(log, limit):
+        for r in walk:
+            a = make_area(r, False)
+            append(a)
+            if a.block is not None:
+                block_areas[a.address] = a
+            elif a.lazy:
+                lazy_list.append(a)  # <= 5.3: flagged lazy inside the busy list
+        if len(walk_order) >= limit:
+            del walk_order[limit:]
+            break
+    if reader.layout.va_flags == "legacy":
+        busy = sorted((a for a in walk_order if not a.lazy), key=_start_key)
+    elif _is_sorted(walk_order):
+        busy = walk_order  # <= 6.8: vmap_area_list is address-sorted; share it
+    else:
+        busy = sorted(walk_order, key=_start_key)
+    return walk_order, busy, lazy_list, block_areas
+
+
+def _pooled_areas(reader: VmallocReader, make_area: MakeArea, log: WalkLog, limit: int) -> List[Area]:
+    """6.9+: purged areas a node keeps for reuse: neither busy nor lazy."""
+    pooled = []
+    for r in reader.pooled_tuples(log, limit):
+        a = make_area(r, True)
+        a.kind = "pooled"
+        a.lazy = False
+        pooled.append(a)
+    return pooled
+
+
+def revalidator(prog: drgn.Program, model: VmallocModel) -> Callable[[Area], Optional[Area]]:
+    """
+    ``revalidate(area)``: the area as the kernel has it now -- re-read and
+    rebuilt the way :func:`from_program` builds it (flags, flag names,
+    caller, kind) -- or None if its ``vmap_area`` no longer describes the
+    same range and vm_struct.  For live reads (:mod:`kcoretool.reader.vread`).
+    """
+    reader = VmallocReader(prog, model.layout)
+    block_of_va = {a.address: a.block for a in model.areas if a.block is not None}
+    make_area = _area_maker(reader, WalkLog(), Symbolizer(prog), block_of_va, False, model.modules_end)
+
+    def revalidate(area: Area) -> Optional[Area]:
+        raw = reader.read_va(area.address, area.node)
+        if raw is None or (raw.start, raw.end) != (area.start, area.end):
+            return None
+        if raw.vm != (area.vm.address if area.vm is not None else 0):
+            return None
+        if area.kind in ("lazy", "pooled"):
+            return area  # no longer on a busy list: nothing more to compare
+        now = make_area(tuple(raw), False)
+        return area if now == area else now
+
+    return revalidate
 
 
 def _start_key(a):

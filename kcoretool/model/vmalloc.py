@@ -15,11 +15,12 @@ Classes use hand-written ``__slots__`` (Python 3.9 has no
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import fnmatch
 import json
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from kcoretool.kernel.vmflags import VM_NO_GUARD
 
 __all__ = (
     "Area",
@@ -28,6 +29,7 @@ __all__ = (
     "VmStruct",
     "VmallocModel",
     "VmapBlock",
+    "iter_areas_json",
 )
 
 #: Every area kind, in the order reports list them.
@@ -76,6 +78,15 @@ class VmStruct:
     requested_size: Optional[int]
     #: the struct page ** array (see kcoretool.model.vm_page_physaddrs)
     pages_array: int
+
+    def guard_size(self, page_size: int) -> int:
+        """The trailing guard page's size: ``get_vm_area_size()`` leaves it
+        out, and it is never mapped -- unless VM_NO_GUARD."""
+        return 0 if self.flags & VM_NO_GUARD else page_size
+
+    def data_end(self, page_size: int) -> int:
+        """End of the part that can hold data (the guard page excluded)."""
+        return self.addr + max(0, self.size - self.guard_size(page_size))
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -128,26 +139,110 @@ class Area:
     def caller_symbol(self) -> Optional[str]:
         return self.vm.caller_symbol if self.vm is not None else None
 
+    def data_span(self, page_size: int) -> Tuple[int, int]:
+        """``(start, end)`` of the part that can hold data: a vm_struct area
+        without its guard page, otherwise the whole area."""
+        vm = self.vm
+        if vm is None:
+            return self.start, self.end
+        return vm.addr, vm.data_end(page_size)
+
+    def in_guard_page(self, addr: int, page_size: int) -> bool:
+        vm = self.vm
+        return vm is not None and vm.guard_size(page_size) > 0 and vm.data_end(page_size) <= addr < self.end
+
     def pages(self, page_size: int = 4096) -> int:
         """Mapped pages: ``nr_pages`` for vm areas, else the VA's page count."""
         if self.vm is not None:
             return self.vm.nr_pages
         return self.size // page_size
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self, page_size: int = 4096) -> Dict[str, Any]:
+        """The area's one JSON schema: ``vmalloc list --json`` prints a list
+        of these (:func:`iter_areas_json`, the same bytes as ``json.dumps``
+        of this), ``vmalloc show --json`` this plus details."""
+        vm = self.vm
+        size = self.end - self.start
+        if vm is not None:
+            return {
+                "start": self.start, "end": self.end, "size": size, "kind": self.kind,
+                "pages": vm.nr_pages, "caller": vm.caller, "caller_symbol": vm.caller_symbol,
+                "flags": list(vm.flag_names), "vm_flags": vm.flags, "va_flags": self.flags,
+                "phys_addr": vm.phys_addr or None, "page_order": vm.page_order,
+                "requested_size": vm.requested_size, "lazy": self.lazy, "node": self.node,
+                "flags_node_id": self.flags_node_id, "vmap_area": self.address,
+                "vm_struct": vm.address, "vmap_block": self.block,
+            }
         return {
-            "start": self.start,
-            "end": self.end,
-            "size": self.end - self.start,
-            "kind": self.kind,
-            "lazy": self.lazy,
-            "flags": self.flags,
-            "node": self.node,
-            "flags_node_id": self.flags_node_id,
-            "vm": self.vm.to_dict() if self.vm is not None else None,
-            "block": self.block,
-            "address": self.address,
+            "start": self.start, "end": self.end, "size": size, "kind": self.kind,
+            "pages": size // page_size, "caller": None, "caller_symbol": None,
+            "flags": [], "vm_flags": None, "va_flags": self.flags, "phys_addr": None,
+            "page_order": None, "requested_size": None, "lazy": self.lazy, "node": self.node,
+            "flags_node_id": self.flags_node_id, "vmap_area": self.address,
+            "vm_struct": None, "vmap_block": self.block,
         }
+
+
+def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4096) -> Iterator[str]:
+    """
+    A JSON array of :meth:`Area.to_dict` objects, streamed as text chunks,
+    one object per line (``json.loads`` of the joined chunks equals
+    ``[a.to_dict(page_size) for a in areas]``).  Rows are built from
+    templates with per-caller, per-flags and per-kind caches: a dict and a
+    ``json.dumps`` per row is 3x slower and needs the whole array in memory.
+    """
+    sym_json: Dict[Any, str] = {}
+    flags_json: Dict[int, str] = {}
+    kind_json: Dict[str, str] = {}
+
+    def n(v: Optional[int]) -> str:
+        return "null" if v is None else str(v)
+
+    buf: List[str] = []
+    first = True
+    yield "["
+    for a in areas:
+        vm = a.vm
+        size = a.end - a.start
+        k = kind_json.get(a.kind)
+        if k is None:
+            k = kind_json[a.kind] = json.dumps(a.kind)
+        lazy = "true" if a.lazy else "false"
+        if vm is not None:
+            cs = sym_json.get(vm.caller)
+            if cs is None:
+                cs = sym_json[vm.caller] = json.dumps(vm.caller_symbol)
+            fj = flags_json.get(vm.flags)
+            if fj is None:
+                fj = flags_json[vm.flags] = json.dumps(list(vm.flag_names))
+            row = (
+                '{"start":%d,"end":%d,"size":%d,"kind":%s,"pages":%d,"caller":%d,'
+                '"caller_symbol":%s,"flags":%s,"vm_flags":%d,"va_flags":%s,"phys_addr":%s,'
+                '"page_order":%s,"requested_size":%s,"lazy":%s,"node":%s,"flags_node_id":%s,'
+                '"vmap_area":%d,"vm_struct":%d,"vmap_block":%s}'
+            ) % (
+                a.start, a.end, size, k, vm.nr_pages, vm.caller, cs, fj, vm.flags,
+                n(a.flags), vm.phys_addr or "null", n(vm.page_order), n(vm.requested_size),
+                lazy, n(a.node), n(a.flags_node_id), a.address, vm.address, n(a.block),
+            )
+        else:
+            row = (
+                '{"start":%d,"end":%d,"size":%d,"kind":%s,"pages":%d,"caller":null,'
+                '"caller_symbol":null,"flags":[],"vm_flags":null,"va_flags":%s,'
+                '"phys_addr":null,"page_order":null,"requested_size":null,"lazy":%s,"node":%s,'
+                '"flags_node_id":%s,"vmap_area":%d,"vm_struct":null,"vmap_block":%s}'
+            ) % (
+                a.start, a.end, size, k, size // page_size, n(a.flags),
+                lazy, n(a.node), n(a.flags_node_id), a.address, n(a.block),
+            )
+        buf.append(row if first else "," + row)
+        first = False
+        if len(buf) >= chunk:
+            yield "\n".join(buf)
+            buf = []
+    if buf:
+        yield "\n".join(buf)
+    yield "]"
 
 
 @dataclass(eq=True, order=True)
@@ -482,9 +577,9 @@ class VmallocModel:
             "vmalloc_end": self.vmalloc_end,
             "modules_start": self.modules_start,
             "modules_end": self.modules_end,
-            "areas": [a.to_dict() for a in self.areas],
-            "lazy": [a.to_dict() for a in self.lazy],
-            "pooled": [a.to_dict() for a in self.pooled],
+            "areas": [a.to_dict(ps) for a in self.areas],
+            "lazy": [a.to_dict(ps) for a in self.lazy],
+            "pooled": [a.to_dict(ps) for a in self.pooled],
             "blocks": [b.to_dict(ps) for b in self.blocks],
             "holes": [h.to_dict() for h in self.holes] if self.holes is not None else None,
             "lazy_nr": self.lazy_nr,
@@ -522,6 +617,3 @@ class VmallocModel:
             f" warnings={len(self.warnings)}>"
         )
 
-
-def _replace(obj: Any, **kw: Any) -> Any:
-    return dataclasses.replace(obj, **kw)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Iterator, Optional
 
-from kcoretool.kernel.vmalloc import (
+from kcoretool.kernel.vmflags import (
     VM_ALLOC,
     VM_DMA_COHERENT,
     VM_IOREMAP,

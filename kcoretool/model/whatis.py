@@ -41,9 +41,7 @@ def whatis(prog: drgn.Program, addr: int, model: Optional[VmallocModel] = None) 
                 "lazy": a.lazy,
             }
             if a.vm is not None:
-                # The trailing guard page unless VM_NO_GUARD (0x40).
-                guard = 0 if a.vm.flags & 0x40 else model.page_size
-                entry["in_guard_page"] = bool(guard) and addr >= a.vm.addr + a.vm.size - guard
+                entry["in_guard_page"] = a.in_guard_page(addr, model.page_size)
             what.append(entry)
             hit = model.find_piece(addr)
             if hit is not None:

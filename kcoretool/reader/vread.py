@@ -44,7 +44,6 @@ CHUNK = 1 << 20
 MAX_ATTEMPTS = 4
 #: Sleep before each retry (seconds): let the writer finish its update.
 BACKOFF = (0.0005, 0.002, 0.01)
-VM_NO_GUARD = 0x40
 
 _ZEROS = bytes(CHUNK)
 
@@ -229,8 +228,8 @@ class VmallocReader:
             # it like a vmalloc area (vmap_ram_vread_iter -> aligned_vread_iter).
             yield from self._mapped(area, lo, hi, "unmapped")
             return
-        usable = vm.size - (0 if vm.flags & VM_NO_GUARD else ps)
-        data_end = min(hi, vm.addr + usable)
+        usable_end = vm.data_end(ps)
+        data_end = min(hi, usable_end)
         if lo < data_end:
             kind = area.kind
             if kind == "uninitialised":
@@ -244,8 +243,8 @@ class VmallocReader:
                     yield PageRun(lo, data_end - lo, "sparse-skipped", area=a0), None
             else:
                 yield from self._mapped(area, lo, data_end, "unmapped")
-        if max(lo, vm.addr + usable) < hi:
-            g = max(lo, vm.addr + usable)
+        if max(lo, usable_end) < hi:
+            g = max(lo, usable_end)
             yield PageRun(g, hi - g, "guard", area=a0), None
 
     def _block(self, area, lo: int, hi: int):

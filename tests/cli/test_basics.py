@@ -157,3 +157,17 @@ def test_debug_info_errors_are_one_line():
         f"kcoretool: {sys.executable}: does not match Linux 6.1.0-56-amd64 or has no DWARF; install "
         "linux-image-6.1.0-56-amd64-dbg (Debian/Ubuntu) or kernel-debuginfo-6.1.0-56-amd64 (Fedora/RHEL), "
         "or pass --vmlinux\n")
+
+
+def test_elf_commands_do_not_import_drgn():
+    """info, segments, notes and vmcoreinfo start fast: drgn is never imported."""
+    import subprocess
+    import sys
+
+    core = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures" / "kcore-6.1.core")
+    code = ("import sys\nfrom kcoretool.cli import cli\n"
+            "for c in ('info', 'segments', 'notes', 'vmcoreinfo'):\n"
+            "    cli.main(['-c', sys.argv[1], c], standalone_mode=False)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'drgn'))")
+    out = subprocess.run([sys.executable, "-c", code, core], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[-1] == "[]"

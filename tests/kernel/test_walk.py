@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from kcoretool.kernel import WalkLog, WalkWarning, list_walk, rbtree_walk, xarray_walk
+from kcoretool.kernel import WalkLog, WalkWarning, list_walk, xarray_walk
 from kcoretool.model import from_program
 from tests.synth.layouts import (
     BBMAP_BITS,
@@ -112,30 +112,6 @@ def test_bad_ranges_and_overlaps_warn() -> None:
     m = from_program(k.prog)
     assert any("bad range" in w for w in m.warnings)
     assert any("overlaps" in w for w in m.warnings)
-
-
-def test_rbtree_walk_in_order_and_cycle() -> None:
-    k = build("6.1", many_areas(100))
-    root = k.img.globals["vmap_area_root"][1]
-    log = WalkLog()
-    nodes = list(rbtree_walk(k.prog, root, log, "t"))
-    rb = k.img.offsetof("vmap_area", "rb_node")
-    starts = [k.prog.read_u64(n - rb) for n in nodes]
-    assert starts == sorted(k.area_addr) and not log
-    # Make a leaf's left child point back at the root: a cycle.
-    leaf = nodes[0]
-    k.img.w64(leaf + 16, k.prog.read_u64(root))
-    log = WalkLog()
-    got = list(rbtree_walk(k.prog, root, log, "t"))
-    assert "cycle" in log.messages[0] and len(got) < 100
-
-
-def test_rbtree_depth_cap() -> None:
-    k = build("6.1", many_areas(100))
-    root = k.img.globals["vmap_area_root"][1]
-    log = WalkLog()
-    list(rbtree_walk(k.prog, root, log, "t", max_depth=3))
-    assert "deeper" in log.messages[0]
 
 
 def blocks_scene(n: int, stride_blocks: int = 1) -> Scene:

@@ -8,6 +8,7 @@ import json
 import pytest
 from drgn.helpers.linux.mm import find_vmap_area, for_each_vmap_area
 
+from kcoretool.model.vmalloc import iter_areas_json
 from kcoretool.model import (
     KINDS,
     VmallocModel,
@@ -263,3 +264,10 @@ def test_bench_scale_10k() -> None:
     el = time.perf_counter() - t
     assert len(m.areas) == 10000 and not m.warnings
     assert el < 3.0
+
+
+def test_json_stream_matches_to_dict() -> None:
+    m = from_program(build("6.12", standard_scene("6.12")).prog)
+    areas = m.areas + m.lazy + m.pooled
+    assert json.loads("".join(iter_areas_json(areas, 4096, chunk=2))) == [a.to_dict(4096) for a in areas]
+    assert json.loads("".join(iter_areas_json([]))) == []

@@ -276,28 +276,6 @@ def test_check_explains_6_12_first_page_defect():
     assert checker.check(k.B).mismatches == []
 
 
-# -- the live revalidator against a (synthetic) kernel ------------------------
-
-def test_revalidator_rereads_the_vmap_area():
-    import dataclasses
-
-    from kcoretool.api import Kernel
-    from tests.synth.layouts import build, standard_scene
-
-    k = Kernel(build("6.12", standard_scene("6.12")).prog)
-    revalidate = k._revalidator()
-    model = k.vmalloc()
-    with_vm = next(a for a in model.areas if a.vm is not None)
-    without_vm = next(a for a in model.areas if a.vm is None)
-    assert revalidate(with_vm) is with_vm  # unchanged: the same object back
-    assert revalidate(without_vm) is without_vm
-    # A range the kernel's vmap_area no longer has: gone.
-    assert revalidate(dataclasses.replace(with_vm, end=with_vm.end + PS)) is None
-    # A vm_struct whose fields moved on: the current one comes back.
-    stale = dataclasses.replace(with_vm, vm=dataclasses.replace(with_vm.vm, caller=1))
-    assert revalidate(stale) == with_vm
-
-
 def test_live_zero_only_spans_are_not_raced():
     """A lazy area that is purged mid-read was never read from memory: its
     zeros are reported as lazy, not raced."""

@@ -11,7 +11,7 @@ import time
 
 from click.testing import CliRunner
 
-import kcoretool.kernel as kernel_pkg
+import kcoretool.kernel.program as kernel_pkg
 from kcoretool.cli import cli
 
 _orig_open = kernel_pkg.open_program
