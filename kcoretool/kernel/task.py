@@ -354,11 +354,24 @@ class TaskReader:
 
     # -- VMAs ------------------------------------------------------------------
 
-    def read_vma(self, addr: int, tree_range: Optional[Tuple[int, int]] = None) -> Optional[RawVma]:
+    def read_vma(self, addr: int, tree_range: Optional[Tuple[int, int]] = None,
+                 pages: Optional[Dict[int, bytes]] = None) -> Optional[RawVma]:
+        """One VMA.  ``pages``: a walk's cache of whole pages -- VMAs come
+        from slab pages holding a score of them, so one read serves many."""
         try:
-            buf = self.prog.read(addr, self._v_size)
+            off = addr & 0xFFF
+            if pages is not None and off + self._v_size <= 0x1000:
+                page = pages.get(addr - off)
+                if page is None:
+                    page = pages[addr - off] = self.prog.read(addr - off, 0x1000)
+                buf = page[off:off + self._v_size]
+            else:
+                buf = self.prog.read(addr, self._v_size)
         except drgn.FaultError:
-            return None
+            try:
+                buf = self.prog.read(addr, self._v_size)
+            except drgn.FaultError:
+                return None
         (start, end, mm, flags, pgoff, file, ops, priv, anon_vma, anon, lock_seq, detached,
          refcnt) = self._v_unpack(buf)
         if anon and file and self.layout.anon_name == "union":
@@ -369,11 +382,14 @@ class TaskReader:
     def vmas(self, mm: RawMm, log: WalkLog, what: str, limit: int = DEFAULT_LIMIT) -> Iterator[RawVma]:
         """The mm's VMAs in address order; damaged entries are logged."""
         if self.layout.vma_index == "maple":
+            pages: Dict[int, bytes] = {}
             for first, last, entry in mt_for_each(self.prog, mm.mt, log, what, self._maple, limit):
                 if not is_kernel_pointer(entry):
                     log.warn(f"{what}: [{first:#x}-{last:#x}] holds {entry:#x}, not a VMA pointer")
                     continue
-                v = self.read_vma(entry, (first, last + 1))
+                if len(pages) > 4096:
+                    pages.clear()
+                v = self.read_vma(entry, (first, last + 1), pages)
                 if v is None:
                     log.warn(f"{what}: VMA {entry:#x} for [{first:#x}-{last:#x}] is unreadable")
                     continue
