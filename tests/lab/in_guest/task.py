@@ -29,17 +29,23 @@ def _maps(pid: int) -> str:
         return ""
 
 
-def _mem(pid: int, addr: int, size: int) -> str:
+def _mem(pid: int, addr: int, size: int) -> list:
+    """/proc/PID/mem page by page (hex, or None where it cannot be read:
+    a pread stops at the first unmapped page, e.g. a munmap hole)."""
+    out: list = []
     try:
         fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
-    except OSError as e:
-        return f"ERROR {e}"
+    except OSError:
+        return [None] * (size // 4096)
     try:
-        return os.pread(fd, size, addr).hex()
-    except OSError as e:
-        return f"ERROR {e}"
+        for off in range(0, size, 4096):
+            try:
+                out.append(os.pread(fd, 4096, addr + off).hex() or None)
+            except OSError:
+                out.append(None)
     finally:
         os.close(fd)
+    return out
 
 
 def _cli(base: list, argv: list) -> dict:
