@@ -42,6 +42,7 @@ _LAZY_COMMANDS = {
     "vmalloc": ("kcoretool.cli.vmalloc", "vmalloc"),
     "whatis": ("kcoretool.cli.vmalloc", "whatis"),
     "exec": ("kcoretool.cli.exec", "exec_"),
+    "task": ("kcoretool.cli.task", "task"),
 }
 
 

@@ -123,11 +123,20 @@ def read_via_reader(ctx: click.Context, addr: int, size: int, output: Optional[s
 @click.option("--map", "show_map", is_flag=True, help="Print the runs of page states instead of a hexdump.")
 @click.option("--force-io", is_flag=True, help="Read ioremap areas (device memory) too.")
 @click.option("--sparse", is_flag=True, help="Read the present pages of VM_SPARSE areas.")
+@click.option("--pid", type=int, default=None, help="ADDRESS is in this process's memory (its page tables).")
 @click.pass_context
 def read(ctx: click.Context, address: str, length: str, output: Optional[str], physical: bool, via: str,
-         show_map: bool, force_io: bool, sparse: bool) -> None:
+         show_map: bool, force_io: bool, sparse: bool, pid: Optional[int]) -> None:
     """Read LENGTH bytes (default 256) at ADDRESS: hex (0x... or with a-f),
-    decimal, or SYMBOL+OFF for symbols VMCOREINFO lists."""
+    decimal, or SYMBOL+OFF for symbols VMCOREINFO lists; with --pid, in
+    that process's memory."""
+    if pid is not None:
+        from kcoretool.cli.task import read_user
+
+        if physical or via not in ("auto", "pagetable"):
+            raise click.UsageError("--pid reads go through the task's page tables; drop --physical/--via")
+        read_user(ctx, pid, parse_address(address), parse_size(length), output, show_map)
+        return
     core = ctx.obj.core()
     symbols = core.vmcoreinfo.symbol if core.vmcoreinfo is not None else None
     try:

@@ -354,9 +354,16 @@ def stats(ctx: click.Context, top: int) -> None:
 @click.command("whatis", short_help="Which area, module, stack or page ADDR is.",
                epilog=example("kcoretool -c vmcore whatis 0xffffc90000101010"))
 @click.argument("address")
+@click.option("--pid", type=int, default=None, help="ADDRESS is a user address of this process.")
 @click.pass_context
-def whatis(ctx: click.Context, address: str) -> None:
-    """What is ADDRESS: vmalloc area, block piece, module, task stack, direct map, symbol."""
+def whatis(ctx: click.Context, address: str, pid: Optional[int]) -> None:
+    """What is ADDRESS: vmalloc area, block piece, module, task stack, direct map, symbol;
+    with --pid, the process's VMA and page."""
+    if pid is not None:
+        from kcoretool.cli.task import whatis_user
+
+        whatis_user(ctx, pid, parse_address(address))
+        return
     addr = _addr(address, ctx)
     _model(ctx)  # its warnings, once
     res = _kernel(ctx).whatis(addr)

@@ -82,6 +82,7 @@ class PageTableWalker:
         self.root = root
         self.levels = levels
         self._mask = _PHYS_MASK & ~sme_mask
+        self.sme_mask = sme_mask
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_pages = cache_pages
         # Decoded PTE tables by 2 MiB region (vaddr >> 21): the fast path

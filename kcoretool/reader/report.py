@@ -31,6 +31,12 @@ PAGE_STATES = {
     "raced": "zeros: the area was freed or remapped while being read",
     "unreadable": "zeros: the physical page could not be read",
     "kcore": "as /proc/kcore's own vread returned it (no provenance)",
+    # user memory (read --pid)
+    "zero-page": "zeros: the shared zero page (an anonymous page read but never written)",
+    "not-present": "zeros: the page tables map nothing here (never faulted in)",
+    "swapped": "zeros: the page is in swap (the run's detail names the swap type and offset)",
+    "file-not-cached": "zeros: a file page neither mapped nor in the page cache (only in the file)",
+    "no-vma": "zeros: no VMA of the task covers this address",
 }
 ZERO_STATES = frozenset(s for s in PAGE_STATES if s not in ("data", "kcore"))
 
@@ -44,12 +50,17 @@ class PageRun:
     state: str
     #: physical address of the first byte, for data runs
     phys: Optional[int] = None
-    #: start of the vmap area the run belongs to, if any
+    #: start of the vmap area (or, for user reads, the VMA) the run belongs to
     area: Optional[int] = None
+    #: what else is known (user reads: "swap type 0 offset 0x12", "page cache")
+    detail: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"vaddr": self.vaddr, "size": self.size, "state": self.state,
-                "phys": self.phys, "area": self.area}
+        d = {"vaddr": self.vaddr, "size": self.size, "state": self.state,
+             "phys": self.phys, "area": self.area}
+        if self.detail is not None:
+            d["detail"] = self.detail
+        return d
 
 
 @dataclass
@@ -68,6 +79,7 @@ class ReadReport:
             if (
                 last.state == run.state
                 and last.area == run.area
+                and last.detail == run.detail
                 and last.vaddr + last.size == run.vaddr
                 and (last.phys is None) == (run.phys is None)
                 and (run.phys is None or (last.phys is not None and last.phys + last.size == run.phys))

@@ -137,12 +137,34 @@ def op_capture(req: dict) -> dict:
     res["module_json"] = (_read_text(f"{KCT_DEBUGFS}/areas.json")
                           if os.path.exists(f"{KCT_DEBUGFS}/areas.json") else None)
     res["vmallocinfo"] = _read_text("/proc/vmallocinfo")
+    res["proc_maps"] = _proc_maps()
     res["captured_at"] = time.time()
     return res
 
 
+def _proc_maps() -> dict:
+    """{pid: maps text} of every process, read in process (issue 13's
+    task vmas --format maps is compared with it); kernel threads' are empty."""
+    out = {}
+    for name in sorted(os.listdir("/proc"), key=lambda n: (len(n), n)):
+        if name.isdigit():
+            try:
+                out[name] = _read_text(f"/proc/{name}/maps")
+            except OSError:
+                pass  # exited meanwhile
+    return out
+
+
+#: /proc/self/maps as it was while the agent idled before the current
+#: request: after a capture, the agent's maps at the dump moment (the capture
+#: itself holds big strings the idle agent has freed again).
+IDLE_MAPS = ""
+
+
 def handle(req: dict) -> dict:
     op = req.get("op")
+    if op == "idle_maps":
+        return {"pid": os.getpid(), "maps": IDLE_MAPS}
     if op == "run":
         return op_run(req)
     if op == "read":
@@ -171,6 +193,7 @@ def _reap() -> None:
 
 
 def main(chan: str) -> None:
+    global IDLE_MAPS
     for sub in ("req", "resp", "tmp"):
         os.makedirs(os.path.join(chan, sub), exist_ok=True)
     _write_atomic(chan, "ready.json", {"uname": list(os.uname()), "pid": os.getpid(),
@@ -187,6 +210,7 @@ def main(chan: str) -> None:
         if not names:
             time.sleep(POLL_S)
             continue
+        IDLE_MAPS = _read_text("/proc/self/maps")
         for name in names:
             path = os.path.join(reqdir, name)
             t0 = time.time()

@@ -68,6 +68,8 @@ class LabKernel:
         #: issue 12: BPF programs loaded before the snapshot + executable-memory truth
         self.exec_truth: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
+        #: tests.lab.in_guest.maps.py's JSON (pid, regions), alive in the guest
+        self.maps_process: Optional[dict] = None
 
     # -- live guest --
     def run(self, argv: Sequence[str], timeout: float = 120) -> tuple[int, str, str]:
@@ -221,6 +223,9 @@ def start(kernel: str, *, load_module: bool = True, take_snapshot: bool = True,
             from . import exec_truth
 
             lk.exec_truth = exec_truth.start(guest, wd)
+            from .guest_maps_hook import start_maps_process
+
+            lk.maps_process = start_maps_process(guest)  # issue 13: a process with known mappings
             lk.snapshot = lk.take_snapshot(free_lazy=load_module)
             lk._fill_ground_truth()
     except BaseException:

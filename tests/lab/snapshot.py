@@ -99,6 +99,8 @@ class Snapshot:
     variables: dict[str, int]    # their 8-byte values, read via /proc/kcore
     cpus_online: str
     captured_at: float
+    #: {pid: /proc/PID/maps text} of every process at the dump moment
+    proc_maps: dict = dataclasses.field(default_factory=dict)
     filter_job: Optional[FilterJob] = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
@@ -198,6 +200,10 @@ def take(guest: Guest, vmlinux: pathlib.Path, outdir: pathlib.Path, *,
     elf = outdir / "vmcore.elf"
     t0 = time.monotonic()
     guest.dump_elf(elf)
+    # The agent's own maps at the dump moment are its idle ones (issue 13).
+    idle = guest.request("idle_maps", 60)
+    if str(idle["pid"]) in (cap.get("proc_maps") or {}):
+        cap["proc_maps"][str(idle["pid"])] = idle["maps"]
     log(f"{guest.release}: ELF dump {elf.stat().st_size >> 20} MiB in {time.monotonic() - t0:.1f}s")
     fix_phdrs(elf)
     module_text = cap.get("module_json")
@@ -216,11 +222,12 @@ def take(guest: Guest, vmlinux: pathlib.Path, outdir: pathlib.Path, *,
         module_json_text=module_text, vmallocinfo=cap["vmallocinfo"],
         kallsyms_text=text, kaslr_offset=text - TEXT_NO_KASLR, iomem=cap["iomem"],
         symbols=cap["symbols"], variables=cap["variables"], cpus_online=cap["cpus_online"],
-        captured_at=cap["captured_at"],
+        captured_at=cap["captured_at"], proc_maps=cap.get("proc_maps") or {},
     )
+    (outdir / "proc_maps.json").write_text(json.dumps(snap.proc_maps))
     meta: dict[str, Any] = {f.name: getattr(snap, f.name) for f in dataclasses.fields(snap)
                             if f.name not in ("module", "module_json_text", "vmallocinfo", "iomem",
-                                              "filter_job")}
+                                              "filter_job", "proc_maps")}
     (outdir / "snapshot.json").write_text(json.dumps(meta, indent=1, default=str))
     if filtered:
         snap.filter_job = FilterJob(elf, vmlinux, level, snap.kdump_path, snap.elf_filtered_path)

@@ -1,0 +1,170 @@
+"""``kcoretool task list|vmas``, and the ``--pid`` forms of ``read`` and
+``whatis``: processes, their VMAs and their memory, through the API."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, BinaryIO, Dict, Iterable, Optional
+
+import click
+
+from kcoretool.api import PAGE_STATES
+from kcoretool.cli.output import emit_json, hexdump_lines, human, hx, table
+
+__all__ = ("read_user", "task", "whatis_user")
+
+if TYPE_CHECKING:
+    from kcoretool.api import Kernel
+
+
+def _kernel(ctx: click.Context) -> Kernel:
+    return ctx.find_root().obj.kernel()
+
+
+def _json(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().obj.json)
+
+
+def _warn(lines: Iterable[str]) -> None:
+    for w in lines:
+        click.echo(f"kcoretool: warning: {w}", err=True)
+
+
+@click.group("task")
+def task() -> None:
+    """Processes and their memory: list, VMAs (/proc/PID/maps)."""
+
+
+@task.command("list")
+@click.option("--threads", is_flag=True, help="One row per thread, not per process.")
+@click.option("--user", "user_only", is_flag=True, help="Only tasks with user memory (no kernel threads).")
+@click.pass_context
+def task_list(ctx: click.Context, threads: bool, user_only: bool) -> None:
+    """Every process (ps-like): PID, PPID, state, RSS, VM, COMM; kernel
+    threads in [brackets]."""
+    k = _kernel(ctx)
+    tl = k.tasks(threads=threads)
+    tasks = [t for t in tl.tasks if not user_only or t.mm is not None]
+    if _json(ctx):
+        emit_json({"layout": tl.layout, "tasks": [t.to_dict() for t in tasks], "warnings": tl.warnings})
+        return
+    rows = []
+    for t in tasks:
+        mm = t.mm
+        rows.append((str(t.pid), str(t.tgid) if threads else str(t.nr_threads), "-" if t.parent_pid is None else
+                     str(t.parent_pid), t.state,
+                     human(mm.rss_pages * 4096) if mm else "-", human(mm.total_vm * 4096) if mm else "-",
+                     str(mm.map_count) if mm else "-", hx(t.address), f"[{t.comm}]" if t.kthread else t.comm))
+    click.echo(table(rows, ["PID", "TGID" if threads else "THR", "PPID", "ST", "RSS", "VM", "VMAS", "TASK", "COMM"],
+                     ("right", "right", "right", "left", "right", "right", "right", "right", "left")))
+    click.echo(f"{len(rows)} {'thread' if threads else 'process'}{'es' if not threads and len(rows) != 1 else ''}"
+               f"{'s' if threads and len(rows) != 1 else ''}; layout {tl.layout}")
+    _warn(tl.warnings)
+
+
+@task.command("vmas")
+@click.argument("pid", type=int)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "maps"]), default="table", show_default=True,
+              help="maps: exactly the lines /proc/PID/maps prints.")
+@click.pass_context
+def task_vmas(ctx: click.Context, pid: int, fmt: str) -> None:
+    """The VMAs of PID: range, perms, offset, dev, inode, name, flags and
+    the per-VMA lock state (6.4+)."""
+    k = _kernel(ctx)
+    vl = k.vmas(pid)
+    if fmt == "json" or (fmt == "table" and _json(ctx)):
+        emit_json({"pid": vl.task.pid, "comm": vl.task.comm, "layout": vl.layout,
+                   "mm": vl.task.mm.to_dict() if vl.task.mm else None,
+                   "vmas": [v.to_dict() for v in vl.vmas], "warnings": vl.warnings})
+        return
+    if fmt == "maps":
+        sys.stdout.write(vl.maps_text())
+        sys.stdout.flush()
+        _warn(vl.warnings)
+        return
+    has_lock = k.task_layout().vma_lock != "none"
+    rows = []
+    for v in vl.vmas:
+        row = [hx(v.start), hx(v.end), human(v.size), v.perms, hx(v.pgoff << 12 if v.file else 0),
+               " ".join(f.lower() for f in v.flag_names if f not in ("READ", "WRITE", "EXEC", "MAYREAD",
+                                                                     "MAYWRITE", "MAYEXEC")) or "-"]
+        if has_lock:
+            row.append(v.lock.describe())
+        row.append(v.name or "")
+        rows.append(row)
+    headers = ["START", "END", "SIZE", "PERM", "OFFSET", "FLAGS"] + (["LOCK"] if has_lock else []) + ["NAME"]
+    click.echo(table(rows, headers))
+    mm = vl.task.mm
+    line = f"pid {vl.task.pid} ({vl.task.comm}): {len(vl.vmas)} VMA(s); layout {vl.layout}"
+    if mm is not None:
+        line += (f"; map_count {mm.map_count}, total_vm {mm.total_vm} pages, rss file {mm.rss['file']} "
+                 f"anon {mm.rss['anon']} shmem {mm.rss['shmem']} swapents {mm.rss['swapents']}")
+        if mm.mm_lock_seq is not None:
+            line += f", mm_lock_seq {mm.mm_lock_seq}"
+    click.echo(line)
+    _warn(vl.warnings)
+
+
+def read_user(ctx: click.Context, pid: int, addr: int, size: int, output: Optional[str], show_map: bool) -> None:
+    """``read --pid``: the task's memory through its page tables."""
+    k = _kernel(ctx)
+    if output is not None:
+        out: BinaryIO = sys.stdout.buffer if output == "-" else open(output, "wb")
+        try:
+            _, report = k.read_user(pid, addr, size, out)
+        finally:
+            if out is sys.stdout.buffer:
+                out.flush()
+            else:
+                out.close()
+        data = None
+    else:
+        data, report = k.read_user(pid, addr, min(size, 1 << 26))
+    if _json(ctx):
+        d = report.to_dict()
+        d["pid"] = pid
+        if data is not None:
+            d["data"] = data.hex()
+        emit_json(d)
+        return
+    if show_map:
+        rows = [(hx(r.vaddr), hx(r.vaddr + r.size), r.size, r.state, hx(r.phys), hx(r.area), r.detail or "")
+                for r in report.runs]
+        click.echo(table(rows, ["start", "end", "bytes", "state", "phys", "vma", "detail"],
+                         ("right", "right", "right", "left", "right", "right", "left")))
+    elif data is not None:
+        for line in hexdump_lines(addr, data):
+            click.echo(line)
+    for r in report.zero_runs():
+        # a zero page is never shown as data without saying so
+        pages = max(1, (r.size + 4095) // 4096)
+        click.echo(f"kcoretool: note: {r.vaddr:#x}-{r.vaddr + r.size:#x} ({pages} page{'s' if pages != 1 else ''}) "
+                   f"read as zeros: {r.state} -- {PAGE_STATES[r.state]}", err=True)
+
+
+def whatis_user(ctx: click.Context, pid: int, addr: int) -> None:
+    """``whatis ADDR --pid PID``: the VMA and the page behind a user address."""
+    k = _kernel(ctx)
+    vl = k.vmas(pid)
+    v = vl.find(addr)
+    page: Optional[Dict[str, Any]] = None
+    if v is not None:
+        _, report = k.read_user(pid, addr & ~0xFFF, 4096)
+        run = report.runs[0]
+        page = {"state": run.state, "phys": None if run.phys is None else run.phys + (addr & 0xFFF),
+                "detail": run.detail}
+    res = {"address": addr, "pid": pid, "vma": v.to_dict() if v else None, "page": page}
+    if _json(ctx):
+        emit_json(res)
+        return
+    if v is None:
+        click.echo(f"{addr:#x}: no VMA of pid {pid} covers it")
+        return
+    off = addr - v.start
+    click.echo(f"{addr:#x}: pid {pid} VMA {v.start:#x}-{v.end:#x} {v.perms} +{off:#x}"
+               + (f" {v.name}" if v.name else " (anonymous)")
+               + (f" file offset {(v.pgoff << 12) + off:#x}" if v.file else "")
+               + (f" lock {v.lock.describe()}" if v.lock.kind != "none" else ""))
+    assert page is not None
+    click.echo(f"{addr:#x}: page {page['state']}" + (f", phys {page['phys']:#x}" if page["phys"] is not None else "")
+               + (f" ({page['detail']})" if page["detail"] else ""))
