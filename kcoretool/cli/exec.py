@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 import click
 
 from kcoretool.api import EXEC_KINDS, ExecModel, ExecRegion, Kernel
+from kcoretool.cli.options import example
 from kcoretool.cli.output import emit_json, human, hx, parse_address, stream_table, table
 from kcoretool.errors import KcoreToolError
 
@@ -47,17 +48,19 @@ def _json(ctx: click.Context) -> bool:
     return bool(ctx.find_root().obj.json)
 
 
-@click.group("exec")
+@click.group("exec", short_help="Executable memory: module regions, BPF programs, trampolines.",
+             epilog=example("kcoretool -c vmcore exec list --kind bpf-prog"))
 def exec_() -> None:
     """Executable memory: module regions, BPF programs in their packs, trampolines,
-    kprobe and ftrace pages (needs debug info or BTF)."""
+    kprobe and ftrace pages (from DWARF or the kernel's own BTF)."""
 
 
 def _row_json(r: ExecRegion) -> Dict[str, Any]:
     return r.to_dict()
 
 
-@exec_.command("list")
+@exec_.command("list", short_help="Every executable allocation, with its kind and owner.",
+               epilog=example("kcoretool -c vmcore exec list --owner 'ext4' --json"))
 @click.option("--kind", "kinds", multiple=True, metavar="KIND",
               help="Only these kinds (repeatable): module-text, module-data, bpf-prog, free, ...")
 @click.option("--owner", metavar="GLOB", help="Owner glob: module name, BPF program name or symbol.")
@@ -86,7 +89,8 @@ def list_(ctx: click.Context, kinds: List[str], owner: Optional[str]) -> None:
     click.echo(f"{len(rows)} region(s): {mods} module(s), {progs} BPF program(s), {len(m.packs)} pack(s)")
 
 
-@exec_.command("packs")
+@exec_.command("packs", short_help="Each bpf_prog_pack: chunks used and free, its programs.",
+               epilog=example("kcoretool -c vmcore exec packs"))
 @click.pass_context
 def packs(ctx: click.Context) -> None:
     """Each bpf_prog_pack: chunk size, used/free chunks, largest free run, its programs."""
@@ -149,7 +153,8 @@ def _pick(ctx: click.Context, owner: str, kind: Optional[str]) -> ExecRegion:
     return cands[0]
 
 
-@exec_.command("dump")
+@exec_.command("dump", short_help="Write a JIT image or module region to a file.",
+               epilog=example("kcoretool -c vmcore exec dump my_filter -o my_filter.bin"))
 @click.argument("owner")
 @click.option("-o", "--output", metavar="FILE", required=True, help="Where to write the bytes ('-' for stdout).")
 @click.option("--kind", metavar="KIND", help="Which region of a module (default module-text).")

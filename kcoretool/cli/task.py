@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Dict, Iterable, Optional
 import click
 
 from kcoretool.api import PAGE_STATES
+from kcoretool.cli.options import example
 from kcoretool.cli.output import emit_json, hexdump_lines, human, hx, table
 
 __all__ = ("read_user", "task", "whatis_user")
@@ -30,12 +31,14 @@ def _warn(lines: Iterable[str]) -> None:
         click.echo(f"kcoretool: warning: {w}", err=True)
 
 
-@click.group("task")
+@click.group("task", short_help="Tasks and their user memory: ps, VMAs, maps.",
+             epilog=example("kcoretool -c vmcore task vmas 1 --format maps"))
 def task() -> None:
     """Processes and their memory: list, VMAs (/proc/PID/maps)."""
 
 
-@task.command("list")
+@task.command("list", short_help="Every process, like ps.",
+              epilog=example("kcoretool -c vmcore task list --user"))
 @click.option("--threads", is_flag=True, help="One row per thread, not per process.")
 @click.option("--user", "user_only", is_flag=True, help="Only tasks with user memory (no kernel threads).")
 @click.pass_context
@@ -62,7 +65,8 @@ def task_list(ctx: click.Context, threads: bool, user_only: bool) -> None:
     _warn(tl.warnings)
 
 
-@task.command("vmas")
+@task.command("vmas", short_help="A process's VMAs, or its /proc/PID/maps.",
+              epilog=example("kcoretool -c vmcore task vmas 1 --format maps"))
 @click.argument("pid", type=int)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "maps"]), default="table", show_default=True,
               help="maps: exactly the lines /proc/PID/maps prints.")
