@@ -79,7 +79,8 @@ def _verdict(report: Dict[str, Any]) -> None:
             r[side]["out"] = _steady(r["argv"], r[side]["out"])
     bad = [r for r in report["results"] if (r["dwarf"]["rc"], r["dwarf"]["out"]) != (r["btf"]["rc"], r["btf"]["out"])]
     for r in report["results"]:
-        assert r["dwarf"]["rc"] in (0, 3), f"{r['argv']} failed under DWARF: {r['dwarf']['err']}"
+        assert r["dwarf"]["rc"] in (0, 3), (f"{r['argv']} failed under DWARF: {r['dwarf']['err']}\n"
+                                               f"stdout: {r['dwarf']['out'][-1000:]}")
     if bad:
         r = bad[0]
         diff = "\n".join(difflib.unified_diff(r["dwarf"]["out"].splitlines(), r["btf"]["out"].splitlines(),

@@ -17,6 +17,7 @@ import os
 import pathlib
 import sys
 import tempfile
+import traceback
 
 from click.testing import CliRunner
 
@@ -40,14 +41,18 @@ def run(core: str, vmlinux: str, mode: str, argv: list) -> dict:
         args = [a.replace("{OUT}", tmp + "/out") for a in argv]
         r = CliRunner().invoke(cli, base + args, catch_exceptions=True)
         out = r.stdout_bytes.decode(errors="replace").replace(tmp, "{TMP}")
+        err = r.stderr_bytes.decode(errors="replace") if r.stderr_bytes else ""
         if r.exception is not None and not isinstance(r.exception, SystemExit):
+            # CliRunner calls the group, not main(): an exception that main()
+            # would turn into one line arrives here raw.  Say where it came from.
             out += f"\nEXCEPTION {type(r.exception).__name__}: {r.exception}"
+            err += "".join(traceback.format_exception(type(r.exception), r.exception,
+                                                      r.exception.__traceback__))
         if os.path.exists(tmp + "/out"):
             p = pathlib.Path(tmp + "/out")
             out += "\nFILES\n" + (_files(p) if p.is_dir() else
                                   f"out {hashlib.sha256(p.read_bytes()).hexdigest()}")
-        return {"rc": r.exit_code, "out": out, "err": r.stderr_bytes.decode(errors="replace")[-500:]
-                if r.stderr_bytes else ""}
+        return {"rc": r.exit_code, "out": out, "err": err[-2000:]}
 
 
 def main() -> None:
