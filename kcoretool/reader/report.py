@@ -103,11 +103,16 @@ class ReadReport:
             out[r.state] = out.get(r.state, 0) + last - first + 1
         return out
 
-    def state_at(self, addr: int) -> Optional[str]:
+    def run_at(self, addr: int) -> Optional[PageRun]:
+        """The run holding ``addr``, or None outside the read."""
         for r in self.runs:
             if r.vaddr <= addr < r.vaddr + r.size:
-                return r.state
+                return r
         return None
+
+    def state_at(self, addr: int) -> Optional[str]:
+        run = self.run_at(addr)
+        return run.state if run is not None else None
 
     def zero_runs(self) -> Iterator[PageRun]:
         return (r for r in self.runs if r.state in ZERO_STATES)

@@ -37,12 +37,14 @@ def commands(lab, live: bool) -> List[List[str]]:
         ["vmalloc", "stats"],
         ["--json", "vmalloc", "stats"],
     ]
+    # Live, the kernel may purge the lazy area between the DWARF and the BTF run.
+    lazy = [] if live else ["lazy_8p"]
     for name in ("vmalloc_3p", "vmalloc_huge_4m", "vmap_5p", "ram_piece_2p", "ram_large_80p",
-                 "lazy_8p", "ioremap_1p"):
+                 *lazy, "ioremap_1p"):
         cmds += [["vmalloc", "show", at(name)], ["--json", "vmalloc", "show", at(name)]]
     direct = lab.snapshot.variables["page_offset_base"] + by["vmalloc_1p"]["pages"][0]["phys"]
     for addr in (at("vmalloc_16p", 0x1234), at("ram_piece_3p", 0x2008), at("ram_piece_freed_2p"),
-                 at("lazy_8p", 8), at("ioremap_1p"), hex(direct + 0x10), "init_mm+0x10", "__vmalloc_node_range_noprof+0x20"
+                 *[at(n, 8) for n in lazy], at("ioremap_1p"), hex(direct + 0x10), "init_mm+0x10", "__vmalloc_node_range_noprof+0x20"
                  if lab.kernel == "6.12" else "__vmalloc_node_range+0x20",
                  hex(module["json_buffer"]["addr"])):
         cmds += [["whatis", addr], ["--json", "whatis", addr]]
@@ -50,7 +52,7 @@ def commands(lab, live: bool) -> List[List[str]]:
         ["vmalloc", "dump", at("vmalloc_37p"), "-o", "{OUT}"],
         ["--json", "vmalloc", "dump", at("ram_piece_2p"), "-o", "{OUT}"],
         ["--json", "vmalloc", "dump", at("ram_large_80p"), "--with-guard", "-o", "{OUT}"],
-        ["--json", "vmalloc", "dump", at("lazy_8p"), "-o", "{OUT}"],
+        *[["--json", "vmalloc", "dump", at(n), "-o", "{OUT}"] for n in lazy],
         # Live, other areas (task stacks) change between the two runs.
         ["vmalloc", "extract", "-o", "{OUT}", *(["--caller", "kct_make_*"] if live else [])],
         ["read", at("vmalloc_3p"), "0x3000", "--via", "pagetable", "-o", "{OUT}"],

@@ -28,9 +28,10 @@ def main() -> None:
             page = data[i * 4096:(i + 1) * 4096]
             own = p["tag"] is not None and page == b"".join(
                 struct.pack("<Q", p["tag"] | w * 8) for w in range(512))
-            pages.append({"index": i, "state": report.state_at(a["addr"] + i * 4096), "own_tag": own,
-                          "zero": not any(page)})
-        out.append({"id": a["id"], "name": a["name"], "kind": a["kind"], "state": a.get("state"),
+            run = report.run_at(a["addr"] + i * 4096)
+            pages.append({"index": i, "state": run.state if run else None, "own_tag": own,
+                          "zero": not any(page), "area": run.area if run else None})
+        out.append({"id": a["id"], "addr": a["addr"], "name": a["name"], "kind": a["kind"], "state": a.get("state"),
                     "pages": pages, "retries": report.retries})
     json.dump(out, sys.stdout)
 
