@@ -3,20 +3,53 @@ kcoretool
 =========
 
 Inspect and read Linux kernel memory -- vmalloc areas, vm_map_ram areas and
-the pieces of vmap blocks -- from a live ``/proc/kcore`` or a saved vmcore.
+the pieces of vmap blocks, executable memory, tasks and their VMAs -- from a
+live ``/proc/kcore``, a saved vmcore, or a drgn session.
 
-Data flows one way through the package:
+The API (``help(kcoretool.Kernel)`` for the whole of it)::
 
-``source`` (ELF cores, kdump files) -> ``kernel`` (drgn walks of the
-kernel's bookkeeping) -> ``model`` (plain dataclasses) -> ``reader``
-(page-by-page reads with provenance) -> ``cli`` (the ``kcoretool`` command).
+    import kcoretool
+    k = kcoretool.open_kernel("vmcore")      # or /proc/kcore; vmlinux=, debuginfo=
+    k = kcoretool.from_program(prog)         # any drgn Program (BTF loaded if needed)
+    model = k.vmalloc()                      # VmallocModel: areas, lazy, blocks, holes
+    area = model.find(0xffffc90000101010)    # Area; area.object(k.prog) is a drgn Object
+    data, report = k.read(area.start, 8192)  # bytes + the state of every page
+    print(k.whatis(0xffffc90000101010))      # WhatIs, as ``kcoretool whatis`` prints it
+    k.exec_memory(), k.tasks(), k.vmas(1)    # exec memory, tasks, VMAs
+    kcoretool.diff(kcoretool.load_snapshot("a.json"), k)
 
-The library never prints; errors are :class:`kcoretool.errors.KcoreToolError`.
+- :func:`open_kernel`, :func:`from_program` -> :class:`Kernel`;
+  :func:`open_core` -> :class:`kcoretool.source.Core` (the ELF layer, no drgn);
+- :func:`load_snapshot`, :func:`diff`: vmalloc state over time;
+- errors: every one is a :class:`KcoreToolError` (:mod:`kcoretool.errors`).
+
+Data flows one way through the package: ``source`` (ELF cores, kdump files)
+-> ``debuginfo`` -> ``kernel`` (drgn walks) -> ``model`` (plain dataclasses)
+-> ``reader`` (page-by-page reads with provenance) -> ``api`` -> ``cli``
+and the drgn plugin (``kcoretool.drgn_plugin``). The library never prints.
+Names load on first use, so ``import kcoretool`` stays light.
 """
+
+from typing import List as _List
 
 __version__ = "0.1.0"
 
-__all__ = ("Kernel", "diff", "from_program", "load_snapshot", "open_core", "open_kernel", "__version__")
+__all__ = (
+    "AccessError",
+    "AddressError",
+    "ArgumentError",
+    "CoreFormatError",
+    "DebugInfoError",
+    "Kernel",
+    "KcoreToolError",
+    "WhatIs",
+    "__version__",
+    "diff",
+    "from_program",
+    "load_snapshot",
+    "open_core",
+    "open_kernel",
+)
 
 # The public API, imported on first use so `import kcoretool` (and the CLI's
 # start-up) stays light.
@@ -27,6 +60,13 @@ _LAZY = {
     "load_snapshot": "kcoretool.api",
     "diff": "kcoretool.api",
     "open_core": "kcoretool.source",
+    "WhatIs": "kcoretool.model.identify",
+    "AccessError": "kcoretool.errors",
+    "AddressError": "kcoretool.errors",
+    "ArgumentError": "kcoretool.errors",
+    "CoreFormatError": "kcoretool.errors",
+    "DebugInfoError": "kcoretool.errors",
+    "KcoreToolError": "kcoretool.errors",
 }
 
 
@@ -37,3 +77,7 @@ def __getattr__(name: str) -> object:
     import importlib
 
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> _List[str]:
+    return sorted({*globals(), *__all__})

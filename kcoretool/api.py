@@ -26,9 +26,16 @@ import io
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from kcoretool.debuginfo.plan import DEBUGINFO_MODES, DebugInfoPlan, debug_info_candidates, plan_debuginfo
-from kcoretool.errors import KcoreToolError
+from kcoretool.errors import (
+    AccessError,
+    AddressError,
+    ArgumentError,
+    CoreFormatError,
+    DebugInfoError,
+    KcoreToolError,
+)
 from kcoretool.model.exec import EXEC_KINDS, ExecModel, ExecRegion
-from kcoretool.model.vmalloc import KINDS, Area, VmallocModel, VmapBlock, VmStruct, iter_areas_json
+from kcoretool.model.vmalloc import KINDS, Area, VmallocModel, VmapBlock, VmStruct, check_kinds, iter_areas_json
 from kcoretool.reader.check import DEFECTS, AreaCheck, KcoreChecker, summarize
 from kcoretool.reader.report import PAGE_STATES, ZERO_STATES, PageRun, ReadReport
 from kcoretool.reader.vread import Sink
@@ -40,6 +47,7 @@ if TYPE_CHECKING:
     from kcoretool.kernel.task import RawTask, TaskReader
     from kcoretool.kernel.task_layout import TaskLayout
     from kcoretool.model.diff import VmallocDiff
+    from kcoretool.model.identify import WhatIs
     from kcoretool.model.snapshot import VmallocSnapshot
     from kcoretool.model.task import TaskList, VmaList
     from kcoretool.reader.pagetable import PageTableWalker
@@ -48,6 +56,13 @@ if TYPE_CHECKING:
     from kcoretool.source.vmcoreinfo import VmcoreInfo
 
 __all__ = (
+    "READ_PATHS",
+    "AccessError",
+    "AddressError",
+    "ArgumentError",
+    "CoreFormatError",
+    "DebugInfoError",
+    "KcoreToolError",
     "DEBUGINFO_MODES",
     "DEFECTS",
     "EXEC_KINDS",
@@ -73,14 +88,20 @@ __all__ = (
     "from_program",
     "iter_areas_json",
     "caller_totals",
+    "check_kinds",
     "is_snapshot_file",
     "load_snapshot",
+    "needs_pagetables",
     "open_core",
     "open_kernel",
     "summarize",
 )
 
 LIVE = "/proc/kcore"
+
+#: ``Kernel.read(via=...)``, as the CLI's ``read --via`` (without ``elf``,
+#: which reads the core file's segments: :meth:`Core.read_ex`).
+READ_PATHS = ("auto", "pagetable", "kcore")
 
 
 class TaskMemory:
@@ -226,12 +247,22 @@ class Kernel(TaskMemory):
     file, the :class:`kcoretool.source.Core` it came from."""
 
     def __init__(self, prog: drgn.Program, core: Optional[Core] = None) -> None:
+        #: the :class:`drgn.Program` (``struct`` objects, drgn's helpers)
         self.prog = prog
+        #: the core file, when kcoretool opened it
         self.core = core
         self._model: Optional[VmallocModel] = None
         self._exec: Optional[ExecModel] = None
         self._walker: Optional[PageTableWalker] = None
         self._readers: Dict[Tuple[bool, bool], VmallocReader] = {}
+
+    @property
+    def debuginfo(self) -> Optional[DebugInfoPlan]:
+        """Where the types and symbols come from: a :class:`DebugInfoPlan`
+        whose ``kind`` is ``"dwarf"`` or ``"btf"``."""
+        from kcoretool.kernel.program import debuginfo_of
+
+        return debuginfo_of(self.prog)
 
     @property
     def live(self) -> bool:
@@ -308,10 +339,17 @@ class Kernel(TaskMemory):
 
         return vm_page_physaddrs(self.prog, vm)
 
-    def whatis(self, addr: int) -> Dict[str, Any]:
-        """What ``addr`` is (see :func:`kcoretool.model.identify.whatis`)."""
+    def whatis(self, addr: int) -> WhatIs:
+        """What ``addr`` is: a :class:`kcoretool.model.identify.WhatIs`
+        listing each thing that holds it (vmap area, block piece, BPF
+        program, module region, task stack, slab object, direct map...);
+        ``str()`` of it is what ``kcoretool whatis`` prints.
+
+        :raises AddressError: ``addr`` is not a 64-bit address.
+        """
         from kcoretool.model.identify import whatis
 
+        _check_range(addr, 1)
         return whatis(self.prog, addr, self.vmalloc(), self.exec_memory())
 
     def snapshot(self, refresh: bool = False) -> VmallocSnapshot:
@@ -419,21 +457,60 @@ class Kernel(TaskMemory):
         force_io: bool = False,
         sparse: bool = False,
     ) -> Tuple[Optional[bytes], ReadReport]:
-        """Read kernel virtual memory with per-page provenance.
+        """Read ``size`` bytes of kernel virtual memory at ``addr`` with the
+        state of every page (a :class:`ReadReport`).
 
-        ``via="pagetable"`` (the default, also ``"auto"``) walks the page
-        tables and reads physical pages; ``via="kcore"`` reads through the
-        live kernel's own vread (the /proc/kcore vmalloc segment), for
-        comparison.  With no ``sink`` the bytes are returned."""
+        :param via: ``"pagetable"`` (the default) walks the page tables and
+            reads physical pages with vmalloc semantics; ``"kcore"`` reads
+            through the live kernel's own vread (/proc/kcore), for
+            comparison; ``"auto"`` is the CLI's ``read --via auto``: the
+            page tables where the core has no plain copy of the address
+            (vmalloc and module addresses), else the core's segments.
+        :param sink: where the bytes go (anything with ``write``); without
+            one they are returned.
+        :raises ArgumentError: a negative size or an unknown ``via``.
+        :raises AddressError: the range runs past the 64-bit address space.
+        """
+        _check_range(addr, size)
+        if via not in READ_PATHS:
+            raise ArgumentError(f"via={via!r}: unknown read path; one of {', '.join(READ_PATHS)}")
+        if via == "auto":
+            via = "pagetable" if self.needs_pagetables(addr) else "elf"
         out: Sink = sink if sink is not None else io.BytesIO()
-        if via in ("pagetable", "auto"):
+        if via == "pagetable":
             report = self.reader(force_io=force_io, sparse=sparse).read(addr, size, out)
         elif via == "kcore":
             report = self._read_kcore(addr, size, out)
         else:
-            raise KcoreToolError(f"unknown read path {via!r}; use pagetable, kcore or auto")
+            report = self._read_segments(addr, size, out)
         data = out.getvalue() if isinstance(out, io.BytesIO) and sink is None else None
         return data, report
+
+    def needs_pagetables(self, addr: int) -> bool:
+        """Whether ``via="auto"`` reads ``addr`` through the page tables
+        (:func:`needs_pagetables`); always, without a core file."""
+        return self.core is None or needs_pagetables(self.core, addr)
+
+    def _read_segments(self, addr: int, size: int, sink: Sink) -> ReadReport:
+        from kcoretool.reader.vread import CHUNK
+
+        assert self.core is not None
+        report = ReadReport(addr, size, "elf")
+        for lo in range(addr, addr + size, CHUNK):
+            n = min(CHUNK, addr + size - lo)
+            res = self.core.read_ex(lo, n, False)
+            sink.write(res.data)
+            gaps = sorted([(a, m, "excluded") for a, m in res.zero_filled]
+                          + [(a, m, "truncated") for a, m in res.truncated])
+            pos = lo
+            for a, m, state in gaps:
+                if a > pos:
+                    report.add(PageRun(pos, a - pos, "data"))
+                report.add(PageRun(a, m, state))
+                pos = a + m
+            if pos < lo + n:
+                report.add(PageRun(pos, lo + n - pos, "data"))
+        return report
 
     def _read_kcore(self, addr: int, size: int, sink: Sink) -> ReadReport:
         from kcoretool.reader.vread import CHUNK
@@ -456,6 +533,24 @@ class Kernel(TaskMemory):
             raise KcoreToolError("vmalloc check compares against the live kernel's /proc/kcore; "
                                  f"run it as root on the machine itself (-c {LIVE})")
         return KcoreChecker(self.reader(), core.read)
+
+
+def needs_pagetables(core: Core, addr: int) -> bool:
+    """Whether ``read --via auto`` reads ``addr`` through the page tables
+    rather than ``core``'s segments (see :func:`kcoretool.reader.sources.needs_pagetables`)."""
+    from kcoretool.reader.sources import needs_pagetables as _needs
+
+    return _needs(core, addr)
+
+
+def _check_range(addr: int, size: int) -> None:
+    if size < 0:
+        raise ArgumentError(f"size {size}: a read needs a length of 0 or more bytes")
+    if not 0 <= addr < 1 << 64:
+        raise AddressError(f"{addr:#x} is not a 64-bit address", addr)
+    if addr + size > 1 << 64:
+        raise AddressError(f"{addr:#x}+{size:#x} runs past the top of the 64-bit address space "
+                           f"({(1 << 64) - 1:#x}); shorten the length", addr)
 
 
 def debuginfo_plan(core: Core, mode: str = "auto", vmlinux: Optional[str] = None) -> DebugInfoPlan:
@@ -516,6 +611,40 @@ def diff(a: Kernel | VmallocSnapshot, b: Kernel | VmallocSnapshot, **filters: An
 
 
 def from_program(prog: drgn.Program) -> Kernel:
-    """Wrap a drgn Program the user already has (e.g. in a drgn session)."""
-    return Kernel(prog)
+    """
+    A :class:`Kernel` over a :class:`drgn.Program` you already have (a drgn
+    session, a script)::
+
+        >>> prog = drgn.Program(); prog.set_core_dump("vmcore")
+        >>> k = kcoretool.from_program(prog)
+        >>> k.debuginfo.kind
+        'btf'
+
+    A program without the kernel's types (no vmlinux loaded) gets the
+    kernel's BTF and kallsyms, modules' symbols included, exactly as
+    :func:`open_kernel` would load them; ``k.debuginfo`` and a log record
+    on the ``kcoretool`` logger say so. A program with DWARF is used as
+    it is. On a dump the same Kernel (and its cached model) is returned
+    for the same program; live, a new one each time.
+
+    :raises CoreFormatError: the program is not a Linux kernel.
+    :raises DebugInfoError: neither DWARF nor BTF can be had; the message
+        says how to get either.
+    """
+    from kcoretool.kernel.program import adopt_program
+
+    adopt_program(prog)
+    live = bool(prog.flags & _drgn().ProgramFlags.IS_LIVE)
+    kernel = prog.cache.get("kcoretool_kernel")
+    if live or not isinstance(kernel, Kernel):
+        kernel = Kernel(prog)
+        if not live:
+            prog.cache["kcoretool_kernel"] = kernel
+    return kernel
+
+
+def _drgn() -> Any:
+    import drgn
+
+    return drgn
 

@@ -14,6 +14,7 @@ from typing import Optional
 __all__ = (
     "AccessError",
     "AddressError",
+    "ArgumentError",
     "CoreFormatError",
     "DebugInfoError",
     "KcoreToolError",
@@ -44,3 +45,8 @@ class AddressError(KcoreToolError):
         self.address = address
         #: the page state a reader reports for it ("truncated"), if not the default
         self.state = state
+
+
+class ArgumentError(KcoreToolError, ValueError):
+    """An API call's argument is wrong (an unknown kind, a negative size);
+    the message is the one the CLI gives for the same option."""

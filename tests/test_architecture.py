@@ -16,6 +16,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "kcoretool"
 LAYERS = {
     "kcoretool.errors": 0,
     "kcoretool.x86_64": 0,
+    "kcoretool._drgn_required": 0,
     "kcoretool.source": 1,
     "kcoretool.debuginfo": 2,
     "kcoretool.kernel": 3,
@@ -24,6 +25,7 @@ LAYERS = {
     "kcoretool.api": 6,
     "kcoretool.cli": 7,
     "kcoretool.__main__": 8,
+    "kcoretool.drgn_plugin": 8,
 }
 
 

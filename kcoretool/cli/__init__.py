@@ -19,18 +19,18 @@ import importlib.util
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import click
 
 from kcoretool import __version__
-from kcoretool.api import DEBUGINFO_MODES, debug_info_candidates
+from kcoretool.api import DEBUGINFO_MODES, Kernel, debug_info_candidates
 from kcoretool.errors import KcoreToolError
 
 if TYPE_CHECKING:
-    from kcoretool.api import Core, Kernel
+    from kcoretool.api import Core
 
-__all__ = ("Options", "main")
+__all__ = ("Options", "main", "run_in_program")
 
 # name -> (module, attribute): loaded only when used or listed.
 _LAZY_COMMANDS = {
@@ -50,7 +50,9 @@ class Options:
     """What the global options say; opens the core once, on first use."""
 
     def __init__(self, core_path: str, vmlinux: Optional[str], json: bool, debug: bool,
-                 debuginfo: str = "auto") -> None:
+                 debuginfo: str = "auto", preset: Optional[Kernel] = None) -> None:
+        #: a kernel the caller already has (the drgn command's program)
+        self.preset = preset
         self.core_path = core_path
         self.vmlinux = vmlinux
         self.debuginfo = debuginfo
@@ -63,6 +65,8 @@ class Options:
 
     def kernel(self) -> Kernel:
         """The kernel behind the core, through drgn with DWARF or BTF."""
+        if self.preset is not None:
+            return self.preset
         if self._kernel is None:
             from kcoretool.api import open_kernel
 
@@ -78,9 +82,14 @@ class Options:
 
     def core(self) -> Core:
         """The core file alone (no drgn): what the ELF commands read."""
+        if self.preset is not None and self.preset.core is not None:
+            return self.preset.core
         if self._core is None:
-            from kcoretool.api import open_core
+            from kcoretool.api import LIVE, open_core
 
+            if self.preset is not None and not self.preset.live and self.core_path == LIVE:
+                raise KcoreToolError("this command reads the dump file itself, and drgn does not say which "
+                                     "file it opened: add -c PATH")
             self._core = open_core(self.core_path)
         return self._core
 
@@ -165,9 +174,45 @@ def cli(ctx: click.Context, core_path: str, vmlinux: Optional[str], debuginfo: s
         debug: bool) -> None:
     """Inspect and read Linux kernel memory: /proc/kcore (live, as root)
     or a saved vmcore."""
-    opts = Options(core_path, vmlinux, as_json, debug, debuginfo)
+    preset = ctx.obj if isinstance(ctx.obj, Kernel) else None
+    if preset is not None and (vmlinux is not None or debuginfo != "auto"):
+        raise click.UsageError("inside drgn, kcoretool uses the program's own types and symbols; "
+                               "drop --vmlinux/--debuginfo")
+    opts = Options(core_path, vmlinux, as_json, debug, debuginfo, preset)
     ctx.obj = opts
     ctx.call_on_close(opts.close)
+
+
+def run_in_program(prog: Any, argv: List[str]) -> int:
+    """
+    Run one kcoretool command line against a drgn Program (the drgn
+    ``kcoretool`` command): the CLI's output, every failure as one
+    ``kcoretool: ...`` line on stderr, and its exit status returned rather
+    than exiting (``--debug`` re-raises).
+    """
+    from kcoretool.api import from_program
+    from kcoretool.cli.failures import one_line
+
+    debug = "--debug" in argv
+    try:
+        kernel = from_program(prog)
+        rv = cli.main(args=argv, prog_name="kcoretool", standalone_mode=False, obj=kernel)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("kcoretool: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as e:
+        if debug:
+            raise
+        click.echo(f"kcoretool: {one_line(e)}", err=True)
+        return 1
+    return rv if isinstance(rv, int) else 0
 
 
 def main(args: Optional[List[str]] = None, prog_name: str = "kcoretool") -> None:

@@ -11,7 +11,17 @@ from typing import BinaryIO, Dict, List, Optional, Tuple
 
 import click
 
-from kcoretool.api import DEFECTS, KINDS, PAGE_STATES, ZERO_STATES, Area, Core, Kernel, ReadReport, summarize
+from kcoretool.api import (
+    DEFECTS,
+    KINDS,
+    PAGE_STATES,
+    ZERO_STATES,
+    Area,
+    Kernel,
+    ReadReport,
+    needs_pagetables,
+    summarize,
+)
 from kcoretool.cli.options import ProgressSink, byte_progress, example, item_progress
 from kcoretool.cli.outfile import OutputDir, OutputFile
 from kcoretool.cli.output import HexdumpWriter, emit_json, hx, parse_address, parse_size, table
@@ -151,7 +161,7 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
                              f"({(1 << 64) - 1:#x}); shorten LENGTH")
     if physical and via not in ("auto", "elf"):
         raise click.UsageError("--physical reads go through the core's segments; drop --via")
-    if not physical and _wants_reader(core, addr, via):
+    if not physical and (via in ("pagetable", "kcore") or (via == "auto" and needs_pagetables(core, addr))):
         read_via_reader(ctx, addr, size, output, "kcore" if via == "kcore" else "pagetable",
                         show_map, force_io, sparse)
         return
@@ -209,22 +219,6 @@ def _segment_zero_notes(zero_runs: List[Tuple[int, int]], cut_runs: List[Tuple[i
 def _looks_like_symbol(text: str) -> bool:
     return bool(re.match(r"^\s*[A-Za-z_.$][A-Za-z0-9_.$]*\s*(\+|$)", text)) and not re.match(
         r"^\s*[0-9a-fA-F]+\s*$", text)
-
-
-def _wants_reader(core: Core, addr: int, via: str) -> bool:
-    """Whether ``read`` needs the page-table reader.  /proc/kcore's vmalloc
-    and modules segments are the kernel's vread -- right for vmalloc memory
-    only in part (see ``vmalloc check``) -- and a vmcore holds no vmalloc
-    addresses at all: both go through the page tables unless --via elf."""
-    if via in ("pagetable", "kcore"):
-        return True
-    if via == "elf":
-        return False
-    seg = core.find_segment(addr)
-    if seg is None:
-        return True
-    # A saved copy of kcore holds what the kernel returned; nothing else to ask.
-    return seg.kind in ("vmalloc", "modules") and core.is_live
 
 
 def _area_for(ctx: click.Context, address: str) -> Area:

@@ -14,10 +14,10 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import click
 
-from kcoretool.api import KINDS, Kernel, VmallocModel, VmapBlock, iter_areas_json
+from kcoretool.api import KINDS, Kernel, VmallocModel, VmapBlock, check_kinds, iter_areas_json
 from kcoretool.cli.options import example
 from kcoretool.cli.output import emit_json, human, parse_address, parse_size, stream_table, table
-from kcoretool.errors import AddressError
+from kcoretool.errors import AddressError, ArgumentError
 
 __all__ = ("vmalloc", "whatis")
 
@@ -106,10 +106,10 @@ def list_(ctx: click.Context, kinds: Tuple[str, ...], caller: Optional[str], min
     """List busy vmap areas: start, end, size, kind, pages, caller, flags."""
     if fmt not in (None, "json") and getattr(_obj(ctx), "json", False):
         raise click.UsageError(f"--json and --format {fmt} ask for different outputs; give one")
-    for k in kinds:
-        if k not in KINDS:
-            raise click.BadParameter(f"unknown kind {k!r}; one of {', '.join(KINDS)}",
-                                     param_hint="--kind")
+    try:
+        check_kinds(kinds, KINDS)
+    except ArgumentError as e:
+        raise click.BadParameter(str(e), param_hint="--kind") from None
     m = _model(ctx)
     if fmt == "vmallocinfo":
         if kinds or caller or min_size or addr_range:
@@ -368,32 +368,7 @@ def whatis(ctx: click.Context, address: str, pid: Optional[int]) -> None:
     _model(ctx)  # its warnings, once
     res = _kernel(ctx).whatis(addr)
     if _json_wanted(ctx):
-        emit_json(res)
+        emit_json(res.to_dict())
         return
-    if not res["what"]:
-        click.echo(f"{addr:#x}: unknown")
-        return
-    for w in res["what"]:
-        k = w["kind"]
-        if k == "vmalloc":
-            click.echo(f"{addr:#x}: {w['area_kind']} area {w['start']:#x}-{w['end']:#x} +{w['offset']:#x}"
-                       + (f" caller {w['caller']}" if w["caller"] else "")
-                       + (" (lazy)" if w["lazy"] else "")
-                       + (" (guard page)" if w.get("in_guard_page") else ""))
-        elif k.startswith("vmap_block"):
-            p = w["piece"]
-            click.echo(f"{addr:#x}: {k} of block {w['block']:#x} (cpu {w['cpu']}), page "
-                       f"{w['page_in_block']}" + (f", piece {p[0]:#x}-{p[1]:#x}" if p else ""))
-        elif k == "module":
-            click.echo(f"{addr:#x}: in module {w['name']}")
-        elif k == "bpf prog":
-            click.echo(f"{addr:#x}: bpf prog {w['name']} (tag {w['tag']}, id {w['id'] if w['id'] is not None else '-'})"
-                       f" +{w['offset']:#x} of {w['size']:#x}")
-        elif k == "module region":
-            click.echo(f"{addr:#x}: module {w['module']} {w['region']} +{w['offset']:#x}")
-        elif k == "exec":
-            click.echo(f"{addr:#x}: {w['exec_kind']} {w['owner']} +{w['offset']:#x} of {w['size']:#x}")
-        elif k == "direct map":
-            click.echo(f"{addr:#x}: direct map, phys {w['phys']:#x}")
-        else:
-            click.echo(f"{addr:#x}: {w.get('description', k)}")
+    for line in res.lines():
+        click.echo(line)

@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import drgn
 from drgn.helpers import ValidationError
 
 from kcoretool.debuginfo.btf import Btf, BtfError, parse_btf
 from kcoretool.debuginfo.btf_types import BtfTypes
-from kcoretool.debuginfo.kallsyms import use_kallsyms
+from kcoretool.debuginfo.kallsyms import load_kallsyms, use_kallsyms
 from kcoretool.debuginfo.plan import BTF_SYSFS
 from kcoretool.errors import DebugInfoError
 
-__all__ = ("BtfKernel", "load_btf_kernel")
+__all__ = ("PLUGIN_FINDER", "BtfKernel", "load_btf_kernel", "plugin_btf", "register_plugin_finders")
 
 @dataclasses.dataclass
 class BtfKernel:
@@ -51,6 +51,8 @@ class BtfKernel:
     modules_btf: List[str] = dataclasses.field(default_factory=list)
     #: modules whose BTF could not be used, with why
     modules_btf_skipped: List[str] = dataclasses.field(default_factory=list)
+    #: the type finder, object finder and kallsyms index it built
+    finders: Tuple[Any, Any, Any] = dataclasses.field(default=(None, None, None), repr=False, compare=False)
 
 
 def _first_address(index: drgn.SymbolIndex, prog: drgn.Program, name: str) -> Optional[int]:
@@ -193,18 +195,131 @@ def _module_btf_loader(prog: drgn.Program, base: Btf, live: bool,
     return load
 
 
-def load_btf_kernel(prog: drgn.Program, live: bool, globals_: Mapping[str, str]) -> BtfKernel:
-    """Register kallsyms symbols, BTF types and the object finder on ``prog``;
-    ``globals_`` gives the type of each global BTF does not describe."""
-    index = use_kallsyms(prog)
-    if index is None:
-        how = "/proc/kallsyms" if live else "the kallsyms tables in VMCOREINFO (Linux 6.0+)"
-        raise DebugInfoError(f"no vmlinux debug info and no kallsyms from {how}; pass --vmlinux")
-    ks_source = prog.cache["kcoretool_kallsyms_source"]
+def load_btf_kernel(prog: drgn.Program, live: bool, globals_: Mapping[str, str], *,
+                    register: bool = True) -> BtfKernel:
+    """Register kallsyms symbols, BTF types and the object finder on ``prog``
+    (ahead of drgn's own finders, which have nothing without DWARF);
+    ``globals_`` gives the type of each global BTF does not describe.
+    ``register=False`` only builds them (:attr:`BtfKernel.finders`)."""
+    if register:
+        index = use_kallsyms(prog)
+        if index is None:
+            how = "/proc/kallsyms" if live else "the kallsyms tables in VMCOREINFO (Linux 6.0+)"
+            raise DebugInfoError(f"no vmlinux debug info and no kallsyms from {how}; pass --vmlinux")
+        ks_source = prog.cache["kcoretool_kallsyms_source"]
+    else:
+        try:
+            index, ks_source = load_kallsyms(prog)
+        except (LookupError, ValueError, OSError, drgn.FaultError) as e:
+            raise DebugInfoError(f"no kallsyms for this kernel ({e})") from None
     blob, btf_source = read_vmlinux_btf(prog, index, live)
     btf = parse_btf(blob, name="vmlinux")
     loaded = BtfKernel(btf_source=btf_source, btf_bytes=len(blob), btf_types=len(btf), kallsyms_source=ks_source)
     types = BtfTypes(prog, [btf], more=_module_btf_loader(prog, btf, live, loaded))
-    types.register(prog)
-    prog.register_object_finder("kcoretool-btf", _ObjectFinder(types, index, globals_), enable_index=-1)
+    objects = _ObjectFinder(types, index, globals_)
+    loaded.finders = (types, objects, index)
+    if register:
+        types.register(prog)
+        prog.register_object_finder("kcoretool-btf", objects, enable_index=-1)
     return loaded
+
+
+# -- the drgn plugin's finders (kcoretool.drgn_plugin) ------------------------------
+
+#: names of the plugin's finders (type, object and symbol finder alike)
+PLUGIN_FINDER = "kcoretool-plugin"
+
+
+def plugin_btf(prog: drgn.Program) -> Optional[BtfKernel]:
+    """What the kcoretool drgn plugin loaded into ``prog``, if it did."""
+    lazy = prog.cache.get("kcoretool_plugin")
+    return lazy.loaded if isinstance(lazy, _PluginFinders) else None
+
+
+def _main_has_dwarf(prog: drgn.Program) -> bool:
+    try:
+        return bool(prog.main_module().debug_file_status == drgn.ModuleFileStatus.HAVE)
+    except LookupError:
+        return False
+
+
+class _PluginFinders:
+    """A type, object and symbol finder behind every other finder of the
+    program, that loads the kernel's BTF and kallsyms on the first lookup
+    and answers only while the kernel itself (vmlinux) has no DWARF: real
+    debug info is never overridden, even when it is loaded later."""
+
+    def __init__(self, live: bool, globals_: Mapping[str, str]) -> None:
+        self.live = live
+        self.globals = globals_
+        self.loaded: Optional[BtfKernel] = None
+        #: why BTF could not be loaded (then the finders stay silent)
+        self.failed: Optional[str] = None
+        self._loading = False
+        self._modules: Optional[Callable[..., List[drgn.Symbol]]] = None
+
+    def _active(self, prog: drgn.Program) -> bool:
+        if self._loading or self.failed is not None or _main_has_dwarf(prog):
+            return False
+        if "kcoretool_debuginfo" in prog.cache and self.loaded is None:
+            return False  # kcoretool adopted it with types of its own
+        if self.loaded is None:
+            import logging
+
+            self._loading = True
+            try:
+                self.loaded = load_btf_kernel(prog, self.live, self.globals, register=False)
+            except (DebugInfoError, BtfError, LookupError, ValueError, OSError, drgn.FaultError) as e:
+                self.failed = str(e)
+                logging.getLogger("kcoretool").warning("kcoretool plugin: no BTF for this kernel: %s", e)
+                return False
+            finally:
+                self._loading = False
+            logging.getLogger("kcoretool").info(
+                "kcoretool plugin: no DWARF for the kernel; types from its BTF (%s), symbols from kallsyms (%s)",
+                self.loaded.btf_source, self.loaded.kallsyms_source)
+        return True
+
+    def find_type(self, prog: drgn.Program, kinds: drgn.TypeKindSet, name: str,
+                  filename: Optional[str]) -> Optional[drgn.Type]:
+        if not self._active(prog):
+            return None
+        assert self.loaded is not None
+        return self.loaded.finders[0]._find(prog, kinds, name, filename)
+
+    def find_object(self, prog: drgn.Program, name: str, flags: drgn.FindObjectFlags,
+                    filename: Optional[str]) -> Optional[drgn.Object]:
+        if not self._active(prog):
+            return None
+        assert self.loaded is not None
+        return self.loaded.finders[1](prog, name, flags, filename)
+
+    def find_symbols(self, prog: drgn.Program, name: Optional[str], address: Optional[int],
+                     one: bool) -> List[drgn.Symbol]:
+        if not self._active(prog):
+            return []
+        assert self.loaded is not None
+        found = list(self.loaded.finders[2](prog, name, address, one))
+        if found:
+            return found
+        if self._modules is None:
+            try:
+                from drgn.helpers.linux.kallsyms import load_module_kallsyms
+
+                self._modules = load_module_kallsyms(prog)
+            except Exception:  # best effort: modules' symbols are a bonus
+                self._modules = lambda *args: []
+        return list(self._modules(prog, name, address, one))
+
+
+def register_plugin_finders(prog: drgn.Program, globals_: Mapping[str, str]) -> None:
+    """The kcoretool drgn plugin: BTF types, kallsyms symbols and typed
+    globals for a kernel drgn finds no DWARF for, registered after drgn's
+    own finders and loaded on first use."""
+    if "kcoretool_plugin" in prog.cache:
+        return
+    lazy = _PluginFinders(bool(prog.flags & drgn.ProgramFlags.IS_LIVE), globals_)
+    prog.cache["kcoretool_plugin"] = lazy
+    prog.register_type_finder(PLUGIN_FINDER, lazy.find_type, enable_index=-1)
+    prog.register_object_finder(PLUGIN_FINDER, lazy.find_object, enable_index=-1)
+    prog.register_symbol_finder(PLUGIN_FINDER, lazy.find_symbols, enable_index=-1)

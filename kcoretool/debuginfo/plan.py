@@ -126,7 +126,7 @@ def plan_debuginfo(
     force one source; failing to find it is the caller's error to raise.
     """
     if mode not in DEBUGINFO_MODES:
-        raise ValueError(f"debuginfo mode {mode!r}")
+        raise DebugInfoError(f"debuginfo {mode!r}: unknown; use {', '.join(DEBUGINFO_MODES)}")
     rel = release or "unknown"
     paths: List[str] = []
     if vmlinux is not None and mode != "btf":

@@ -18,13 +18,21 @@ from typing import Iterator, List, Optional, Sequence
 
 import drgn
 
+from kcoretool._drgn_required import require_drgn
 from kcoretool.debuginfo.kallsyms import use_kallsyms
-from kcoretool.debuginfo.plan import DebugInfoPlan, debug_info_candidates, install_hint, plan_debuginfo
+from kcoretool.debuginfo.plan import (
+    DebugInfoPlan,
+    btf_available,
+    debug_info_candidates,
+    install_hint,
+    plan_debuginfo,
+)
 from kcoretool.errors import AccessError, CoreFormatError, DebugInfoError
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 
 __all__ = (
     "LIVE",
+    "adopt_program",
     "debug_info_candidates",
     "debuginfo_of",
     "install_hint",
@@ -34,6 +42,8 @@ __all__ = (
 )
 
 LIVE = "/proc/kcore"
+
+require_drgn()  # one line naming the version, before a missing helper's traceback
 
 
 def vmcoreinfo_of(prog: drgn.Program) -> Optional[VmcoreInfo]:
@@ -70,10 +80,11 @@ def _quiet_drgn() -> Iterator[None]:
         logger.setLevel(old)
 
 
-#: drgn's own plugins that add commands to its CLI: nothing for a program
-#: kcoretool opens, and importing them costs ~0.3 s CPU (other plugins, such
-#: as debug info finders, still load).
-_COMMAND_PLUGINS = ("builtin_commands", "crash_commands")
+#: drgn's own plugins that add commands to its CLI, and kcoretool's (which
+#: adds the command and BTF finders kcoretool sets up itself): nothing for a
+#: program kcoretool opens, and importing them costs ~0.3 s CPU (other
+#: plugins, such as debug info finders, still load).
+_COMMAND_PLUGINS = ("builtin_commands", "crash_commands", "kcoretool")
 
 
 @contextlib.contextmanager
@@ -96,6 +107,17 @@ def _has_vmalloc_types(prog: drgn.Program) -> bool:
         return True
     except LookupError:
         return False
+
+
+def _has_kernel_types(prog: drgn.Program) -> bool:
+    """The vmalloc or the task types: a program someone gave types to."""
+    for name in ("struct vmap_area", "struct task_struct"):
+        try:
+            prog.type(name)
+            return True
+        except LookupError:
+            pass
+    return False
 
 
 def debuginfo_of(prog: drgn.Program) -> Optional[DebugInfoPlan]:
@@ -129,6 +151,9 @@ def open_program(
     """
     path = core_path or LIVE
     prog = drgn.Program()
+    # kcoretool's drgn plugin (loaded when drgn's plugins are) stays out:
+    # this function decides the program's debug info itself.
+    prog.cache["kcoretool_opening"] = True
     try:
         with _without_command_plugins():
             if path == LIVE:
@@ -159,6 +184,51 @@ def open_program(
     # Loaded on first need (load_symbols()); callers need none of it.
     prog.cache["kcoretool_modules"] = "wanted" if modules else "none"
     return prog
+
+
+logger = logging.getLogger("kcoretool")
+
+
+def adopt_program(prog: drgn.Program) -> DebugInfoPlan:
+    """
+    Make a :class:`drgn.Program` someone else opened (a drgn session, a
+    script) fit for kcoretool, and return what it uses for types: the
+    program's own (DWARF, or BTF the kcoretool drgn plugin gave it) when
+    it has the vmalloc types, else the kernel's BTF and kallsyms loaded
+    into it now, exactly as :func:`open_program` does without a vmlinux.
+    Said in a ``kcoretool`` log record, never printed.
+
+    :raises CoreFormatError: the program is not a Linux kernel.
+    :raises DebugInfoError: no kernel types and no BTF to load; the
+        message says how to get either.
+    """
+    plan = debuginfo_of(prog)
+    if plan is not None:
+        return plan
+    live = bool(prog.flags & drgn.ProgramFlags.IS_LIVE)
+    release = _release(prog)
+    if _has_kernel_types(prog):
+        from kcoretool.debuginfo.btfkernel import plugin_btf
+
+        loaded = plugin_btf(prog)
+        plan = (DebugInfoPlan("auto", "dwarf", None, "the drgn program's own types") if loaded is None else
+                DebugInfoPlan("auto", "btf", loaded.btf_source, "loaded by kcoretool's drgn plugin"))
+    elif not prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL:
+        raise CoreFormatError("this drgn Program is not a Linux kernel (set_kernel() or set_core_dump() "
+                              "of a vmcore first)")
+    else:
+        source = btf_available(live, vmcoreinfo_of(prog))
+        if source is None:
+            raise DebugInfoError(
+                f"this drgn Program has no types for Linux {release} and the kernel has no BTF kcoretool can "
+                "reach; load its DWARF first (prog.load_debug_info(main=True), or drgn -s VMLINUX); "
+                + install_hint(release))
+        plan = _use_btf(prog, DebugInfoPlan("auto", "btf", source, "the drgn program had no kernel types"), live)
+        logger.info("kcoretool: loaded Linux %s's BTF (%s) and kallsyms into the drgn program", release,
+                    plan.source)
+    prog.cache["kcoretool_debuginfo"] = plan
+    prog.cache.setdefault("kcoretool_modules", "wanted")
+    return plan
 
 
 def load_symbols(prog: drgn.Program) -> None:

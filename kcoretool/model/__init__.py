@@ -13,7 +13,7 @@ Names are imported on first use (PEP 562): the dataclasses in
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, List
 
 if TYPE_CHECKING:
     from kcoretool.model.build import (
@@ -51,3 +51,7 @@ def __getattr__(name: str) -> Any:
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
+
+def __dir__() -> List[str]:
+    return sorted({*globals(), *__all__})

@@ -19,7 +19,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from kcoretool.model.vmalloc import VmallocModel
+from kcoretool.model.vmalloc import VmallocModel, check_kinds
 
 if TYPE_CHECKING:  # the builder's imports (drgn) load only when it runs
     import drgn
@@ -210,7 +210,11 @@ class ExecModel:
         return best
 
     def select(self, kinds: Optional[Iterable[str]] = None, owner: Optional[str] = None) -> Iterator[ExecRegion]:
-        ks = set(kinds) if kinds else None
+        """Filter regions: kinds (any of :data:`EXEC_KINDS`), owner glob.
+
+        :raises ArgumentError: an unknown kind, or ``kinds`` given as one string.
+        """
+        ks = check_kinds(kinds, EXEC_KINDS)
         for r in self.regions:
             if ks is not None and r.kind not in ks:
                 continue

@@ -18,8 +18,9 @@ import bisect
 import fnmatch
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
+from kcoretool.errors import ArgumentError
 from kcoretool.kernel.vmflags import VM_NO_GUARD
 
 __all__ = (
@@ -29,6 +30,7 @@ __all__ = (
     "VmStruct",
     "VmallocModel",
     "VmapBlock",
+    "check_kinds",
     "iter_areas_json",
 )
 
@@ -48,6 +50,30 @@ KINDS = (
     "pooled",
     "other",
 )
+
+
+def check_kinds(kinds: Optional[Iterable[str]], known: Iterable[str]) -> Optional[Set[str]]:
+    """``kinds`` as a set (None: every kind), each checked against ``known``
+    with the message the CLI's ``--kind`` gives."""
+    if kinds is None:
+        return None
+    if isinstance(kinds, str):
+        raise ArgumentError(f"kinds={kinds!r}: give a list of kinds, e.g. [{kinds!r}]")
+    ks = set(kinds)
+    names = tuple(known)
+    for k in sorted(ks):
+        if k not in names:
+            raise ArgumentError(f"unknown kind {k!r}; one of {', '.join(names)}")
+    return ks or None
+
+
+def _object(prog: Any, type_name: str, address: Optional[int], what: str) -> Any:
+    """``(type_name)address`` in ``prog``: a model object's kernel struct."""
+    import drgn
+
+    if address is None:
+        raise LookupError(f"this {what} has no struct address (a synthetic or snapshot-only entry)")
+    return drgn.Object(prog, type_name, address)
 
 
 @dataclass(eq=True, order=False)
@@ -87,6 +113,14 @@ class VmStruct:
     def data_end(self, page_size: int) -> int:
         """End of the part that can hold data (the guard page excluded)."""
         return self.addr + max(0, self.size - self.guard_size(page_size))
+
+    def object(self, prog: Any) -> Any:
+        """The ``struct vm_struct *`` in ``prog`` (a :class:`drgn.Object`)::
+
+            >>> area.vm.object(prog).nr_pages
+            (unsigned int)3
+        """
+        return _object(prog, "struct vm_struct *", self.address, "vm_struct")
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -156,6 +190,15 @@ class Area:
         if self.vm is not None:
             return self.vm.nr_pages
         return self.size // page_size
+
+    def object(self, prog: Any) -> Any:
+        """The ``struct vmap_area *`` in ``prog`` (a :class:`drgn.Object`),
+        for drgn's helpers and members kcoretool does not model::
+
+            >>> hex(area.object(prog).va_start)
+            '0xffffc90000101000'
+        """
+        return _object(prog, "struct vmap_area *", self.address, "vmap area")
 
     def to_dict(self, page_size: int = 4096) -> Dict[str, Any]:
         """The area's one JSON schema: ``vmalloc list --json`` prints a list
@@ -302,6 +345,10 @@ class VmapBlock:
             return None
         return sum(b - a for a, b in self.used)
 
+    def object(self, prog: Any) -> Any:
+        """The ``struct vmap_block *`` in ``prog`` (a :class:`drgn.Object`)."""
+        return _object(prog, "struct vmap_block *", self.address, "vmap block")
+
     def to_dict(self, page_size: int = 4096) -> Dict[str, Any]:
         d = {s: getattr(self, s) for s in self.__slots__}
         d["used"] = [list(r) for r in self.used] if self.used is not None else None
@@ -425,8 +472,12 @@ class VmallocModel:
         hi: Optional[int] = None,
         include_lazy: bool = False,
     ) -> Iterator[Area]:
-        """Filter areas: kinds, caller glob (symbol name), size, overlap [lo, hi)."""
-        ks = set(kinds) if kinds else None
+        """Filter areas: kinds (any of :data:`KINDS`), caller glob (symbol
+        name), size, overlap [lo, hi).
+
+        :raises ArgumentError: an unknown kind, or ``kinds`` given as one string.
+        """
+        ks = check_kinds(kinds, KINDS)
         src: Iterable[Area] = self.areas
         if include_lazy or (ks and ("lazy" in ks or "pooled" in ks)):
             src = sorted(list(self.areas) + self.lazy + self.pooled)

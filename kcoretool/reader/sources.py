@@ -20,7 +20,20 @@ from kcoretool.source.vmcoreinfo import VmcoreInfo
 if TYPE_CHECKING:
     import drgn
 
-__all__ = ("core_phys_reader", "program_phys_reader", "walker_from_vmcoreinfo")
+__all__ = ("core_phys_reader", "needs_pagetables", "program_phys_reader", "walker_from_vmcoreinfo")
+
+
+def needs_pagetables(core: Core, addr: int) -> bool:
+    """Whether reading ``addr`` must walk the page tables (``read --via
+    auto``): /proc/kcore's vmalloc and modules segments are the kernel's
+    vread -- right for vmalloc memory only in part (see ``vmalloc check``)
+    -- and a vmcore holds no vmalloc addresses at all; anything else the
+    core holds as plain memory is read from its segments."""
+    seg = core.find_segment(addr)
+    if seg is None:
+        return True
+    # A saved copy of kcore holds what the kernel returned; nothing else to ask.
+    return seg.kind in ("vmalloc", "modules") and core.is_live
 
 
 def core_phys_reader(core: Core) -> Callable[[int, int], bytes]:

@@ -137,9 +137,9 @@ def test_whatis(lab) -> None:
     prog, m = _prog_model(lab)
     t = next(t for t in lab.snapshot.module["areas"] if t["name"] == "ram_piece_3p")
     res = whatis(prog, t["addr"] + 4096, m)
-    kinds = [w["kind"] for w in res["what"]]
-    assert kinds[:2] == ["vmalloc", "vmap_block piece"]
-    piece = res["what"][1]["piece"]
+    assert res.kinds()[:2] == ["vmalloc", "vmap_block piece"]
+    assert res.area is not None and res.area.start <= t["addr"] < res.area.end
+    piece = res.what[1].fields["piece"]
     # rounded up to a power of two pages inside the block
     assert piece[0] == t["addr"] and piece[1] == t["addr"] + 4 * 4096
 
