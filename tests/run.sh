@@ -26,4 +26,17 @@ fi
 # Lint and type-check first (seconds); their config is in pyproject.toml.
 .venv/bin/ruff check kcoretool tests benchmarks
 .venv/bin/mypy
+# The oldest drgn pyproject.toml allows (kcoretool/_drgn_required.py): the
+# non-lab suite once with it, in a venv cached under ~/.cache.
+floor=$(.venv/bin/python -c 'from kcoretool._drgn_required import DRGN_MINIMUM as m; print(".".join(map(str, m)))')
+fvenv="${XDG_CACHE_HOME:-$HOME/.cache}/kcoretool/venv-drgn-$floor"
+if [ ! -x "$fvenv/bin/python" ] || ! "$fvenv/bin/python" -c "import drgn, sys; sys.exit(drgn.__version__ != '$floor')"; then
+    "$python" -m venv --clear "$fvenv"
+    "$fvenv/bin/python" -m pip install -q --disable-pip-version-check "drgn==$floor" pyelftools click tabulate \
+        pytest hypothesis
+fi
+"$fvenv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
+echo "tests/run.sh: the non-lab suite with drgn $floor" >&2
+"$fvenv/bin/python" -m pytest -q -m "not lab" -p no:cacheprovider
+echo "tests/run.sh: the whole suite with drgn $(.venv/bin/python -c 'import drgn; print(drgn.__version__)')" >&2
 exec .venv/bin/python -m pytest -ra "$@"

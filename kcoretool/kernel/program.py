@@ -80,11 +80,11 @@ def _quiet_drgn() -> Iterator[None]:
         logger.setLevel(old)
 
 
-#: drgn's own plugins that add commands to its CLI, and kcoretool's (which
-#: adds the command and BTF finders kcoretool sets up itself): nothing for a
-#: program kcoretool opens, and importing them costs ~0.3 s CPU (other
-#: plugins, such as debug info finders, still load).
-_COMMAND_PLUGINS = ("builtin_commands", "crash_commands", "kcoretool")
+#: drgn's own plugins that add commands to its CLI: nothing for a program
+#: kcoretool opens, and importing them costs ~0.3 s CPU (other plugins, such
+#: as debug info finders, still load; kcoretool's own stays out of programs
+#: open_program() opens -- see ``kcoretool_opening`` -- and costs ~15 ms).
+_COMMAND_PLUGINS = ("builtin_commands", "crash_commands")
 
 
 @contextlib.contextmanager
