@@ -42,6 +42,7 @@ __all__ = (
     "DebugInfoError",
     "Kernel",
     "KcoreToolError",
+    "KernelDataError",
     "WhatIs",
     "__version__",
     "diff",
@@ -67,6 +68,7 @@ _LAZY = {
     "CoreFormatError": "kcoretool.errors",
     "DebugInfoError": "kcoretool.errors",
     "KcoreToolError": "kcoretool.errors",
+    "KernelDataError": "kcoretool.errors",
 }
 
 

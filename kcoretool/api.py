@@ -22,8 +22,22 @@ module level imports drgn (``kcoretool info`` never loads it).
 
 from __future__ import annotations
 
+import functools
 import io
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    BinaryIO,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+    TypeVar,
+    cast,
+)
 
 from kcoretool.debuginfo.plan import DEBUGINFO_MODES, DebugInfoPlan, debug_info_candidates, plan_debuginfo
 from kcoretool.errors import (
@@ -33,6 +47,8 @@ from kcoretool.errors import (
     CoreFormatError,
     DebugInfoError,
     KcoreToolError,
+    KernelDataError,
+    translate,
 )
 from kcoretool.model.exec import EXEC_KINDS, ExecModel, ExecRegion
 from kcoretool.model.vmalloc import KINDS, Area, VmallocModel, VmapBlock, VmStruct, check_kinds, iter_areas_json
@@ -63,6 +79,7 @@ __all__ = (
     "CoreFormatError",
     "DebugInfoError",
     "KcoreToolError",
+    "KernelDataError",
     "DEBUGINFO_MODES",
     "DEFECTS",
     "EXEC_KINDS",
@@ -103,6 +120,28 @@ LIVE = "/proc/kcore"
 #: which reads the core file's segments: :meth:`Core.read_ex`).
 READ_PATHS = ("auto", "pagetable", "kcore")
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _translated(fn: _F) -> _F:
+    """Every exception the API raises is a :class:`KcoreToolError`: what
+    damaged input raises below kcoretool (drgn's ``FaultError``, an
+    ``OverflowError``...) becomes one (:func:`kcoretool.errors.translate`),
+    with the original as ``__cause__``."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KcoreToolError:
+            raise
+        except Exception as e:
+            known = translate(e)
+            if known is None:
+                raise
+            raise known from e
+
+    return cast(_F, wrapper)
+
 
 class TaskMemory:
     """Processes, their VMAs and their memory (issue 13)::
@@ -132,12 +171,14 @@ class TaskMemory:
     def task_layout(self) -> TaskLayout:
         return self.task_reader().layout
 
+    @_translated
     def tasks(self, threads: bool = False) -> TaskList:
         """A :class:`kcoretool.model.task.TaskList`: every process (or thread)."""
         from kcoretool.model.task import build_task_list
 
         return build_task_list(self.task_reader(), threads=threads)
 
+    @_translated
     def raw_task(self, pid: int) -> RawTask:
         from kcoretool.model.task import find_task
 
@@ -146,6 +187,7 @@ class TaskMemory:
             raise KcoreToolError(f"no task with pid {pid}; `kcoretool task list` shows them")
         return t
 
+    @_translated
     def vmas(self, pid: int) -> VmaList:
         """A :class:`kcoretool.model.task.VmaList`: the task's VMAs, as
         /proc/PID/maps lists them."""
@@ -156,6 +198,7 @@ class TaskMemory:
             raise KcoreToolError(f"pid {pid} ({t.comm}) is a kernel thread: it has no user memory")
         return build_vma_list(self.task_reader(), t)
 
+    @_translated
     def user_reader(self, pid: int) -> UserReader:
         """A :class:`kcoretool.reader.uread.UserReader` for the task."""
         from kcoretool.model.task import build_vma_list, make_vma
@@ -232,6 +275,7 @@ class TaskMemory:
             "page_size": int(drgn.sizeof(p.type("struct page"))),
         }
 
+    @_translated
     def read_user(self, pid: int, addr: int, size: int, sink: Optional[BinaryIO] = None
                   ) -> Tuple[Optional[bytes], ReadReport]:
         """Read ``size`` bytes of pid's memory at ``addr``, with per-page states."""
@@ -272,6 +316,7 @@ class Kernel(TaskMemory):
 
     # -- symbols -----------------------------------------------------------------
 
+    @_translated
     def symbol_address(self, name: str) -> Optional[int]:
         """The address of a kernel symbol, or None if the kernel has none."""
         from kcoretool.kernel.program import load_symbols
@@ -286,6 +331,7 @@ class Kernel(TaskMemory):
 
     # -- the model -------------------------------------------------------------
 
+    @_translated
     def vmalloc(self, refresh: bool = False) -> VmallocModel:
         """The :class:`kcoretool.model.VmallocModel` snapshot (cached; a live
         kernel changes, ``refresh=True`` takes a new one)."""
@@ -296,6 +342,7 @@ class Kernel(TaskMemory):
             self._readers.clear()
         return self._model
 
+    @_translated
     def exec_memory(self, refresh: bool = False) -> ExecModel:
         """The :class:`kcoretool.model.exec.ExecModel`: module regions, BPF
         programs in their packs, trampolines, kprobe and ftrace pages
@@ -333,12 +380,14 @@ class Kernel(TaskMemory):
                     warnings.append(f"no NUMA page counts ({e})")
         return vmallocinfo_lines(model, numa, Symbolizer(self.prog, kallsyms_size=True))
 
+    @_translated
     def page_physaddrs(self, vm: VmStruct) -> List[int]:
         """The physical address of each page of a vm_struct area."""
         from kcoretool.model.build import vm_page_physaddrs
 
         return vm_page_physaddrs(self.prog, vm)
 
+    @_translated
     def whatis(self, addr: int) -> WhatIs:
         """What ``addr`` is: a :class:`kcoretool.model.identify.WhatIs`
         listing each thing that holds it (vmap area, block piece, BPF
@@ -352,6 +401,7 @@ class Kernel(TaskMemory):
         _check_range(addr, 1)
         return whatis(self.prog, addr, self.vmalloc(), self.exec_memory())
 
+    @_translated
     def snapshot(self, refresh: bool = False) -> VmallocSnapshot:
         """The model with what places it in time -- release, boot id, KASLR
         offset, time -- as a :class:`kcoretool.model.snapshot.VmallocSnapshot`
@@ -405,6 +455,7 @@ class Kernel(TaskMemory):
             return program_phys_reader(self.prog, getattr(self.core, "truncated_at", None))
         return program_phys_reader(self.prog)
 
+    @_translated
     def vmcoreinfo(self) -> VmcoreInfo:
         from kcoretool.kernel.program import vmcoreinfo_of
 
@@ -415,6 +466,7 @@ class Kernel(TaskMemory):
             raise KcoreToolError("the kernel's VMCOREINFO is not available; cannot walk its page tables")
         return info
 
+    @_translated
     def walker(self) -> PageTableWalker:
         if self._walker is None:
             from kcoretool.reader.sources import walker_from_vmcoreinfo
@@ -422,6 +474,7 @@ class Kernel(TaskMemory):
             self._walker = walker_from_vmcoreinfo(self.vmcoreinfo(), self.read_phys_source())
         return self._walker
 
+    @_translated
     def reader(self, *, force_io: bool = False, sparse: bool = False) -> VmallocReader:
         """A :class:`kcoretool.reader.vread.VmallocReader` over the current
         model (one per option set, until the model is refreshed)."""
@@ -447,6 +500,7 @@ class Kernel(TaskMemory):
         )
         return reader
 
+    @_translated
     def read(
         self,
         addr: int,
@@ -525,6 +579,7 @@ class Kernel(TaskMemory):
             report.add(PageRun(lo, n, "kcore"))
         return report
 
+    @_translated
     def checker(self) -> KcoreChecker:
         """Compares areas through /proc/kcore and through the page tables
         (``checker().check(area)``); live only."""
@@ -559,6 +614,7 @@ def debuginfo_plan(core: Core, mode: str = "auto", vmlinux: Optional[str] = None
     return plan_debuginfo(mode, core.release, vmlinux, core.is_live, core.vmcoreinfo)
 
 
+@_translated
 def open_kernel(core_path: Optional[str] = None, vmlinux: Optional[str] = None, *,
                 debuginfo: str = "auto", core: Optional[Core] = None) -> Kernel:
     """Open the running kernel (``core_path`` None or ``/proc/kcore``) or a
@@ -591,6 +647,7 @@ def caller_totals(model: VmallocModel, kinds: Optional[Iterable[str]] = None,
     return _totals(model, kinds, caller)
 
 
+@_translated
 def load_snapshot(path: str) -> VmallocSnapshot:
     """A snapshot file (``kcoretool vmalloc snapshot -o``) read back into a
     :class:`kcoretool.model.snapshot.VmallocSnapshot`."""
@@ -599,6 +656,7 @@ def load_snapshot(path: str) -> VmallocSnapshot:
     return _load(path)
 
 
+@_translated
 def diff(a: Kernel | VmallocSnapshot, b: Kernel | VmallocSnapshot, **filters: Any) -> VmallocDiff:
     """Compare two states -- each a snapshot or a :class:`Kernel` (whose
     snapshot is taken now) -- into a :class:`kcoretool.model.diff.VmallocDiff`.
@@ -610,6 +668,7 @@ def diff(a: Kernel | VmallocSnapshot, b: Kernel | VmallocSnapshot, **filters: An
     return _diff(sa, sb, **filters)
 
 
+@_translated
 def from_program(prog: drgn.Program) -> Kernel:
     """
     A :class:`Kernel` over a :class:`drgn.Program` you already have (a drgn

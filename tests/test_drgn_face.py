@@ -271,3 +271,20 @@ def test_old_drgn_gives_one_line(monkeypatch) -> None:
     with pytest.raises(DrgnVersionError, match=r"^kcoretool needs drgn >= 0\.1\.0; this is drgn 0\.0\.33 "
                                                 r"\(pip install -U 'drgn>=0\.1\.0'\)$"):
         require_drgn()
+
+
+def test_api_errors_are_kcoretool_errors(kernel, monkeypatch) -> None:
+    """What damaged input raises below kcoretool reaches an API caller as a
+    KcoreToolError, the original as __cause__."""
+    import drgn
+
+    import kcoretool.model.build as build
+
+    def fault(*args, **kwargs):
+        raise drgn.FaultError("could not find memory segment", 0xffff888000001000)
+
+    monkeypatch.setattr(build, "from_program", fault)
+    with pytest.raises(kcoretool.KernelDataError, match=r"^cannot read kernel memory at 0xffff888000001000 "
+                       r"\(could not find memory segment\): the core is damaged or lacks that page$") as e:
+        kcoretool.Kernel(kernel.prog).vmalloc()
+    assert isinstance(e.value.__cause__, drgn.FaultError)

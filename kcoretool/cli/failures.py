@@ -14,31 +14,13 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Optional
 
-from kcoretool.errors import KcoreToolError
+from kcoretool.errors import KcoreToolError, translate
 
 __all__ = ("one_line", "UNEXPECTED")
 
 #: what a message starts with when kcoretool did not expect the error at all
 UNEXPECTED = "unexpected error"
-
-
-def _drgn_line(e: BaseException) -> Optional[str]:
-    """drgn's own errors, or None when drgn is not loaded or it is not one."""
-    import sys
-
-    drgn = sys.modules.get("drgn")
-    if drgn is None:
-        return None
-    if isinstance(e, drgn.FaultError):
-        return (f"cannot read kernel memory at {e.address:#x} ({e.message}): the core is damaged "
-                "or lacks that page")
-    if isinstance(e, drgn.MissingDebugInfoError):
-        return f"missing debug info: {e}"
-    if type(e).__module__ in ("_drgn", "drgn") or isinstance(e, getattr(drgn, "ObjectAbsentError", ())):
-        return f"drgn cannot interpret the core: {e}"
-    return None
 
 
 def one_line(e: BaseException) -> str:
@@ -54,22 +36,16 @@ def one_line(e: BaseException) -> str:
         else:
             text = f"{where}{e.strerror or e}"
     else:
-        text = _drgn_line(e) or ""
-        if not text and isinstance(e, OverflowError):
-            text = f"a value in the core is out of range ({e}): the core is damaged"
-        elif not text and isinstance(e, MemoryError):
+        known = translate(e)
+        if known is not None:
+            text = str(known)
+        elif isinstance(e, MemoryError):
             text = "out of memory: the core's headers ask for more than this machine has (damaged?)"
-        elif not text and isinstance(e, RecursionError):
-            text = "kernel structures loop or nest too deep: the core is damaged"
-        elif not text:
-            # Damaged input drgn does not recognise (its plain Exception for a
-            # VMCOREINFO it cannot parse, for one): say so, keep one line.
-            origin = type(e).__module__
-            if origin in ("builtins", "_drgn") and type(e) is Exception:
-                text = f"drgn cannot interpret the core: {e}"
-            else:
-                text = (f"{UNEXPECTED} {type(e).__name__}: {e} -- a kcoretool bug or a damaged core; "
-                        "--debug shows where")
+        elif type(e) is Exception:
+            text = f"drgn cannot interpret the core: {e}"
+        else:
+            text = (f"{UNEXPECTED} {type(e).__name__}: {e} -- a kcoretool bug or a damaged core; "
+                    "--debug shows where")
     return " ".join(text.split()) or type(e).__name__
 
 

@@ -72,7 +72,7 @@ def _object(prog: Any, type_name: str, address: Optional[int], what: str) -> Any
     import drgn
 
     if address is None:
-        raise LookupError(f"this {what} has no struct address (a synthetic or snapshot-only entry)")
+        raise ArgumentError(f"this {what} has no struct address (a synthetic or snapshot-only entry)")
     return drgn.Object(prog, type_name, address)
 
 
