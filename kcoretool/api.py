@@ -173,7 +173,13 @@ class TaskMemory:
 
     @_translated
     def tasks(self, threads: bool = False) -> TaskList:
-        """A :class:`kcoretool.model.task.TaskList`: every process (or thread)."""
+        """Every process (thread-group leader), or every thread too.
+
+        :param threads: list each thread, not only each process (``ps -T``).
+        :returns: a :class:`kcoretool.model.task.TaskList` (``.tasks``: each a
+            ``Task`` with pid, tgid, comm, state, its ``Mm`` and parent).
+        :raises KcoreToolError: the kernel's types lack the task structures.
+        """
         from kcoretool.model.task import build_task_list
 
         return build_task_list(self.task_reader(), threads=threads)
@@ -189,8 +195,14 @@ class TaskMemory:
 
     @_translated
     def vmas(self, pid: int) -> VmaList:
-        """A :class:`kcoretool.model.task.VmaList`: the task's VMAs, as
-        /proc/PID/maps lists them."""
+        """The task's VMAs, walked from its maple tree (6.1+) or VMA list,
+        bounded and cycle-safe.
+
+        :param pid: the process id.
+        :returns: a :class:`kcoretool.model.task.VmaList`; ``maps_text()`` is
+            /proc/PID/maps byte for byte, each ``Vma`` carries its lock state.
+        :raises KcoreToolError: no such pid, or a kernel thread (no mm).
+        """
         from kcoretool.model.task import build_vma_list
 
         t = self.raw_task(pid)
@@ -200,85 +212,30 @@ class TaskMemory:
 
     @_translated
     def user_reader(self, pid: int) -> UserReader:
-        """A :class:`kcoretool.reader.uread.UserReader` for the task."""
-        from kcoretool.model.task import build_vma_list, make_vma
-        from kcoretool.reader.pagetable import PageTableWalker
-        from kcoretool.reader.uread import UserReader, page_cache_lookup
+        """A :class:`kcoretool.reader.uread.UserReader` for the task: its
+        page tables, its VMAs (re-read live when a revalidation fails)."""
+        from kcoretool.reader.uread import user_reader_for
 
-        r = self.task_reader()
         t = self.raw_task(pid)
         if not t.mm:
             raise KcoreToolError(f"pid {pid} ({t.comm}) is a kernel thread: it has no user memory")
-        vmas = build_vma_list(r, t)
-        raw_mm = r.read_mm(t.mm)
-        if raw_mm is None:
-            raise KcoreToolError(f"pid {pid}: its mm_struct {t.mm:#x} is unreadable")
-        kwalker = self.walker()  # type: ignore[attr-defined]
-        tr = kwalker.translate(raw_mm.pgd)
-        if tr is None:
-            raise KcoreToolError(f"pid {pid}: its page-table root {raw_mm.pgd:#x} is not mapped")
-        read_phys = self.read_phys_source()  # type: ignore[attr-defined]
-        walker = PageTableWalker(read_phys, tr.phys, levels=kwalker.levels, sme_mask=kwalker.sme_mask)
-        consts = self._user_constants()
-        revalidate = None
-        if self.live:  # type: ignore[attr-defined]
-            def revalidate(addr: int) -> Any:
-                now = r.read_mm(t.mm)
-                if now is None:
-                    return None
-                raw = r.vma_at(now, addr)
-                return None if raw is None else make_vma(r, raw, now, t.fs_root)
-
-            class _Fresh:
-                """The VMA list, re-read when a revalidation fails."""
-
-                def __init__(self, lst: Any) -> None:
-                    self.vmas = lst.vmas
-                    self._lst = lst
-
-                def find(self, addr: int) -> Any:
-                    return self._lst.find(addr)
-
-                def refresh(self) -> Any:
-                    return _Fresh(build_vma_list(r, t))
-
-        return UserReader(
-            _Fresh(vmas) if self.live else vmas, walker, read_phys,  # type: ignore[attr-defined]
-            page_cache=page_cache_lookup(self.prog, consts["page_size"], consts["vmemmap"]),
-            zero_pfns=(consts["zero_pfn"], consts["huge_zero_pfn"]),
-            nr_swapfiles=consts["nr_swapfiles"], revalidate=revalidate,
-            mm_seq=(lambda: getattr(r.read_mm(t.mm), "mm_lock_seq", None)) if self.live else None,  # type: ignore[attr-defined]
-            missing_state="unreadable" if self.live else "excluded",  # type: ignore[attr-defined]
-        )
-
-    def _user_constants(self) -> Dict[str, Any]:
-        import drgn
-
-        from kcoretool.kernel.task import _symbol_address
-
-        p = self.prog
-
-        def u(name: str, size: int = 8) -> Optional[int]:
-            a = _symbol_address(p, name)
-            if a is None:
-                return None
-            try:
-                return p.read_u64(a) if size == 8 else p.read_u32(a)
-            except drgn.FaultError:
-                return None
-
-        return {
-            "zero_pfn": u("zero_pfn"),
-            "huge_zero_pfn": u("huge_zero_pfn"),
-            "nr_swapfiles": u("nr_swapfiles", 4),
-            "vmemmap": u("vmemmap_base") or 0xFFFFEA0000000000,
-            "page_size": int(drgn.sizeof(p.type("struct page"))),
-        }
+        return user_reader_for(self.task_reader(), t, self.walker(),  # type: ignore[attr-defined]
+                               self.read_phys_source(), live=self.live)  # type: ignore[attr-defined]
 
     @_translated
     def read_user(self, pid: int, addr: int, size: int, sink: Optional[BinaryIO] = None
                   ) -> Tuple[Optional[bytes], ReadReport]:
-        """Read ``size`` bytes of pid's memory at ``addr``, with per-page states."""
+        """Read a process's memory through its own page tables.
+
+        :param pid: the process id.
+        :param addr: a user virtual address.
+        :param size: bytes to read.
+        :param sink: where the bytes go; without one they are returned.
+        :returns: ``(bytes or None, ReadReport)``; each page's state is
+            ``data``, ``not-present``, ``swapped`` (the swap type and offset in
+            ``detail``), ``file-not-cached``, ``zero-page``, ``excluded`` or
+            ``no-vma``.
+        """
         if sink is not None:
             return None, self.user_reader(pid).read(addr, size, sink)
         buf = io.BytesIO()
@@ -333,8 +290,14 @@ class Kernel(TaskMemory):
 
     @_translated
     def vmalloc(self, refresh: bool = False) -> VmallocModel:
-        """The :class:`kcoretool.model.VmallocModel` snapshot (cached; a live
-        kernel changes, ``refresh=True`` takes a new one)."""
+        """The vmalloc bookkeeping: busy areas, lazy and pooled areas, vmap
+        blocks and free holes, with callers named as ``%pS`` names them.
+
+        :param refresh: read the kernel again (live, it changes); otherwise
+            the model is cached.
+        :returns: a :class:`kcoretool.model.vmalloc.VmallocModel`; each
+            ``Area``'s ``object(prog)`` is its ``struct vmap_area *``.
+        """
         if self._model is None or refresh:
             from kcoretool.model.build import from_program as model_from_program
 

@@ -19,6 +19,7 @@ __all__ = (
     "VMALLOC_SIZE_TB_L4",
     "VMALLOC_SIZE_TB_L5",
     "VMALLOC_START_L4",
+    "VMEMMAP_START_L4",
     "VSYSCALL_ADDR",
 )
 
@@ -31,6 +32,9 @@ MODULES_END = 0xFFFF_FFFF_FF00_0000
 KERNEL_IMAGE_SIZE_MIN = 512 << 20
 #: VSYSCALL_ADDR: the legacy vsyscall page, a fixed user ABI address.
 VSYSCALL_ADDR = 0xFFFF_FFFF_FF60_0000
+#: VMEMMAP_START with 4-level paging and no KASLR (__VMEMMAP_BASE_L4): the
+#: struct page array when the kernel has no vmemmap_base to read.
+VMEMMAP_START_L4 = 0xFFFF_EA00_0000_0000
 #: VMALLOC_START with 4-level paging and no KASLR (__VMALLOC_BASE_L4).
 VMALLOC_START_L4 = 0xFFFF_C900_0000_0000
 #: VMALLOC_SIZE_TB_L4 / _L5: the vmalloc range's size in TiB.

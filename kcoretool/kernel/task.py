@@ -28,9 +28,9 @@ import drgn
 from kcoretool.kernel.maple import MapleLayout, maple_layout, mt_for_each, mtree_load
 from kcoretool.kernel.task_layout import TaskLayout, detect_task_layout
 from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog, is_kernel_pointer, list_walk
-from kcoretool.x86_64 import KERNEL_HALF
+from kcoretool.x86_64 import KERNEL_HALF, VMEMMAP_START_L4
 
-__all__ = ("RawMm", "RawTask", "RawVma", "TaskReader", "task_state_letter")
+__all__ = ("RawMm", "RawTask", "RawVma", "TaskReader", "task_state_letter", "user_constants")
 
 _U64 = struct.Struct("<Q")
 _I32 = struct.Struct("<i")
@@ -617,3 +617,27 @@ def dev_major_minor(dev: int) -> Tuple[int, int]:
 
 
 Reader = Callable[[int, int], bytes]
+
+
+def user_constants(prog: drgn.Program) -> Dict[str, Any]:
+    """What a user-memory read needs beyond the task: the zero page's PFNs
+    (``zero_pfn``, ``huge_zero_pfn``), ``nr_swapfiles``, the struct page
+    array (``vmemmap``) and ``sizeof(struct page)`` (``page_size``); a
+    value the kernel lacks or the dump left out is None."""
+
+    def u(name: str, size: int = 8) -> Optional[int]:
+        a = _symbol_address(prog, name)
+        if a is None:
+            return None
+        try:
+            return prog.read_u64(a) if size == 8 else prog.read_u32(a)
+        except drgn.FaultError:
+            return None
+
+    return {
+        "zero_pfn": u("zero_pfn"),
+        "huge_zero_pfn": u("huge_zero_pfn"),
+        "nr_swapfiles": u("nr_swapfiles", 4),
+        "vmemmap": u("vmemmap_base") or VMEMMAP_START_L4,
+        "page_size": int(drgn.sizeof(prog.type("struct page"))),
+    }

@@ -44,7 +44,7 @@ from kcoretool.errors import AddressError
 from kcoretool.reader.pagetable import PageTableWalker
 from kcoretool.reader.report import PageRun, ReadReport
 
-__all__ = ("UserReader", "decode_swap_entry")
+__all__ = ("UserReader", "decode_swap_entry", "user_reader_for")
 
 PAGE = 4096
 _P = 1 << 0
@@ -292,3 +292,57 @@ def page_cache_lookup(prog: drgn.Program, struct_page_size: int, vmemmap: int) -
             return None
 
     return lookup
+
+
+def user_reader_for(task_reader: Any, task: Any, kernel_walker: PageTableWalker,
+                    read_phys: Callable[[int, int], bytes], *, live: bool) -> UserReader:
+    """A :class:`UserReader` for ``task`` (a :class:`kcoretool.kernel.task.RawTask`
+    with an mm): its page tables from ``mm->pgd`` (translated through the
+    kernel's), its VMAs; live, a page whose VMA changed under the read is
+    revalidated and the VMA list re-read (bounded by the reader's retries)."""
+    from kcoretool.errors import KcoreToolError
+    from kcoretool.kernel.task import user_constants
+    from kcoretool.model.task import build_vma_list, make_vma
+
+    r, t = task_reader, task
+    vmas = build_vma_list(r, t)
+    raw_mm = r.read_mm(t.mm)
+    if raw_mm is None:
+        raise KcoreToolError(f"pid {t.pid}: its mm_struct {t.mm:#x} is unreadable")
+    tr = kernel_walker.translate(raw_mm.pgd)
+    if tr is None:
+        raise KcoreToolError(f"pid {t.pid}: its page-table root {raw_mm.pgd:#x} is not mapped")
+    walker = PageTableWalker(read_phys, tr.phys, levels=kernel_walker.levels, sme_mask=kernel_walker.sme_mask)
+    consts = user_constants(r.prog)
+    revalidate = None
+    source: Any = vmas
+    if live:
+        def revalidate(addr: int) -> Any:
+            now = r.read_mm(t.mm)
+            if now is None:
+                return None
+            raw = r.vma_at(now, addr)
+            return None if raw is None else make_vma(r, raw, now, t.fs_root)
+
+        class _Fresh:
+            """The VMA list, re-read when a revalidation fails."""
+
+            def __init__(self, lst: Any) -> None:
+                self.vmas = lst.vmas
+                self._lst = lst
+
+            def find(self, addr: int) -> Any:
+                return self._lst.find(addr)
+
+            def refresh(self) -> Any:
+                return _Fresh(build_vma_list(r, t))
+
+        source = _Fresh(vmas)
+    return UserReader(
+        source, walker, read_phys,
+        page_cache=page_cache_lookup(r.prog, consts["page_size"], consts["vmemmap"]),
+        zero_pfns=(consts["zero_pfn"], consts["huge_zero_pfn"]),
+        nr_swapfiles=consts["nr_swapfiles"], revalidate=revalidate,
+        mm_seq=(lambda: getattr(r.read_mm(t.mm), "mm_lock_seq", None)) if live else None,
+        missing_state="unreadable" if live else "excluded",
+    )
