@@ -259,6 +259,10 @@ def test_dir_and_help_show_the_api() -> None:
     assert "VmallocReader" in dir(kcoretool.reader)
     assert kcoretool.reader.VmallocReader.__name__ == "VmallocReader"
     assert "from_program" in kcoretool.__doc__
+    import pydoc
+
+    page = pydoc.render_doc(kcoretool, renderer=pydoc.plaintext)
+    assert "class Kernel" in page and "from_program(prog" in page and "class WhatIs" in page
     assert (REPO / "kcoretool" / "py.typed").exists()
 
 
