@@ -196,12 +196,32 @@ def prepare(kernel: str) -> tuple[KernelFiles, pathlib.Path, pathlib.Path]:
     return prepare_async(kernel).result(timeout=PREPARE_TIMEOUT_S)
 
 
+#: boots per kernel: a TCG guest on a loaded 2-core host now and then panics
+#: while booting or stalls with soft lockups (seen once each in ~20 boots);
+#: a second boot is cheaper than a failed CI run.
+BOOT_ATTEMPTS = 2
+
+
 def start(kernel: str, *, load_module: bool = True, take_snapshot: bool = True,
           churn: bool = False, mem_mb: int = DEFAULT_MEM_MB,
           then_prepare: Iterable[str] = ()) -> LabKernel:
     """Boot ``kernel`` ("6.1"/"6.12"), load the module, snapshot.  The caller
     must close() the result (it owns a QEMU process).  ``then_prepare``: kernels
-    to fetch/build in the background once this one is prepared."""
+    to fetch/build in the background once this one is prepared.  A guest that
+    dies or hangs before it is ready is booted once more."""
+    for attempt in range(1, BOOT_ATTEMPTS + 1):
+        try:
+            return _start(kernel, load_module=load_module, take_snapshot=take_snapshot, churn=churn,
+                          mem_mb=mem_mb, then_prepare=then_prepare)
+        except LabError as e:
+            if attempt == BOOT_ATTEMPTS:
+                raise
+            log(f"{kernel}: attempt {attempt} failed ({str(e)[:300]}); booting again")
+    raise AssertionError("unreachable")
+
+
+def _start(kernel: str, *, load_module: bool, take_snapshot: bool, churn: bool, mem_mb: int,
+           then_prepare: Iterable[str]) -> LabKernel:
     t0 = time.monotonic()
     files, ko, initrd = prepare(kernel)
     prefetch(k for k in then_prepare if k != kernel)
