@@ -18,12 +18,13 @@ import bisect
 import fnmatch
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from kcoretool.kernel.vmflags import VM_NO_GUARD
 
 __all__ = (
     "Area",
+    "AreaTable",
     "FreeHole",
     "KINDS",
     "VmStruct",
@@ -326,11 +327,76 @@ class FreeHole:
         return {"start": self.start, "end": self.end, "size": self.end - self.start}
 
 
+#: The fields of one :class:`AreaTable` row, in order: the :class:`Area`
+#: fields but ``vm``, then the 12 :class:`VmStruct` fields (all None for an
+#: area without a vm_struct).
+AREA_ROW_FIELDS = (
+    "start", "end", "kind", "lazy", "flags", "node", "flags_node_id", "block", "address",
+    "vm_address", "vm_addr", "vm_size", "vm_flags", "flag_names", "nr_pages", "page_order",
+    "phys_addr", "caller", "caller_symbol", "requested_size", "pages_array",
+)
+
+
+class AreaTable:
+    """
+    Areas by column (:data:`AREA_ROW_FIELDS`), for a model read back from
+    a snapshot.  Its rows are plain tuples: two rows are equal exactly when
+    the two :class:`Area` they stand for are, so a diff can compare rows and
+    build objects only for what differs.  :meth:`areas` builds the objects.
+    Rows are made on demand and not kept: a few long lists of numbers cost
+    the cyclic GC little, a tuple per area a full pass over all of them.
+    """
+
+    __slots__ = ("_columns", "_n")
+
+    def __init__(self, columns: Sequence[Sequence[Any]]) -> None:
+        """:param columns: one sequence per field of :data:`AREA_ROW_FIELDS`,
+        all of the same length."""
+        if len(columns) != len(AREA_ROW_FIELDS):
+            raise ValueError(f"{len(columns)} columns, not {len(AREA_ROW_FIELDS)}")
+        self._n = len(columns[0])
+        if any(len(c) != self._n for c in columns):
+            raise ValueError("columns of different lengths")
+        self._columns = columns
+
+    def __len__(self) -> int:
+        return self._n
+
+    def column(self, field: str) -> Sequence[Any]:
+        """One field (:data:`AREA_ROW_FIELDS`) of every row."""
+        return self._columns[AREA_ROW_FIELDS.index(field)]
+
+    def rows(self) -> Iterator[Tuple[Any, ...]]:
+        """The rows, in order (made as they are iterated)."""
+        return zip(*self._columns)
+
+    @staticmethod
+    def area(r: Tuple[Any, ...]) -> Area:
+        """The :class:`Area` of one row."""
+        vm = VmStruct(*r[9:]) if r[9] is not None else None
+        return Area(r[0], r[1], r[2], r[3], r[4], r[5], r[6], vm, r[7], r[8])
+
+    def areas(self) -> List[Area]:
+        out: List[Area] = []
+        append = out.append
+        for (start, end, kind, lazy, flags, node, node_id, block, address, vmp, addr, size, fl, names,
+             nr, order, phys, caller, sym, req, arr) in self.rows():
+            vm = (VmStruct(vmp, addr, size, fl, names, nr, order, phys, caller, sym, req, arr)
+                  if vmp is not None else None)
+            append(Area(start, end, kind, lazy, flags, node, node_id, vm, block, address))
+        return out
+
+
 class VmallocModel:
     """
     A snapshot of the kernel's vmalloc state. ``areas`` are the busy areas
     sorted by start; ``walk_order`` is the same objects in the kernel's own
     order (node by node on 6.9+); ``lazy`` and ``pooled`` are not busy.
+
+    A model loaded from a snapshot may hold its busy areas as an
+    :class:`AreaTable` (``area_table``, with ``walk_index``: walk order as
+    indices into ``areas + lazy + pooled``, None for ``areas``' own order);
+    ``areas`` and ``walk_order`` are then built on first use.
     """
 
     def __init__(
@@ -343,8 +409,8 @@ class VmallocModel:
         vmalloc_end: int,
         modules_start: int,
         modules_end: int,
-        areas: List[Area],
-        walk_order: List[Area],
+        areas: Optional[List[Area]],
+        walk_order: Optional[List[Area]],
         lazy: List[Area],
         pooled: List[Area],
         blocks: List[VmapBlock],
@@ -353,7 +419,11 @@ class VmallocModel:
         lazy_max_pages: Optional[int],
         warnings: List[str],
         numa: bool = False,
+        area_table: Optional[AreaTable] = None,
+        walk_index: Optional[List[int]] = None,
     ) -> None:
+        if areas is None and area_table is None:
+            raise ValueError("a VmallocModel needs areas or an area_table")
         self.layout = layout
         self.release = release
         self.page_size = page_size
@@ -361,8 +431,10 @@ class VmallocModel:
         self.vmalloc_end = vmalloc_end
         self.modules_start = modules_start
         self.modules_end = modules_end
-        self.areas = areas
-        self.walk_order = walk_order
+        self._areas = areas
+        self._walk_order = walk_order
+        self._table = area_table if areas is None else None
+        self._walk_index = walk_index
         self.lazy = lazy
         self.pooled = pooled
         self.blocks = blocks
@@ -375,6 +447,55 @@ class VmallocModel:
         self._starts: Optional[List[int]] = None
         self._blocks_by_start = {b.start: b for b in blocks}
         self._blocks_by_addr = {b.address: b for b in blocks}
+
+    @property
+    def areas(self) -> List[Area]:
+        if self._areas is None:
+            assert self._table is not None
+            self._areas = self._table.areas()
+            self._table = None
+        return self._areas
+
+    @areas.setter
+    def areas(self, value: List[Area]) -> None:
+        self._areas, self._table, self._starts = value, None, None
+
+    @property
+    def walk_order(self) -> List[Area]:
+        if self._walk_order is None:
+            if self._walk_index is None:
+                self._walk_order = self.areas
+            else:
+                every = self.areas + self.lazy + self.pooled
+                self._walk_order = [every[i] for i in self._walk_index]
+                self._walk_index = None
+        return self._walk_order
+
+    @walk_order.setter
+    def walk_order(self, value: List[Area]) -> None:
+        self._walk_order, self._walk_index = value, None
+
+    def walk_index(self) -> Optional[List[int]]:
+        """The walk order as indices into ``areas + lazy + pooled``, or None
+        when it is ``areas``' own order."""
+        if self._walk_order is None:
+            return self._walk_index
+        walk, areas = self._walk_order, self.areas
+        if len(walk) == len(areas) and all(x is y for x, y in zip(walk, areas)):
+            return None
+        # <= 5.3 walks lazy areas in the busy list too
+        index = {id(a): i for i, a in enumerate(areas + self.lazy + self.pooled)}
+        return [index[id(a)] for a in walk]
+
+    @property
+    def nr_areas(self) -> int:
+        """``len(self.areas)``, without building the areas."""
+        return len(self._table) if self._table is not None else len(self.areas)
+
+    def area_table(self) -> Optional[AreaTable]:
+        """The :class:`AreaTable` of the busy areas while they have not been
+        built as objects, else None."""
+        return self._table
 
     # -- lookups -----------------------------------------------------------
 
