@@ -196,9 +196,14 @@ def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4
     :meth:`kcoretool.model.exec.ExecModel.area_owners`) each row also has
     ``"owner"`` (null where none).
     """
-    sym_json: Dict[Any, str] = {}
-    flags_json: Dict[int, str] = {}
-    kind_json: Dict[str, str] = {}
+    # Each row is the dynamic numbers around two cached fragments: one per
+    # (kind, pages, caller, vm flags, va flags), one per (page order,
+    # requested size, lazy, node, node id) -- few distinct in practice; a
+    # cache that grows past _CACHE_MAX stops growing (rows are then built
+    # in full).
+    mid_cache: Dict[Tuple[Any, ...], str] = {}
+    tail_cache: Dict[Tuple[Any, ...], str] = {}
+    novm_cache: Dict[Tuple[Any, ...], str] = {}
 
     def n(v: Optional[int]) -> str:
         return "null" if v is None else str(v)
@@ -208,40 +213,48 @@ def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4
     yield "["
     for a in areas:
         vm = a.vm
-        size = a.end - a.start
-        k = kind_json.get(a.kind)
-        if k is None:
-            k = kind_json[a.kind] = json.dumps(a.kind)
-        lazy = "true" if a.lazy else "false"
+        start = a.start
+        end = a.end
+        block = a.block
         if vm is not None:
-            cs = sym_json.get(vm.caller)
-            if cs is None:
-                cs = sym_json[vm.caller] = json.dumps(vm.caller_symbol)
-            fj = flags_json.get(vm.flags)
-            if fj is None:
-                fj = flags_json[vm.flags] = json.dumps(list(vm.flag_names))
-            row = (
-                '{"start":%d,"end":%d,"size":%d,"kind":%s,"pages":%d,"caller":%d,'
-                '"caller_symbol":%s,"flags":%s,"vm_flags":%d,"va_flags":%s,"phys_addr":%s,'
-                '"page_order":%s,"requested_size":%s,"lazy":%s,"node":%s,"flags_node_id":%s,'
-                '"vmap_area":%d,"vm_struct":%d,"vmap_block":%s}'
-            ) % (
-                a.start, a.end, size, k, vm.nr_pages, vm.caller, cs, fj, vm.flags,
-                n(a.flags), vm.phys_addr or "null", n(vm.page_order), n(vm.requested_size),
-                lazy, n(a.node), n(a.flags_node_id), a.address, vm.address, n(a.block),
-            )
+            key: Tuple[Any, ...] = (a.kind, vm.nr_pages, vm.caller, vm.flags, a.flags)
+            mid = mid_cache.get(key)
+            if mid is None:
+                mid = (
+                    ',"kind":%s,"pages":%d,"caller":%d,"caller_symbol":%s,"flags":%s,"vm_flags":%d,'
+                    '"va_flags":%s,"phys_addr":'
+                ) % (json.dumps(a.kind), vm.nr_pages, vm.caller, json.dumps(vm.caller_symbol),
+                     json.dumps(list(vm.flag_names)), vm.flags, n(a.flags))
+                if len(mid_cache) < _CACHE_MAX:
+                    mid_cache[key] = mid
+            key = (vm.page_order, vm.requested_size, a.lazy, a.node, a.flags_node_id)
+            tail = tail_cache.get(key)
+            if tail is None:
+                tail = ',"page_order":%s,"requested_size":%s,"lazy":%s,"node":%s,"flags_node_id":%s,"vmap_area":' % (
+                    n(vm.page_order), n(vm.requested_size), "true" if a.lazy else "false", n(a.node),
+                    n(a.flags_node_id))
+                if len(tail_cache) < _CACHE_MAX:
+                    tail_cache[key] = tail
+            row = '{"start":%d,"end":%d,"size":%d%s%s%s%d,"vm_struct":%d,"vmap_block":%s}' % (
+                start, end, end - start, mid, vm.phys_addr or "null", tail, a.address, vm.address,
+                "null" if block is None else block)
         else:
-            row = (
-                '{"start":%d,"end":%d,"size":%d,"kind":%s,"pages":%d,"caller":null,'
-                '"caller_symbol":null,"flags":[],"vm_flags":null,"va_flags":%s,'
-                '"phys_addr":null,"page_order":null,"requested_size":null,"lazy":%s,"node":%s,'
-                '"flags_node_id":%s,"vmap_area":%d,"vm_struct":null,"vmap_block":%s}'
-            ) % (
-                a.start, a.end, size, k, size // page_size, n(a.flags),
-                lazy, n(a.node), n(a.flags_node_id), a.address, n(a.block),
-            )
+            key = (a.kind, a.flags, a.lazy, a.node, a.flags_node_id)
+            mid = novm_cache.get(key)
+            if mid is None:
+                mid = (
+                    ',"kind":%s,"pages":%%d,"caller":null,"caller_symbol":null,"flags":[],"vm_flags":null,'
+                    '"va_flags":%s,"phys_addr":null,"page_order":null,"requested_size":null,"lazy":%s,'
+                    '"node":%s,"flags_node_id":%s,"vmap_area":'
+                ) % (json.dumps(a.kind), n(a.flags), "true" if a.lazy else "false", n(a.node),
+                     n(a.flags_node_id))
+                if len(novm_cache) < _CACHE_MAX:
+                    novm_cache[key] = mid
+            row = '{"start":%d,"end":%d,"size":%d%s%d,"vm_struct":null,"vmap_block":%s}' % (
+                start, end, end - start, mid % ((end - start) // page_size), a.address,
+                "null" if block is None else block)
         if owners is not None:
-            o = owners.get(a.start)
+            o = owners.get(start)
             row = row[:-1] + ',"owner":' + ("null" if o is None else json.dumps(o)) + "}"
         buf.append(row if first else "," + row)
         first = False
@@ -251,6 +264,9 @@ def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4
     if buf:
         yield "\n".join(buf)
     yield "]"
+
+
+_CACHE_MAX = 1 << 16
 
 
 @dataclass(eq=True, order=True)
@@ -630,36 +646,59 @@ class VmallocModel:
     def stats(self) -> Dict[str, Any]:
         """Totals by kind and caller, lazy pages vs threshold, range usage."""
         ps = self.page_size
-        by_kind: Dict[str, Dict[str, int]] = {}
-        by_caller: Dict[str, Dict[str, int]] = {}
+        # [count, size, pages] by kind, and by a key that gives the caller's
+        # name (the symbol, the caller's address, or (kind,) without a
+        # vm_struct) so that the name is made once per key
+        kinds: Dict[str, List[int]] = {}
+        keys: Dict[Any, List[int]] = {}
+        kinds_get, keys_get = kinds.get, keys.get
         used_vmalloc = 0
         used_modules = 0
         vs, ve, ms, me = self.vmalloc_start, self.vmalloc_end, self.modules_start, self.modules_end
         for a in self.areas:
-            size = a.end - a.start
+            start = a.start
+            size = a.end - start
             vm = a.vm
-            pages = vm.nr_pages if vm is not None else size // ps
-            k = by_kind.get(a.kind)
-            if k is None:
-                k = by_kind[a.kind] = {"count": 0, "size": 0, "pages": 0}
-            k["count"] += 1
-            k["size"] += size
-            k["pages"] += pages
             if vm is not None:
-                sym = vm.caller_symbol
-                name = sym.split("+", 1)[0] if sym else (hex(vm.caller) if vm.caller else "?")
+                pages = vm.nr_pages
+                key: Any = vm.caller_symbol or vm.caller
             else:
-                name = f"({a.kind})"
-            c = by_caller.get(name)
+                pages = size // ps
+                key = (a.kind,)
+            k = kinds_get(a.kind)
+            if k is None:
+                kinds[a.kind] = [1, size, pages]
+            else:
+                k[0] += 1
+                k[1] += size
+                k[2] += pages
+            c = keys_get(key)
             if c is None:
-                c = by_caller[name] = {"count": 0, "size": 0, "pages": 0}
-            c["count"] += 1
-            c["size"] += size
-            c["pages"] += pages
-            if vs <= a.start < ve:
+                keys[key] = [1, size, pages]
+            else:
+                c[0] += 1
+                c[1] += size
+                c[2] += pages
+            if vs <= start < ve:
                 used_vmalloc += size
-            elif ms <= a.start < me:
+            elif ms <= start < me:
                 used_modules += size
+        by_kind = {kind: {"count": v[0], "size": v[1], "pages": v[2]} for kind, v in kinds.items()}
+        by_caller: Dict[str, Dict[str, int]] = {}
+        for key, v in keys.items():
+            if isinstance(key, tuple):
+                name = f"({key[0]})"
+            elif isinstance(key, str):
+                name = key.split("+", 1)[0]
+            else:
+                name = hex(key) if key else "?"
+            c2 = by_caller.get(name)
+            if c2 is None:
+                by_caller[name] = {"count": v[0], "size": v[1], "pages": v[2]}
+            else:
+                c2["count"] += v[0]
+                c2["size"] += v[1]
+                c2["pages"] += v[2]
         lazy_pages = sum((a.end - a.start) // ps for a in self.lazy)
         holes = self.vmalloc_holes()
         largest = max((h.size for h in holes), default=0)
