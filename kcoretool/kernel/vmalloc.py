@@ -390,11 +390,19 @@ class VmallocReader:
         """
         return self.vm_size, self._vm_fields
 
-    def _make_vm_fields(self) -> Callable[[bytes], Tuple[Any, ...]]:
-        unpack = self._vm_struct.unpack_from
+    def vm_unpacker(self) -> Tuple[int, Callable[[bytes], Tuple[Any, ...]], Callable[[Tuple[Any, ...]], Any]]:
+        """
+        ``(vm_size, unpack, pick)``: ``pick(unpack(buf) + (None,))`` is what
+        the :meth:`vm_decoder` function returns, for loops that would
+        rather not call one more function per area.
+        """
         names = self._vm_names
-        missing = len(names)  # the None appended below
+        missing = len(names)  # the None appended
         pick = itemgetter(*(names.index(f) if f in names else missing for f in RawVm._fields[1:]))
+        return self.vm_size, self._vm_struct.unpack_from, pick
+
+    def _make_vm_fields(self) -> Callable[[bytes], Tuple[Any, ...]]:
+        _size, unpack, pick = self.vm_unpacker()
 
         def fields(buf: bytes) -> Tuple[Any, ...]:
             return pick(unpack(buf) + (None,))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import operator
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, Union
 
 import drgn
 
@@ -211,7 +211,8 @@ def _from_program(
     )
 
 
-MakeArea = Callable[[Tuple[Any, ...], bool], Area]
+class MakeArea(Protocol):
+    def __call__(self, r: Tuple[Any, ...], lazy: bool = False) -> Area: ...
 
 
 def _area_maker(
@@ -239,7 +240,8 @@ def _area_maker(
     node_id = layout.flags_node_id if layout.va_flags_node_id else None
     sparse = layout.vm_sparse
     allow_huge = layout.vm_allow_huge
-    vm_size, vm_fields = reader.vm_decoder()
+    vm_size, vm_unpack, vm_pick = reader.vm_unpacker()
+    pad = (None,)
     read = reader.prog.read
     FaultError = drgn.FaultError
     # flags -> (flags, names, kind outside the module range with a caller
@@ -253,7 +255,7 @@ def _area_maker(
     caller_get = caller_cache.get
     not_exec = ("vmalloc", "vmap", "other")  # the kinds exec takes precedence over
 
-    def make_area(r: Tuple[Any, ...], lazy: bool) -> Area:
+    def make_area(r: Tuple[Any, ...], lazy: bool = False) -> Area:
         address, start, end, vmp, flags, node = r
         vm = None
         block = None
@@ -271,7 +273,7 @@ def _area_maker(
             if buf is None:
                 kind = "other"
             else:
-                addr, size, fl, pages, order, nr, phys, caller, requested = vm_fields(buf)
+                addr, size, fl, pages, order, nr, phys, caller, requested = vm_pick(vm_unpack(buf) + pad)
                 cc = caller_get(caller)
                 if cc is None:
                     text = sym(caller) if sym is not None else None
@@ -318,20 +320,14 @@ def _busy_areas(
     """``(walk_order, busy sorted by start, lazy in the busy list (<= 5.3),
     {vmap_area address: area} of the vmap blocks)``."""
     walk_order: List[Area] = []
-    lazy_list: List[Area] = []
-    block_areas: Dict[int, Area] = {}
-    append = walk_order.append
     for walk in reader.busy_walks(log, limit):
-        for r in walk:
-            a = make_area(r, False)
-            append(a)
-            if a.block is not None:
-                block_areas[a.address] = a
-            elif a.lazy:
-                lazy_list.append(a)  # <= 5.3: flagged lazy inside the busy list
+        walk_order.extend(map(make_area, walk))
         if len(walk_order) >= limit:
             del walk_order[limit:]
             break
+    block_areas = {a.address: a for a in walk_order if a.block is not None}
+    # <= 5.3: flagged lazy inside the busy list
+    lazy_list = [a for a in walk_order if a.lazy and a.block is None]
     if reader.layout.va_flags == "legacy":
         busy = sorted((a for a in walk_order if not a.lazy), key=_START)
     elif _is_sorted(walk_order):
