@@ -209,6 +209,7 @@ def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4
         return "null" if v is None else str(v)
 
     buf: List[str] = []
+    append = buf.append
     first = True
     yield "["
     for a in areas:
@@ -256,13 +257,15 @@ def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4
         if owners is not None:
             o = owners.get(start)
             row = row[:-1] + ',"owner":' + ("null" if o is None else json.dumps(o)) + "}"
-        buf.append(row if first else "," + row)
-        first = False
+        append(row)
         if len(buf) >= chunk:
-            yield "\n".join(buf)
+            # rows are "\n,"-separated, and a chunk after the first starts with ","
+            yield ("" if first else ",") + "\n,".join(buf)
+            first = False
             buf = []
+            append = buf.append
     if buf:
-        yield "\n".join(buf)
+        yield ("" if first else ",") + "\n,".join(buf)
     yield "]"
 
 
