@@ -45,11 +45,14 @@ without one) ``vm_struct`` (its address), ``vm_addr``, ``vm_size``,
 ``page_order``, ``phys_addr`` (0 for none), ``caller``, ``caller_symbol``,
 ``requested_size``, ``pages_array``.  A COLUMN is one of
 
-* ``[v, ...]``: the values themselves;
-* ``{"delta": [d, ...]}``: each value is the sum of the non-null ``d`` up to
-  it (a null stays null) -- addresses as small numbers;
-* ``{"table": [v, ...], "index": [i, ...]}``: each value is ``table[i]``
-  (a null index is null) -- strings and lists written once.
+* SEQ: the values themselves;
+* ``{"delta": SEQ}``: each value is the sum of the non-null numbers of SEQ
+  up to it (a null stays null) -- addresses as small numbers;
+* ``{"table": [v, ...], "index": SEQ}``: each value is ``table[i]`` for
+  the i of SEQ (a null index is null) -- strings and lists written once;
+
+and a SEQ is ``[v, ...]`` or, for values in long runs, ``{"runs": [[v,
+n], ...]}``: v n times, run after run.
 
 :func:`iter_area_dicts` turns a section back into the AREA dicts of
 version 1, which is still read: there AREAS is a list of AREA, the area
@@ -102,6 +105,7 @@ COLUMNS: Tuple[Tuple[str, str], ...] = (
     ("requested_size", "plain"), ("pages_array", "delta"),
 )
 _NO_VM = (None,) * 12
+_NO_VALUE = object()
 
 
 def area_to_json(a: Area, page_size: int = 4096) -> Dict[str, Any]:
@@ -142,6 +146,36 @@ def area_row(a: Area) -> Tuple[Any, ...]:
                    vm.phys_addr, vm.caller, vm.caller_symbol, vm.requested_size, vm.pages_array)
 
 
+def _seq(values: List[Any]) -> Any:
+    """``values`` as a SEQ: ``{"runs": [[v, n], ...]}`` when they come in
+    runs of 4 or more on average, else the list itself."""
+    runs: List[List[Any]] = []
+    limit = len(values) // 4
+    prev: Any = _NO_VALUE
+    for v in values:
+        if v == prev and type(v) is type(prev):
+            runs[-1][1] += 1
+        else:
+            if len(runs) >= limit:
+                return values
+            runs.append([v, 1])
+            prev = v
+    return {"runs": runs} if values else values
+
+
+def _unseq(x: Any) -> List[Any]:
+    if isinstance(x, list):
+        return x
+    if not isinstance(x, dict) or not isinstance(x.get("runs"), list):
+        raise TypeError("a sequence is neither a list nor {\"runs\": [...]}")
+    out: List[Any] = []
+    for v, count in x["runs"]:
+        if not isinstance(count, int) or count < 0:
+            raise ValueError(f"a run of {count!r}")
+        out += [v] * count
+    return out
+
+
 def _encode_column(values: Sequence[Any], how: str) -> Any:
     if how == "delta":
         out: List[Optional[int]] = []
@@ -153,7 +187,7 @@ def _encode_column(values: Sequence[Any], how: str) -> Any:
             else:
                 append(v - prev)
                 prev = v
-        return {"delta": out}
+        return {"delta": _seq(out)}
     if how == "table":
         table: List[Any] = []
         where: Dict[Any, int] = {}
@@ -167,26 +201,24 @@ def _encode_column(values: Sequence[Any], how: str) -> Any:
                 i = where[v] = len(table)
                 table.append(list(v) if isinstance(v, tuple) else v)
             index.append(i)
-        return {"table": table, "index": index}
-    return list(values)
+        return {"table": table, "index": _seq(index)}
+    return _seq(list(values))
 
 
 def _decode_column(col: Any, n: int) -> List[Any]:
-    if isinstance(col, list):
-        out = col
+    if isinstance(col, list) or (isinstance(col, dict) and "runs" in col):
+        out = _unseq(col)
     elif isinstance(col, dict) and "delta" in col:
-        d = col["delta"]
-        if not isinstance(d, list):
-            raise TypeError("a delta column is not a list")
+        d = _unseq(col["delta"])
         if None not in d:
             out = list(accumulate(d))
         else:
             sums = accumulate([0 if v is None else v for v in d])
             out = [None if v is None else t for v, t in zip(d, sums)]
     elif isinstance(col, dict):
-        table, index = col["table"], col["index"]
-        if not isinstance(table, list) or not isinstance(index, list):
-            raise TypeError("a table column's table or index is not a list")
+        table, index = col["table"], _unseq(col["index"])
+        if not isinstance(table, list):
+            raise TypeError("a table column's table is not a list")
         table = [tuple(v) if isinstance(v, list) else v for v in table]
         if None not in index:
             if index and min(index) < 0:

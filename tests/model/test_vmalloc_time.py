@@ -115,6 +115,7 @@ def test_version_2_columns(tmp_path) -> None:
     assert cols["start"]["delta"][0] == s.model.areas[0].start
     assert sum(cols["start"]["delta"]) == s.model.areas[-1].start
     assert sorted(cols["kind"]["table"]) == sorted({a.kind for a in s.model.areas})
+    assert cols["lazy"] == {"runs": [[False, 125]]}  # long runs as [value, count]
     # one column per line
     text = p.read_text()
     assert all(f'\n"{c}":' in text for c in cols)
@@ -180,6 +181,9 @@ def test_save_is_atomic(tmp_path, monkeypatch) -> None:
     ('{"format": "kcoretool-vmalloc-snapshot", "format_version": 2, "areas": {"count": 2, "columns": '
      '{"start": {"delta": [1]}}}}',
      "damaged snapshot: bad value in areas (a column has 1 values, not 2)"),
+    ('{"format": "kcoretool-vmalloc-snapshot", "format_version": 2, "areas": {"count": 2, "columns": '
+     '{"start": {"delta": {"runs": [[1, -2]]}}}}}',
+     "damaged snapshot: bad value in areas (a run of -2)"),
 ])
 def test_bad_snapshot_files(tmp_path, capsys, text: str, message: str) -> None:
     p = tmp_path / "bad.json"
