@@ -211,12 +211,19 @@ def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4
     buf: List[str] = []
     append = buf.append
     first = True
+    # busy areas mostly touch (one's end is the next one's start): the end's
+    # decimal text is kept for the next start
+    prev_end: Optional[int] = None
+    end_s = ""
     yield "["
     for a in areas:
         vm = a.vm
         start = a.start
         end = a.end
         block = a.block
+        start_s = end_s if start == prev_end else str(start)
+        end_s = str(end)
+        prev_end = end
         if vm is not None:
             key: Tuple[Any, ...] = (a.kind, vm.nr_pages, vm.caller, vm.flags, a.flags)
             mid = mid_cache.get(key)
@@ -236,8 +243,8 @@ def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4
                     n(a.flags_node_id))
                 if len(tail_cache) < _CACHE_MAX:
                     tail_cache[key] = tail
-            row = '{"start":%d,"end":%d,"size":%d%s%s%s%d,"vm_struct":%d,"vmap_block":%s}' % (
-                start, end, end - start, mid, vm.phys_addr or "null", tail, a.address, vm.address,
+            row = '{"start":%s,"end":%s,"size":%d%s%s%s%d,"vm_struct":%d,"vmap_block":%s}' % (
+                start_s, end_s, end - start, mid, vm.phys_addr or "null", tail, a.address, vm.address,
                 "null" if block is None else block)
         else:
             key = (a.kind, a.flags, a.lazy, a.node, a.flags_node_id)
@@ -251,8 +258,8 @@ def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4
                      n(a.flags_node_id))
                 if len(novm_cache) < _CACHE_MAX:
                     novm_cache[key] = mid
-            row = '{"start":%d,"end":%d,"size":%d%s%d,"vm_struct":null,"vmap_block":%s}' % (
-                start, end, end - start, mid % ((end - start) // page_size), a.address,
+            row = '{"start":%s,"end":%s,"size":%d%s%d,"vm_struct":null,"vmap_block":%s}' % (
+                start_s, end_s, end - start, mid % ((end - start) // page_size), a.address,
                 "null" if block is None else block)
         if owners is not None:
             o = owners.get(start)
@@ -649,12 +656,11 @@ class VmallocModel:
     def stats(self) -> Dict[str, Any]:
         """Totals by kind and caller, lazy pages vs threshold, range usage."""
         ps = self.page_size
-        # [count, size, pages] by kind, and by a key that gives the caller's
-        # name (the symbol, the caller's address, or (kind,) without a
-        # vm_struct) so that the name is made once per key
-        kinds: Dict[str, List[int]] = {}
-        keys: Dict[Any, List[int]] = {}
-        kinds_get, keys_get = kinds.get, keys.get
+        # [count, size, pages] by (kind, a key that gives the caller's name:
+        # the symbol, the caller's address, or None without a vm_struct), so
+        # that one lookup serves both totals and each name is made once
+        groups: Dict[Tuple[str, Any], List[int]] = {}
+        get = groups.get
         used_vmalloc = 0
         used_modules = 0
         vs, ve, ms, me = self.vmalloc_start, self.vmalloc_end, self.modules_start, self.modules_end
@@ -664,44 +670,40 @@ class VmallocModel:
             vm = a.vm
             if vm is not None:
                 pages = vm.nr_pages
-                key: Any = vm.caller_symbol or vm.caller
+                key: Tuple[str, Any] = (a.kind, vm.caller_symbol or vm.caller)
             else:
                 pages = size // ps
-                key = (a.kind,)
-            k = kinds_get(a.kind)
-            if k is None:
-                kinds[a.kind] = [1, size, pages]
+                key = (a.kind, None)
+            g = get(key)
+            if g is None:
+                groups[key] = [1, size, pages]
             else:
-                k[0] += 1
-                k[1] += size
-                k[2] += pages
-            c = keys_get(key)
-            if c is None:
-                keys[key] = [1, size, pages]
-            else:
-                c[0] += 1
-                c[1] += size
-                c[2] += pages
+                g[0] += 1
+                g[1] += size
+                g[2] += pages
             if vs <= start < ve:
                 used_vmalloc += size
             elif ms <= start < me:
                 used_modules += size
-        by_kind = {kind: {"count": v[0], "size": v[1], "pages": v[2]} for kind, v in kinds.items()}
+        # groups are in the order they first appear among the areas, and so
+        # are the kinds and names they are added up into
+        by_kind: Dict[str, Dict[str, int]] = {}
         by_caller: Dict[str, Dict[str, int]] = {}
-        for key, v in keys.items():
-            if isinstance(key, tuple):
-                name = f"({key[0]})"
-            elif isinstance(key, str):
-                name = key.split("+", 1)[0]
+        for (kind, ck), v in groups.items():
+            if ck is None:
+                name = f"({kind})"
+            elif isinstance(ck, str):
+                name = ck.split("+", 1)[0]
             else:
-                name = hex(key) if key else "?"
-            c2 = by_caller.get(name)
-            if c2 is None:
-                by_caller[name] = {"count": v[0], "size": v[1], "pages": v[2]}
-            else:
-                c2["count"] += v[0]
-                c2["size"] += v[1]
-                c2["pages"] += v[2]
+                name = hex(ck) if ck else "?"
+            for d, k in ((by_kind, kind), (by_caller, name)):
+                t = d.get(k)
+                if t is None:
+                    d[k] = {"count": v[0], "size": v[1], "pages": v[2]}
+                else:
+                    t["count"] += v[0]
+                    t["size"] += v[1]
+                    t["pages"] += v[2]
         lazy_pages = sum((a.end - a.start) // ps for a in self.lazy)
         holes = self.vmalloc_holes()
         largest = max((h.size for h in holes), default=0)
