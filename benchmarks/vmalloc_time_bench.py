@@ -7,7 +7,10 @@ diff: two snapshot files of a synthetic 6.12 kernel with N busy areas; B
 has 1% of A's areas freed, 1% new ones and 0.5% changed (pages).  Timed:
 ``json.load`` of both files (baseline: the parse any reader pays),
 ``load_snapshot`` of both + ``diff`` (what ``vmalloc diff A.json B.json``
-does before printing), and ``diff`` alone on the loaded snapshots.
+does before printing), ``diff`` alone on the loaded snapshots, the same
+with both states written in format version 1 (one object per area: the
+figure before format 2), and the whole ``kcoretool vmalloc diff A B``
+command as a process of its own (wall and CPU).
 
 top: a synthetic 6.12 kernel with M busy areas, read through drgn as a live
 kernel is (nothing cached between refreshes).  Timed: one refresh as
@@ -26,7 +29,9 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,7 +93,24 @@ def bench_diff(n: int) -> None:
         t_e2e, res = timed(lambda: diff(load_snapshot(pa), load_snapshot(pb)), 3)
         la, lb = load_snapshot(pa), load_snapshot(pb)
         t_diff, res = timed(lambda: diff(la, lb))
-    print(f"diff: {n} areas per snapshot ({size / 2**20:.1f} MiB each, saved in {t_save:.2f}s); "
+        # the same two states as format version 1 wrote them (one object per area)
+        va, vb = os.path.join(d, "a1.json"), os.path.join(d, "b1.json")
+        for s, p in ((a, va), (b, vb)):
+            write_v1(s, p)
+        size1 = os.path.getsize(va)
+        t_v1, _ = timed(lambda: diff(load_snapshot(va), load_snapshot(vb)), 1)
+        # the whole command, a process of its own: interpreter, imports, load, diff, print
+        walls, cpus = [], []
+        for _ in range(3):
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "kcoretool", "vmalloc", "diff", pa, pb], check=True,
+                           stdout=subprocess.DEVNULL, cwd=REPO)
+            walls.append(time.perf_counter() - t0)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+    print(f"diff: {n} areas per snapshot ({size / 2**20:.1f} MiB each as format 2, {size1 / 2**20:.1f} MiB "
+          f"as format 1; saved in {t_save:.2f}s); "
           f"found {len(res.freed)} freed, {len(res.new)} new, {len(res.changed)} changed, "
           f"{len(res.callers)} caller rows")
     t0 = time.process_time()
@@ -99,6 +121,23 @@ def bench_diff(n: int) -> None:
           f"{'met' if t_e2e < 1 else 'MISSED'})")
     print(f"  diff alone (loaded snapshots)     {t_diff:.3f}s  ({t_diff / t_base:.2f}x baseline; goal < 1 s: "
           f"{'met' if t_diff < 1 else 'MISSED'})")
+    print(f"  load both + diff, format-1 files  {t_v1:.3f}s  (before format 2: {t_v1 / t_e2e:.1f}x the time)")
+    print(f"  `kcoretool vmalloc diff A B` process: {statistics.median(walls):.3f}s wall, "
+          f"{statistics.median(cpus):.3f}s CPU (median of 3; load average {os.getloadavg()[0]:.1f})")
+
+
+def write_v1(s, path: str) -> None:
+    """A snapshot as format version 1 wrote it: one AREA object per area."""
+    from kcoretool.model.snapshot import area_to_json
+
+    d = s.to_dict()
+    ps = s.model.page_size
+    d["format_version"] = 1
+    for name in ("areas", "lazy", "pooled"):
+        d[name] = [area_to_json(x, ps) for x in getattr(s.model, name)]
+    with open(path, "w") as f:
+        f.write("{\n" + ",\n".join(f"{json.dumps(k)}:{json.dumps(v, separators=(',', ':'))}"
+                                    for k, v in d.items()) + "\n}\n")
 
 
 def bench_top(n: int) -> None:

@@ -12,9 +12,13 @@ commit that introduced it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-import drgn
+if TYPE_CHECKING:
+    import drgn
+
+# drgn is imported where it is used: a Layout read back from a snapshot file
+# (``vmalloc diff A.json B.json``) needs no drgn.
 
 __all__ = (
     "Layout",
@@ -48,6 +52,8 @@ def has_symbol(prog: drgn.Program, name: str) -> bool:
     lookups: ``prog.symbol()`` costs about a millisecond per call on a real
     kernel, and the DWARF we require has every name we probe.)
     """
+    import drgn
+
     try:
         prog[name]
         return True
@@ -357,6 +363,8 @@ def _variable_type(prog: drgn.Program, name: str) -> Optional[str]:
 
 
 def _function_params(prog: drgn.Program, name: str) -> Optional[List[str]]:
+    import drgn
+
     try:
         t = prog.function(name).type_
     except (LookupError, ValueError, AttributeError):

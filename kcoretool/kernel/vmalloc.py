@@ -148,6 +148,13 @@ class VmallocReader:
         if layout.va_flags != "none":
             fields.append(("flags", drgn.offsetof(va_t, "flags"), "Q"))
         self._va_struct, self._va_names = _packer(fields, self.va_size)
+        # The same and list.next, for walks: one unpack per entry.
+        try:
+            walk: Optional[Tuple[struct.Struct, Tuple[str, ...]]] = _packer(
+                fields + [("next", self.va_list, "Q")], self.va_size)
+        except ValueError:  # list overlapping a member read: never in any kernel
+            walk = None
+        self._walk = walk
         self.va_purge = drgn.offsetof(va_t, "purge_list") if layout.va_purge_list else None
 
         vm_t = prog.type("struct vm_struct")
@@ -207,8 +214,17 @@ class VmallocReader:
         names = self._va_names
         # Fast path when the members are in the 6.3+ order (start, end, vm,
         # flags); anything else goes through the by-name decoder.
-        fast = names == ("start", "end", "vm", "flags") and self.layout.va_flags == "vmap_ram"
+        fast = (names == ("start", "end", "vm", "flags") and self.layout.va_flags == "vmap_ram"
+                and self._walk is not None)
         nflags = names == ("start", "end", "vm")
+        pick: Optional[Callable[[Tuple[int, ...]], Tuple[int, ...]]] = None
+        if self._walk is not None:
+            # (start, end, vm, flags, next) from one unpack
+            wstruct, wnames = self._walk
+            wunpack = wstruct.unpack_from
+            order = tuple(wnames.index(f) for f in ("start", "end", "vm", "flags", "next") if f in wnames)
+            if order != tuple(range(len(order))):
+                pick = itemgetter(*order)
         decode = self._decode_va
         next_at = struct.Struct("<Q").unpack_from
         try:
@@ -239,7 +255,10 @@ class VmallocReader:
                 log.warn(f"{what}: entry {addr:#x} is unreadable after {count} entries")
                 return
             if fast:
-                start, end, vm, flags = unpack(buf)
+                if pick is not None:
+                    start, end, vm, flags, nxt = pick(wunpack(buf))
+                else:
+                    start, end, vm, flags, nxt = wunpack(buf)
                 t: Tuple[Any, ...] = (addr, start, end, vm, flags, node)
             elif nflags:
                 start, end, vm = unpack(buf)
@@ -255,7 +274,7 @@ class VmallocReader:
                 prev = start
             count += 1
             yield t
-            pos = next_at(buf, member)[0]
+            pos = nxt if fast else next_at(buf, member)[0]
 
     def vmap_nodes(self, log: WalkLog) -> List[Tuple[int, int]]:
         """``[(index, address of struct vmap_node)]`` on 6.9+, else ``[]``."""
@@ -371,11 +390,19 @@ class VmallocReader:
         """
         return self.vm_size, self._vm_fields
 
-    def _make_vm_fields(self) -> Callable[[bytes], Tuple[Any, ...]]:
-        unpack = self._vm_struct.unpack_from
+    def vm_unpacker(self) -> Tuple[int, Callable[[bytes], Tuple[Any, ...]], Callable[[Tuple[Any, ...]], Any]]:
+        """
+        ``(vm_size, unpack, pick)``: ``pick(unpack(buf) + (None,))`` is what
+        the :meth:`vm_decoder` function returns, for loops that would
+        rather not call one more function per area.
+        """
         names = self._vm_names
-        missing = len(names)  # the None appended below
+        missing = len(names)  # the None appended
         pick = itemgetter(*(names.index(f) if f in names else missing for f in RawVm._fields[1:]))
+        return self.vm_size, self._vm_struct.unpack_from, pick
+
+    def _make_vm_fields(self) -> Callable[[bytes], Tuple[Any, ...]]:
+        _size, unpack, pick = self.vm_unpacker()
 
         def fields(buf: bytes) -> Tuple[Any, ...]:
             return pick(unpack(buf) + (None,))

@@ -11,7 +11,8 @@ the user already has open in a drgn session) into a
 from __future__ import annotations
 
 import gc
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+import operator
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, Union
 
 import drgn
 
@@ -123,7 +124,23 @@ def from_program(
         )
     finally:
         if gc_was_enabled:
+            _age_young_objects()
             gc.enable()
+
+
+def _age_young_objects() -> None:
+    """
+    Move every object the cyclic GC tracks into its oldest generation
+    without scanning it.  Objects made while the GC is off all wait in the
+    youngest generation, and the first collection after ``gc.enable()``
+    would walk every one of them (0.5 s for a million areas) only to find
+    no garbage; in the oldest generation they are looked at again only by
+    a full collection.  ``freeze()`` + ``unfreeze()`` is the way CPython
+    offers to do that (skipped if the program froze objects itself).
+    """
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()
 
 
 def _from_program(
@@ -194,7 +211,8 @@ def _from_program(
     )
 
 
-MakeArea = Callable[[Tuple[Any, ...], bool], Area]
+class MakeArea(Protocol):
+    def __call__(self, r: Tuple[Any, ...], lazy: bool = False) -> Area: ...
 
 
 def _area_maker(
@@ -222,14 +240,22 @@ def _area_maker(
     node_id = layout.flags_node_id if layout.va_flags_node_id else None
     sparse = layout.vm_sparse
     allow_huge = layout.vm_allow_huge
-    vm_size, vm_fields = reader.vm_decoder()
+    vm_size, vm_unpack, vm_pick = reader.vm_unpacker()
+    pad = (None,)
     read = reader.prog.read
     FaultError = drgn.FaultError
-    names_cache: Dict[int, Tuple[int, Tuple[str, ...]]] = {}
-    caller_cache: Dict[int, Tuple[int, Optional[str], Optional[str]]] = {}
+    # flags -> (flags, names, kind outside the module range with a caller
+    # that is not exec, whether exec overrides that kind)
+    flags_cache: Dict[int, Tuple[int, Tuple[str, ...], str, bool]] = {}
+    # caller -> (caller, symbol, whether the symbol is an exec allocator)
+    caller_cache: Dict[int, Tuple[int, Optional[str], bool]] = {}
     size_intern: Dict[int, int] = {}
+    size_get = size_intern.get
+    flags_get = flags_cache.get
+    caller_get = caller_cache.get
+    not_exec = ("vmalloc", "vmap", "other")  # the kinds exec takes precedence over
 
-    def make_area(r: Tuple[Any, ...], lazy: bool) -> Area:
+    def make_area(r: Tuple[Any, ...], lazy: bool = False) -> Area:
         address, start, end, vmp, flags, node = r
         vm = None
         block = None
@@ -247,22 +273,27 @@ def _area_maker(
             if buf is None:
                 kind = "other"
             else:
-                addr, size, fl, pages, order, nr, phys, caller, requested = vm_fields(buf)
-                try:
-                    caller, text, cname = caller_cache[caller]
-                except KeyError:
+                addr, size, fl, pages, order, nr, phys, caller, requested = vm_pick(vm_unpack(buf) + pad)
+                cc = caller_get(caller)
+                if cc is None:
                     text = sym(caller) if sym is not None else None
                     cname = text.split("+", 1)[0] if text else None
-                    caller_cache[caller] = (caller, text, cname)
-                try:
-                    fl, names = names_cache[fl]
-                except KeyError:
-                    names = vm_flag_names(fl, allow_huge, sparse)
-                    names_cache[fl] = (fl, names)
-                size = size_intern.setdefault(size, size)
+                    cc = caller_cache[caller] = (caller, text, cname is not None and cname in EXEC_CALLERS)
+                caller, text, exec_caller = cc
+                fc = flags_get(fl)
+                if fc is None:
+                    k = _vm_kind(fl, 0, START_KERNEL_MAP, exec_hi, None, sparse)
+                    fc = flags_cache[fl] = (fl, vm_flag_names(fl, allow_huge, sparse), k, k in not_exec)
+                fl, names, kind, overridable = fc
+                if overridable and (exec_caller or START_KERNEL_MAP <= start < exec_hi):
+                    kind = "exec"
+                s = size_get(size)
+                if s is None:
+                    size_intern[size] = size
+                else:
+                    size = s
                 vm = VmStruct(vmp, start if addr == start else addr, size, fl, names, nr, order, phys,
                               caller, text, requested, pages)
-                kind = _vm_kind(fl, start, START_KERNEL_MAP, exec_hi, cname, sparse)
         elif address in block_of_va:
             kind, block = "vmap_block", block_of_va[address]
         elif vmap_ram:
@@ -289,26 +320,20 @@ def _busy_areas(
     """``(walk_order, busy sorted by start, lazy in the busy list (<= 5.3),
     {vmap_area address: area} of the vmap blocks)``."""
     walk_order: List[Area] = []
-    lazy_list: List[Area] = []
-    block_areas: Dict[int, Area] = {}
-    append = walk_order.append
     for walk in reader.busy_walks(log, limit):
-        for r in walk:
-            a = make_area(r, False)
-            append(a)
-            if a.block is not None:
-                block_areas[a.address] = a
-            elif a.lazy:
-                lazy_list.append(a)  # <= 5.3: flagged lazy inside the busy list
+        walk_order.extend(map(make_area, walk))
         if len(walk_order) >= limit:
             del walk_order[limit:]
             break
+    block_areas = {a.address: a for a in walk_order if a.block is not None}
+    # <= 5.3: flagged lazy inside the busy list
+    lazy_list = [a for a in walk_order if a.lazy and a.block is None]
     if reader.layout.va_flags == "legacy":
-        busy = sorted((a for a in walk_order if not a.lazy), key=_start_key)
+        busy = sorted((a for a in walk_order if not a.lazy), key=_START)
     elif _is_sorted(walk_order):
         busy = walk_order  # <= 6.8: vmap_area_list is address-sorted; share it
     else:
-        busy = sorted(walk_order, key=_start_key)
+        busy = sorted(walk_order, key=_START)
     return walk_order, busy, lazy_list, block_areas
 
 
@@ -352,6 +377,9 @@ def _start_key(a: Union[Area, VmapBlock]) -> int:
     return a.start
 
 
+_START = operator.attrgetter("start")
+
+
 def _is_sorted(areas: List[Area]) -> bool:
     prev = -1
     for a in areas:
@@ -363,12 +391,15 @@ def _is_sorted(areas: List[Area]) -> bool:
 
 def _check_areas(areas: List[Area], log: WalkLog, ps: int) -> None:
     prev_end = 0
+    mask = ps - 1 if ps & (ps - 1) == 0 else None
     for a in areas:
-        if a.start >= a.end or a.start % ps or a.end % ps:
-            log.warn(f"vmap_area {a.address:#x}: bad range {a.start:#x}-{a.end:#x}")
-        if a.start < prev_end:
-            log.warn(f"vmap_area {a.address:#x}: overlaps the previous area at {a.start:#x}")
-        prev_end = max(prev_end, a.end)
+        start, end = a.start, a.end
+        if start >= end or ((start | end) & mask if mask is not None else start % ps or end % ps):
+            log.warn(f"vmap_area {a.address:#x}: bad range {start:#x}-{end:#x}")
+        if start < prev_end:
+            log.warn(f"vmap_area {a.address:#x}: overlaps the previous area at {start:#x}")
+        if end > prev_end:
+            prev_end = end
 
 
 def _runs(bitmap: int, nbits: int) -> Tuple[Tuple[int, int], ...]:

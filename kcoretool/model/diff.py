@@ -27,11 +27,15 @@ The caller is the function name of the ``%pS`` symbol and its module
 from __future__ import annotations
 
 import fnmatch
+import gc
+import operator
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from kcoretool.model.snapshot import VmallocSnapshot, area_to_json
-from kcoretool.model.vmalloc import Area, VmallocModel
+from kcoretool.model.vmalloc import Area, AreaTable, VmallocModel
 
 __all__ = (
     "AreaChange",
@@ -74,6 +78,9 @@ def caller_totals(
     """``{(caller, kind): [areas, pages, bytes]}`` over the busy areas."""
     ks = set(kinds) if kinds else None
     ps = model.page_size
+    table = model.area_table()
+    if table is not None and ks is None and caller is None:
+        return _table_totals(table, ps)
     areas: Iterable[Area] = model.areas
     if ks is not None or caller is not None:
         areas = [a for a in areas if (ks is None or a.kind in ks)
@@ -97,6 +104,33 @@ def caller_totals(
             t[0] += 1
             t[1] += pages
             t[2] += size
+    return _by_name(raw)
+
+
+def _table_totals(table: AreaTable, ps: int) -> Dict[Key, List[int]]:
+    """:func:`caller_totals` of an :class:`~kcoretool.model.vmalloc.AreaTable`:
+    areas with the same caller, kind, size and pages counted at once."""
+    col = table.column
+    start, end = col("start"), col("end")
+    same = Counter(zip(col("caller_symbol"), col("caller"), col("kind"), map(operator.sub, end, start),
+                       col("nr_pages"), map(operator.is_not, col("vm_address"), repeat(None))))
+    raw: Dict[Tuple[Optional[str], int, str], List[int]] = {}
+    for (sym, addr, kind, size, nr, has_vm), count in same.items():
+        if has_vm:
+            key, pages = (sym, addr, kind), nr
+        else:
+            key, pages = (None, 0, kind), size // ps
+        t = raw.get(key)
+        if t is None:
+            raw[key] = [count, pages * count, size * count]
+        else:
+            t[0] += count
+            t[1] += pages * count
+            t[2] += size * count
+    return _by_name(raw)
+
+
+def _by_name(raw: Dict[Tuple[Optional[str], int, str], List[int]]) -> Dict[Key, List[int]]:
     out: Dict[Key, List[int]] = {}
     for (sym, addr, kind), v in raw.items():
         k = (caller_name(sym, addr), kind)
@@ -180,7 +214,7 @@ class SnapshotInfo:
         """``totals``: :func:`caller_totals` of the whole model, if at hand."""
         t = caller_totals(s.model) if totals is None else totals
         return cls(s.file, s.source_path, s.source_kind, s.release, s.boot_id, s.kaslr_offset, s.time,
-                   s.time_iso, len(s.model.areas), sum(v[1] for v in t.values()),
+                   s.time_iso, s.model.nr_areas, sum(v[1] for v in t.values()),
                    sum(v[2] for v in t.values()))
 
     def to_dict(self) -> Dict[str, Any]:
@@ -297,6 +331,23 @@ def diff(
     callers whose bytes changed by at least that much either way (and the
     areas of those callers).
     """
+    # Many acyclic containers: the cyclic GC would rescan them for nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _diff(a, b, kinds, caller, min_delta)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _diff(
+    a: VmallocSnapshot,
+    b: VmallocSnapshot,
+    kinds: Optional[Iterable[str]],
+    caller: Optional[str],
+    min_delta: int,
+) -> VmallocDiff:
     ks = sorted(set(kinds)) if kinds else None
     same, note = same_boot(a, b)
     filtered = ks is not None or caller is not None
@@ -348,7 +399,25 @@ def diff(
             return False
         return caller is None or _caller_matches(caller, x)
 
-    if filtered:
+    table_a, table_b = a.model.area_table(), b.model.area_table()
+    if not filtered and table_a is not None and table_b is not None:
+        # Both read from snapshot files: compare rows (equal rows are equal
+        # areas) and build Area objects only for the ones that differ.
+        ra = dict(zip(table_a.column("start"), table_a.rows()))
+        rb = dict(zip(table_b.column("start"), table_b.rows()))
+        area = AreaTable.area
+        by_a, by_b = {}, {}
+        for start, row in rb.items():
+            other = ra.get(start)
+            if other == row:
+                res.unchanged += 1
+            else:
+                by_b[start] = area(row)
+                if other is not None:
+                    by_a[start] = area(other)
+        for start in ra.keys() - rb.keys():
+            by_a[start] = area(ra[start])
+    elif filtered:
         by_a = {x.start: x for x in a.model.areas if selected(x)}
         by_b = {x.start: x for x in b.model.areas if selected(x)}
     else:

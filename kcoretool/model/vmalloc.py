@@ -18,13 +18,14 @@ import bisect
 import fnmatch
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from kcoretool.errors import ArgumentError
 from kcoretool.kernel.vmflags import VM_NO_GUARD
 
 __all__ = (
     "Area",
+    "AreaTable",
     "FreeHole",
     "KINDS",
     "VmStruct",
@@ -238,61 +239,87 @@ def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4
     :meth:`kcoretool.model.exec.ExecModel.area_owners`) each row also has
     ``"owner"`` (null where none).
     """
-    sym_json: Dict[Any, str] = {}
-    flags_json: Dict[int, str] = {}
-    kind_json: Dict[str, str] = {}
+    # Each row is the dynamic numbers around two cached fragments: one per
+    # (kind, pages, caller, vm flags, va flags), one per (page order,
+    # requested size, lazy, node, node id) -- few distinct in practice; a
+    # cache that grows past _CACHE_MAX stops growing (rows are then built
+    # in full).
+    mid_cache: Dict[Tuple[Any, ...], str] = {}
+    tail_cache: Dict[Tuple[Any, ...], str] = {}
+    novm_cache: Dict[Tuple[Any, ...], str] = {}
 
     def n(v: Optional[int]) -> str:
         return "null" if v is None else str(v)
 
     buf: List[str] = []
+    append = buf.append
     first = True
+    # busy areas mostly touch (one's end is the next one's start): the end's
+    # decimal text is kept for the next start
+    prev_end: Optional[int] = None
+    end_s = ""
     yield "["
     for a in areas:
         vm = a.vm
-        size = a.end - a.start
-        k = kind_json.get(a.kind)
-        if k is None:
-            k = kind_json[a.kind] = json.dumps(a.kind)
-        lazy = "true" if a.lazy else "false"
+        start = a.start
+        end = a.end
+        block = a.block
+        start_s = end_s if start == prev_end else str(start)
+        end_s = str(end)
+        prev_end = end
         if vm is not None:
-            cs = sym_json.get(vm.caller)
-            if cs is None:
-                cs = sym_json[vm.caller] = json.dumps(vm.caller_symbol)
-            fj = flags_json.get(vm.flags)
-            if fj is None:
-                fj = flags_json[vm.flags] = json.dumps(list(vm.flag_names))
-            row = (
-                '{"start":%d,"end":%d,"size":%d,"kind":%s,"pages":%d,"caller":%d,'
-                '"caller_symbol":%s,"flags":%s,"vm_flags":%d,"va_flags":%s,"phys_addr":%s,'
-                '"page_order":%s,"requested_size":%s,"lazy":%s,"node":%s,"flags_node_id":%s,'
-                '"vmap_area":%d,"vm_struct":%d,"vmap_block":%s}'
-            ) % (
-                a.start, a.end, size, k, vm.nr_pages, vm.caller, cs, fj, vm.flags,
-                n(a.flags), vm.phys_addr or "null", n(vm.page_order), n(vm.requested_size),
-                lazy, n(a.node), n(a.flags_node_id), a.address, vm.address, n(a.block),
-            )
+            key: Tuple[Any, ...] = (a.kind, vm.nr_pages, vm.caller, vm.flags, a.flags)
+            mid = mid_cache.get(key)
+            if mid is None:
+                mid = (
+                    ',"kind":%s,"pages":%d,"caller":%d,"caller_symbol":%s,"flags":%s,"vm_flags":%d,'
+                    '"va_flags":%s,"phys_addr":'
+                ) % (json.dumps(a.kind), vm.nr_pages, vm.caller, json.dumps(vm.caller_symbol),
+                     json.dumps(list(vm.flag_names)), vm.flags, n(a.flags))
+                if len(mid_cache) < _CACHE_MAX:
+                    mid_cache[key] = mid
+            key = (vm.page_order, vm.requested_size, a.lazy, a.node, a.flags_node_id)
+            tail = tail_cache.get(key)
+            if tail is None:
+                tail = ',"page_order":%s,"requested_size":%s,"lazy":%s,"node":%s,"flags_node_id":%s,"vmap_area":' % (
+                    n(vm.page_order), n(vm.requested_size), "true" if a.lazy else "false", n(a.node),
+                    n(a.flags_node_id))
+                if len(tail_cache) < _CACHE_MAX:
+                    tail_cache[key] = tail
+            row = '{"start":%s,"end":%s,"size":%d%s%s%s%d,"vm_struct":%d,"vmap_block":%s}' % (
+                start_s, end_s, end - start, mid, vm.phys_addr or "null", tail, a.address, vm.address,
+                "null" if block is None else block)
         else:
-            row = (
-                '{"start":%d,"end":%d,"size":%d,"kind":%s,"pages":%d,"caller":null,'
-                '"caller_symbol":null,"flags":[],"vm_flags":null,"va_flags":%s,'
-                '"phys_addr":null,"page_order":null,"requested_size":null,"lazy":%s,"node":%s,'
-                '"flags_node_id":%s,"vmap_area":%d,"vm_struct":null,"vmap_block":%s}'
-            ) % (
-                a.start, a.end, size, k, size // page_size, n(a.flags),
-                lazy, n(a.node), n(a.flags_node_id), a.address, n(a.block),
-            )
+            key = (a.kind, a.flags, a.lazy, a.node, a.flags_node_id)
+            mid = novm_cache.get(key)
+            if mid is None:
+                mid = (
+                    ',"kind":%s,"pages":%%d,"caller":null,"caller_symbol":null,"flags":[],"vm_flags":null,'
+                    '"va_flags":%s,"phys_addr":null,"page_order":null,"requested_size":null,"lazy":%s,'
+                    '"node":%s,"flags_node_id":%s,"vmap_area":'
+                ) % (json.dumps(a.kind), n(a.flags), "true" if a.lazy else "false", n(a.node),
+                     n(a.flags_node_id))
+                if len(novm_cache) < _CACHE_MAX:
+                    novm_cache[key] = mid
+            row = '{"start":%s,"end":%s,"size":%d%s%d,"vm_struct":null,"vmap_block":%s}' % (
+                start_s, end_s, end - start, mid % ((end - start) // page_size), a.address,
+                "null" if block is None else block)
         if owners is not None:
-            o = owners.get(a.start)
+            o = owners.get(start)
             row = row[:-1] + ',"owner":' + ("null" if o is None else json.dumps(o)) + "}"
-        buf.append(row if first else "," + row)
-        first = False
+        append(row)
         if len(buf) >= chunk:
-            yield "\n".join(buf)
+            # rows are "\n,"-separated, and a chunk after the first starts with ","
+            yield ("" if first else ",") + "\n,".join(buf)
+            first = False
             buf = []
+            append = buf.append
     if buf:
-        yield "\n".join(buf)
+        yield ("" if first else ",") + "\n,".join(buf)
     yield "]"
+
+
+_CACHE_MAX = 1 << 16
 
 
 @dataclass(eq=True, order=True)
@@ -373,11 +400,76 @@ class FreeHole:
         return {"start": self.start, "end": self.end, "size": self.end - self.start}
 
 
+#: The fields of one :class:`AreaTable` row, in order: the :class:`Area`
+#: fields but ``vm``, then the 12 :class:`VmStruct` fields (all None for an
+#: area without a vm_struct).
+AREA_ROW_FIELDS = (
+    "start", "end", "kind", "lazy", "flags", "node", "flags_node_id", "block", "address",
+    "vm_address", "vm_addr", "vm_size", "vm_flags", "flag_names", "nr_pages", "page_order",
+    "phys_addr", "caller", "caller_symbol", "requested_size", "pages_array",
+)
+
+
+class AreaTable:
+    """
+    Areas by column (:data:`AREA_ROW_FIELDS`), for a model read back from
+    a snapshot.  Its rows are plain tuples: two rows are equal exactly when
+    the two :class:`Area` they stand for are, so a diff can compare rows and
+    build objects only for what differs.  :meth:`areas` builds the objects.
+    Rows are made on demand and not kept: a few long lists of numbers cost
+    the cyclic GC little, a tuple per area a full pass over all of them.
+    """
+
+    __slots__ = ("_columns", "_n")
+
+    def __init__(self, columns: Sequence[Sequence[Any]]) -> None:
+        """:param columns: one sequence per field of :data:`AREA_ROW_FIELDS`,
+        all of the same length."""
+        if len(columns) != len(AREA_ROW_FIELDS):
+            raise ValueError(f"{len(columns)} columns, not {len(AREA_ROW_FIELDS)}")
+        self._n = len(columns[0])
+        if any(len(c) != self._n for c in columns):
+            raise ValueError("columns of different lengths")
+        self._columns = columns
+
+    def __len__(self) -> int:
+        return self._n
+
+    def column(self, field: str) -> Sequence[Any]:
+        """One field (:data:`AREA_ROW_FIELDS`) of every row."""
+        return self._columns[AREA_ROW_FIELDS.index(field)]
+
+    def rows(self) -> Iterator[Tuple[Any, ...]]:
+        """The rows, in order (made as they are iterated)."""
+        return zip(*self._columns)
+
+    @staticmethod
+    def area(r: Tuple[Any, ...]) -> Area:
+        """The :class:`Area` of one row."""
+        vm = VmStruct(*r[9:]) if r[9] is not None else None
+        return Area(r[0], r[1], r[2], r[3], r[4], r[5], r[6], vm, r[7], r[8])
+
+    def areas(self) -> List[Area]:
+        out: List[Area] = []
+        append = out.append
+        for (start, end, kind, lazy, flags, node, node_id, block, address, vmp, addr, size, fl, names,
+             nr, order, phys, caller, sym, req, arr) in self.rows():
+            vm = (VmStruct(vmp, addr, size, fl, names, nr, order, phys, caller, sym, req, arr)
+                  if vmp is not None else None)
+            append(Area(start, end, kind, lazy, flags, node, node_id, vm, block, address))
+        return out
+
+
 class VmallocModel:
     """
     A snapshot of the kernel's vmalloc state. ``areas`` are the busy areas
     sorted by start; ``walk_order`` is the same objects in the kernel's own
     order (node by node on 6.9+); ``lazy`` and ``pooled`` are not busy.
+
+    A model loaded from a snapshot may hold its busy areas as an
+    :class:`AreaTable` (``area_table``, with ``walk_index``: walk order as
+    indices into ``areas + lazy + pooled``, None for ``areas``' own order);
+    ``areas`` and ``walk_order`` are then built on first use.
     """
 
     def __init__(
@@ -390,8 +482,8 @@ class VmallocModel:
         vmalloc_end: int,
         modules_start: int,
         modules_end: int,
-        areas: List[Area],
-        walk_order: List[Area],
+        areas: Optional[List[Area]],
+        walk_order: Optional[List[Area]],
         lazy: List[Area],
         pooled: List[Area],
         blocks: List[VmapBlock],
@@ -400,7 +492,11 @@ class VmallocModel:
         lazy_max_pages: Optional[int],
         warnings: List[str],
         numa: bool = False,
+        area_table: Optional[AreaTable] = None,
+        walk_index: Optional[List[int]] = None,
     ) -> None:
+        if areas is None and area_table is None:
+            raise ValueError("a VmallocModel needs areas or an area_table")
         self.layout = layout
         self.release = release
         self.page_size = page_size
@@ -408,8 +504,10 @@ class VmallocModel:
         self.vmalloc_end = vmalloc_end
         self.modules_start = modules_start
         self.modules_end = modules_end
-        self.areas = areas
-        self.walk_order = walk_order
+        self._areas = areas
+        self._walk_order = walk_order
+        self._table = area_table if areas is None else None
+        self._walk_index = walk_index
         self.lazy = lazy
         self.pooled = pooled
         self.blocks = blocks
@@ -422,6 +520,55 @@ class VmallocModel:
         self._starts: Optional[List[int]] = None
         self._blocks_by_start = {b.start: b for b in blocks}
         self._blocks_by_addr = {b.address: b for b in blocks}
+
+    @property
+    def areas(self) -> List[Area]:
+        if self._areas is None:
+            assert self._table is not None
+            self._areas = self._table.areas()
+            self._table = None
+        return self._areas
+
+    @areas.setter
+    def areas(self, value: List[Area]) -> None:
+        self._areas, self._table, self._starts = value, None, None
+
+    @property
+    def walk_order(self) -> List[Area]:
+        if self._walk_order is None:
+            if self._walk_index is None:
+                self._walk_order = self.areas
+            else:
+                every = self.areas + self.lazy + self.pooled
+                self._walk_order = [every[i] for i in self._walk_index]
+                self._walk_index = None
+        return self._walk_order
+
+    @walk_order.setter
+    def walk_order(self, value: List[Area]) -> None:
+        self._walk_order, self._walk_index = value, None
+
+    def walk_index(self) -> Optional[List[int]]:
+        """The walk order as indices into ``areas + lazy + pooled``, or None
+        when it is ``areas``' own order."""
+        if self._walk_order is None:
+            return self._walk_index
+        walk, areas = self._walk_order, self.areas
+        if len(walk) == len(areas) and all(x is y for x, y in zip(walk, areas)):
+            return None
+        # <= 5.3 walks lazy areas in the busy list too
+        index = {id(a): i for i, a in enumerate(areas + self.lazy + self.pooled)}
+        return [index[id(a)] for a in walk]
+
+    @property
+    def nr_areas(self) -> int:
+        """``len(self.areas)``, without building the areas."""
+        return len(self._table) if self._table is not None else len(self.areas)
+
+    def area_table(self) -> Optional[AreaTable]:
+        """The :class:`AreaTable` of the busy areas while they have not been
+        built as objects, else None."""
+        return self._table
 
     # -- lookups -----------------------------------------------------------
 
@@ -560,36 +707,54 @@ class VmallocModel:
     def stats(self) -> Dict[str, Any]:
         """Totals by kind and caller, lazy pages vs threshold, range usage."""
         ps = self.page_size
-        by_kind: Dict[str, Dict[str, int]] = {}
-        by_caller: Dict[str, Dict[str, int]] = {}
+        # [count, size, pages] by (kind, a key that gives the caller's name:
+        # the symbol, the caller's address, or None without a vm_struct), so
+        # that one lookup serves both totals and each name is made once
+        groups: Dict[Tuple[str, Any], List[int]] = {}
+        get = groups.get
         used_vmalloc = 0
         used_modules = 0
         vs, ve, ms, me = self.vmalloc_start, self.vmalloc_end, self.modules_start, self.modules_end
         for a in self.areas:
-            size = a.end - a.start
+            start = a.start
+            size = a.end - start
             vm = a.vm
-            pages = vm.nr_pages if vm is not None else size // ps
-            k = by_kind.get(a.kind)
-            if k is None:
-                k = by_kind[a.kind] = {"count": 0, "size": 0, "pages": 0}
-            k["count"] += 1
-            k["size"] += size
-            k["pages"] += pages
             if vm is not None:
-                sym = vm.caller_symbol
-                name = sym.split("+", 1)[0] if sym else (hex(vm.caller) if vm.caller else "?")
+                pages = vm.nr_pages
+                key: Tuple[str, Any] = (a.kind, vm.caller_symbol or vm.caller)
             else:
-                name = f"({a.kind})"
-            c = by_caller.get(name)
-            if c is None:
-                c = by_caller[name] = {"count": 0, "size": 0, "pages": 0}
-            c["count"] += 1
-            c["size"] += size
-            c["pages"] += pages
-            if vs <= a.start < ve:
+                pages = size // ps
+                key = (a.kind, None)
+            g = get(key)
+            if g is None:
+                groups[key] = [1, size, pages]
+            else:
+                g[0] += 1
+                g[1] += size
+                g[2] += pages
+            if vs <= start < ve:
                 used_vmalloc += size
-            elif ms <= a.start < me:
+            elif ms <= start < me:
                 used_modules += size
+        # groups are in the order they first appear among the areas, and so
+        # are the kinds and names they are added up into
+        by_kind: Dict[str, Dict[str, int]] = {}
+        by_caller: Dict[str, Dict[str, int]] = {}
+        for (kind, ck), v in groups.items():
+            if ck is None:
+                name = f"({kind})"
+            elif isinstance(ck, str):
+                name = ck.split("+", 1)[0]
+            else:
+                name = hex(ck) if ck else "?"
+            for d, k in ((by_kind, kind), (by_caller, name)):
+                t = d.get(k)
+                if t is None:
+                    d[k] = {"count": v[0], "size": v[1], "pages": v[2]}
+                else:
+                    t["count"] += v[0]
+                    t["size"] += v[1]
+                    t["pages"] += v[2]
         lazy_pages = sum((a.end - a.start) // ps for a in self.lazy)
         holes = self.vmalloc_holes()
         largest = max((h.size for h in holes), default=0)

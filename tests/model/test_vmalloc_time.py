@@ -15,8 +15,8 @@ import kcoretool
 from kcoretool.api import Kernel
 from kcoretool.cli import cli
 from kcoretool.errors import KcoreToolError
-from kcoretool.model.diff import caller_name, diff
-from kcoretool.model.snapshot import VmallocSnapshot, load_snapshot
+from kcoretool.model.diff import caller_name, caller_totals, diff
+from kcoretool.model.snapshot import VmallocSnapshot, area_to_json, iter_area_dicts, load_snapshot
 from kcoretool.model.vmalloc import Area, VmallocModel, VmStruct
 from tests.synth.layouts import LAYOUTS, build, standard_scene
 
@@ -78,6 +78,55 @@ def test_round_trip_every_layout(layout: str, tmp_path) -> None:
     assert json.loads(p.read_text())["totals"] == m.stats()
 
 
+def _write_v1(s: VmallocSnapshot, path) -> None:
+    """The snapshot as format version 1 wrote it: one AREA object per area."""
+    d = s.to_dict()
+    ps = s.model.page_size
+    d["format_version"] = 1
+    for name in ("areas", "lazy", "pooled"):
+        d[name] = [area_to_json(a, ps) for a in getattr(s.model, name)]
+    path.write_text(json.dumps(d))
+
+
+@pytest.mark.parametrize("layout", ["5.3", "6.12"])
+def test_version_1_files_still_load(layout: str, tmp_path) -> None:
+    s = Kernel(build(layout, standard_scene(layout)).prog).snapshot()
+    p = tmp_path / "v1.json"
+    _write_v1(s, p)
+    back = load_snapshot(str(p))
+    assert back == s and back.model.areas == s.model.areas and back.model.lazy == s.model.lazy
+    assert [a.start for a in back.model.walk_order] == [a.start for a in s.model.walk_order]
+    assert diff(back, s).unchanged == len(s.model.areas)
+    # read as v1, written again as v2
+    again = tmp_path / "v2.json"
+    back.save(str(again))
+    assert json.loads(again.read_text())["format_version"] == 2 and load_snapshot(str(again)) == s
+
+
+def test_version_2_columns(tmp_path) -> None:
+    s = demo()
+    p = tmp_path / "s.json"
+    s.save(str(p))
+    d = json.loads(p.read_text())
+    cols = d["areas"]["columns"]
+    assert list(cols) == ["start", "size", "kind", "lazy", "va_flags", "node", "flags_node_id", "vmap_block",
+                          "vmap_area", "vm_struct", "vm_addr", "vm_size", "vm_flags", "flag_names", "nr_pages",
+                          "page_order", "phys_addr", "caller", "caller_symbol", "requested_size", "pages_array"]
+    assert cols["start"]["delta"][0] == s.model.areas[0].start
+    assert sum(cols["start"]["delta"]) == s.model.areas[-1].start
+    assert sorted(cols["kind"]["table"]) == sorted({a.kind for a in s.model.areas})
+    assert cols["lazy"] == {"runs": [[False, 125]]}  # long runs as [value, count]
+    # one column per line
+    text = p.read_text()
+    assert all(f'\n"{c}":' in text for c in cols)
+    ps = s.model.page_size
+    assert list(iter_area_dicts(d["lazy"], ps)) == [area_to_json(a, ps) for a in s.model.lazy]
+    back = load_snapshot(str(p))
+    assert back.model.nr_areas == 125 and back.model.area_table() is not None
+    assert caller_totals(back.model) == caller_totals(s.model)
+    assert back.model.areas == s.model.areas and back.model.area_table() is None
+
+
 def test_demo_snapshot_header_and_cli(tmp_path) -> None:
     out = tmp_path / "demo.json"
     r = CliRunner().invoke(cli, ["-c", DEMO, "vmalloc", "snapshot", "-o", str(out)])
@@ -91,14 +140,15 @@ def test_demo_snapshot_header_and_cli(tmp_path) -> None:
     assert os.listdir(tmp_path) == ["demo.json"]  # no temporary file left
     d = json.loads(out.read_text())
     assert (d["format"], d["format_version"], d["release"], d["kaslr_offset"], d["time"]) == (
-        "kcoretool-vmalloc-snapshot", 1, "6.12.117+deb12-amd64", 0x11C00000, 1795358956)
+        "kcoretool-vmalloc-snapshot", 2, "6.12.117+deb12-amd64", 0x11C00000, 1795358956)
     assert d["source"] == {"path": DEMO, "kind": "kdump", "live": False}
     # every field of a `vmalloc list --json` row is in each area, except the
     # exec owner (issue 12), which list computes from the exec model
     r = CliRunner().invoke(cli, ["-c", DEMO, "--json", "vmalloc", "list"])
     rows = json.loads(r.output)
-    assert len(rows) == len(d["areas"]) == 125
-    for row, area in zip(rows, d["areas"]):
+    areas = list(iter_area_dicts(d["areas"]))
+    assert len(rows) == len(areas) == d["areas"]["count"] == 125
+    for row, area in zip(rows, areas):
         row.pop("owner", None)
         assert {k: area[k] for k in row} == row
     assert load_snapshot(str(out)) == demo()
@@ -122,10 +172,18 @@ def test_save_is_atomic(tmp_path, monkeypatch) -> None:
 @pytest.mark.parametrize("text, message", [
     ("not json", "not a kcoretool vmalloc snapshot (not JSON: "),
     ('{"format": "other"}', 'not a kcoretool vmalloc snapshot (no "format": "kcoretool-vmalloc-snapshot")'),
-    ('{"format": "kcoretool-vmalloc-snapshot", "format_version": 2}',
-     "snapshot format version 2; this kcoretool reads 1 to 1 (upgrade kcoretool)"),
+    ('{"format": "kcoretool-vmalloc-snapshot", "format_version": 3}',
+     "snapshot format version 3; this kcoretool reads 1 to 2 (upgrade kcoretool)"),
     ('{"format": "kcoretool-vmalloc-snapshot", "format_version": 1, "areas": [{"start": 1}]}',
      "damaged snapshot: no field 'end' in areas"),
+    ('{"format": "kcoretool-vmalloc-snapshot", "format_version": 2, "areas": {"count": 1, "columns": {}}}',
+     "damaged snapshot: no field 'start' in areas"),
+    ('{"format": "kcoretool-vmalloc-snapshot", "format_version": 2, "areas": {"count": 2, "columns": '
+     '{"start": {"delta": [1]}}}}',
+     "damaged snapshot: bad value in areas (a column has 1 values, not 2)"),
+    ('{"format": "kcoretool-vmalloc-snapshot", "format_version": 2, "areas": {"count": 2, "columns": '
+     '{"start": {"delta": {"runs": [[1, -2]]}}}}}',
+     "damaged snapshot: bad value in areas (a run of -2)"),
 ])
 def test_bad_snapshot_files(tmp_path, capsys, text: str, message: str) -> None:
     p = tmp_path / "bad.json"
