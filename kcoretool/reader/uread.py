@@ -36,7 +36,7 @@ a mismatch re-reads the chunk, a bounded number of times.
 from __future__ import annotations
 
 import time
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import drgn
 
@@ -54,6 +54,12 @@ _PHYS = ((1 << 52) - 1) & ~(PAGE - 1)
 #: pages read between revalidations (live)
 CHUNK_PAGES = 64
 MAX_ATTEMPTS = 4
+#: live reads up to this size are checked whole: the mm's sequence count must
+#: not move between their first and last chunk, or a VMA unmapped and mapped
+#: again alike (same address, same slab object) between two chunks would
+#: splice two mappings' pages into one read.  Bigger reads stream, each
+#: chunk checked on its own.
+WHOLE_READ_LIMIT = 16 << 20
 BACKOFF = (0.0005, 0.002, 0.01)
 
 
@@ -192,17 +198,39 @@ class UserReader:
 
     def read(self, addr: int, size: int, sink: BinaryIO) -> ReadReport:
         report = ReadReport(addr, size, "pagetable")
-        end = addr + size
+        pieces: Iterable[Tuple[PageRun, Optional[bytes], object]]
+        if self.revalidate is not None and self.mm_seq is not None and size <= WHOLE_READ_LIMIT:
+            pieces = self._live_whole(addr, addr + size, report)
+        else:
+            pieces = self._chunks(addr, addr + size, report)
+        for run, data, _ in pieces:
+            sink.write(data if data is not None else bytes(run.size))
+            report.add(run)
+        return report
+
+    def _chunks(self, lo: int, end: int, report: ReadReport) -> Iterator[Tuple[PageRun, Optional[bytes], object]]:
         step = CHUNK_PAGES * PAGE
-        lo = addr
         while lo < end:
             hi = min(end, (lo & ~(step - 1)) + step)
-            pieces = self._pieces(lo, hi) if self.revalidate is None else self._live(lo, hi, report)
-            for run, data, _ in pieces:
-                sink.write(data if data is not None else bytes(run.size))
-                report.add(run)
+            yield from (self._pieces(lo, hi) if self.revalidate is None else self._live(lo, hi, report))
             lo = hi
-        return report
+
+    def _live_whole(self, lo: int, hi: int, report: ReadReport) -> List[Tuple[PageRun, Optional[bytes], object]]:
+        """The chunks of one read, each checked, and the mm unchanged from the
+        first to the last (bounded retries; then the read is ``raced``)."""
+        assert self.mm_seq is not None
+        if hi - lo <= CHUNK_PAGES * PAGE and (lo // (CHUNK_PAGES * PAGE)) == ((hi - 1) // (CHUNK_PAGES * PAGE)):
+            return self._live(lo, hi, report)  # one chunk: _live checks it whole
+        for attempt in range(MAX_ATTEMPTS):
+            seq = self.mm_seq()
+            pieces = list(self._chunks(lo, hi, report))
+            if seq is None or self.mm_seq() == seq:
+                return pieces
+            report.retries += 1
+            self._refresh_vmas()
+            if attempt < len(BACKOFF):
+                time.sleep(BACKOFF[attempt])
+        return [(PageRun(lo, hi - lo, "raced"), None, None)]
 
     def _live(self, lo: int, hi: int, report: ReadReport) -> List[Tuple[PageRun, Optional[bytes], object]]:
         """Read, then check the VMAs and page-table entries are unchanged."""

@@ -218,3 +218,52 @@ def test_swap_type_beyond_nr_swapfiles_is_named():
 def test_raw_vma_tuple_fields():
     assert RawVma._fields[:3] == ("address", "start", "end")
     assert WalkLog().summary() == []
+
+
+def _torn_read_setup():
+    """A 2-page anonymous VMA across a reader chunk boundary, and a process
+    that unmaps and maps it again alike (same address, same struct) between
+    the reader's two chunks, with new bytes."""
+    from kcoretool.reader.uread import CHUNK_PAGES
+
+    m, root, map4k, _, _ = ptbuild.build()
+    base = 0x7F0000000000 + CHUNK_PAGES * 4096 - 0x1000
+    for phys, fill in ((0x200000, b"1"), (0x201000, b"1"), (0x300000, b"2"), (0x301000, b"2")):
+        m.write(phys, fill * 4096)
+    map4k(base, 0x200000)
+    map4k(base + 0x1000, 0x201000)
+    vma = _Vma(base, base + 0x2000)
+    return m, root, map4k, base, _Vmas([vma])
+
+
+def test_live_read_is_not_spliced_across_chunks():
+    """Each chunk alone is consistent, but the mm moved between them: the
+    read is retried whole, never half one mapping and half the next."""
+    m, root, map4k, base, vmas = _torn_read_setup()
+    calls = {"n": 0, "seq": 1}
+
+    def mm_seq():
+        calls["n"] += 1
+        if calls["n"] == 4:  # the second chunk starts: the process has mapped the region again
+            map4k(base, 0x300000)
+            map4k(base + 0x1000, 0x301000)
+            calls["seq"] = 3
+        return calls["seq"]
+
+    walker = PageTableWalker(m.read, root)
+    r = UserReader(vmas, walker, m.read, revalidate=vmas.find, mm_seq=mm_seq)
+    out = __import__("io").BytesIO()
+    rep = r.read(base, 0x2000, out)
+    assert out.getvalue() == b"2" * 0x2000
+    assert rep.retries == 1 and [run.state for run in rep.runs] == ["data"]
+
+
+def test_live_read_of_an_ever_changing_mm_is_raced():
+    m, root, _, base, vmas = _torn_read_setup()
+    seq = iter(range(10**6))
+    r = UserReader(vmas, PageTableWalker(m.read, root), m.read, revalidate=vmas.find,
+                   mm_seq=lambda: next(seq) // 4)  # moves between the chunks of every attempt
+    out = __import__("io").BytesIO()
+    rep = r.read(base, 0x2000, out)
+    assert out.getvalue() == bytes(0x2000)
+    assert [(run.state, run.size) for run in rep.runs] == [("raced", 0x2000)]
