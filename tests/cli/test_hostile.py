@@ -182,6 +182,21 @@ def test_extract_onto_a_full_disk_leaves_nothing(tmp_path):
 
 # -- Ctrl-C ---------------------------------------------------------------------------
 
+def _wait_for_sigint_handler(pid: int, timeout: float = 60.0) -> None:
+    """Until the process catches SIGINT (/proc/PID/status SigCgt): on a busy
+    machine the interpreter alone can take over half a second to start."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+        except (OSError, StopIteration):
+            return  # gone already
+        if caught & (1 << (signal.SIGINT - 1)):
+            return
+        time.sleep(0.01)
+
+
 @pytest.mark.skipif(not DEMO.exists(), reason="no demo fixture")
 def test_sigint_during_extract(tmp_path):
     rng = random.Random(14)
@@ -189,7 +204,8 @@ def test_sigint_during_extract(tmp_path):
         out = tmp_path / f"x{n}"
         p = subprocess.Popen([sys.executable, "-m", "kcoretool", "-c", str(DEMO), "vmalloc", "extract", "-o",
                               str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(0.5, 4.0))
+        _wait_for_sigint_handler(p.pid)  # before that it is the interpreter starting, not kcoretool
+        time.sleep(rng.uniform(0.3, 3.5))
         p.send_signal(signal.SIGINT)
         stdout, stderr = p.communicate(timeout=120)
         if p.returncode == 0:  # finished first: then everything is whole
