@@ -398,8 +398,11 @@ class Kernel(TaskMemory):
             path: Optional[str] = self.core.path
         else:
             kind, path = ("live" if live else None), None
+        owners: Dict[int, str] = {}
+        if any(a.kind == "exec" for a in model.areas):
+            owners = self.exec_memory(refresh=refresh).area_owners()
         return VmallocSnapshot(
-            model=model, release=model.release, boot_id=bid, boot_id_source=bid_source,
+            model=model, release=model.release, boot_id=bid, boot_id_source=bid_source, owners=owners,
             kaslr_offset=info.kernel_offset if info is not None else None,
             time=when, time_source=when_source, source_path=path, source_kind=kind, live=live,
         )

@@ -27,6 +27,8 @@ The file format, version 2 (``"format": "kcoretool-vmalloc-snapshot"``)::
      "pooled": AREAS,            6.9+: purged, kept for reuse
      "blocks": [BLOCK, ...],     as `vmalloc blocks --json`
      "holes":  null | [{"start", "end", "size"}, ...],
+     "exec_owners": {"0xSTART": OWNER, ...}   each exec area's owner, as the
+                                 OWNER column of `vmalloc list` (optional)
      "warnings": ["..."],
      "totals": {...}}            as `vmalloc stats --json` (derived; ignored on load)
 
@@ -257,14 +259,18 @@ def _read_table(d: Any) -> AreaTable:
     return AreaTable(cols)
 
 
-def iter_area_dicts(section: Any, page_size: int = 4096) -> Iterator[Dict[str, Any]]:
+def iter_area_dicts(section: Any, page_size: int = 4096,
+                    owners: Optional[Dict[str, str]] = None) -> Iterator[Dict[str, Any]]:
     """The AREA dicts (:func:`area_to_json`) of one ``areas``, ``lazy`` or
-    ``pooled`` section of a parsed snapshot file, version 1 or 2."""
+    ``pooled`` section of a parsed snapshot file, version 1 or 2; with the
+    file's ``exec_owners``, each exec area gets its ``owner`` as in
+    ``vmalloc list --json``."""
     if isinstance(section, list):
-        yield from section
-        return
-    for r in _read_table(section).rows():
-        yield area_to_json(AreaTable.area(r), page_size)
+        rows: Iterator[Dict[str, Any]] = iter(section)
+    else:
+        rows = (area_to_json(AreaTable.area(r), page_size) for r in _read_table(section).rows())
+    for d in rows:
+        yield {**d, "owner": owners.get(f"{d['start']:#x}")} if owners else d
 
 
 def _block_from_json(d: Dict[str, Any]) -> VmapBlock:
@@ -314,6 +320,11 @@ class VmallocSnapshot:
     live: bool
     #: the file it was loaded from (not saved in it)
     file: Optional[str] = dataclasses.field(default=None, compare=False)
+    #: who owns each exec area, by its start (``vmalloc list``'s OWNER
+    #: column: the module, ``bpf_prog_pack: N progs``, ...); saved as
+    #: ``"exec_owners": {"START": OWNER}`` (absent before kcoretool 0.1.0's
+    #: exec support: then empty)
+    owners: Dict[int, str] = dataclasses.field(default_factory=dict)
 
     @property
     def time_iso(self) -> Optional[str]:
@@ -377,6 +388,7 @@ class VmallocSnapshot:
         f.write('"blocks":[' + ",".join("\n" + dumps(b.to_dict(ps)) for b in m.blocks) + "\n],\n")
         holes = None if m.holes is None else [h.to_dict() for h in m.holes]
         f.write('"holes":' + dumps(holes) + ",\n")
+        f.write('"exec_owners":' + dumps({f"{k:#x}": v for k, v in sorted(self.owners.items())}) + ",\n")
         f.write('"warnings":' + dumps(list(m.warnings)) + ",\n")
         f.write('"totals":' + dumps(m.stats()) + "\n}\n")
 
@@ -448,12 +460,14 @@ class VmallocSnapshot:
                 lazy_max_pages=d["lazy_max_pages"], warnings=list(d["warnings"]), numa=d["numa"],
                 area_table=table, walk_index=order,
             )
+            section = "exec_owners"
+            owners = {int(k, 16): str(v) for k, v in (d.get("exec_owners") or {}).items()}
             src = d["source"]
             return cls(
                 model=model, release=d["release"], boot_id=d["boot_id"],
                 boot_id_source=d["boot_id_source"], kaslr_offset=d["kaslr_offset"], time=d["time"],
                 time_source=d["time_source"], source_path=src["path"], source_kind=src["kind"],
-                live=bool(src["live"]),
+                live=bool(src["live"]), owners=owners,
             )
         except KeyError as e:
             raise KcoreToolError(f"{where}: damaged snapshot: no field {e.args[0]!r} in {section}") from None

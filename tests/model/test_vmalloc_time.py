@@ -142,14 +142,14 @@ def test_demo_snapshot_header_and_cli(tmp_path) -> None:
     assert (d["format"], d["format_version"], d["release"], d["kaslr_offset"], d["time"]) == (
         "kcoretool-vmalloc-snapshot", 2, "6.12.117+deb12-amd64", 0x11C00000, 1795358956)
     assert d["source"] == {"path": DEMO, "kind": "kdump", "live": False}
-    # every field of a `vmalloc list --json` row is in each area, except the
-    # exec owner (issue 12), which list computes from the exec model
+    # every field of a `vmalloc list --json` row is in each area, the exec
+    # areas' owner (issue 12) included
     r = CliRunner().invoke(cli, ["-c", DEMO, "--json", "vmalloc", "list"])
     rows = json.loads(r.output)
-    areas = list(iter_area_dicts(d["areas"]))
+    areas = list(iter_area_dicts(d["areas"], owners=d["exec_owners"]))
     assert len(rows) == len(areas) == d["areas"]["count"] == 125
+    assert sum(row["owner"] is not None for row in rows) == len(d["exec_owners"]) == 23
     for row, area in zip(rows, areas):
-        row.pop("owner", None)
         assert {k: area[k] for k in row} == row
     assert load_snapshot(str(out)) == demo()
 
