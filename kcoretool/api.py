@@ -53,7 +53,7 @@ from kcoretool.errors import (
 from kcoretool.model.exec import EXEC_KINDS, ExecModel, ExecRegion
 from kcoretool.model.vmalloc import KINDS, Area, VmallocModel, VmapBlock, VmStruct, check_kinds, iter_areas_json
 from kcoretool.reader.check import DEFECTS, AreaCheck, KcoreChecker, summarize
-from kcoretool.reader.report import PAGE_STATES, ZERO_STATES, PageRun, ReadReport
+from kcoretool.reader.report import PAGE_STATES, ZERO_STATES, PageRun, ReadReport, check_range
 from kcoretool.reader.vread import Sink
 from kcoretool.source import Core, NoteInfo, open_core
 
@@ -106,6 +106,7 @@ __all__ = (
     "iter_areas_json",
     "caller_totals",
     "check_kinds",
+    "check_range",
     "is_snapshot_file",
     "load_snapshot",
     "needs_pagetables",
@@ -361,7 +362,7 @@ class Kernel(TaskMemory):
         """
         from kcoretool.model.identify import whatis
 
-        _check_range(addr, 1)
+        check_range(addr, 1)
         return whatis(self.prog, addr, self.vmalloc(), self.exec_memory())
 
     @_translated
@@ -491,7 +492,7 @@ class Kernel(TaskMemory):
         :raises ArgumentError: a negative size or an unknown ``via``.
         :raises AddressError: the range runs past the 64-bit address space.
         """
-        _check_range(addr, size)
+        check_range(addr, size)
         if via not in READ_PATHS:
             raise ArgumentError(f"via={via!r}: unknown read path; one of {', '.join(READ_PATHS)}")
         if via == "auto":
@@ -502,7 +503,10 @@ class Kernel(TaskMemory):
         elif via == "kcore":
             report = self._read_kcore(addr, size, out)
         else:
-            report = self._read_segments(addr, size, out)
+            from kcoretool.reader.sources import read_segments
+
+            assert self.core is not None  # needs_pagetables() is True without one
+            report = read_segments(self.core, addr, size, out)
         data = out.getvalue() if isinstance(out, io.BytesIO) and sink is None else None
         return data, report
 
@@ -510,27 +514,6 @@ class Kernel(TaskMemory):
         """Whether ``via="auto"`` reads ``addr`` through the page tables
         (:func:`needs_pagetables`); always, without a core file."""
         return self.core is None or needs_pagetables(self.core, addr)
-
-    def _read_segments(self, addr: int, size: int, sink: Sink) -> ReadReport:
-        from kcoretool.reader.vread import CHUNK
-
-        assert self.core is not None
-        report = ReadReport(addr, size, "elf")
-        for lo in range(addr, addr + size, CHUNK):
-            n = min(CHUNK, addr + size - lo)
-            res = self.core.read_ex(lo, n, False)
-            sink.write(res.data)
-            gaps = sorted([(a, m, "excluded") for a, m in res.zero_filled]
-                          + [(a, m, "truncated") for a, m in res.truncated])
-            pos = lo
-            for a, m, state in gaps:
-                if a > pos:
-                    report.add(PageRun(pos, a - pos, "data"))
-                report.add(PageRun(a, m, state))
-                pos = a + m
-            if pos < lo + n:
-                report.add(PageRun(pos, lo + n - pos, "data"))
-        return report
 
     def _read_kcore(self, addr: int, size: int, sink: Sink) -> ReadReport:
         from kcoretool.reader.vread import CHUNK
@@ -562,16 +545,6 @@ def needs_pagetables(core: Core, addr: int) -> bool:
     from kcoretool.reader.sources import needs_pagetables as _needs
 
     return _needs(core, addr)
-
-
-def _check_range(addr: int, size: int) -> None:
-    if size < 0:
-        raise ArgumentError(f"size {size}: a read needs a length of 0 or more bytes")
-    if not 0 <= addr < 1 << 64:
-        raise AddressError(f"{addr:#x} is not a 64-bit address", addr)
-    if addr + size > 1 << 64:
-        raise AddressError(f"{addr:#x}+{size:#x} runs past the top of the 64-bit address space "
-                           f"({(1 << 64) - 1:#x}); shorten the length", addr)
 
 
 def debuginfo_plan(core: Core, mode: str = "auto", vmlinux: Optional[str] = None) -> DebugInfoPlan:

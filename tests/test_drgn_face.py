@@ -241,15 +241,20 @@ def test_read_via_auto_is_the_clis(kernel) -> None:
 
 
 def test_auto_reads_plain_segments_from_the_core() -> None:
-    """A saved /proc/kcore: direct-map addresses are in its segments (elf),
-    its vmalloc segment is what the kernel's vread returned (elf too: it is
-    not live), an address in no segment needs the page tables."""
-    from kcoretool.api import needs_pagetables, open_core
+    """A saved /proc/kcore: direct-map addresses are in its segments, so
+    ``via="auto"`` reads them there (no drgn needed), byte for byte what
+    ``read --via elf`` prints; an address in no segment needs the page tables."""
+    from kcoretool.api import Kernel, needs_pagetables, open_core
 
-    with open_core(str(REPO / "fixtures" / "kcore-6.1.core")) as core:
-        direct = next(s for s in core.segments if s.kind == "ram")
-        assert not needs_pagetables(core, direct.vaddr)
+    path = str(REPO / "fixtures" / "kcore-6.1.core")
+    with open_core(path) as core:
+        ram = next(s for s in core.segments if s.kind == "ram")
+        assert not needs_pagetables(core, ram.vaddr)
         assert needs_pagetables(core, 0x1000)
+        data, report = Kernel(None, core).read(ram.vaddr, 0x2000, via="auto")  # type: ignore[arg-type]
+    assert report.via == "elf" and [(r.vaddr, r.size, r.state) for r in report.runs] == [(ram.vaddr, 0x2000, "data")]
+    cp = CliRunner().invoke(cli, ["-c", path, "read", hex(ram.vaddr), "0x2000", "--via", "elf", "-o", "-"])
+    assert cp.exit_code == 0 and cp.stdout_bytes == data
 
 
 def test_dir_and_help_show_the_api() -> None:

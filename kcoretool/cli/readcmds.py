@@ -19,6 +19,7 @@ from kcoretool.api import (
     Area,
     Kernel,
     ReadReport,
+    check_range,
     needs_pagetables,
     summarize,
 )
@@ -156,9 +157,7 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
             raise  # a number that is not one is a typo: no need for the kernel's symbols
         addr = kernel_address(ctx, address)  # the kernel's own symbol table
     size = parse_size(length)
-    if addr + size > 1 << 64:
-        raise KcoreToolError(f"{addr:#x}+{size:#x} runs past the top of the 64-bit address space "
-                             f"({(1 << 64) - 1:#x}); shorten LENGTH")
+    check_range(addr, size)
     if physical and via not in ("auto", "elf"):
         raise click.UsageError("--physical reads go through the core's segments; drop --via")
     if not physical and (via in ("pagetable", "kcore") or (via == "auto" and needs_pagetables(core, addr))):

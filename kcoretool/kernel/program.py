@@ -101,17 +101,9 @@ def _without_command_plugins() -> Iterator[None]:
             os.environ["DRGN_DISABLE_PLUGINS"] = old
 
 
-def _has_vmalloc_types(prog: drgn.Program) -> bool:
-    try:
-        prog.type("struct vmap_area")
-        return True
-    except LookupError:
-        return False
-
-
-def _has_kernel_types(prog: drgn.Program) -> bool:
-    """The vmalloc or the task types: a program someone gave types to."""
-    for name in ("struct vmap_area", "struct task_struct"):
+def _has_types(prog: drgn.Program, *names: str) -> bool:
+    """Whether ``prog`` has any of these types (someone gave it the kernel's)."""
+    for name in names:
         try:
             prog.type(name)
             return True
@@ -207,7 +199,7 @@ def adopt_program(prog: drgn.Program) -> DebugInfoPlan:
         return plan
     live = bool(prog.flags & drgn.ProgramFlags.IS_LIVE)
     release = _release(prog)
-    if _has_kernel_types(prog):
+    if _has_types(prog, "struct vmap_area", "struct task_struct"):
         from kcoretool.debuginfo.btfkernel import plugin_btf
 
         loaded = plugin_btf(prog)
@@ -273,7 +265,7 @@ def _use_dwarf(prog: drgn.Program, plan: DebugInfoPlan, release: str, vmlinux: O
                 prog.load_debug_info(tried, main=True)
             except drgn.MissingDebugInfoError:
                 pass
-        if _has_vmalloc_types(prog):
+        if _has_types(prog, "struct vmap_area"):
             return plan
         if plan.btf_fallback:
             # auto: the vmlinux found does not match this kernel; BTF is there.
@@ -285,7 +277,7 @@ def _use_dwarf(prog: drgn.Program, plan: DebugInfoPlan, release: str, vmlinux: O
                 prog.load_debug_info(main=True)
             except drgn.MissingDebugInfoError:
                 pass
-    if not _has_vmalloc_types(prog):
+    if not _has_types(prog, "struct vmap_area"):
         if vmlinux is not None:
             raise DebugInfoError(
                 f"--vmlinux {vmlinux}: its DWARF is not for this kernel (Linux {release}: build ID or "

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
-__all__ = ("PAGE_STATES", "PageRun", "ReadReport", "ZERO_STATES")
+from kcoretool.errors import AddressError, ArgumentError
+
+__all__ = ("PAGE_STATES", "PageRun", "ReadReport", "ZERO_STATES", "check_range")
 
 #: Page states, with what the bytes in the sink are.
 PAGE_STATES = {
@@ -120,3 +122,16 @@ class ReadReport:
     def to_dict(self) -> Dict[str, Any]:
         return {"addr": self.addr, "size": self.size, "via": self.via, "retries": self.retries,
                 "bytes_by_state": self.bytes_by_state(), "runs": [r.to_dict() for r in self.runs]}
+
+
+def check_range(addr: int, size: int) -> None:
+    """Refuse a read of ``size`` bytes at ``addr`` that is not one: a
+    negative size, an address outside 64 bits, a range past 2^64 (every
+    address loop is bounded by the top of the address space)."""
+    if size < 0:
+        raise ArgumentError(f"size {size}: a read needs a length of 0 or more bytes")
+    if not 0 <= addr < 1 << 64:
+        raise AddressError(f"{addr:#x} is not a 64-bit address", addr)
+    if addr + size > 1 << 64:
+        raise AddressError(f"{addr:#x}+{size:#x} runs past the top of the 64-bit address space "
+                           f"({(1 << 64) - 1:#x}); shorten the length", addr)

@@ -10,17 +10,18 @@ provide them; the functions here adapt each one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from kcoretool.errors import AddressError
 from kcoretool.reader.pagetable import PageTableWalker, kernel_page_table_root
+from kcoretool.reader.report import PageRun, ReadReport
 from kcoretool.source.core import Core
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 
 if TYPE_CHECKING:
     import drgn
 
-__all__ = ("core_phys_reader", "needs_pagetables", "program_phys_reader", "walker_from_vmcoreinfo")
+__all__ = ("core_phys_reader", "needs_pagetables", "program_phys_reader", "read_segments", "walker_from_vmcoreinfo")
 
 
 def needs_pagetables(core: Core, addr: int) -> bool:
@@ -34,6 +35,28 @@ def needs_pagetables(core: Core, addr: int) -> bool:
         return True
     # A saved copy of kcore holds what the kernel returned; nothing else to ask.
     return seg.kind in ("vmalloc", "modules") and core.is_live
+
+
+def read_segments(core: Core, addr: int, size: int, sink: Any, chunk: int = 1 << 20) -> ReadReport:
+    """``read --via elf`` as a :class:`ReadReport`: the core's own segments,
+    bytes the dump left out as ``excluded``, bytes past a truncated dump's
+    end as ``truncated`` (both zero-filled)."""
+    report = ReadReport(addr, size, "elf")
+    for lo in range(addr, addr + size, chunk):
+        n = min(chunk, addr + size - lo)
+        res = core.read_ex(lo, n, False)
+        sink.write(res.data)
+        gaps = sorted([(a, m, "excluded") for a, m in res.zero_filled]
+                      + [(a, m, "truncated") for a, m in res.truncated])
+        pos = lo
+        for a, m, state in gaps:
+            if a > pos:
+                report.add(PageRun(pos, a - pos, "data"))
+            report.add(PageRun(a, m, state))
+            pos = a + m
+        if pos < lo + n:
+            report.add(PageRun(pos, lo + n - pos, "data"))
+    return report
 
 
 def core_phys_reader(core: Core) -> Callable[[int, int], bytes]:

@@ -219,17 +219,15 @@ class UserReader:
         """The chunks of one read, each checked, and the mm unchanged from the
         first to the last (bounded retries; then the read is ``raced``)."""
         assert self.mm_seq is not None
-        if hi - lo <= CHUNK_PAGES * PAGE and (lo // (CHUNK_PAGES * PAGE)) == ((hi - 1) // (CHUNK_PAGES * PAGE)):
+        step = CHUNK_PAGES * PAGE
+        if lo // step == (hi - 1) // step:
             return self._live(lo, hi, report)  # one chunk: _live checks it whole
         for attempt in range(MAX_ATTEMPTS):
             seq = self.mm_seq()
             pieces = list(self._chunks(lo, hi, report))
             if seq is None or self.mm_seq() == seq:
                 return pieces
-            report.retries += 1
-            self._refresh_vmas()
-            if attempt < len(BACKOFF):
-                time.sleep(BACKOFF[attempt])
+            self._retry(report, attempt)
         return [(PageRun(lo, hi - lo, "raced"), None, None)]
 
     def _live(self, lo: int, hi: int, report: ReadReport) -> List[Tuple[PageRun, Optional[bytes], object]]:
@@ -253,16 +251,17 @@ class UserReader:
                         break
             if ok:
                 return pieces
-            report.retries += 1
-            self._refresh_vmas()
-            if attempt < len(BACKOFF):
-                time.sleep(BACKOFF[attempt])
+            self._retry(report, attempt)
         return [(PageRun(lo, hi - lo, "raced"), None, None)]
 
-    def _refresh_vmas(self) -> None:
+    def _retry(self, report: ReadReport, attempt: int) -> None:
+        """After a failed check: count it, re-read the VMAs, back off."""
+        report.retries += 1
         refresh = getattr(self.vmas, "refresh", None)
         if refresh is not None:
             self.vmas = refresh()
+        if attempt < len(BACKOFF):
+            time.sleep(BACKOFF[attempt])
 
 
 def _plan_state(run: PageRun) -> str:

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator, List, Optional, Protocol, Tuple
 from kcoretool.errors import AddressError
 from kcoretool.model.vmalloc import Area, VmallocModel
 from kcoretool.reader.pagetable import PageTableWalker
-from kcoretool.reader.report import PageRun, ReadReport
+from kcoretool.reader.report import PageRun, ReadReport, check_range
 
 __all__ = ("VmallocReader", "CHUNK", "MAX_ATTEMPTS")
 
@@ -115,9 +115,7 @@ class VmallocReader:
 
     def read(self, addr: int, size: int, sink: Sink) -> ReadReport:
         """Read [addr, addr+size) into ``sink`` (anything with ``write``)."""
-        if addr < 0 or size < 0 or addr + size > 1 << 64:
-            raise AddressError(f"{addr:#x}+{size:#x} runs past the top of the 64-bit address space "
-                               f"({(1 << 64) - 1:#x}); shorten the length", addr)
+        check_range(addr, size)
         report = ReadReport(addr, size, "pagetable")
         end = addr + size
         pos = addr

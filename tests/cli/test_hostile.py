@@ -92,7 +92,7 @@ def test_address_past_2_64(args):
 def test_read_across_the_top_of_the_address_space_ends():
     r = run("-c", ELF, "read", hex(TOP - 15), "0x20", timeout=60)
     assert one_error(r) == ("kcoretool: 0xfffffffffffffff0+0x20 runs past the top of the 64-bit address "
-                            "space (0xffffffffffffffff); shorten LENGTH")
+                            "space (0xffffffffffffffff); shorten the length")
 
 
 def test_vmalloc_check_on_a_vmcore_says_live_only():
