@@ -69,7 +69,13 @@ class OutputFile:
                 self.tmp = os.path.join(head, f".{tail}.kcoretool-{os.getpid()}.part")
                 self.f = open(self.tmp, "wb")
         except OSError as e:
+            self._discard()
             raise output_error(path, e) from None
+        except BaseException:
+            # Ctrl-C after open() made the file but before the with block
+            # began: __exit__ will not run, so the temporary goes here.
+            self._discard()
+            raise
         return self.f
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
