@@ -17,6 +17,7 @@ LAYERS = {
     "kcoretool.errors": 0,
     "kcoretool.x86_64": 0,
     "kcoretool._drgn_required": 0,
+    "kcoretool._interrupts": 0,
     "kcoretool.source": 1,
     "kcoretool.debuginfo": 2,
     "kcoretool.kernel": 3,

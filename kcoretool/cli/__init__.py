@@ -19,12 +19,13 @@ import importlib.util
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, NoReturn, Optional
 
 import click
 
 from kcoretool import __version__
 from kcoretool.api import DEBUGINFO_MODES, Kernel, debug_info_candidates
+from kcoretool.cli.outfile import discard_unfinished
 from kcoretool.errors import KcoreToolError
 
 if TYPE_CHECKING:
@@ -203,6 +204,7 @@ def run_in_program(prog: Any, argv: List[str]) -> int:
         e.show()
         return e.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
+        discard_unfinished()
         click.echo("kcoretool: interrupted", err=True)
         return 130
     except BrokenPipeError:
@@ -221,10 +223,18 @@ def main(args: Optional[List[str]] = None, prog_name: str = "kcoretool") -> None
     argv = sys.argv[1:] if args is None else args
     debug = "--debug" in argv
     try:
-        sys.exit(_run(argv, prog_name, debug))
+        status = _run(argv, prog_name, debug)
     except (KeyboardInterrupt, Interrupted):
         # A second Ctrl-C while the first is being handled: still one line.
         _fail("interrupted", 130)
+    finally:
+        # The run is over: a Ctrl-C during interpreter shutdown, where
+        # Python puts back the default action, would kill the process.
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:
+            pass
+    sys.exit(status)
 
 
 class Interrupted(BaseException):
@@ -236,7 +246,9 @@ def _interrupt(signum: int, frame: object) -> None:
     raise Interrupted()
 
 
-def _fail(message: str, status: int) -> None:
+def _fail(message: str, status: int) -> NoReturn:
+    # An interrupt can skip an output file's __exit__: its temporary goes here.
+    discard_unfinished()
     try:
         click.echo(f"kcoretool: {message}", err=True)
         sys.stderr.flush()

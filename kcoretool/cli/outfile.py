@@ -7,6 +7,11 @@ temporary name in the target directory and rename it into place only when
 everything was written: an interrupted or failed run never leaves a file
 that looks complete.  ``-`` is standard output; an existing device or FIFO
 (``/dev/null``, ``/dev/full``) is written in place, never replaced.
+
+Ctrl-C raises where the program is -- also on the first line of an
+``__exit__``, before it can clean up -- so every temporary file and every
+unfinished directory is also listed here, and the CLI's interrupt path
+calls :func:`discard_unfinished`.
 """
 
 from __future__ import annotations
@@ -16,11 +21,30 @@ import os
 import stat
 import sys
 from types import TracebackType
-from typing import BinaryIO, List, Literal, Optional, Type
+from typing import BinaryIO, List, Literal, Optional, Set, Type
 
 from kcoretool.errors import KcoreToolError
 
-__all__ = ("OutputDir", "OutputFile", "output_error")
+__all__ = ("OutputDir", "OutputFile", "discard_unfinished", "output_error")
+
+#: Temporary files not yet renamed into place or removed.
+_temporaries: Set[str] = set()
+#: Output directories whose run has not finished.
+_unfinished_dirs: List[OutputDir] = []
+
+
+def discard_unfinished() -> None:
+    """Remove every temporary file and every file of every unfinished
+    output directory (and the directory, if it was made for the run):
+    what the ``__exit__`` methods do, for when an interrupt skipped them."""
+    for tmp in list(_temporaries):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        _temporaries.discard(tmp)
+    while _unfinished_dirs:
+        _unfinished_dirs.pop()._remove()
 
 
 def output_error(path: str, e: OSError) -> KcoreToolError:
@@ -67,6 +91,7 @@ class OutputFile:
             else:
                 head, tail = os.path.split(path)
                 self.tmp = os.path.join(head, f".{tail}.kcoretool-{os.getpid()}.part")
+                _temporaries.add(self.tmp)  # listed before it exists
                 self.f = open(self.tmp, "wb")
         except OSError as e:
             self._discard()
@@ -105,6 +130,7 @@ class OutputFile:
                 except OSError as e:
                     self._discard()
                     raise output_error(self.path, e) from None
+                _temporaries.discard(self.tmp)
                 self.tmp = None
         except BaseException:
             self._discard()
@@ -117,6 +143,7 @@ class OutputFile:
                 os.unlink(self.tmp)
             except OSError:
                 pass
+            _temporaries.discard(self.tmp)
             self.tmp = None
 
 
@@ -134,14 +161,19 @@ class OutputDir:
         path = self.path
         if os.path.lexists(path) and not os.path.isdir(path):
             raise KcoreToolError(f"{path}: exists and is not a directory; give a directory for the files")
-        if not os.path.isdir(path):
-            try:
-                os.makedirs(path)
-            except OSError as e:
-                raise output_error(path, e) from None
-            self.created = True
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise KcoreToolError(f"{path}: cannot write into it: permission denied")
+        _unfinished_dirs.append(self)
+        try:
+            if not os.path.isdir(path):
+                try:
+                    os.makedirs(path)
+                except OSError as e:
+                    raise output_error(path, e) from None
+                self.created = True
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise KcoreToolError(f"{path}: cannot write into it: permission denied")
+        except BaseException:
+            self._remove()
+            raise
         return self
 
     def file(self, name: str) -> _DirFile:
@@ -149,19 +181,32 @@ class OutputDir:
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> Literal[False]:
-        if exc_type is None:
-            return False
+        if exc_type is not None:
+            self._remove()
+        elif self in _unfinished_dirs:
+            _unfinished_dirs.remove(self)
+        return False
+
+    def _remove(self) -> None:
+        """Remove the files written so far, and the directory if this run
+        made it."""
+        if self in _unfinished_dirs:
+            _unfinished_dirs.remove(self)
+        # with the temporary of a file whose __exit__ an interrupt skipped
+        for p in [t for t in _temporaries if os.path.dirname(t) == self.path]:
+            _temporaries.discard(p)
+            self.written.append(p)
         for p in self.written:
             try:
                 os.unlink(p)
             except OSError:
                 pass
+        self.written = []
         if self.created:
             try:
                 os.rmdir(self.path)
             except OSError:
                 pass
-        return False
 
 
 class _DirFile(OutputFile):

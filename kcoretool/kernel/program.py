@@ -19,6 +19,7 @@ from typing import Iterator, List, Optional, Sequence
 import drgn
 
 from kcoretool._drgn_required import require_drgn
+from kcoretool._interrupts import deferred_sigint
 from kcoretool.debuginfo.kallsyms import use_kallsyms
 from kcoretool.debuginfo.plan import (
     DebugInfoPlan,
@@ -142,16 +143,18 @@ def open_program(
         install.
     """
     path = core_path or LIVE
-    prog = drgn.Program()
-    # kcoretool's drgn plugin (loaded when drgn's plugins are) stays out:
-    # this function decides the program's debug info itself.
-    prog.cache["kcoretool_opening"] = True
     try:
-        with _without_command_plugins():
-            if path == LIVE:
-                prog.set_kernel()
-            else:
-                prog.set_core_dump(path)
+        # drgn runs plugin hooks in both calls and ignores what they raise
+        with deferred_sigint():
+            prog = drgn.Program()
+            # kcoretool's drgn plugin (loaded when drgn's plugins are) stays
+            # out: this function decides the program's debug info itself.
+            prog.cache["kcoretool_opening"] = True
+            with _without_command_plugins():
+                if path == LIVE:
+                    prog.set_kernel()
+                else:
+                    prog.set_core_dump(path)
     except FileNotFoundError:
         raise AccessError(f"{path}: no such file") from None
     except PermissionError:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import IO, TYPE_CHECKING, Dict, List, Optional, Tuple
 
+from kcoretool._interrupts import deferred_sigint
 from kcoretool.errors import AddressError, CoreFormatError
 from kcoretool.source.core import Core, ReadResult, Segment
 from kcoretool.source.kdumpcheck import HDR, check_kdump
@@ -118,9 +119,10 @@ class KdumpCore(Core):
         if self._prog is None:
             import drgn
 
-            prog = drgn.Program()
             try:
-                prog.set_core_dump(self.path)
+                with deferred_sigint():  # drgn ignores what its plugin hooks raise
+                    prog = drgn.Program()
+                    prog.set_core_dump(self.path)
             except Exception as e:
                 raise CoreFormatError(f"{self.path}: libkdumpfile (through drgn) cannot open it: {e}") from None
             self._prog = prog

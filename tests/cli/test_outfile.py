@@ -55,3 +55,49 @@ def test_whole_file_appears(tmp_path):
         f.write(b"data")
     assert os.listdir(tmp_path) == ["out.bin"]
     assert (tmp_path / "out.bin").read_bytes() == b"data"
+
+
+def _interrupt_on_entry(monkeypatch, cls):
+    """Ctrl-C on the first line of ``cls.__exit__`` (the eval loop checks
+    for signals on entering a function): its body never runs."""
+    def exit_(self, *exc):
+        raise Interrupted()
+
+    monkeypatch.setattr(cls, "__exit__", exit_)
+
+
+def test_interrupt_on_entering_a_files_exit(tmp_path, monkeypatch):
+    d = tmp_path / "x"
+    with pytest.raises(Interrupted):
+        with OutputDir(str(d)) as out:
+            with out.file("a.bin") as f:
+                f.write(b"a")
+            _interrupt_on_entry(monkeypatch, outfile._DirFile)
+            with out.file("b.bin") as f:
+                f.write(b"b")
+    # the directory's own __exit__ removed a.bin and b.bin's temporary
+    assert os.listdir(tmp_path) == []
+
+
+def test_interrupt_on_entering_the_directorys_exit(tmp_path, monkeypatch):
+    d = tmp_path / "x"
+    _interrupt_on_entry(monkeypatch, OutputDir)  # looked up as the with block begins
+    with pytest.raises(Interrupted):
+        with OutputDir(str(d)) as out:
+            with out.file("a.bin") as f:
+                f.write(b"a")
+            with out.file("manifest.json") as f:
+                f.write(b"{}")
+    assert sorted(os.listdir(d)) == ["a.bin", "manifest.json"]
+    outfile.discard_unfinished()  # what the CLI's interrupt path does
+    assert os.listdir(tmp_path) == []
+
+
+def test_interrupt_on_entering_a_single_files_exit(tmp_path, monkeypatch):
+    _interrupt_on_entry(monkeypatch, OutputFile)
+    with pytest.raises(Interrupted):
+        with OutputFile(str(tmp_path / "out.bin")) as f:
+            f.write(b"x")
+    assert len(os.listdir(tmp_path)) == 1  # the temporary
+    outfile.discard_unfinished()
+    assert os.listdir(tmp_path) == []
