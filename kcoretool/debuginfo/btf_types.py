@@ -152,7 +152,7 @@ class BtfTypes:
     def _convert_checked(self, btf: Btf, type_id: int, depth: int) -> drgn.Type:
         try:
             return self._convert(btf, type_id, depth)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             # drgn refuses what a damaged blob describes (a 2^27-bit
             # integer, a bit field of a struct): one line, not a traceback.
             raise BtfError(f"{btf.name} BTF: type {type_id}: {e}") from None
@@ -174,6 +174,10 @@ class BtfTypes:
             return prog.pointer_type(self._ref(btf, t.type, depth))
         if isinstance(t, BtfArray):
             elem = self._ref(btf, t.type, depth)
+            if elem.kind in (drgn.TypeKind.VOID, drgn.TypeKind.FUNCTION):
+                # C has no such arrays; drgn would fail later, where a
+                # struct member's type is first looked at
+                raise BtfError(f"{btf.name} BTF: type {type_id}: an array of {elem.kind.name.lower()}")
             return prog.array_type(elem, t.nelems) if t.nelems else prog.array_type(elem)
         if isinstance(t, BtfTypedef):
             return prog.typedef_type(t.name, self._ref(btf, t.type, depth))
@@ -216,7 +220,7 @@ class BtfTypes:
             def bit_field() -> drgn.Object:
                 try:
                     return drgn.Object(self.prog, self.type_by_id(btf, m.type), bit_field_size=size)
-                except ValueError as e:
+                except (ValueError, TypeError) as e:  # "cannot get size of void type"
                     raise BtfError(f"{btf.name} BTF: member {m.name} (type {m.type}): {e}") from None
             return drgn.TypeMember(bit_field, m.name, m.bit_offset)
         return drgn.TypeMember(self._lazy(btf, m.type), m.name, m.bit_offset)

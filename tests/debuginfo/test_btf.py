@@ -408,6 +408,19 @@ def test_every_kind_becomes_the_drgn_type():
     assert prog.type("struct vm_struct").is_complete() is False
 
 
+def test_an_array_of_void_is_one_error():
+    """Found by the mutation test below: one byte made ``char name[16]`` an
+    array of void, which drgn took and then failed on with a TypeError
+    when the member's type was first looked at."""
+    import drgn
+
+    from kcoretool.debuginfo.btf_types import BtfTypes
+    btf = parse_btf(_mutated([(112, 0)]), name="fuzz")
+    types = BtfTypes(drgn.Program(drgn.host_platform), [btf])
+    with pytest.raises(BtfError, match=r"^fuzz BTF: type 6: an array of void$"):
+        types.type_by_id(btf, 7).member("name").type
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(24, len(SEED) - 1), st.integers(0, 255)), min_size=1, max_size=6))
 def test_mutated_blobs_become_drgn_types_or_one_error(edits):
