@@ -17,9 +17,9 @@ For each size, in a fresh subprocess (so peak RSS is per size):
   ``rss_before_run_mib``; ``peak_tool_mib`` is the rest.
 
 ``--image memory`` keeps the synthetic image in a bytearray in the process
-(drgn reads it through a Python callback); ``--image file`` writes it to a
-temporary file and frees it, and the callback ``pread``\ s the file -- as
-drgn reads a vmcore, whose bytes are in the page cache, not in the process.
+(drgn reads it through a Python callback); ``--image core`` writes it to a
+temporary ELF core file and frees it, and drgn reads the file itself -- as
+it reads a vmcore, whose bytes are in the page cache, not in the process.
 ``both`` (the default) runs each size both ways.
 
 Building the synthetic image is excluded from the timings (it plays the
@@ -36,6 +36,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,45 +82,20 @@ def hwm_mib() -> float:
     raise RuntimeError("no VmHWM")
 
 
-def image_to_file(k) -> None:
-    r"""Move the synthetic image out of the process: into a temporary file
-    that a new memory segment ``pread``\ s (it takes precedence over the
-    bytearray's), then free the bytearray."""
-    import tempfile
-
-    from tests.synth.image import BASE
-
-    img = k.img
-    f = tempfile.TemporaryFile()
-    view = memoryview(img.mem)
-    for pos in range(0, img.top, 1 << 24):
-        f.write(view[pos:min(pos + (1 << 24), img.top)])
-    f.flush()
-    del view
-    fd = f.fileno()
-    pread = os.pread
-
-    def read(address: int, count: int, offset: int, physical: bool) -> bytes:
-        b = pread(fd, count, offset)
-        if len(b) < count:
-            b += bytes(count - len(b))
-        return b
-
-    k.prog.add_memory_segment(BASE, 1 << 40, read)
-    k._image_file = f
-    img.mem.clear()
-
-
 def one(n: int, layout: str, skip_raw: bool, image: str = "memory") -> dict:
     from kcoretool.model import from_program
-    from kcoretool.model.vmalloc import iter_areas_json as iter_list_json
+    from kcoretool.model.vmalloc import iter_rows_json
     from tests.synth.bulk import build_bulk
 
+    core = None
+    if image == "core":
+        fd, core = tempfile.mkstemp(suffix=".core")
+        os.close(fd)
     t = time.perf_counter()
-    k = build_bulk(n, layout)
+    k = build_bulk(n, layout, core=core)
     build_s = time.perf_counter() - t
-    if image == "file":
-        image_to_file(k)
+    if core is not None:
+        os.unlink(core)  # drgn holds it open
     prog = k.prog
     gc.collect()
     rss0 = rss_mib()
@@ -141,11 +117,11 @@ def one(n: int, layout: str, skip_raw: bool, image: str = "memory") -> dict:
     out["model_s"] = round(time.perf_counter() - t, 3)
     nbytes = 0
     with open(os.devnull, "w") as sink:  # what `vmalloc list --json > file` does
-        for chunk in iter_list_json(m.areas, m.page_size):
+        for chunk in iter_rows_json(m.select_rows(), m.page_size):
             sink.write(chunk)
             nbytes += len(chunk)
     out["list_json_s"] = round(time.perf_counter() - t, 3)
-    assert len(m.areas) == n, (len(m.areas), m.warnings[:3])
+    assert m.nr_areas == n, (m.nr_areas, m.warnings[:3])
     t = time.perf_counter()
     st = m.stats()
     out["stats_s"] = round(time.perf_counter() - t, 3)
@@ -167,14 +143,14 @@ def main() -> None:
     ap.add_argument("--layout", default="6.12")
     ap.add_argument("--skip-raw-above", type=int, default=10**9,
                     help="skip the (slow) raw drgn loop above this many areas")
-    ap.add_argument("--image", choices=("memory", "file", "both"), default="both")
+    ap.add_argument("--image", choices=("memory", "core", "both"), default="both")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         print(json.dumps(one(a.one, a.layout, a.one > a.skip_raw_above, a.image)))
         return
     print(f"load average {os.getloadavg()[0]:.1f}")
-    images = ("memory", "file") if a.image == "both" else (a.image,)
+    images = ("memory", "core") if a.image == "both" else (a.image,)
     for n in (int(x) for x in a.sizes.split(",")):
         for image in images:
             r = subprocess.run(

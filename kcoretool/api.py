@@ -51,7 +51,17 @@ from kcoretool.errors import (
     translate,
 )
 from kcoretool.model.exec import EXEC_KINDS, ExecModel, ExecRegion
-from kcoretool.model.vmalloc import KINDS, Area, VmallocModel, VmapBlock, VmStruct, check_kinds, iter_areas_json
+from kcoretool.model.vmalloc import (
+    AREA_ROW_FIELDS,
+    KINDS,
+    Area,
+    VmallocModel,
+    VmapBlock,
+    VmStruct,
+    check_kinds,
+    iter_areas_json,
+    iter_rows_json,
+)
 from kcoretool.reader.check import DEFECTS, AreaCheck, KcoreChecker, summarize
 from kcoretool.reader.report import PAGE_STATES, ZERO_STATES, PageRun, ReadReport, check_range
 from kcoretool.reader.vread import Sink
@@ -82,6 +92,7 @@ __all__ = (
     "KernelDataError",
     "DEBUGINFO_MODES",
     "DEFECTS",
+    "AREA_ROW_FIELDS",
     "EXEC_KINDS",
     "KINDS",
     "PAGE_STATES",
@@ -104,6 +115,7 @@ __all__ = (
     "diff",
     "from_program",
     "iter_areas_json",
+    "iter_rows_json",
     "caller_totals",
     "check_kinds",
     "check_range",
@@ -400,7 +412,7 @@ class Kernel(TaskMemory):
         else:
             kind, path = ("live" if live else None), None
         owners: Dict[int, str] = {}
-        if any(a.kind == "exec" for a in model.areas):
+        if model.has_kind("exec"):
             owners = self.exec_memory(refresh=refresh).area_owners()
         return VmallocSnapshot(
             model=model, release=model.release, boot_id=bid, boot_id_source=bid_source, owners=owners,

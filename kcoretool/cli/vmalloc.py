@@ -10,11 +10,11 @@ vmlinux, json, debug); errors are :class:`~kcoretool.errors.KcoreToolError`.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import click
 
-from kcoretool.api import KINDS, Kernel, VmallocModel, VmapBlock, check_kinds, iter_areas_json
+from kcoretool.api import KINDS, Kernel, VmallocModel, VmapBlock, check_kinds, iter_rows_json
 from kcoretool.cli.options import example
 from kcoretool.cli.output import emit_json, human, parse_address, parse_size, stream_table, table
 from kcoretool.errors import AddressError, ArgumentError
@@ -124,43 +124,52 @@ def list_(ctx: click.Context, kinds: Tuple[str, ...], caller: Optional[str], min
     lo = hi = None
     if addr_range:
         lo, hi = _parse_range(addr_range, ctx)
-    areas = list(m.select(kinds=kinds or None, caller=caller,
-                          min_size=parse_size(min_size) if min_size else 0,
-                          lo=lo, hi=hi, include_lazy=with_lazy))
     ps = m.page_size
+    size_floor = parse_size(min_size) if min_size else 0
+
+    def selected() -> Iterator[Tuple[Any, ...]]:
+        # Rows, not Area objects: a million areas are listed without building them.
+        return m.select_rows(kinds=kinds or None, caller=caller, min_size=size_floor, lo=lo, hi=hi,
+                             include_lazy=with_lazy)
+
+    rows: Iterable[Tuple[Any, ...]] = selected()
     if sort_key != "start" or reverse:
         keyf = {
-            "start": lambda a: a.start,
-            "size": lambda a: a.end - a.start,
-            "pages": lambda a: a.pages(ps),
-            "kind": lambda a: (a.kind, a.start),
-            "caller": lambda a: (a.caller_symbol or "", a.start),
+            "start": lambda r: r[0],
+            "size": lambda r: r[1] - r[0],
+            "pages": lambda r: r[14] if r[9] is not None else (r[1] - r[0]) // ps,
+            "kind": lambda r: (r[2], r[0]),
+            "caller": lambda r: (r[18] or "", r[0]),
         }[sort_key]
-        areas.sort(key=keyf, reverse=reverse)
+        rows = sorted(rows, key=keyf, reverse=reverse)
+        has_exec = any(r[2] == "exec" for r in rows)
+    else:
+        has_exec = m.has_kind("exec") and any(r[2] == "exec" for r in selected())
     # Who owns the exec areas (module, bpf_prog_pack, ...): only walked when listed.
-    owners = _kernel(ctx).exec_memory().area_owners() if any(a.kind == "exec" for a in areas) else {}
+    owners = _kernel(ctx).exec_memory().area_owners() if has_exec else {}
     if _json_wanted(ctx, fmt):
         # Streamed, one row per line: a million areas never sit in memory as
         # dicts, and indent=2 would triple the encoding time.
-        _echo_stream(iter_areas_json(areas, ps, owners=owners))
+        _echo_stream(iter_rows_json(rows, ps, owners=owners))
         return
-    rows = []
-    for a in areas:
-        vm = a.vm
-        rows.append((
-            f"{a.start:#x}", f"{a.end:#x}", human(a.end - a.start), a.kind,
-            str(a.pages(ps)), (vm.caller_symbol or f"{vm.caller:#x}") if vm is not None else "-",
-            "|".join(n.replace("VM_", "") for n in vm.flag_names) if vm is not None
-            else (f"va:{a.flags:#x}" if a.flags else "-"),
-        ) + ((owners.get(a.start, "-"),) if owners else ()))
+    out = []
+    for (start, end, kind, _lazy, va_flags, _node, _nid, _block, _va, vmp, _addr, _size, _fl, names, nr,
+         _order, _phys, vm_caller, sym, _req, _pages) in rows:
+        out.append((
+            f"{start:#x}", f"{end:#x}", human(end - start), kind,
+            str(nr if vmp is not None else (end - start) // ps),
+            (sym or f"{vm_caller:#x}") if vmp is not None else "-",
+            "|".join(n.replace("VM_", "") for n in names) if vmp is not None
+            else (f"va:{va_flags:#x}" if va_flags else "-"),
+        ) + ((owners.get(start, "-"),) if owners else ()))
     headers = ("START", "END", "SIZE", "KIND", "PAGES", "CALLER", "FLAGS") + (("OWNER",) if owners else ())
-    if len(rows) <= 5000:
+    if len(out) <= 5000:
         align = ("left", "left", "right", "left", "right", "left", "left", "left")[:len(headers)]
-        click.echo(table(rows, headers, align))
+        click.echo(table(out, headers, align))
     else:
         _echo_stream(("\n" if i else "") + line
-                     for i, line in enumerate(stream_table(rows, headers, (2, 4))))
-    click.echo(f"{len(areas)} area(s); layout {m.layout.label}")
+                     for i, line in enumerate(stream_table(out, headers, (2, 4))))
+    click.echo(f"{len(out)} area(s); layout {m.layout.label}")
 
 
 @vmalloc.command("show", short_help="Everything about one area.",

@@ -11,8 +11,10 @@ the user already has open in a drgn session) into a
 from __future__ import annotations
 
 import gc
+import heapq
 import operator
-from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, Union
+from itertools import chain, islice, repeat
+from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Tuple, Union
 
 import drgn
 
@@ -35,7 +37,24 @@ from kcoretool.kernel.vmflags import (
     vm_flag_names,
 )
 from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog
-from kcoretool.model.vmalloc import Area, FreeHole, VmallocModel, VmapBlock, VmStruct
+from kcoretool.model.vmalloc import (
+    HAS_BLOCK,
+    HAS_FLAGS,
+    HAS_NODE,
+    HAS_NODE_ID,
+    HAS_ORDER,
+    HAS_REQ,
+    HAS_VM,
+    IS_LAZY,
+    KIND_CODE,
+    Area,
+    AreaTable,
+    FreeHole,
+    PackedAreaTable,
+    VmallocModel,
+    VmapBlock,
+    VmStruct,
+)
 from kcoretool.x86_64 import START_KERNEL_MAP
 
 __all__ = (
@@ -163,11 +182,11 @@ def _from_program(
     mstart, mend = reader.modules_range()
 
     raw_blocks: List[RawBlock] = reader.blocks(log, limit) if blocks else []
-    make_area = _area_maker(reader, log, Symbolizer(prog) if symbolize else None,
-                            {b.va: b.address for b in raw_blocks}, blocks, mend)
+    busy, make_record = _area_maker(reader, log, Symbolizer(prog) if symbolize else None,
+                                    {b.va: b.address for b in raw_blocks}, blocks, mend)
+    make_area = _objects(busy, make_record)
 
-    walk_order, busy, lazy_list, block_areas = _busy_areas(reader, make_area, log, limit)
-    _check_areas(busy, log, ps)
+    walk_index, lazy_list, block_areas = _busy_areas(reader, busy, make_record, log, limit, ps)
     if lazy and layout.lazy not in ("busy", "none"):
         lazy_list += [make_area(r, True) for r in reader.lazy_tuples(log, limit)]
     pooled = _pooled_areas(reader, make_area, log, limit) if lazy else []
@@ -198,8 +217,10 @@ def _from_program(
         vmalloc_end=vend,
         modules_start=mstart,
         modules_end=mend,
-        areas=busy,
-        walk_order=walk_order,
+        areas=None,
+        walk_order=None,
+        area_table=busy,
+        walk_index=walk_index,
         lazy=lazy_list,
         pooled=pooled,
         blocks=model_blocks,
@@ -211,8 +232,23 @@ def _from_program(
     )
 
 
+class MakeRecord(Protocol):
+    def __call__(self, r: Tuple[Any, ...], lazy: bool = False) -> Tuple[int, ...]: ...
+
+
 class MakeArea(Protocol):
     def __call__(self, r: Tuple[Any, ...], lazy: bool = False) -> Area: ...
+
+
+def _objects(table: PackedAreaTable, make_record: MakeRecord) -> MakeArea:
+    """``make_area(raw, lazy)``: the :class:`Area` of ``make_record``'s record."""
+    area = AreaTable.area
+    decode = table.decode_record
+
+    def make_area(r: Tuple[Any, ...], lazy: bool = False) -> Area:
+        return area(decode(make_record(r, lazy)))
+
+    return make_area
 
 
 def _area_maker(
@@ -222,12 +258,13 @@ def _area_maker(
     block_of_va: Dict[int, int],
     blocks_read: bool,
     exec_hi: int,
-) -> MakeArea:
+) -> Tuple[PackedAreaTable, MakeRecord]:
     """
-    ``make_area(raw, lazy)``: one :class:`Area` from a :class:`RawArea`
-    tuple, reading its vm_struct.  Each distinct caller is symbolised once,
-    and equal callers, flags and sizes share one object across areas (a
-    million areas stay small).
+    An empty table and ``make_record(raw, lazy)``: one area as a
+    :data:`~kcoretool.model.vmalloc.AREA_RECORD` of that table from a
+    :class:`RawArea` tuple, reading its vm_struct.  Each distinct caller is
+    symbolised once, and each distinct flags value named once (into the
+    table's names and symbols).
 
     :param block_of_va: ``{vmap_area address: vmap_block address}``.
     :param exec_hi: end of the module range: a vm_struct area from
@@ -244,26 +281,45 @@ def _area_maker(
     pad = (None,)
     read = reader.prog.read
     FaultError = drgn.FaultError
-    # flags -> (flags, names, kind outside the module range with a caller
-    # that is not exec, whether exec overrides that kind)
-    flags_cache: Dict[int, Tuple[int, Tuple[str, ...], str, bool]] = {}
-    # caller -> (caller, symbol, whether the symbol is an exec allocator)
-    caller_cache: Dict[int, Tuple[int, Optional[str], bool]] = {}
-    size_intern: Dict[int, int] = {}
-    size_get = size_intern.get
+    names: Dict[int, Tuple[str, ...]] = {}
+    symbols: Dict[int, Optional[str]] = {}
+    table = PackedAreaTable(names, symbols)
+    # flags -> (kind code outside the module range with a caller that is
+    # not exec, whether exec overrides that kind)
+    flags_cache: Dict[int, Tuple[int, bool]] = {}
+    # caller -> whether its symbol is an exec allocator
+    caller_cache: Dict[int, bool] = {}
     flags_get = flags_cache.get
     caller_get = caller_cache.get
     not_exec = ("vmalloc", "vmap", "other")  # the kinds exec takes precedence over
+    code = KIND_CODE
+    LAZY, OTHER, EXEC = code["lazy"], code["other"], code["exec"]
+    VMAP_BLOCK_KIND, VM_MAP_RAM = code["vmap_block"], code["vm_map_ram"]
+    lazy_mask = VM_LAZY_FREE | VM_LAZY_FREEING
 
-    def make_area(r: Tuple[Any, ...], lazy: bool = False) -> Area:
+    def make_record(r: Tuple[Any, ...], lazy: bool = False) -> Tuple[int, ...]:
         address, start, end, vmp, flags, node = r
-        vm = None
-        block = None
+        bits = 0
+        if flags is not None:
+            bits = HAS_FLAGS
+        else:
+            flags = 0
+        if node is not None:
+            bits |= HAS_NODE
+        else:
+            node = 0
         fnode = node_id(flags) if node_id is not None and flags else None
+        if fnode is not None:
+            bits |= HAS_NODE_ID
+        else:
+            fnode = 0
+        block = 0
         if lazy:
-            kind = "lazy"
-        elif legacy and flags is not None and flags & (VM_LAZY_FREE | VM_LAZY_FREEING):
-            kind, lazy = "lazy", True
+            kind = LAZY
+            bits |= IS_LAZY
+        elif legacy and flags & lazy_mask:
+            kind = LAZY
+            bits |= IS_LAZY
         elif vmp:
             try:
                 buf = read(vmp, vm_size)
@@ -271,70 +327,99 @@ def _area_maker(
                 log.warn(f"vmap_area {address:#x}: vm_struct {vmp:#x} is unreadable")
                 buf = None
             if buf is None:
-                kind = "other"
+                kind = OTHER
             else:
                 addr, size, fl, pages, order, nr, phys, caller, requested = vm_pick(vm_unpack(buf) + pad)
-                cc = caller_get(caller)
-                if cc is None:
+                exec_caller = caller_get(caller)
+                if exec_caller is None:
                     text = sym(caller) if sym is not None else None
                     cname = text.split("+", 1)[0] if text else None
-                    cc = caller_cache[caller] = (caller, text, cname is not None and cname in EXEC_CALLERS)
-                caller, text, exec_caller = cc
+                    symbols[caller] = text
+                    exec_caller = caller_cache[caller] = cname is not None and cname in EXEC_CALLERS
                 fc = flags_get(fl)
                 if fc is None:
                     k = _vm_kind(fl, 0, START_KERNEL_MAP, exec_hi, None, sparse)
-                    fc = flags_cache[fl] = (fl, vm_flag_names(fl, allow_huge, sparse), k, k in not_exec)
-                fl, names, kind, overridable = fc
+                    names[fl] = vm_flag_names(fl, allow_huge, sparse)
+                    fc = flags_cache[fl] = (code[k], k in not_exec)
+                kind, overridable = fc
                 if overridable and (exec_caller or START_KERNEL_MAP <= start < exec_hi):
-                    kind = "exec"
-                s = size_get(size)
-                if s is None:
-                    size_intern[size] = size
+                    kind = EXEC
+                bits |= HAS_VM
+                if order is not None:
+                    bits |= HAS_ORDER
                 else:
-                    size = s
-                vm = VmStruct(vmp, start if addr == start else addr, size, fl, names, nr, order, phys,
-                              caller, text, requested, pages)
+                    order = 0
+                if requested is not None:
+                    bits |= HAS_REQ
+                else:
+                    requested = 0
+                return (start, end, address, flags, 0, vmp, addr, size, fl, phys, caller, requested, pages,
+                        nr, node, order, fnode, kind, bits)
         elif address in block_of_va:
-            kind, block = "vmap_block", block_of_va[address]
+            kind, block = VMAP_BLOCK_KIND, block_of_va[address]
+            bits |= HAS_BLOCK
         elif vmap_ram:
-            f = (flags or 0) & VMAP_FLAGS_MASK
+            f = flags & VMAP_FLAGS_MASK
             if f == VMAP_RAM | VMAP_BLOCK:
-                kind = "vmap_block"
+                kind = VMAP_BLOCK_KIND
                 if blocks_read:
                     log.warn(f"vmap block area {start:#x} is not in the block index")
             elif f == VMAP_RAM:
-                kind = "vm_map_ram"
+                kind = VM_MAP_RAM
             else:
-                kind = "other"  # being set up or torn down
+                kind = OTHER  # being set up or torn down
         else:
             # 5.4-6.2: vm == NULL means vm_map_ram (own area) or a block.
-            kind = "vm_map_ram"
-        return Area(start, end, kind, lazy, flags, node, fnode, vm, block, address)
+            kind = VM_MAP_RAM
+        return (start, end, address, flags, block, 0, 0, 0, 0, 0, 0, 0, 0, 0, node, 0, fnode, kind, bits)
 
-    return make_area
+    return table, make_record
 
 
 def _busy_areas(
-    reader: VmallocReader, make_area: MakeArea, log: WalkLog, limit: int
-) -> Tuple[List[Area], List[Area], List[Area], Dict[int, Area]]:
-    """``(walk_order, busy sorted by start, lazy in the busy list (<= 5.3),
-    {vmap_area address: area} of the vmap blocks)``."""
-    walk_order: List[Area] = []
-    for walk in reader.busy_walks(log, limit):
-        walk_order.extend(map(make_area, walk))
-        if len(walk_order) >= limit:
-            del walk_order[limit:]
-            break
-    block_areas = {a.address: a for a in walk_order if a.block is not None}
-    # <= 5.3: flagged lazy inside the busy list
-    lazy_list = [a for a in walk_order if a.lazy and a.block is None]
-    if reader.layout.va_flags == "legacy":
-        busy = sorted((a for a in walk_order if not a.lazy), key=_START)
-    elif _is_sorted(walk_order):
-        busy = walk_order  # <= 6.8: vmap_area_list is address-sorted; share it
-    else:
-        busy = sorted(walk_order, key=_START)
-    return walk_order, busy, lazy_list, block_areas
+    reader: VmallocReader, table: PackedAreaTable, make_record: MakeRecord, log: WalkLog, limit: int, ps: int
+) -> Tuple[Optional[List[int]], List[Area], Dict[int, Area]]:
+    """Fill ``table`` with the busy areas, sorted by start; return ``(the
+    walk order as indices into busy + lazy if it is not the table's own,
+    lazy areas in the busy list (<= 5.3), {vmap_area address: area} of the
+    vmap blocks)``.  Each area is checked for a bad range and overlaps
+    (:func:`_check_areas`)."""
+    walks = list(reader.busy_walks(log, limit))
+    # Each busy list is sorted by address (link_va() inserts in order): on
+    # 6.9+ merging the nodes' lists as they are walked gives every area in
+    # address order without sorting a million of them afterwards.
+    merged = len(walks) > 1
+    walked: Iterable[Tuple[Any, ...]] = heapq.merge(*walks, key=_RAW_START) if merged else chain(*walks)
+    table.extend(map(make_record, islice(walked, limit)))
+    area = AreaTable.area
+    lazy_list: List[Area] = []
+    lazy_at: List[int] = []
+    block_areas: Dict[int, Area] = {}
+    for i in table.flagged(HAS_BLOCK | IS_LAZY):
+        r = table.row(i)  # before sort(): row i is the i-th record walked
+        if r[7] is not None:
+            block_areas[r[8]] = area(r)
+        elif r[3]:
+            # <= 5.3: flagged lazy inside the busy list
+            lazy_list.append(area(r))
+            lazy_at.append(i)
+    n = len(table)
+    legacy_lazy = reader.layout.va_flags == "legacy" and lazy_at
+    if legacy_lazy:
+        gone = set(lazy_at)
+        table.sort([i for i in range(n) if i not in gone])
+    elif merged:
+        # the walker stops a list whose starts do not grow: merged, they
+        # are in order
+        table.walked_by_node()
+    _check_areas(table, log, ps)
+    walk_index: Optional[List[int]] = None
+    if legacy_lazy:
+        busy_pos = table.walk_index()
+        assert busy_pos is not None
+        lazy_pos = {i: len(table) + j for j, i in enumerate(lazy_at)}
+        walk_index = [busy_pos[i] if i not in lazy_pos else lazy_pos[i] for i in range(n)]
+    return walk_index, lazy_list, block_areas
 
 
 def _pooled_areas(reader: VmallocReader, make_area: MakeArea, log: WalkLog, limit: int) -> List[Area]:
@@ -356,8 +441,9 @@ def revalidator(prog: drgn.Program, model: VmallocModel) -> Callable[[Area], Opt
     same range and vm_struct.  For live reads (:mod:`kcoretool.reader.vread`).
     """
     reader = VmallocReader(prog, model.layout)
-    block_of_va = {a.address: a.block for a in model.areas if a.block is not None}
-    make_area = _area_maker(reader, WalkLog(), Symbolizer(prog), block_of_va, False, model.modules_end)
+    block_of_va = {r[8]: r[7] for r in model.rows() if r[7] is not None}
+    make_area = _objects(*_area_maker(reader, WalkLog(), Symbolizer(prog), block_of_va, False,
+                                      model.modules_end))
 
     def revalidate(area: Area) -> Optional[Area]:
         raw = reader.read_va(area.address, area.node)
@@ -373,31 +459,30 @@ def revalidator(prog: drgn.Program, model: VmallocModel) -> Callable[[Area], Opt
     return revalidate
 
 
+_RAW_START = operator.itemgetter(1)  # RawArea.start
+
+
 def _start_key(a: Union[Area, VmapBlock]) -> int:
     return a.start
 
 
-_START = operator.attrgetter("start")
-
-
-def _is_sorted(areas: List[Area]) -> bool:
-    prev = -1
-    for a in areas:
-        if a.start < prev:
-            return False
-        prev = a.start
-    return True
-
-
-def _check_areas(areas: List[Area], log: WalkLog, ps: int) -> None:
+def _check_areas(table: AreaTable, log: WalkLog, ps: int) -> None:
     prev_end = 0
     mask = ps - 1 if ps & (ps - 1) == 0 else None
-    for a in areas:
-        start, end = a.start, a.end
-        if start >= end or ((start | end) & mask if mask is not None else start % ps or end % ps):
-            log.warn(f"vmap_area {a.address:#x}: bad range {start:#x}-{end:#x}")
-        if start < prev_end:
-            log.warn(f"vmap_area {a.address:#x}: overlaps the previous area at {start:#x}")
+    starts, ends = table.column("start"), table.column("end")
+    if (mask is not None and all(map(operator.lt, starts, ends))
+            and not any(map(operator.and_, starts, repeat(mask)))
+            and not any(map(operator.and_, ends, repeat(mask)))
+            and all(map(operator.le, ends, islice(starts, 1, None)))):
+        return  # all well, found without a Python step per area
+    for i, (start, end) in enumerate(zip(starts, ends)):
+        bad = start >= end or ((start | end) & mask if mask is not None else start % ps or end % ps)
+        if bad or start < prev_end:
+            address = table.row(i)[8]
+            if bad:
+                log.warn(f"vmap_area {address:#x}: bad range {start:#x}-{end:#x}")
+            if start < prev_end:
+                log.warn(f"vmap_area {address:#x}: overlaps the previous area at {start:#x}")
         if end > prev_end:
             prev_end = end
 

@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 import gc
-import operator
-from collections import Counter
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from kcoretool.model.snapshot import VmallocSnapshot, area_to_json
@@ -76,47 +73,11 @@ def caller_totals(
     model: VmallocModel, kinds: Optional[Iterable[str]] = None, caller: Optional[str] = None
 ) -> Dict[Key, List[int]]:
     """``{(caller, kind): [areas, pages, bytes]}`` over the busy areas."""
-    ks = set(kinds) if kinds else None
     ps = model.page_size
-    table = model.area_table()
-    if table is not None and ks is None and caller is None:
-        return _table_totals(table, ps)
-    areas: Iterable[Area] = model.areas
-    if ks is not None or caller is not None:
-        areas = [a for a in areas if (ks is None or a.kind in ks)
-                 and (caller is None or _caller_matches(caller, a))]
     # First by the raw (symbol, address, kind) -- cheap to hash -- then by name.
     raw: Dict[Tuple[Optional[str], int, str], List[int]] = {}
-    get = raw.get
-    for a in areas:
-        vm = a.vm
-        size = a.end - a.start
-        if vm is not None:
-            key = (vm.caller_symbol, vm.caller, a.kind)
-            pages = vm.nr_pages
-        else:
-            key = (None, 0, a.kind)
-            pages = size // ps
-        t = get(key)
-        if t is None:
-            raw[key] = [1, pages, size]
-        else:
-            t[0] += 1
-            t[1] += pages
-            t[2] += size
-    return _by_name(raw)
-
-
-def _table_totals(table: AreaTable, ps: int) -> Dict[Key, List[int]]:
-    """:func:`caller_totals` of an :class:`~kcoretool.model.vmalloc.AreaTable`:
-    areas with the same caller, kind, size and pages counted at once."""
-    col = table.column
-    start, end = col("start"), col("end")
-    same = Counter(zip(col("caller_symbol"), col("caller"), col("kind"), map(operator.sub, end, start),
-                       col("nr_pages"), map(operator.is_not, col("vm_address"), repeat(None))))
-    raw: Dict[Tuple[Optional[str], int, str], List[int]] = {}
-    for (sym, addr, kind, size, nr, has_vm), count in same.items():
-        if has_vm:
+    for (kind, addr, sym, nr, size), count in model.summary_counts(kinds or None, caller).items():
+        if nr is not None:
             key, pages = (sym, addr, kind), nr
         else:
             key, pages = (None, 0, kind), size // ps

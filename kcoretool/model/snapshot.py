@@ -80,7 +80,7 @@ from itertools import accumulate
 from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from kcoretool.errors import KcoreToolError
-from kcoretool.model.vmalloc import Area, AreaTable, FreeHole, VmallocModel, VmapBlock, VmStruct
+from kcoretool.model.vmalloc import Area, AreaTable, FreeHole, VmallocModel, VmapBlock, VmStruct, area_row
 
 __all__ = (
     "FORMAT",
@@ -106,7 +106,6 @@ COLUMNS: Tuple[Tuple[str, str], ...] = (
     ("page_order", "plain"), ("phys_addr", "delta"), ("caller", "table"), ("caller_symbol", "table"),
     ("requested_size", "plain"), ("pages_array", "delta"),
 )
-_NO_VM = (None,) * 12
 _NO_VALUE = object()
 
 
@@ -136,16 +135,6 @@ def area_from_json(d: Dict[str, Any]) -> Area:
         addr, size, flags, names, pages, order, phys, caller, sym, req, arr = _VM_GET(d)
         vm = VmStruct(vm_addr, addr, size, flags, tuple(names), pages, order, phys or 0, caller, sym, req, arr)
     return Area(start, end, kind, lazy, va_flags, node, node_id, vm, block, va)
-
-
-def area_row(a: Area) -> Tuple[Any, ...]:
-    """``a`` as an :class:`~kcoretool.model.vmalloc.AreaTable` row."""
-    vm = a.vm
-    head = (a.start, a.end, a.kind, a.lazy, a.flags, a.node, a.flags_node_id, a.block, a.address)
-    if vm is None:
-        return head + _NO_VM
-    return head + (vm.address, vm.addr, vm.size, vm.flags, vm.flag_names, vm.nr_pages, vm.page_order,
-                   vm.phys_addr, vm.caller, vm.caller_symbol, vm.requested_size, vm.pages_array)
 
 
 def _seq(values: List[Any]) -> Any:
@@ -378,8 +367,7 @@ class VmallocSnapshot:
         f.write("{\n")
         for k, v in head.items():
             f.write(f"{json.dumps(k)}:{dumps(v)},\n")
-        table = m.area_table()
-        rows = list(table.rows()) if table is not None else [area_row(a) for a in m.areas]
+        rows = list(m.rows())
         for name, section in (("areas", rows), ("lazy", [area_row(a) for a in m.lazy]),
                               ("pooled", [area_row(a) for a in m.pooled])):
             f.write(f'"{name}":')

@@ -17,22 +17,32 @@ from __future__ import annotations
 import bisect
 import fnmatch
 import json
+import operator
+import struct
+import sys
+from array import array
+from collections import Counter
 from dataclasses import dataclass
+from itertools import islice, starmap
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from kcoretool.errors import ArgumentError
 from kcoretool.kernel.vmflags import VM_NO_GUARD
 
 __all__ = (
+    "AREA_ROW_FIELDS",
     "Area",
     "AreaTable",
     "FreeHole",
     "KINDS",
+    "PackedAreaTable",
     "VmStruct",
     "VmallocModel",
     "VmapBlock",
+    "area_row",
     "check_kinds",
     "iter_areas_json",
+    "iter_rows_json",
 )
 
 #: Every area kind, in the order reports list them.
@@ -232,24 +242,44 @@ def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4
     """
     A JSON array of :meth:`Area.to_dict` objects, streamed as text chunks,
     one object per line (``json.loads`` of the joined chunks equals
-    ``[a.to_dict(page_size) for a in areas]``).  Rows are built from
-    templates with per-caller, per-flags and per-kind caches: a dict and a
-    ``json.dumps`` per row is 3x slower and needs the whole array in memory.
-    With ``owners`` (area start -> who owns an executable area,
+    ``[a.to_dict(page_size) for a in areas]``).  With ``owners`` (area
+    start -> who owns an executable area,
     :meth:`kcoretool.model.exec.ExecModel.area_owners`) each row also has
-    ``"owner"`` (null where none).
+    ``"owner"`` (null where none).  :func:`iter_rows_json` does the same
+    from rows (:meth:`VmallocModel.select_rows`).
     """
-    # Each row is the dynamic numbers around two cached fragments: one per
-    # (kind, pages, caller, vm flags, va flags), one per (page order,
-    # requested size, lazy, node, node id) -- few distinct in practice; a
-    # cache that grows past _CACHE_MAX stops growing (rows are then built
-    # in full).
+    return iter_rows_json(map(area_row, areas), page_size, chunk, owners)
+
+
+def iter_rows_json(rows: Iterable[Tuple[Any, ...]], page_size: int = 4096, chunk: int = 4096,
+                   owners: Optional[Dict[int, str]] = None) -> Iterator[str]:
+    """:func:`iter_areas_json` of :data:`AREA_ROW_FIELDS` rows.  The rows of
+    a :class:`PackedAreaTable` are written from its records, never built."""
+    if isinstance(rows, PackedRows):
+        table = rows.table
+    else:
+        table = PackedAreaTable({}, {})
+        table.extend(map(table.record_of, rows))
+    return _iter_records_json(table, page_size, chunk, owners)
+
+
+def _iter_records_json(table: PackedAreaTable, page_size: int, chunk: int,
+                       owners: Optional[Dict[int, str]]) -> Iterator[str]:
+    """The one writer of the area JSON schema.  Each row is the dynamic
+    numbers around two cached fragments: one per (kind, pages, caller, vm
+    flags, va flags), one per (page order, requested size, lazy, node, node
+    id) -- few distinct in practice; a cache that grows past _CACHE_MAX
+    stops growing (rows are then built in full).  A dict and a
+    ``json.dumps`` per row is 3x slower and needs the whole array in
+    memory."""
+    names, symbols, kinds = table.names, table.symbols, KINDS
     mid_cache: Dict[Tuple[Any, ...], str] = {}
     tail_cache: Dict[Tuple[Any, ...], str] = {}
     novm_cache: Dict[Tuple[Any, ...], str] = {}
+    present = (HAS_FLAGS | HAS_NODE | HAS_NODE_ID | HAS_ORDER | HAS_REQ | IS_LAZY)
 
-    def n(v: Optional[int]) -> str:
-        return "null" if v is None else str(v)
+    def n(v: int, bit: int, bits: int) -> str:
+        return str(v) if bits & bit else "null"
 
     buf: List[str] = []
     append = buf.append
@@ -259,51 +289,48 @@ def iter_areas_json(areas: Iterable[Area], page_size: int = 4096, chunk: int = 4
     prev_end: Optional[int] = None
     end_s = ""
     yield "["
-    for a in areas:
-        vm = a.vm
-        start = a.start
-        end = a.end
-        block = a.block
+    for (start, end, address, flags, block, vmp, _addr, _size, fl, phys, caller, req, _pages, nr, node, order,
+         node_id, kind, bits) in table.records():
         start_s = end_s if start == prev_end else str(start)
         end_s = str(end)
         prev_end = end
-        if vm is not None:
-            key: Tuple[Any, ...] = (a.kind, vm.nr_pages, vm.caller, vm.flags, a.flags)
+        if bits & HAS_VM:
+            key: Tuple[Any, ...] = (kind, nr, caller, fl, flags, bits & HAS_FLAGS)
             mid = mid_cache.get(key)
             if mid is None:
                 mid = (
                     ',"kind":%s,"pages":%d,"caller":%d,"caller_symbol":%s,"flags":%s,"vm_flags":%d,'
                     '"va_flags":%s,"phys_addr":'
-                ) % (json.dumps(a.kind), vm.nr_pages, vm.caller, json.dumps(vm.caller_symbol),
-                     json.dumps(list(vm.flag_names)), vm.flags, n(a.flags))
+                ) % (json.dumps(kinds[kind]), nr, caller, json.dumps(symbols.get(caller)),
+                     json.dumps(list(names.get(fl, ()))), fl, n(flags, HAS_FLAGS, bits))
                 if len(mid_cache) < _CACHE_MAX:
                     mid_cache[key] = mid
-            key = (vm.page_order, vm.requested_size, a.lazy, a.node, a.flags_node_id)
+            key = (order, req, node, node_id, bits & present)
             tail = tail_cache.get(key)
             if tail is None:
                 tail = ',"page_order":%s,"requested_size":%s,"lazy":%s,"node":%s,"flags_node_id":%s,"vmap_area":' % (
-                    n(vm.page_order), n(vm.requested_size), "true" if a.lazy else "false", n(a.node),
-                    n(a.flags_node_id))
+                    n(order, HAS_ORDER, bits), n(req, HAS_REQ, bits), "true" if bits & IS_LAZY else "false",
+                    n(node, HAS_NODE, bits), n(node_id, HAS_NODE_ID, bits))
                 if len(tail_cache) < _CACHE_MAX:
                     tail_cache[key] = tail
             row = '{"start":%s,"end":%s,"size":%d%s%s%s%d,"vm_struct":%d,"vmap_block":%s}' % (
-                start_s, end_s, end - start, mid, vm.phys_addr or "null", tail, a.address, vm.address,
-                "null" if block is None else block)
+                start_s, end_s, end - start, mid, phys or "null", tail, address, vmp,
+                block if bits & HAS_BLOCK else "null")
         else:
-            key = (a.kind, a.flags, a.lazy, a.node, a.flags_node_id)
+            key = (kind, flags, node, node_id, bits & present)
             mid = novm_cache.get(key)
             if mid is None:
                 mid = (
                     ',"kind":%s,"pages":%%d,"caller":null,"caller_symbol":null,"flags":[],"vm_flags":null,'
                     '"va_flags":%s,"phys_addr":null,"page_order":null,"requested_size":null,"lazy":%s,'
                     '"node":%s,"flags_node_id":%s,"vmap_area":'
-                ) % (json.dumps(a.kind), n(a.flags), "true" if a.lazy else "false", n(a.node),
-                     n(a.flags_node_id))
+                ) % (json.dumps(kinds[kind]), n(flags, HAS_FLAGS, bits), "true" if bits & IS_LAZY else "false",
+                     n(node, HAS_NODE, bits), n(node_id, HAS_NODE_ID, bits))
                 if len(novm_cache) < _CACHE_MAX:
                     novm_cache[key] = mid
             row = '{"start":%s,"end":%s,"size":%d%s%d,"vm_struct":null,"vmap_block":%s}' % (
-                start_s, end_s, end - start, mid % ((end - start) // page_size), a.address,
-                "null" if block is None else block)
+                start_s, end_s, end - start, mid % ((end - start) // page_size), address,
+                block if bits & HAS_BLOCK else "null")
         if owners is not None:
             o = owners.get(start)
             row = row[:-1] + ',"owner":' + ("null" if o is None else json.dumps(o)) + "}"
@@ -408,16 +435,30 @@ AREA_ROW_FIELDS = (
     "vm_address", "vm_addr", "vm_size", "vm_flags", "flag_names", "nr_pages", "page_order",
     "phys_addr", "caller", "caller_symbol", "requested_size", "pages_array",
 )
+_NO_VM: Tuple[None, ...] = (None,) * 12
+
+
+def area_row(a: Area) -> Tuple[Any, ...]:
+    """``a`` as an :class:`AreaTable` row (:data:`AREA_ROW_FIELDS`)."""
+    vm = a.vm
+    head = (a.start, a.end, a.kind, a.lazy, a.flags, a.node, a.flags_node_id, a.block, a.address)
+    if vm is None:
+        return head + _NO_VM
+    return head + (vm.address, vm.addr, vm.size, vm.flags, vm.flag_names, vm.nr_pages, vm.page_order,
+                   vm.phys_addr, vm.caller, vm.caller_symbol, vm.requested_size, vm.pages_array)
 
 
 class AreaTable:
     """
-    Areas by column (:data:`AREA_ROW_FIELDS`), for a model read back from
-    a snapshot.  Its rows are plain tuples: two rows are equal exactly when
-    the two :class:`Area` they stand for are, so a diff can compare rows and
-    build objects only for what differs.  :meth:`areas` builds the objects.
-    Rows are made on demand and not kept: a few long lists of numbers cost
-    the cyclic GC little, a tuple per area a full pass over all of them.
+    Areas as rows (:data:`AREA_ROW_FIELDS`) rather than objects: what a
+    model built from a kernel (:class:`PackedAreaTable`) or read back from a
+    snapshot holds until something asks for :class:`Area` objects.  Its
+    rows are plain tuples: two rows are equal exactly when the two
+    :class:`Area` they stand for are, so a diff can compare rows and build
+    objects only for what differs, and a listing or a summary never builds
+    them.  This one keeps a list per field; rows are made on demand and
+    not kept: a few long lists of numbers cost the cyclic GC little, a
+    tuple per area a full pass over all of them.
     """
 
     __slots__ = ("_columns", "_n")
@@ -443,6 +484,24 @@ class AreaTable:
         """The rows, in order (made as they are iterated)."""
         return zip(*self._columns)
 
+    def row(self, i: int) -> Tuple[Any, ...]:
+        """Row ``i``."""
+        return tuple(c[i] for c in self._columns)
+
+    def has_kind(self, kind: str) -> bool:
+        """Whether any row is of ``kind``."""
+        return kind in self.column("kind")
+
+    def walk_index(self) -> Optional[List[int]]:
+        """The kernel's walk order as row indices, or None for the rows' own."""
+        return None
+
+    def summary_counts(self) -> Dict[Tuple[Any, ...], int]:
+        """``{(kind, caller, symbol, nr_pages, size): rows}`` in the order
+        each first appears (caller, symbol and nr_pages None without a
+        vm_struct): what totals by kind and caller are added up from."""
+        return _summary_counts(self.rows())
+
     @staticmethod
     def area(r: Tuple[Any, ...]) -> Area:
         """The :class:`Area` of one row."""
@@ -458,6 +517,331 @@ class AreaTable:
                   if vmp is not None else None)
             append(Area(start, end, kind, lazy, flags, node, node_id, vm, block, address))
         return out
+
+
+# PackedAreaTable records: 13 u64 (start, end, vmap_area, va flags, block,
+# vm_struct, vm addr, vm size, vm flags, phys_addr, caller, requested_size,
+# pages array), u32 nr_pages, node and page_order, u8 flags_node_id, kind
+# (an index into KINDS) and which fields are not None (HAS_*).
+AREA_RECORD = struct.Struct("<13Q3I3B")
+HAS_FLAGS, HAS_NODE, HAS_NODE_ID, HAS_BLOCK, HAS_VM, HAS_ORDER, HAS_REQ, IS_LAZY = (1 << i for i in range(8))
+KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+# (start, end, caller, nr_pages, kind, bits) of a record, for summaries
+_SUMMARY_FIELDS = struct.Struct("<QQ64xQ16xI4x4x1xBB")
+assert _SUMMARY_FIELDS.size == AREA_RECORD.size
+_BITS_AT = AREA_RECORD.size - 1
+_NODE_FIELD = struct.Struct(f"<108xI{AREA_RECORD.size - 112}x")
+# Where each row field comes from in (record + (None, lazy, kind, flag
+# names, caller symbol)): a record index, or the None slot when the record's
+# bits say the field is absent.
+_RAW_AT = {"start": 0, "end": 1, "address": 2, "flags": 3, "block": 4, "vm_address": 5, "vm_addr": 6,
+           "vm_size": 7, "vm_flags": 8, "phys_addr": 9, "caller": 10, "requested_size": 11,
+           "pages_array": 12, "nr_pages": 13, "node": 14, "page_order": 15, "flags_node_id": 16,
+           "lazy": 20, "kind": 21, "flag_names": 22, "caller_symbol": 23}
+_NONE_AT = 19
+_PRESENT_IF = {"flags": HAS_FLAGS, "node": HAS_NODE, "flags_node_id": HAS_NODE_ID, "block": HAS_BLOCK,
+               "page_order": HAS_ORDER, "requested_size": HAS_REQ}
+_VM_FIELDS = frozenset(AREA_ROW_FIELDS[9:])
+
+
+def _row_getter(bits: int) -> Any:
+    """The itemgetter that turns (record + extras) into a row, for records
+    with these ``bits``."""
+    at = []
+    for f in AREA_ROW_FIELDS:
+        present = (not (f in _VM_FIELDS and not bits & HAS_VM)
+                   and not (f in _PRESENT_IF and not bits & _PRESENT_IF[f]))
+        at.append(_RAW_AT[f] if present else _NONE_AT)
+    return operator.itemgetter(*at)
+
+
+class PackedAreaTable(AreaTable):
+    """
+    An :class:`AreaTable` kept as one fixed-size binary record per area
+    (:data:`AREA_RECORD`, 119 bytes, against about 420 for an :class:`Area`
+    and its :class:`VmStruct`, their numbers and list slots), with the flag
+    names per flags value and the caller symbol per caller kept once each.
+    What :func:`kcoretool.model.from_program` builds: a million areas take
+    115 MiB until something asks for their objects.  Records are kept in
+    the order they were added (the kernel's walk order); :meth:`sort`
+    orders the rows by start through an index, without moving records.
+    """
+
+    __slots__ = ("_buf", "_names", "_symbols", "_walk", "_walked", "_by_node", "_shapes")
+
+    def __init__(self, names: Dict[int, Tuple[str, ...]], symbols: Dict[int, Optional[str]]) -> None:
+        """:param names: the flag names of each vm flags value the records use.
+        :param symbols: the symbol of each caller the records use."""
+        self._buf = bytearray()
+        self._n = 0
+        self._names = names
+        self._symbols = symbols
+        #: the record each row was added as, after :meth:`sort` (None: the same)
+        self._walk: Optional[Sequence[int]] = None
+        self._walked = 0
+        self._by_node = False
+        # (bits << 8 | kind) -> (row getter, (None, lazy, kind name))
+        self._shapes: Dict[int, Tuple[Any, Tuple[Any, ...]]] = {}
+
+    @property
+    def names(self) -> Dict[int, Tuple[str, ...]]:
+        """The flag names of each vm flags value."""
+        return self._names
+
+    @property
+    def symbols(self) -> Dict[int, Optional[str]]:
+        """The symbol of each caller."""
+        return self._symbols
+
+    def record_of(self, r: Tuple[Any, ...]) -> Tuple[int, ...]:
+        """The record of one row (:data:`AREA_ROW_FIELDS`); its flag names
+        and caller symbol go into the table's names and symbols."""
+        (start, end, kind, lazy, flags, node, fnode, block, address, vmp, addr, size, fl, names,
+         nr, order, phys, caller, sym, req, pages) = r
+        bits = IS_LAZY if lazy else 0
+        if flags is not None:
+            bits |= HAS_FLAGS
+        else:
+            flags = 0
+        if node is not None:
+            bits |= HAS_NODE
+        else:
+            node = 0
+        if fnode is not None:
+            bits |= HAS_NODE_ID
+        else:
+            fnode = 0
+        if block is not None:
+            bits |= HAS_BLOCK
+        else:
+            block = 0
+        if vmp is not None:
+            bits |= HAS_VM
+            self._names[fl] = names
+            self._symbols[caller] = sym
+            if order is not None:
+                bits |= HAS_ORDER
+            else:
+                order = 0
+            if req is not None:
+                bits |= HAS_REQ
+            else:
+                req = 0
+        else:
+            vmp = addr = size = fl = phys = caller = req = pages = nr = order = 0
+        return (start, end, address, flags, block, vmp, addr, size, fl, phys, caller, req, pages, nr, node,
+                order, fnode, KIND_CODE[kind], bits)
+
+    def records(self) -> Iterator[Tuple[int, ...]]:
+        """The records (:data:`AREA_RECORD` fields), in row order."""
+        return AREA_RECORD.iter_unpack(self._buf)
+
+    def extend(self, records: Iterable[Tuple[int, ...]]) -> None:
+        """Add records (:data:`AREA_RECORD` field tuples), packed a chunk at
+        a time."""
+        pack = AREA_RECORD.pack
+        it = iter(records)
+        while True:
+            chunk = b"".join(starmap(pack, islice(it, 4096)))
+            if not chunk:
+                break
+            self._buf += chunk
+            self._n += len(chunk) // AREA_RECORD.size
+
+    def flagged(self, mask: int) -> List[int]:
+        """Indices (in the order records were added) of the records with
+        any of ``mask`` in their bits."""
+        bits = self._buf[_BITS_AT::AREA_RECORD.size]
+        hit = bytes(1 if b & mask else 0 for b in range(256))
+        ones = bits.translate(hit)
+        out = []
+        i = ones.find(1)
+        while i >= 0:
+            out.append(i)
+            i = ones.find(1, i + 1)
+        return out
+
+    def sort(self, keep: Optional[Sequence[int]] = None) -> None:
+        """Order the rows by start (stable), keeping only the records at
+        ``keep`` (indices in the order they were added) if given; the order
+        they were added in stays the walk order (:meth:`walk_index`).
+        Records move in place, cycle by cycle: no second copy of the table."""
+        starts = self._u64_column(0)
+        order = sorted(range(self._n) if keep is None else keep, key=starts.__getitem__)
+        del starts
+        size = AREA_RECORD.size
+        n = len(order)
+        if keep is not None:
+            # some records go (<= 5.3's lazy areas): copy the rest, in order
+            old = memoryview(self._buf)
+            self._buf = bytearray(b"".join(old[i * size:(i + 1) * size] for i in order))
+            old.release()
+            self._walked, self._n = self._n, n
+            self._walk = array("Q", order)
+            return
+        buf = memoryview(self._buf)
+        # order[pos] = the record that goes to pos; follow each cycle with
+        # one record held aside
+        done = bytearray(n)
+        for first in range(n):
+            if done[first] or order[first] == first:
+                continue
+            held = bytes(buf[first * size:(first + 1) * size])
+            pos = first
+            while True:
+                done[pos] = 1
+                src = order[pos]
+                if src == first:
+                    buf[pos * size:(pos + 1) * size] = held
+                    break
+                buf[pos * size:(pos + 1) * size] = buf[src * size:(src + 1) * size]
+                pos = src
+        buf.release()
+        self._walked = n
+        self._walk = array("Q", order)
+
+    def walked_by_node(self) -> None:
+        """The rows are in address order and the kernel walked them node
+        by node (6.9+): :meth:`walk_index` is worked out from their nodes."""
+        self._by_node = True
+
+    def walk_index(self) -> Optional[List[int]]:
+        walk = self._walk
+        if walk is None:
+            if not self._by_node:
+                return None
+            # node by node, each node's areas in address order
+            nodes = [t[0] for t in _NODE_FIELD.iter_unpack(self._buf)]
+            counts = Counter(nodes)
+            base: Dict[int, int] = {}
+            at = 0
+            for node in sorted(counts):
+                base[node] = at
+                at += counts[node]
+            index = [0] * len(nodes)
+            for pos, node in enumerate(nodes):
+                index[base[node]] = pos
+                base[node] += 1
+            return index
+        index = [-1] * self._walked  # -1: a record sort() left out
+        for pos, i in enumerate(walk):
+            index[i] = pos
+        return index
+
+    def _u64_column(self, at: int) -> array[int]:
+        """The u64 at byte ``at`` of every record, by strided slices (no
+        per-record work in Python)."""
+        size = AREA_RECORD.size
+        out = bytearray(8 * self._n)
+        for k in range(8):
+            out[k::8] = self._buf[at + k::size]
+        col = array("Q")
+        col.frombytes(bytes(out))
+        if sys.byteorder != "little":
+            col.byteswap()
+        return col
+
+    def column(self, field: str) -> Sequence[Any]:
+        if field in ("start", "end", "address"):
+            return self._u64_column({"start": 0, "end": 8, "address": 16}[field])
+        i = AREA_ROW_FIELDS.index(field)
+        return [r[i] for r in self.rows()]
+
+    def has_kind(self, kind: str) -> bool:
+        code = KIND_CODE.get(kind)
+        # the kind byte of every record, by a strided slice
+        return code is not None and code in self._buf[_BITS_AT - 1::AREA_RECORD.size]
+
+    def summary_counts(self) -> Dict[Tuple[Any, ...], int]:
+        counts: Dict[Tuple[Any, ...], int] = Counter(
+            (kind, bits & HAS_VM, caller, nr, end - start)
+            for start, end, caller, nr, kind, bits in _SUMMARY_FIELDS.iter_unpack(self._buf))
+        symbols = self._symbols
+        out: Dict[Tuple[Any, ...], int] = {}
+        for (kind, has_vm, caller, nr, size), count in counts.items():
+            key = ((KINDS[kind], caller, symbols.get(caller), nr, size) if has_vm
+                   else (KINDS[kind], None, None, None, size))
+            out[key] = out.get(key, 0) + count
+        return out
+
+    def row(self, i: int) -> Tuple[Any, ...]:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError("row index out of range")
+        return self.decode_record(AREA_RECORD.unpack_from(self._buf, i % n * AREA_RECORD.size))
+
+    def decode_record(self, record: Tuple[int, ...]) -> Tuple[Any, ...]:
+        """The row of one record (:data:`AREA_RECORD` fields)."""
+        return next(self._decode([record]))
+
+    def rows(self) -> Iterator[Tuple[Any, ...]]:
+        return PackedRows(self)
+
+    def _shape(self, key: int) -> Tuple[Any, Tuple[Any, ...]]:
+        bits, kind = key >> 8, key & 0xFF
+        shape = self._shapes[key] = (_row_getter(bits), (None, bool(bits & IS_LAZY), KINDS[kind]))
+        return shape
+
+    def _decode(self, records: Iterable[Tuple[int, ...]]) -> Iterator[Tuple[Any, ...]]:
+        shapes = self._shapes
+        names = self._names.get
+        symbols = self._symbols.get
+        for raw in records:
+            key = raw[18] << 8 | raw[17]
+            shape = shapes.get(key)
+            if shape is None:
+                shape = self._shape(key)
+            yield shape[0](raw + shape[1] + (names(raw[8]), symbols(raw[10])))
+
+
+class PackedRows(Iterator[Tuple[Any, ...]]):
+    """The rows of a :class:`PackedAreaTable`, decoded as they are iterated;
+    :func:`iter_rows_json` writes them from the records instead."""
+
+    __slots__ = ("table", "_it")
+
+    def __init__(self, table: PackedAreaTable) -> None:
+        self.table = table
+        self._it = table._decode(table.records())
+
+    def __iter__(self) -> PackedRows:
+        return self
+
+    def __next__(self) -> Tuple[Any, ...]:
+        return next(self._it)
+
+
+def _summary_counts(rows: Iterable[Tuple[Any, ...]]) -> Dict[Tuple[Any, ...], int]:
+    return dict(Counter((r[2], r[17], r[18], r[14], r[1] - r[0]) if r[9] is not None
+                   else (r[2], None, None, None, r[1] - r[0]) for r in rows))
+
+
+def _row_filter(
+    kinds: Optional[Iterable[str]], caller: Optional[str], min_size: int, lo: Optional[int], hi: Optional[int]
+) -> Any:
+    """The test :meth:`VmallocModel.select` applies, on one row (None: no test)."""
+    ks = check_kinds(kinds, KINDS)
+    if ks is None and caller is None and min_size <= 0 and lo is None and hi is None:
+        return None
+
+    def keep(r: Tuple[Any, ...]) -> bool:
+        start, end = r[0], r[1]
+        if ks is not None and r[2] not in ks:
+            return False
+        if end - start < min_size:
+            return False
+        if lo is not None and end <= lo:
+            return False
+        if hi is not None and start >= hi:
+            return False
+        if caller is not None:
+            sym = r[18]
+            name = sym.split("+", 1)[0] if sym else ""
+            if not (fnmatch.fnmatchcase(name, caller) or (sym and fnmatch.fnmatchcase(sym, caller))):
+                return False
+        return True
+
+    return keep
 
 
 class VmallocModel:
@@ -517,14 +901,20 @@ class VmallocModel:
         self.lazy_max_pages = lazy_max_pages
         self.warnings = warnings
         self.numa = numa
-        self._starts: Optional[List[int]] = None
+        self._starts: Optional[Sequence[int]] = None
         self._blocks_by_start = {b.start: b for b in blocks}
         self._blocks_by_addr = {b.address: b for b in blocks}
 
     @property
     def areas(self) -> List[Area]:
+        """The busy areas, sorted by start.  A model built from a kernel or
+        read from a snapshot holds them as rows (:meth:`area_table`) until
+        this is first used; :meth:`select`, :meth:`find`, :meth:`stats` and
+        :meth:`rows` do not need it."""
         if self._areas is None:
             assert self._table is not None
+            if self._walk_order is None and self._walk_index is None:
+                self._walk_index = self._table.walk_index()
             self._areas = self._table.areas()
             self._table = None
         return self._areas
@@ -536,11 +926,12 @@ class VmallocModel:
     @property
     def walk_order(self) -> List[Area]:
         if self._walk_order is None:
-            if self._walk_index is None:
+            index = self.walk_index()
+            if index is None:
                 self._walk_order = self.areas
             else:
-                every = self.areas + self.lazy + self.pooled
-                self._walk_order = [every[i] for i in self._walk_index]
+                every = list(self.areas) + self.lazy + self.pooled
+                self._walk_order = [every[i] for i in index]
                 self._walk_index = None
         return self._walk_order
 
@@ -552,7 +943,9 @@ class VmallocModel:
         """The walk order as indices into ``areas + lazy + pooled``, or None
         when it is ``areas``' own order."""
         if self._walk_order is None:
-            return self._walk_index
+            if self._walk_index is None and self._table is not None:
+                return self._table.walk_index()
+            return None if self._walk_index is None else list(self._walk_index)
         walk, areas = self._walk_order, self.areas
         if len(walk) == len(areas) and all(x is y for x, y in zip(walk, areas)):
             return None
@@ -570,19 +963,41 @@ class VmallocModel:
         built as objects, else None."""
         return self._table
 
+    def rows(self) -> Iterator[Tuple[Any, ...]]:
+        """The busy areas as :data:`AREA_ROW_FIELDS` tuples, sorted by start,
+        without building :class:`Area` objects when the model holds rows."""
+        if self._table is not None:
+            return self._table.rows()
+        return map(area_row, self.areas)
+
+    def has_kind(self, kind: str) -> bool:
+        """Whether a busy area is of ``kind``."""
+        if self._table is not None:
+            return self._table.has_kind(kind)
+        return any(a.kind == kind for a in self.areas)
+
     # -- lookups -----------------------------------------------------------
 
-    def _start_index(self) -> List[int]:
+    def _start_index(self) -> Sequence[int]:
         if self._starts is None:
-            self._starts = [a.start for a in self.areas]
+            if self._table is not None:
+                self._starts = self._table.column("start")
+            else:
+                self._starts = [a.start for a in self.areas]
         return self._starts
 
     def find(self, addr: int, include_lazy: bool = True) -> Optional[Area]:
-        """The area containing ``addr`` (busy first, then lazy and pooled)."""
+        """The area containing ``addr`` (busy first, then lazy and pooled).
+        While the model holds rows, each call builds a new :class:`Area`."""
         starts = self._start_index()
         i = bisect.bisect_right(starts, addr) - 1
-        if i >= 0 and self.areas[i].start <= addr < self.areas[i].end:
-            return self.areas[i]
+        if i >= 0:
+            if self._table is not None:
+                r = self._table.row(i)
+                if r[0] <= addr < r[1]:
+                    return AreaTable.area(r)
+            elif self.areas[i].start <= addr < self.areas[i].end:
+                return self.areas[i]
         if include_lazy:
             for a in self.lazy:
                 if a.start <= addr < a.end:
@@ -624,25 +1039,39 @@ class VmallocModel:
 
         :raises ArgumentError: an unknown kind, or ``kinds`` given as one string.
         """
+        keep = _row_filter(kinds, caller, min_size, lo, hi)
+        if self._table is not None and not self._with_unbusy(kinds, include_lazy):
+            area = AreaTable.area
+            return (area(r) for r in self._table.rows() if keep is None or keep(r))
+        return (a for a in self._selectable(kinds, include_lazy) if keep is None or keep(area_row(a)))
+
+    def select_rows(
+        self,
+        kinds: Optional[Iterable[str]] = None,
+        caller: Optional[str] = None,
+        min_size: int = 0,
+        lo: Optional[int] = None,
+        hi: Optional[int] = None,
+        include_lazy: bool = False,
+    ) -> Iterator[Tuple[Any, ...]]:
+        """:meth:`select` as :data:`AREA_ROW_FIELDS` tuples: a listing of a
+        million areas never builds their objects (:func:`iter_rows_json`)."""
+        keep = _row_filter(kinds, caller, min_size, lo, hi)
+        if self._table is not None and not self._with_unbusy(kinds, include_lazy):
+            rows = self._table.rows()
+        else:
+            rows = map(area_row, self._selectable(kinds, include_lazy))
+        return rows if keep is None else filter(keep, rows)
+
+    @staticmethod
+    def _with_unbusy(kinds: Optional[Iterable[str]], include_lazy: bool) -> bool:
         ks = check_kinds(kinds, KINDS)
-        src: Iterable[Area] = self.areas
-        if include_lazy or (ks and ("lazy" in ks or "pooled" in ks)):
-            src = sorted(list(self.areas) + self.lazy + self.pooled)
-        for a in src:
-            if ks is not None and a.kind not in ks:
-                continue
-            if a.end - a.start < min_size:
-                continue
-            if lo is not None and a.end <= lo:
-                continue
-            if hi is not None and a.start >= hi:
-                continue
-            if caller is not None:
-                sym = a.vm.caller_symbol if a.vm is not None else None
-                name = sym.split("+", 1)[0] if sym else ""
-                if not (fnmatch.fnmatchcase(name, caller) or (sym and fnmatch.fnmatchcase(sym, caller))):
-                    continue
-            yield a
+        return include_lazy or bool(ks and ("lazy" in ks or "pooled" in ks))
+
+    def _selectable(self, kinds: Optional[Iterable[str]], include_lazy: bool) -> Iterable[Area]:
+        if self._with_unbusy(kinds, include_lazy):
+            return sorted(list(self.areas) + self.lazy + self.pooled)
+        return self.areas
 
     # -- free space --------------------------------------------------------
 
@@ -662,7 +1091,7 @@ class VmallocModel:
 
     def gaps(self, lo: int, hi: int) -> List[FreeHole]:
         """Gaps between busy, lazy and pooled areas (for kernels without a free list)."""
-        taken = sorted((a.start, a.end) for a in list(self.areas) + self.lazy + self.pooled)
+        taken = sorted([(r[0], r[1]) for r in self.rows()] + [(a.start, a.end) for a in self.lazy + self.pooled])
         out = []
         pos = lo
         for s, e in taken:
@@ -704,6 +1133,28 @@ class VmallocModel:
 
     # -- summaries ---------------------------------------------------------
 
+    def summary_counts(
+        self, kinds: Optional[Iterable[str]] = None, caller: Optional[str] = None
+    ) -> Dict[Tuple[Any, ...], int]:
+        """``{(kind, caller, symbol, nr_pages, size): number of busy areas}``
+        in the order each first appears (caller, symbol and nr_pages None
+        for an area without a vm_struct), over the areas :meth:`select`
+        picks: what totals by kind and caller are added up from."""
+        if self._table is not None and kinds is None and caller is None:
+            return self._table.summary_counts()
+        return _summary_counts(self.select_rows(kinds=kinds, caller=caller))
+
+    def _used(self, lo: int, hi: int) -> int:
+        """Bytes of the busy areas that start in [lo, hi)."""
+        if lo >= hi:
+            return 0
+        starts = self._start_index()
+        i, j = bisect.bisect_left(starts, lo), bisect.bisect_left(starts, hi)
+        if self._table is not None:
+            ends = self._table.column("end")
+            return sum(ends[i:j]) - sum(starts[i:j])
+        return sum(a.end - a.start for a in self.areas[i:j])
+
     def stats(self) -> Dict[str, Any]:
         """Totals by kind and caller, lazy pages vs threshold, range usage."""
         ps = self.page_size
@@ -712,30 +1163,25 @@ class VmallocModel:
         # that one lookup serves both totals and each name is made once
         groups: Dict[Tuple[str, Any], List[int]] = {}
         get = groups.get
-        used_vmalloc = 0
-        used_modules = 0
-        vs, ve, ms, me = self.vmalloc_start, self.vmalloc_end, self.modules_start, self.modules_end
-        for a in self.areas:
-            start = a.start
-            size = a.end - start
-            vm = a.vm
-            if vm is not None:
-                pages = vm.nr_pages
-                key: Tuple[str, Any] = (a.kind, vm.caller_symbol or vm.caller)
+        nr_areas = 0
+        for (kind, caller, sym, nr, size), count in self.summary_counts().items():
+            nr_areas += count
+            if nr is not None:
+                pages = nr
+                key: Tuple[str, Any] = (kind, sym or caller)
             else:
                 pages = size // ps
-                key = (a.kind, None)
+                key = (kind, None)
             g = get(key)
             if g is None:
-                groups[key] = [1, size, pages]
+                groups[key] = [count, size * count, pages * count]
             else:
-                g[0] += 1
-                g[1] += size
-                g[2] += pages
-            if vs <= start < ve:
-                used_vmalloc += size
-            elif ms <= start < me:
-                used_modules += size
+                g[0] += count
+                g[1] += size * count
+                g[2] += pages * count
+        vs, ve, ms, me = self.vmalloc_start, self.vmalloc_end, self.modules_start, self.modules_end
+        used_vmalloc = self._used(vs, ve)
+        used_modules = self._used(ms, me) - (self._used(max(ms, vs), min(me, ve)) if ms < ve and vs < me else 0)
         # groups are in the order they first appear among the areas, and so
         # are the kinds and names they are added up into
         by_kind: Dict[str, Dict[str, int]] = {}
@@ -759,7 +1205,7 @@ class VmallocModel:
         holes = self.vmalloc_holes()
         largest = max((h.size for h in holes), default=0)
         return {
-            "areas": len(self.areas),
+            "areas": nr_areas,
             "by_kind": dict(sorted(by_kind.items(), key=lambda kv: -kv[1]["size"])),
             "by_caller": dict(sorted(by_caller.items(), key=lambda kv: -kv[1]["size"])),
             "lazy": {
@@ -836,7 +1282,7 @@ class VmallocModel:
     def __repr__(self) -> str:
         return (
             f"<VmallocModel {self.layout.label if hasattr(self.layout, 'label') else ''}"
-            f" areas={len(self.areas)} lazy={len(self.lazy)} blocks={len(self.blocks)}"
+            f" areas={self.nr_areas} lazy={len(self.lazy)} blocks={len(self.blocks)}"
             f" warnings={len(self.warnings)}>"
         )
 

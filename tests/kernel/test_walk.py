@@ -211,3 +211,43 @@ def test_pooled_and_lazy_limits() -> None:
                  for i in range(30)]
     m = from_program(build("6.12", sc).prog, limit=40)
     assert len(m.pooled) <= 40
+
+
+def _node_lists(k):
+    """{node: [area start, ...]} in each 6.9+ busy list's order."""
+    img = k.img
+    arr = img.r64(img.globals["vmap_nodes"][1])
+    lst = img.offsetof("vmap_area", "list")
+    out = {}
+    for i in range(k.scene.nodes):
+        head = arr + i * img.sizeof("vmap_node") + img.offsetof("vmap_node", "busy") + img.offsetof("rb_list", "head")
+        pos, starts = img.r64(head), []
+        while pos != head:
+            starts.append(img.r64(pos - lst + img.offsetof("vmap_area", "va_start")))
+            pos = img.r64(pos)
+        out[i] = (head, starts)
+    return out
+
+
+def test_node_lists_merge_in_address_order_and_keep_the_walk_order() -> None:
+    # 40 areas over 3 nodes (16-page zones): the lists interleave
+    k = build("6.12", Scene(areas=[AreaSpec(VMALLOC_START + i * 4 * PAGE, 2 * PAGE) for i in range(40)], nodes=3))
+    lists = _node_lists(k)
+    m = from_program(k.prog)
+    assert [a.start for a in m.areas] == sorted(k.area_addr)
+    assert [a.start for a in m.walk_order] == [s for i in sorted(lists) for s in lists[i][1]]
+    assert m.warnings == []
+
+
+def test_a_node_list_out_of_order_stops_that_walk() -> None:
+    k = build("6.12", Scene(areas=[AreaSpec(VMALLOC_START + i * 4 * PAGE, 2 * PAGE) for i in range(40)], nodes=3))
+    head, starts = _node_lists(k)[1]
+    lst = k.img.offsetof("vmap_area", "list")
+    swapped = starts[:]
+    swapped[0], swapped[-1] = swapped[-1], swapped[0]
+    k._link(head, [k.area_addr[s] + lst for s in swapped])
+    m = from_program(k.prog)
+    # node 1 walks its last area first and stops at the next (not above it): the
+    # merged areas are the rest, still in address order
+    assert [a.start for a in m.areas] == sorted(set(k.area_addr) - set(starts[:-1]))
+    assert len(m.warnings) == 1 and "vmap_nodes[1].busy" in m.warnings[0] and "stopped after 1" in m.warnings[0]

@@ -9,7 +9,7 @@ into the image with precompiled packers (no per-area spec objects), on the
 from __future__ import annotations
 
 import struct
-from typing import List
+from typing import List, Optional
 
 from tests.synth.layouts import (
     MODULES_VADDR,
@@ -25,11 +25,14 @@ from tests.synth.layouts import (
 KINDS_CYCLE = (VM_ALLOC, VM_ALLOC, VM_ALLOC, VM_MAP, VM_IOREMAP, None)
 
 
-def build_bulk(n: int, layout: str = "6.12", callers: int = 200) -> SynthKernel:
+def build_bulk(n: int, layout: str = "6.12", callers: int = 200, core: Optional[str] = None) -> SynthKernel:
     """A kernel with ``n`` busy areas (mostly vmalloc; some vmap, ioremap,
     vm_map_ram; every 50th in the module range) and ``callers`` distinct
-    callers."""
-    k = SynthKernel(layout, Scene(areas=[], nodes=2 if layout in ("6.9", "6.12", "latest") else 1))
+    callers.  With ``core``, the image is written there as an ELF core file
+    that the program reads (:meth:`Image.attach_core`) and is not kept in
+    the process."""
+    k = SynthKernel(layout, Scene(areas=[], nodes=2 if layout in ("6.9", "6.12", "latest") else 1),
+                    attach=core is None)
     img, f = k.img, k.f
     caller_addrs = [k.caller(f"caller_fn_{i}") for i in range(callers)]
     va_sz, vm_sz = img.sizeof("vmap_area"), img.sizeof("vm_struct")
@@ -100,4 +103,6 @@ def build_bulk(n: int, layout: str = "6.12", callers: int = 200) -> SynthKernel:
         k._link(img.globals["vmap_area_list"][1], [a + lst for a in nodes])
         k._rbtree(img.globals["vmap_area_root"][1], [a + rb for a in nodes])
     k.bulk_n = n
+    if core is not None:
+        img.attach_core(core)
     return k

@@ -48,7 +48,9 @@ Member = Tuple[object, Optional[str]]  # (type spec or ("union", [...]), name)
 class Image:
     """Types, memory and symbols of one synthetic kernel."""
 
-    def __init__(self, size: int = 1 << 24) -> None:
+    def __init__(self, size: int = 1 << 24, attach: bool = True) -> None:
+        """:param attach: read the program's memory from ``mem`` (else the
+        program has no memory until :meth:`attach_core`)."""
         self.prog = Program(
             Platform(
                 Architecture.X86_64,
@@ -86,10 +88,31 @@ class Image:
             return b
 
         # The segment is larger than the buffer so the image can grow.
-        p.add_memory_segment(BASE, 1 << 40, read)
+        if attach:
+            p.add_memory_segment(BASE, 1 << 40, read)
         p.register_type_finder("synth", self._find_type, enable_index=0)
         p.register_object_finder("synth", self._find_object, enable_index=0)
         p.register_symbol_finder("synth", self._find_symbol, enable_index=0)
+
+    def attach_core(self, path: str) -> None:
+        """Write the image to ``path`` as an ELF core file (one PT_LOAD at
+        BASE), make it the program's memory -- drgn reads it with pread, as it
+        reads a vmcore, so the image is in the page cache, not in the
+        process -- and free ``mem``.  Only for an Image made with
+        ``attach=False``."""
+        off = 4096
+        eh = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+        eh += struct.pack("<HHIQQQIHHHHHH", 4, 62, 1, 0, 64, 0, 0, 64, 56, 1, 64, 0, 0)  # ET_CORE, x86-64
+        ph = struct.pack("<IIQQQQQQ", 1, 6, off, BASE, 0, self.top, self.top, 4096)  # PT_LOAD RW
+        with open(path, "wb") as f:
+            f.write(eh + ph)
+            f.seek(off)
+            view = memoryview(self.mem)
+            for pos in range(0, self.top, 1 << 24):
+                f.write(view[pos:min(pos + (1 << 24), self.top)])
+            del view
+        self.prog.set_core_dump(path)
+        self.mem.clear()
 
     # -- types -------------------------------------------------------------
 

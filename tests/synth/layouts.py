@@ -120,11 +120,11 @@ FEATURES: Dict[str, Features] = {
 class SynthKernel:
     """A built synthetic kernel: ``prog`` plus the addresses tests poke."""
 
-    def __init__(self, layout: str, scene: Scene, image_size: int = 1 << 24) -> None:
+    def __init__(self, layout: str, scene: Scene, image_size: int = 1 << 24, attach: bool = True) -> None:
         self.layout = layout
         self.f = FEATURES[layout]
         self.scene = scene
-        self.img = Image(image_size)
+        self.img = Image(image_size, attach)
         self.prog = self.img.prog
         self.area_addr: Dict[int, int] = {}  # start -> struct vmap_area address
         self.vm_addr: Dict[int, int] = {}  # start -> struct vm_struct address
