@@ -80,11 +80,11 @@ def snapshot(ctx: click.Context, output: str) -> None:
     if getattr(_obj(ctx), "json", False):
         from kcoretool.cli.output import emit_json
 
-        emit_json({"path": output, **snap.header(), "areas": len(m.areas), "lazy": len(m.lazy),
+        emit_json({"path": output, **snap.header(), "areas": m.nr_areas, "lazy": len(m.lazy),
                    "pooled": len(m.pooled), "blocks": len(m.blocks),
                    "holes": len(m.holes) if m.holes is not None else None})
         return
-    click.echo(f"{output}: {len(m.areas)} area(s), {len(m.lazy)} lazy, {len(m.pooled)} pooled, "
+    click.echo(f"{output}: {m.nr_areas} area(s), {len(m.lazy)} lazy, {len(m.pooled)} pooled, "
                f"{len(m.blocks)} block(s), "
                f"{len(m.holes) if m.holes is not None else 'no list of'} hole(s)")
     click.echo(f"release {snap.release or '?'}; boot id {snap.boot_id or '?'}"

@@ -119,11 +119,10 @@ def _packer(fields: Sequence[Tuple[str, int, str]], size: int) -> Tuple[struct.S
 
 
 def _int_code(t: drgn.Type) -> str:
-    t = t.unaliased()
-    size = drgn.sizeof(t)
-    signed = t.kind == drgn.TypeKind.INT and t.is_signed
-    code = {1: "b", 2: "h", 4: "i", 8: "q"}[size]
-    return code if signed else code.upper()
+    # Unsigned whatever the type info says: every vm_struct member read is
+    # unsigned in the kernel (a signed one is damaged BTF in a dump), and
+    # the model stores them unsigned.
+    return {1: "B", 2: "H", 4: "I", 8: "Q"}[drgn.sizeof(t.unaliased())]
 
 
 class VmallocReader:

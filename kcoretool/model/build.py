@@ -14,7 +14,7 @@ import gc
 import heapq
 import operator
 from itertools import chain, islice, repeat
-from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple, Union
 
 import drgn
 
@@ -126,6 +126,8 @@ def from_program(
     Every walk is bounded by ``limit`` nodes and survives corrupt data: the
     problems are in ``model.warnings`` (and, with ``emit_warnings``, issued
     as :class:`kcoretool.kernel.walk.WalkWarning`). The library never prints.
+    At most ``limit`` busy areas are kept, the lowest addresses (on 6.9+
+    across all the nodes' lists), with a warning.
 
     :param blocks: read vmap blocks (needed to tell blocks from vm_map_ram
         areas on kernels before 6.3).
@@ -389,8 +391,11 @@ def _busy_areas(
     # 6.9+ merging the nodes' lists as they are walked gives every area in
     # address order without sorting a million of them afterwards.
     merged = len(walks) > 1
-    walked: Iterable[Tuple[Any, ...]] = heapq.merge(*walks, key=_RAW_START) if merged else chain(*walks)
+    walked: Iterator[Tuple[Any, ...]] = heapq.merge(*walks, key=_RAW_START) if merged else chain(*walks)
     table.extend(map(make_record, islice(walked, limit)))
+    if len(table) >= limit and next(walked, None) is not None:
+        # (one list past the limit has said so itself as it was asked for more)
+        log.warn(f"busy areas: stopped after {limit} (limit); the lowest addresses are kept")
     area = AreaTable.area
     lazy_list: List[Area] = []
     lazy_at: List[int] = []

@@ -471,7 +471,7 @@ class VmallocSnapshot:
 
     def __repr__(self) -> str:
         return (f"<VmallocSnapshot {self.release} boot {self.boot_id or '?'} at {self.time_iso or '?'}"
-                f" areas={len(self.model.areas)}>")
+                f" areas={self.model.nr_areas}>")
 
 
 def is_snapshot_file(path: str) -> bool:

@@ -257,13 +257,16 @@ def iter_rows_json(rows: Iterable[Tuple[Any, ...]], page_size: int = 4096, chunk
     a :class:`PackedAreaTable` are written from its records, never built."""
     if isinstance(rows, PackedRows):
         table = rows.table
-    else:
-        table = PackedAreaTable({}, {})
-        table.extend(map(table.record_of, rows))
-    return _iter_records_json(table, page_size, chunk, owners)
+        return _iter_records_json(table.records(), table.names, table.symbols, page_size, chunk, owners)
+    # other rows become records as they are written (record_of fills the
+    # names and symbols before the writer looks them up); nothing is packed
+    scratch = PackedAreaTable({}, {})
+    return _iter_records_json(map(scratch.record_of, rows), scratch.names, scratch.symbols, page_size, chunk,
+                              owners)
 
 
-def _iter_records_json(table: PackedAreaTable, page_size: int, chunk: int,
+def _iter_records_json(records: Iterable[Tuple[Any, ...]], names: Dict[int, Tuple[str, ...]],
+                       symbols: Dict[int, Optional[str]], page_size: int, chunk: int,
                        owners: Optional[Dict[int, str]]) -> Iterator[str]:
     """The one writer of the area JSON schema.  Each row is the dynamic
     numbers around two cached fragments: one per (kind, pages, caller, vm
@@ -272,7 +275,9 @@ def _iter_records_json(table: PackedAreaTable, page_size: int, chunk: int,
     stops growing (rows are then built in full).  A dict and a
     ``json.dumps`` per row is 3x slower and needs the whole array in
     memory."""
-    names, symbols, kinds = table.names, table.symbols, KINDS
+    def kind_name(kind: Any) -> str:
+        return kind if isinstance(kind, str) else KINDS[kind]
+
     mid_cache: Dict[Tuple[Any, ...], str] = {}
     tail_cache: Dict[Tuple[Any, ...], str] = {}
     novm_cache: Dict[Tuple[Any, ...], str] = {}
@@ -290,18 +295,21 @@ def _iter_records_json(table: PackedAreaTable, page_size: int, chunk: int,
     end_s = ""
     yield "["
     for (start, end, address, flags, block, vmp, _addr, _size, fl, phys, caller, req, _pages, nr, node, order,
-         node_id, kind, bits) in table.records():
+         node_id, kind, bits) in records:
         start_s = end_s if start == prev_end else str(start)
         end_s = str(end)
         prev_end = end
         if bits & HAS_VM:
-            key: Tuple[Any, ...] = (kind, nr, caller, fl, flags, bits & HAS_FLAGS)
+            # the symbol too: areas of two times (a diff) can have one caller
+            # address in two modules
+            sym = symbols.get(caller)
+            key: Tuple[Any, ...] = (kind, nr, caller, sym, fl, flags, bits & HAS_FLAGS)
             mid = mid_cache.get(key)
             if mid is None:
                 mid = (
                     ',"kind":%s,"pages":%d,"caller":%d,"caller_symbol":%s,"flags":%s,"vm_flags":%d,'
                     '"va_flags":%s,"phys_addr":'
-                ) % (json.dumps(kinds[kind]), nr, caller, json.dumps(symbols.get(caller)),
+                ) % (json.dumps(kind_name(kind)), nr, caller, json.dumps(sym),
                      json.dumps(list(names.get(fl, ()))), fl, n(flags, HAS_FLAGS, bits))
                 if len(mid_cache) < _CACHE_MAX:
                     mid_cache[key] = mid
@@ -324,7 +332,7 @@ def _iter_records_json(table: PackedAreaTable, page_size: int, chunk: int,
                     ',"kind":%s,"pages":%%d,"caller":null,"caller_symbol":null,"flags":[],"vm_flags":null,'
                     '"va_flags":%s,"phys_addr":null,"page_order":null,"requested_size":null,"lazy":%s,'
                     '"node":%s,"flags_node_id":%s,"vmap_area":'
-                ) % (json.dumps(kinds[kind]), n(flags, HAS_FLAGS, bits), "true" if bits & IS_LAZY else "false",
+                ) % (json.dumps(kind_name(kind)), n(flags, HAS_FLAGS, bits), "true" if bits & IS_LAZY else "false",
                      n(node, HAS_NODE, bits), n(node_id, HAS_NODE_ID, bits))
                 if len(novm_cache) < _CACHE_MAX:
                     novm_cache[key] = mid
@@ -519,18 +527,21 @@ class AreaTable:
         return out
 
 
-# PackedAreaTable records: 13 u64 (start, end, vmap_area, va flags, block,
+# PackedAreaTable records: 14 u64 (start, end, vmap_area, va flags, block,
 # vm_struct, vm addr, vm size, vm flags, phys_addr, caller, requested_size,
-# pages array), u32 nr_pages, node and page_order, u8 flags_node_id, kind
-# (an index into KINDS) and which fields are not None (HAS_*).
-AREA_RECORD = struct.Struct("<13Q3I3B")
+# pages array, nr_pages), u32 node, u64 page_order, u8 flags_node_id, kind
+# (an index into KINDS) and which fields are not None (HAS_*).  Every
+# number the raw readers give fits: they decode unsigned (nr_pages and
+# page_order are 64 bits wide in case damaged type info says so), node is
+# an index below 4096, flags_node_id a byte.
+AREA_RECORD = struct.Struct("<14QIQ3B")
 HAS_FLAGS, HAS_NODE, HAS_NODE_ID, HAS_BLOCK, HAS_VM, HAS_ORDER, HAS_REQ, IS_LAZY = (1 << i for i in range(8))
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 # (start, end, caller, nr_pages, kind, bits) of a record, for summaries
-_SUMMARY_FIELDS = struct.Struct("<QQ64xQ16xI4x4x1xBB")
+_SUMMARY_FIELDS = struct.Struct("<QQ64xQ16xQ4x8x1xBB")
 assert _SUMMARY_FIELDS.size == AREA_RECORD.size
 _BITS_AT = AREA_RECORD.size - 1
-_NODE_FIELD = struct.Struct(f"<108xI{AREA_RECORD.size - 112}x")
+_NODE_FIELD = struct.Struct(f"<112xI{AREA_RECORD.size - 116}x")
 # Where each row field comes from in (record + (None, lazy, kind, flag
 # names, caller symbol)): a record index, or the None slot when the record's
 # bits say the field is absent.
@@ -558,11 +569,11 @@ def _row_getter(bits: int) -> Any:
 class PackedAreaTable(AreaTable):
     """
     An :class:`AreaTable` kept as one fixed-size binary record per area
-    (:data:`AREA_RECORD`, 119 bytes, against about 420 for an :class:`Area`
+    (:data:`AREA_RECORD`, 127 bytes, against about 420 for an :class:`Area`
     and its :class:`VmStruct`, their numbers and list slots), with the flag
     names per flags value and the caller symbol per caller kept once each.
     What :func:`kcoretool.model.from_program` builds: a million areas take
-    115 MiB until something asks for their objects.  Records are kept in
+    121 MiB until something asks for their objects.  Records are kept in
     the order they were added (the kernel's walk order); :meth:`sort`
     orders the rows by start through an index, without moving records.
     """
@@ -629,8 +640,10 @@ class PackedAreaTable(AreaTable):
                 req = 0
         else:
             vmp = addr = size = fl = phys = caller = req = pages = nr = order = 0
+        # a kind kcoretool does not make (a hand-built Area) stays a string:
+        # the JSON writer takes it, extend() would not
         return (start, end, address, flags, block, vmp, addr, size, fl, phys, caller, req, pages, nr, node,
-                order, fnode, KIND_CODE[kind], bits)
+                order, fnode, KIND_CODE.get(kind, kind), bits)
 
     def records(self) -> Iterator[Tuple[int, ...]]:
         """The records (:data:`AREA_RECORD` fields), in row order."""
@@ -1139,10 +1152,12 @@ class VmallocModel:
         """``{(kind, caller, symbol, nr_pages, size): number of busy areas}``
         in the order each first appears (caller, symbol and nr_pages None
         for an area without a vm_struct), over the areas :meth:`select`
-        picks: what totals by kind and caller are added up from."""
-        if self._table is not None and kinds is None and caller is None:
+        picks among the busy areas: what totals by kind and caller are
+        added up from."""
+        keep = _row_filter(kinds, caller, 0, None, None)
+        if self._table is not None and keep is None:
             return self._table.summary_counts()
-        return _summary_counts(self.select_rows(kinds=kinds, caller=caller))
+        return _summary_counts(self.rows() if keep is None else filter(keep, self.rows()))
 
     def _used(self, lo: int, hi: int) -> int:
         """Bytes of the busy areas that start in [lo, hi)."""

@@ -104,3 +104,59 @@ def test_columns_and_kinds():
     assert t.column("kind") == ["vm_map_ram"] * 3
     assert t.has_kind("vm_map_ram") and not t.has_kind("vmalloc") and not t.has_kind("nonsense")
     assert AREA_ROW_FIELDS[2] == "kind"
+
+
+def _area(start, sym, nr=1, node=None, kind="vmalloc"):
+    from kcoretool.model.vmalloc import Area, VmStruct
+    return Area(start, start + 8192, kind, False, None, node, None,
+                VmStruct(0x10, start, 8192, 2, ("VM_ALLOC",), nr, None, 0, 0xffffffffc0001000, sym, None, 0),
+                None, 0x20)
+
+
+def test_json_of_one_caller_address_in_two_modules():
+    # areas of two times (a diff): a module unloaded, another loaded at its address
+    areas = [_area(0x1000, "f_old+0x1/0x10 [modA]"), _area(0x100000, "g_new+0x1/0x10 [modB]")]
+    got = json.loads("".join(iter_areas_json(areas)))
+    assert [r["caller_symbol"] for r in got] == ["f_old+0x1/0x10 [modA]", "g_new+0x1/0x10 [modB]"]
+    assert got == [a.to_dict() for a in areas]
+
+
+def test_json_of_odd_hand_built_areas():
+    areas = [_area(0x1000, "x", nr=-1), _area(0x3000, "x", node=2**32), _area(0x5000, None, kind="mine")]
+    assert json.loads("".join(iter_areas_json(areas))) == [a.to_dict() for a in areas]
+
+
+def test_limit_keeps_the_lowest_addresses_and_says_so():
+    from kcoretool.model import from_program
+    from tests.synth.layouts import build, standard_scene
+
+    k = build("5.4", standard_scene("5.4"))
+    m = from_program(k.prog, limit=5)
+    assert m.nr_areas == 5 and "vmap_area_list: stopped after 5 entries (limit)" in m.warnings
+    k = build("6.12", standard_scene("6.12"))
+    every = sorted(a.start for a in from_program(k.prog).areas)
+    m = from_program(k.prog, limit=5)
+    assert [a.start for a in m.areas] == every[:5]
+    assert "busy areas: stopped after 5 (limit); the lowest addresses are kept" in m.warnings
+
+
+def test_totals_are_of_busy_areas_only():
+    from kcoretool.model import from_program
+    from kcoretool.model.diff import caller_totals
+    from tests.synth.layouts import build, standard_scene
+
+    m = from_program(build("6.12", standard_scene("6.12")).prog)
+    assert m.lazy and m.pooled
+    assert caller_totals(m, ["lazy", "pooled"]) == {}
+    assert m.summary_counts(kinds=["lazy"]) == {}
+
+
+def test_an_unsigned_int_at_its_top_is_kept():
+    from kcoretool.model import from_program
+    from tests.synth.layouts import build, standard_scene
+
+    k = build("6.12", standard_scene("6.12"))
+    vm = next(iter(k.vm_addr.values()))
+    k.img.put("vm_struct", vm, nr_pages=0xFFFFFFFF)
+    m = from_program(k.prog)
+    assert [a.vm.nr_pages for a in m.areas if a.vm is not None and a.vm.address == vm] == [0xFFFFFFFF]
