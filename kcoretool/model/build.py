@@ -13,8 +13,8 @@ from __future__ import annotations
 import gc
 import heapq
 import operator
-from itertools import chain, islice, repeat
-from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple, Union
+from itertools import chain, islice
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
 import drgn
 
@@ -417,7 +417,7 @@ def _busy_areas(
         # the walker stops a list whose starts do not grow: merged, they
         # are in order
         table.walked_by_node()
-    _check_areas(table, log, ps)
+    table.index = _check_areas(table, log, ps)
     walk_index: Optional[List[int]] = None
     if legacy_lazy:
         busy_pos = table.walk_index()
@@ -471,15 +471,16 @@ def _start_key(a: Union[Area, VmapBlock]) -> int:
     return a.start
 
 
-def _check_areas(table: AreaTable, log: WalkLog, ps: int) -> None:
+def _check_areas(table: PackedAreaTable, log: WalkLog, ps: int) -> Tuple[Sequence[int], Sequence[int]]:
+    """Warn of bad ranges and overlaps; return the start and end columns
+    (the model's index)."""
     prev_end = 0
     mask = ps - 1 if ps & (ps - 1) == 0 else None
     starts, ends = table.column("start"), table.column("end")
-    if (mask is not None and all(map(operator.lt, starts, ends))
-            and not any(map(operator.and_, starts, repeat(mask)))
-            and not any(map(operator.and_, ends, repeat(mask)))
+    if (mask is not None and table.low_bits_clear(mask)
+            and all(map(operator.lt, starts, ends))
             and all(map(operator.le, ends, islice(starts, 1, None)))):
-        return  # all well, found without a Python step per area
+        return starts, ends  # all well, found without a Python step per area
     for i, (start, end) in enumerate(zip(starts, ends)):
         bad = start >= end or ((start | end) & mask if mask is not None else start % ps or end % ps)
         if bad or start < prev_end:
@@ -490,6 +491,7 @@ def _check_areas(table: AreaTable, log: WalkLog, ps: int) -> None:
                 log.warn(f"vmap_area {address:#x}: overlaps the previous area at {start:#x}")
         if end > prev_end:
             prev_end = end
+    return starts, ends
 
 
 def _runs(bitmap: int, nbits: int) -> Tuple[Tuple[int, int], ...]:

@@ -286,71 +286,71 @@ def _iter_records_json(records: Iterable[Tuple[Any, ...]], names: Dict[int, Tupl
     def n(v: int, bit: int, bits: int) -> str:
         return str(v) if bits & bit else "null"
 
-    buf: List[str] = []
-    append = buf.append
     first = True
     # busy areas mostly touch (one's end is the next one's start): the end's
     # decimal text is kept for the next start
     prev_end: Optional[int] = None
     end_s = ""
     yield "["
-    for (start, end, address, flags, block, vmp, _addr, _size, fl, phys, caller, req, _pages, nr, node, order,
-         node_id, kind, bits) in records:
-        start_s = end_s if start == prev_end else str(start)
-        end_s = str(end)
-        prev_end = end
-        if bits & HAS_VM:
-            # the symbol too: areas of two times (a diff) can have one caller
-            # address in two modules
-            sym = symbols.get(caller)
-            key: Tuple[Any, ...] = (kind, nr, caller, sym, fl, flags, bits & HAS_FLAGS)
-            mid = mid_cache.get(key)
-            if mid is None:
-                mid = (
-                    ',"kind":%s,"pages":%d,"caller":%d,"caller_symbol":%s,"flags":%s,"vm_flags":%d,'
-                    '"va_flags":%s,"phys_addr":'
-                ) % (json.dumps(kind_name(kind)), nr, caller, json.dumps(sym),
-                     json.dumps(list(names.get(fl, ()))), fl, n(flags, HAS_FLAGS, bits))
-                if len(mid_cache) < _CACHE_MAX:
-                    mid_cache[key] = mid
-            key = (order, req, node, node_id, bits & present)
-            tail = tail_cache.get(key)
-            if tail is None:
-                tail = ',"page_order":%s,"requested_size":%s,"lazy":%s,"node":%s,"flags_node_id":%s,"vmap_area":' % (
-                    n(order, HAS_ORDER, bits), n(req, HAS_REQ, bits), "true" if bits & IS_LAZY else "false",
-                    n(node, HAS_NODE, bits), n(node_id, HAS_NODE_ID, bits))
-                if len(tail_cache) < _CACHE_MAX:
-                    tail_cache[key] = tail
-            row = '{"start":%s,"end":%s,"size":%d%s%s%s%d,"vm_struct":%d,"vmap_block":%s}' % (
-                start_s, end_s, end - start, mid, phys or "null", tail, address, vmp,
-                block if bits & HAS_BLOCK else "null")
-        else:
-            key = (kind, flags, node, node_id, bits & present)
-            mid = novm_cache.get(key)
-            if mid is None:
-                mid = (
-                    ',"kind":%s,"pages":%%d,"caller":null,"caller_symbol":null,"flags":[],"vm_flags":null,'
-                    '"va_flags":%s,"phys_addr":null,"page_order":null,"requested_size":null,"lazy":%s,'
-                    '"node":%s,"flags_node_id":%s,"vmap_area":'
-                ) % (json.dumps(kind_name(kind)), n(flags, HAS_FLAGS, bits), "true" if bits & IS_LAZY else "false",
-                     n(node, HAS_NODE, bits), n(node_id, HAS_NODE_ID, bits))
-                if len(novm_cache) < _CACHE_MAX:
-                    novm_cache[key] = mid
-            row = '{"start":%s,"end":%s,"size":%d%s%d,"vm_struct":null,"vmap_block":%s}' % (
-                start_s, end_s, end - start, mid % ((end - start) // page_size), address,
-                block if bits & HAS_BLOCK else "null")
-        if owners is not None:
-            o = owners.get(start)
-            row = row[:-1] + ',"owner":' + ("null" if o is None else json.dumps(o)) + "}"
-        append(row)
-        if len(buf) >= chunk:
-            # rows are "\n,"-separated, and a chunk after the first starts with ","
-            yield ("" if first else ",") + "\n,".join(buf)
-            first = False
-            buf = []
-            append = buf.append
-    if buf:
+    it = iter(records)
+    while True:
+        buf: List[str] = []
+        append = buf.append
+        for (start, end, address, flags, block, vmp, _addr, _size, fl, phys, caller, req, _pages, nr, node,
+             order, node_id, kind, bits) in islice(it, chunk):
+            start_s = end_s if start == prev_end else str(start)
+            end_s = str(end)
+            prev_end = end
+            if bits & HAS_VM:
+                # the symbol too: areas of two times (a diff) can have one caller
+                # address in two modules
+                sym = symbols.get(caller)
+                key: Tuple[Any, ...] = (kind, nr, caller, sym, fl, flags, bits & HAS_FLAGS)
+                mid = mid_cache.get(key)
+                if mid is None:
+                    mid = (
+                        ',"kind":%s,"pages":%d,"caller":%d,"caller_symbol":%s,"flags":%s,"vm_flags":%d,'
+                        '"va_flags":%s,"phys_addr":'
+                    ) % (json.dumps(kind_name(kind)), nr, caller, json.dumps(sym),
+                         json.dumps(list(names.get(fl, ()))), fl, n(flags, HAS_FLAGS, bits))
+                    if len(mid_cache) < _CACHE_MAX:
+                        mid_cache[key] = mid
+                key = (order, req, node, node_id, bits & present)
+                tail = tail_cache.get(key)
+                if tail is None:
+                    tail = (',"page_order":%s,"requested_size":%s,"lazy":%s,"node":%s,"flags_node_id":%s,'
+                            '"vmap_area":') % (
+                        n(order, HAS_ORDER, bits), n(req, HAS_REQ, bits), "true" if bits & IS_LAZY else "false",
+                        n(node, HAS_NODE, bits), n(node_id, HAS_NODE_ID, bits))
+                    if len(tail_cache) < _CACHE_MAX:
+                        tail_cache[key] = tail
+                row = '{"start":%s,"end":%s,"size":%d%s%s%s%d,"vm_struct":%d,"vmap_block":%s}' % (
+                    start_s, end_s, end - start, mid, phys or "null", tail, address, vmp,
+                    block if bits & HAS_BLOCK else "null")
+            else:
+                key = (kind, flags, node, node_id, bits & present)
+                mid = novm_cache.get(key)
+                if mid is None:
+                    mid = (
+                        ',"kind":%s,"pages":%%d,"caller":null,"caller_symbol":null,"flags":[],"vm_flags":null,'
+                        '"va_flags":%s,"phys_addr":null,"page_order":null,"requested_size":null,"lazy":%s,'
+                        '"node":%s,"flags_node_id":%s,"vmap_area":'
+                    ) % (json.dumps(kind_name(kind)), n(flags, HAS_FLAGS, bits), "true" if bits & IS_LAZY else "false",
+                         n(node, HAS_NODE, bits), n(node_id, HAS_NODE_ID, bits))
+                    if len(novm_cache) < _CACHE_MAX:
+                        novm_cache[key] = mid
+                row = '{"start":%s,"end":%s,"size":%d%s%d,"vm_struct":null,"vmap_block":%s}' % (
+                    start_s, end_s, end - start, mid % ((end - start) // page_size), address,
+                    block if bits & HAS_BLOCK else "null")
+            if owners is not None:
+                o = owners.get(start)
+                row = row[:-1] + ',"owner":' + ("null" if o is None else json.dumps(o)) + "}"
+            append(row)
+        if not buf:
+            break
+        # rows are "\n,"-separated, and a chunk after the first starts with ","
         yield ("" if first else ",") + "\n,".join(buf)
+        first = False
     yield "]"
 
 
@@ -578,7 +578,7 @@ class PackedAreaTable(AreaTable):
     orders the rows by start through an index, without moving records.
     """
 
-    __slots__ = ("_buf", "_names", "_symbols", "_walk", "_walked", "_by_node", "_shapes")
+    __slots__ = ("_buf", "_names", "_symbols", "_walk", "_walked", "_by_node", "_shapes", "index")
 
     def __init__(self, names: Dict[int, Tuple[str, ...]], symbols: Dict[int, Optional[str]]) -> None:
         """:param names: the flag names of each vm flags value the records use.
@@ -591,6 +591,9 @@ class PackedAreaTable(AreaTable):
         self._walk: Optional[Sequence[int]] = None
         self._walked = 0
         self._by_node = False
+        #: (starts, ends) columns once the builder has them (the model's
+        #: lookup index; None: made on first use)
+        self.index: Optional[Tuple[Sequence[int], Sequence[int]]] = None
         # (bits << 8 | kind) -> (row getter, (None, lazy, kind name))
         self._shapes: Dict[int, Tuple[Any, Tuple[Any, ...]]] = {}
 
@@ -760,6 +763,19 @@ class PackedAreaTable(AreaTable):
         i = AREA_ROW_FIELDS.index(field)
         return [r[i] for r in self.rows()]
 
+    def low_bits_clear(self, mask: int) -> bool:
+        """Whether every start and end has none of ``mask``'s bits (below
+        2**16: a page-size mask), by strided byte slices."""
+        size = AREA_RECORD.size
+        for k in range(2):
+            m = mask >> 8 * k & 0xFF
+            if m:
+                hit = bytes(1 if b & m else 0 for b in range(256))
+                for at in (0, 8):  # start, end
+                    if 1 in self._buf[at + k::size].translate(hit):
+                        return False
+        return mask < 1 << 16
+
     def has_kind(self, kind: str) -> bool:
         code = KIND_CODE.get(kind)
         # the kind byte of every record, by a strided slice
@@ -915,6 +931,7 @@ class VmallocModel:
         self.warnings = warnings
         self.numa = numa
         self._starts: Optional[Sequence[int]] = None
+        self._ends: Optional[Sequence[int]] = None  # while the areas are rows
         self._blocks_by_start = {b.start: b for b in blocks}
         self._blocks_by_addr = {b.address: b for b in blocks}
 
@@ -929,12 +946,12 @@ class VmallocModel:
             if self._walk_order is None and self._walk_index is None:
                 self._walk_index = self._table.walk_index()
             self._areas = self._table.areas()
-            self._table = None
+            self._table = self._ends = None
         return self._areas
 
     @areas.setter
     def areas(self, value: List[Area]) -> None:
-        self._areas, self._table, self._starts = value, None, None
+        self._areas, self._table, self._starts, self._ends = value, None, None, None
 
     @property
     def walk_order(self) -> List[Area]:
@@ -993,7 +1010,10 @@ class VmallocModel:
 
     def _start_index(self) -> Sequence[int]:
         if self._starts is None:
-            if self._table is not None:
+            index = getattr(self._table, "index", None)
+            if index is not None:
+                self._starts, self._ends = index
+            elif self._table is not None:
                 self._starts = self._table.column("start")
             else:
                 self._starts = [a.start for a in self.areas]
@@ -1166,8 +1186,9 @@ class VmallocModel:
         starts = self._start_index()
         i, j = bisect.bisect_left(starts, lo), bisect.bisect_left(starts, hi)
         if self._table is not None:
-            ends = self._table.column("end")
-            return sum(ends[i:j]) - sum(starts[i:j])
+            if self._ends is None:
+                self._ends = self._table.column("end")
+            return sum(self._ends[i:j]) - sum(starts[i:j])
         return sum(a.end - a.start for a in self.areas[i:j])
 
     def stats(self) -> Dict[str, Any]:
