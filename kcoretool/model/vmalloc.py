@@ -613,36 +613,19 @@ class PackedAreaTable(AreaTable):
         (start, end, kind, lazy, flags, node, fnode, block, address, vmp, addr, size, fl, names,
          nr, order, phys, caller, sym, req, pages) = r
         bits = IS_LAZY if lazy else 0
-        if flags is not None:
-            bits |= HAS_FLAGS
-        else:
-            flags = 0
-        if node is not None:
-            bits |= HAS_NODE
-        else:
-            node = 0
-        if fnode is not None:
-            bits |= HAS_NODE_ID
-        else:
-            fnode = 0
-        if block is not None:
-            bits |= HAS_BLOCK
-        else:
-            block = 0
+        # (build.py's make_record sets the same bits inline: it is the hot path)
+        present = [(flags, HAS_FLAGS), (node, HAS_NODE), (fnode, HAS_NODE_ID), (block, HAS_BLOCK)]
         if vmp is not None:
             bits |= HAS_VM
             self._names[fl] = names
             self._symbols[caller] = sym
-            if order is not None:
-                bits |= HAS_ORDER
-            else:
-                order = 0
-            if req is not None:
-                bits |= HAS_REQ
-            else:
-                req = 0
+            present += [(order, HAS_ORDER), (req, HAS_REQ)]
         else:
             vmp = addr = size = fl = phys = caller = req = pages = nr = order = 0
+        for value, bit in present:
+            if value is not None:
+                bits |= bit
+        flags, node, fnode, block, order, req = (v or 0 for v in (flags, node, fnode, block, order, req))
         # a kind kcoretool does not make (a hand-built Area) stays a string:
         # the JSON writer takes it, extend() would not
         return (start, end, address, flags, block, vmp, addr, size, fl, phys, caller, req, pages, nr, node,
