@@ -8,7 +8,11 @@ Program is made and when its target is set, and prints and ignores any
 exception they raise: a Ctrl-C that lands there -- a KeyboardInterrupt, or
 the CLI's own interrupt exception -- would be lost, with a traceback on
 stderr.  :func:`deferred_sigint` holds SIGINT back in this thread until
-drgn returns, so it is raised in kcoretool's code instead.
+drgn returns, so it is raised in kcoretool's code instead.  Only in this
+thread: once drgn has loaded DWARF, its OpenMP workers can take a Ctrl-C
+for the process, and Python then runs the handler in the main thread at
+once -- the window is back, which kcoretool's own opens, done before any
+DWARF is loaded, do not meet.
 """
 
 from __future__ import annotations

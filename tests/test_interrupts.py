@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
+import threading
 
 import pytest
 
@@ -16,20 +16,28 @@ def _spin() -> None:
         pass
 
 
+def _interrupt_this_thread() -> None:
+    # At this thread, not the process: in a process with other threads
+    # (drgn's OpenMP workers, once DWARF was loaded in-process) the kernel
+    # may hand a process-wide SIGINT to one of them, late.
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+
 def test_sigint_waits_for_the_block_then_is_raised():
+    assert threading.current_thread() is threading.main_thread()
     # Python's own handler, whatever an earlier in-process CLI run left
     old = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         reached = []
         with pytest.raises(KeyboardInterrupt):
             with deferred_sigint():
-                os.kill(os.getpid(), signal.SIGINT)
+                _interrupt_this_thread()
                 _spin()
                 reached.append("end of block")
         assert reached == ["end of block"]
         # the mask is restored: a later SIGINT is raised at once
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
+            _interrupt_this_thread()
             _spin()
     finally:
         signal.signal(signal.SIGINT, old)
