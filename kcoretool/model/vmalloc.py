@@ -1055,10 +1055,10 @@ class VmallocModel:
 
         :raises ArgumentError: an unknown kind, or ``kinds`` given as one string.
         """
-        keep = _row_filter(kinds, caller, min_size, lo, hi)
         if self._table is not None and not self._with_unbusy(kinds, include_lazy):
-            area = AreaTable.area
-            return (area(r) for r in self._table.rows() if keep is None or keep(r))
+            # rows: each Area built as it is reached
+            return map(AreaTable.area, self.select_rows(kinds, caller, min_size, lo, hi))
+        keep = _row_filter(kinds, caller, min_size, lo, hi)
         return (a for a in self._selectable(kinds, include_lazy) if keep is None or keep(area_row(a)))
 
     def select_rows(
