@@ -29,7 +29,7 @@ import drgn
 
 from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog, is_kernel_pointer
 
-__all__ = ("MapleLayout", "maple_layout", "mt_for_each", "mtree_load")
+__all__ = ("MapleLayout", "maple_layout", "mt_for_each", "mtree_load", "mtree_range")
 
 ULONG_MAX = (1 << 64) - 1
 #: enum maple_type (include/linux/maple_tree.h); 7.1's maple_copy (4) is a
@@ -238,6 +238,16 @@ def mtree_load(
 ) -> Optional[int]:
     """The entry covering ``index`` (None for a gap or a damaged path): the
     kernel's ``mtree_load()``, bounded by the maximum height."""
+    got = mtree_range(prog, tree, index, lay)
+    return got[0] if got is not None else None
+
+
+def mtree_range(
+    prog: drgn.Program, tree: int, index: int, lay: Optional[MapleLayout] = None
+) -> Optional[Tuple[Optional[int], int, int]]:
+    """``(entry or None, first, last)``: what covers ``index`` and the
+    inclusive range the tree stores it over (a gap's range for None, so a
+    reader knows how far nothing is mapped); None for a damaged path."""
     lay = lay or maple_layout(prog)
     try:
         hdr = prog.read(tree, max(lay.root_off, lay.flags_off) + 8)
@@ -245,10 +255,12 @@ def mtree_load(
         return None
     entry = struct.unpack_from("<Q", hdr, lay.root_off)[0]
     if not entry:
-        return None
+        return None, 0, ULONG_MAX
     if not _is_node(entry):
-        return entry if index == 0 and not entry & 3 else None
-    hi = ULONG_MAX
+        if index == 0 and not entry & 3:
+            return entry, 0, 0
+        return None, 1, ULONG_MAX
+    lo, hi = 0, ULONG_MAX
     for _ in range(MAX_HEIGHT):
         node = entry & ~MAPLE_NODE_MASK
         mtype = (entry >> 3) & 0xF
@@ -258,6 +270,8 @@ def mtree_load(
             buf = prog.read(node, 256)
         except drgn.FaultError:
             return None
+        if struct.unpack_from("<Q", buf, 0)[0] & ~MAPLE_NODE_MASK == node:
+            return None  # ma_dead_node(): freed under the walk (RCU); mas_walk() restarts
         pivots, slots, end = _decode(lay, buf, mtype, hi)
         if end >= len(slots):
             return None
@@ -266,13 +280,17 @@ def mtree_load(
             if pivots[i] >= index:
                 off = i
                 break
+        if off > 0:
+            lo = pivots[off - 1] + 1
         if off < end:
             hi = pivots[off]
+        if not lo <= index <= hi:
+            return None  # pivots out of order: a node changing or reused under the walk
         entry = slots[off]
         if mtype == MAPLE_LEAF_64:
             if not entry or entry == XA_ZERO_ENTRY or entry & 3 == 2:
-                return None
-            return entry
+                return None, lo, hi
+            return entry, lo, hi
         if not _is_child(entry):
             return None
     return None

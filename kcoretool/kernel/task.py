@@ -25,12 +25,12 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Se
 
 import drgn
 
-from kcoretool.kernel.maple import MapleLayout, maple_layout, mt_for_each, mtree_load
+from kcoretool.kernel.maple import MapleLayout, maple_layout, mt_for_each, mtree_load, mtree_range
 from kcoretool.kernel.task_layout import TaskLayout, detect_task_layout
 from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog, is_kernel_pointer, list_walk
 from kcoretool.x86_64 import KERNEL_HALF, VMEMMAP_START_L4
 
-__all__ = ("RawMm", "RawTask", "RawVma", "TaskReader", "task_state_letter", "user_constants")
+__all__ = ("MmGuard", "RawMm", "RawTask", "RawVma", "TaskReader", "task_state_letter", "user_constants")
 
 _U64 = struct.Struct("<Q")
 _I32 = struct.Struct("<i")
@@ -107,12 +107,32 @@ class RawVma(NamedTuple):
     tree_range: Optional[Tuple[int, int]] = None
 
 
+class MmGuard(NamedTuple):
+    """What a lockless reader of an mm checks did not move between the start
+    and the end of a read (a seqlock read section without the lock).
+
+    ``ctx_id`` never repeats for another mm (x86: ``last_mm_ctx_id``);
+    ``tlb_gen`` moves before any frame or page table the mm mapped can be
+    freed; ``seq`` is ``mm_lock_seq`` (6.4+) or ``vmacache_seqnum`` (<= 6.0),
+    None where the kernel has neither (6.1-6.3)."""
+
+    ctx_id: Optional[int]
+    tlb_gen: Optional[int]
+    seq: Optional[int]
+
+
+#: vm_refcnt's "readers excluded" bit: VMA_LOCK_OFFSET (6.15-6.18),
+#: VM_REFCNT_EXCLUDE_READERS_FLAG (7.x); a reader's refcount_inc is limited
+#: below it (VMA_REF_LIMIT / VM_REFCNT_LIMIT)
+VM_REFCNT_EXCLUDE_READERS = 1 << 30
+
+
 def _offsets(t: drgn.Type, names: List[str]) -> Dict[str, int]:
     out = {}
     for n in names:
         try:
             out[n] = drgn.offsetof(t, n)
-        except (LookupError, ValueError):
+        except (LookupError, ValueError, TypeError):
             pass
     return out
 
@@ -150,6 +170,21 @@ class TaskReader:
             names.append("mm_lock_seq")
         self._m = _offsets(mt, names)
         self._m_size = max(self._m.values()) + 64
+        # What mm_guard() reads, decided once (see TaskLayout.tlb_gen,
+        # .mm_lock_seq, .vmacache_seq for the commits).
+        g = _offsets(mt, ["context.ctx_id", "context.tlb_gen", "mm_lock_seq.sequence", "mm_lock_seq",
+                          "vmacache_seqnum"])
+        self._guard: List[Tuple[int, struct.Struct]] = []
+        self._guard_seqcount = layout.mm_lock_seq == "seqcount"
+        if layout.tlb_gen:
+            self._guard += [(g["context.ctx_id"], _U64), (g["context.tlb_gen"], _U64)]
+        if layout.mm_lock_seq == "seqcount":
+            self._guard.append((g["mm_lock_seq.sequence"], _U32))
+        elif layout.mm_lock_seq == "int":
+            self._guard.append((g["mm_lock_seq"], _I32))
+        elif layout.vmacache_seq:
+            self._guard.append((g["vmacache_seqnum"], _U64))
+        self._guard_has_seq = len(self._guard) > (2 if layout.tlb_gen else 0)
         if layout.rss == "percpu":
             pc = prog.type("struct percpu_counter")
             self._pc_size = drgn.sizeof(pc)
@@ -351,6 +386,99 @@ class TaskReader:
             except (KeyError, LookupError, drgn.FaultError):
                 self._percpu_offsets = []
         return self._percpu_offsets
+
+    # -- lockless validation (live) -------------------------------------------
+
+    def mm_guard(self, mm: int) -> Optional[MmGuard]:
+        """The mm's :class:`MmGuard` now, or None when a lockless read must
+        not start: unreadable, or (6.14+) ``mm_lock_seq`` odd -- mmap_lock is
+        write-held, and ``mmap_lock_speculate_try_begin()`` fails the same way
+        (eb449bd96954 "mm: convert mm_lock_seq to a proper seqcount", v6.14).
+        The sequence count is read first and the TLB generation last, as a
+        seqlock reader reads its count before the data."""
+        vals: List[int] = []
+        try:
+            for off, st in reversed(self._guard):
+                vals.append(st.unpack(self.prog.read(mm + off, st.size))[0])
+        except drgn.FaultError:
+            return None
+        vals.reverse()
+        tlb = vals[:2] if self.layout.tlb_gen else [None, None]
+        seq = vals[-1] if self._guard_has_seq else None
+        if seq is not None and self._guard_seqcount and seq & 1:
+            return None
+        return MmGuard(tlb[0], tlb[1], seq)
+
+    def vma_unusable(self, v: RawVma, mm: int, guard: MmGuard) -> Optional[str]:
+        """Why a lockless reader must not take ``v`` as the VMA of its
+        addresses (None: it may), after the kernel's own lockless lookup,
+        ``lock_vma_under_rcu()`` and ``vma_start_read()``:
+
+        - ``vm_mm`` is not this mm: a VMA freed and reused by another mm
+          (SLAB_TYPESAFE_BY_RCU from "mm: make vma cache
+          SLAB_TYPESAFE_BY_RCU", after v6.14), or 6.9+ fork's ``__mt_dup()``
+          window, where the child's tree still holds the parent's VMAs;
+        - detached: ``vms_gather_munmap_vmas()`` marks the VMAs it removes
+          (``detached``, "mm: introduce vma detached flag", v6.4) or drops
+          ``vm_refcnt`` to 0 ("mm: replace vm_lock and detached flag with a
+          reference count", after v6.14) before it clears the tree;
+        - readers excluded (``vm_refcnt`` with the exclude bit): a writer or
+          detacher waits for readers to leave (``__vma_enter_locked()``);
+        - write-locked: ``vm_lock_seq == mm_lock_seq``: an mmap_lock writer
+          is changing it (``vma_start_write()``), and it stays so until
+          ``vma_end_write_all()`` moves mm_lock_seq -- e.g. 6.12+'s
+          ``__mmap_region()`` stores a new VMA over a range whose old PTEs
+          ``vms_complete_munmap_vmas()`` zaps only afterwards.
+        """
+        if v.mm != mm:
+            return "vm_mm is another mm"
+        lay = self.layout.vma_lock
+        if lay == "seq_detached" and v.detached:
+            return "detached"
+        if lay == "refcnt" and v.refcnt is not None:
+            if v.refcnt == 0:
+                return "detached"
+            if v.refcnt & VM_REFCNT_EXCLUDE_READERS:
+                return "readers excluded"
+        if lay != "none" and guard.seq is not None and v.lock_seq is not None:
+            if v.lock_seq & 0xFFFFFFFF == guard.seq & 0xFFFFFFFF:
+                return "write-locked"
+        return None
+
+    def vma_lookup(self, mm: RawMm, addr: int) -> Optional[Tuple[Optional[RawVma], int, int]]:
+        """``(vma or None, start, end)``: the VMA covering ``addr`` by a fresh
+        lookup (``mas_walk()`` on the maple tree, the ``vm_next`` list before
+        6.1) and the range it covers -- for None, the gap ``addr`` lies in.
+        None when the lookup itself met a changing structure (a dead or
+        inconsistent maple node, a VMA that does not cover ``addr``)."""
+        if self.layout.vma_index == "maple":
+            got = mtree_range(self.prog, mm.mt, addr, self._maple)
+            if got is None:
+                return None
+            entry, first, last = got
+            if entry is None:
+                return None, first, min(last + 1, 1 << 64)
+            if not is_kernel_pointer(entry):
+                return None
+            v = self.read_vma(entry)
+            # lock_vma_under_rcu(): vm_start/vm_end may change before the lock
+            if v is None or not v.start <= addr < v.end:
+                return None
+            return v._replace(tree_range=(first, last + 1)), v.start, v.end
+        log = WalkLog()
+        prev_end = 0
+        try:
+            for v in self.vmas(mm, log, "vma_lookup", 1 << 20):
+                if v.end > addr:
+                    if v.start <= addr:
+                        return v, v.start, v.end
+                    return None, prev_end, v.start
+                prev_end = v.end
+        except drgn.FaultError:
+            return None  # a vm_next read from a VMA freed under the walk
+        if log.summary():
+            return None
+        return None, prev_end, 1 << 64
 
     # -- VMAs ------------------------------------------------------------------
 

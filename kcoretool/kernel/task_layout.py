@@ -54,6 +54,12 @@ class TaskLayout:
     thread_group: bool
     #: a short human label ("6.4-6.14", ...), for messages only.
     label: str
+    #: x86 ``mm->context.ctx_id`` / ``.tlb_gen``: a never-reused id of the
+    #: mm and its TLB flush generation, bumped before every flush (so before
+    #: any frame or page table it mapped can be freed).
+    tlb_gen: bool = False
+    #: ``mm->vmacache_seqnum`` (<= 6.0): bumped whenever a VMA is unlinked.
+    vmacache_seq: bool = False
     evidence: Tuple[Tuple[str, str, str, str], ...] = dataclasses.field(
         default=(), compare=False, repr=False
     )
@@ -133,12 +139,32 @@ def detect_task_layout(prog: drgn.Program) -> TaskLayout:
     ev.append(("thread_group", str(thread_group), "member task_struct.thread_group",
                '"kill task_struct->thread_group" (Oleg Nesterov; v6.7?, not verified)'))
 
+    # f39681ed0f48 ("x86/mm: Give each mm TLB flush generation a unique ID")
+    # (v4.14): every TLB flush of an mm first increments its tlb_gen
+    # (flush_tlb_mm_range(), arch_tlbbatch_add_pending()/_add_mm()).
+    tlb_gen = _has_path(prog, mm, "context.tlb_gen") and _has_path(prog, mm, "context.ctx_id")
+    ev.append(("tlb_gen", str(tlb_gen), "members mm_struct.context.ctx_id, .tlb_gen",
+               'f39681ed0f48 ("x86/mm: Give each mm TLB flush generation a unique ID") (v4.14)'))
+    # "mm: remove vmacache" (Liam Howlett, v6.1) took it away with the rbtree.
+    vmacache_seq = has_member(prog, mm, "vmacache_seqnum")
+    ev.append(("vmacache_seq", str(vmacache_seq), "member mm_struct.vmacache_seqnum",
+               '"mm: remove vmacache" (v6.1) removed it'))
+
     label = {"none": "6.1-6.3" if vma_index == "maple" else "<=6.0",
              "seq_detached": "6.4-6.14", "refcnt": "6.15+"}[vma_lock]
     return TaskLayout(vma_index=vma_index, vma_lock=vma_lock, mm_lock_seq=mm_lock_seq, rss=rss,
                       task_rss=task_rss, anon_name=anon_name, anon_shmem_name=anon_shmem_name,
                       heap_test=heap_test, task_state=task_state, thread_group=thread_group,
-                      label=label, evidence=tuple(ev))
+                      label=label, tlb_gen=tlb_gen, vmacache_seq=vmacache_seq, evidence=tuple(ev))
+
+
+def _has_path(prog: drgn.Program, type_name: str, path: str) -> bool:
+    """A nested member (``"context.tlb_gen"``) exists."""
+    try:
+        drgn.offsetof(prog.type(type_name), path)
+        return True
+    except (LookupError, ValueError, TypeError):
+        return False
 
 
 def _is_struct(t: drgn.Type) -> bool:

@@ -64,6 +64,44 @@ def test_lock_states_6_15_refcount():
     assert pending.detached and pending.describe() == "detached,readers-excluded,refcnt=0x40000000"
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_mm_guard_and_vma_rules(layout):
+    """What a lockless live read checks (issue 27): the mm's guard words,
+    decided once from struct members, and lock_vma_under_rcu()'s refusals."""
+    from kcoretool.kernel.task import MmGuard
+
+    k, _ = demo_process(layout)
+    K = from_program(k.prog)
+    r = K.task_reader()
+    lay = K.task_layout()
+    assert lay.tlb_gen and lay.vmacache_seq == (layout == "6.0")
+    mm = k.mms[100]
+    seq = {"6.0": 6, "6.1": None, "6.12": 6, "6.15": 6}[layout]
+    assert r.mm_guard(mm) == MmGuard(200, 5, seq)
+    raw_mm = r.read_mm(mm)
+    got = {}
+    for addr in (0x400000, 0x403000, 0x7F0000002000, 0x7F0000002FFF, 0x7FFC00021000):
+        v, lo, hi = r.vma_lookup(raw_mm, addr)
+        got[addr] = (v and v.start, lo, hi, v and r.vma_unusable(v, mm, r.mm_guard(mm)))
+    gathered = "detached" if layout in ("6.12", "6.15") else None
+    assert got == {0x400000: (0x400000, 0x400000, 0x401000, None),
+                   0x403000: (None, 0x403000, 0x600000, None),
+                   0x7F0000002000: (0x7F0000002000, 0x7F0000002000, 0x7F0000003000, gathered),
+                   0x7F0000002FFF: (0x7F0000002000, 0x7F0000002000, 0x7F0000003000, gathered),
+                   0x7FFC00021000: (None, 0x7FFC00021000, 1 << 64, None)}
+    v = r.vma_lookup(raw_mm, 0x400000)[0]
+    assert r.vma_unusable(v._replace(mm=mm + 0x1000), mm, r.mm_guard(mm)) == "vm_mm is another mm"
+    if layout in ("6.12", "6.15"):
+        # write-locked: vm_lock_seq == mm_lock_seq (vma_start_write() in an open write section)
+        assert r.vma_unusable(v._replace(lock_seq=6), mm, MmGuard(200, 5, 6)) == "write-locked"
+        assert r.vma_unusable(v, mm, MmGuard(200, 5, 6)) is None
+    if layout == "6.15":
+        assert r.vma_unusable(v._replace(refcnt=VMA_LOCK_OFFSET + 1), mm, MmGuard(200, 5, 6)) == "readers excluded"
+        assert r.vma_unusable(v._replace(refcnt=3), mm, MmGuard(200, 5, 6)) is None  # page faults reading it
+        k.img.put("mm_struct", mm, mm_lock_seq__sequence=7)  # mmap_lock write-held
+        assert r.mm_guard(mm) is None
+
+
 def test_no_lock_column_before_6_4():
     k, _ = demo_process("6.1")
     v = from_program(k.prog).vmas(100).vmas[0]

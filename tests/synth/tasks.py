@@ -162,7 +162,9 @@ class TaskKernel:
                    ("struct anon_vma_name *", "anon_name"), (shared, "shared"),
                    ("struct refcount_struct", "vm_refcnt")]
         img.struct("vm_area_struct", vma)
-        img.struct("mm_context_t", [("unsigned long", "flags"), ("void *", "vdso")])
+        # x86: ctx_id and tlb_gen since f39681ed0f48 (v4.14)
+        img.struct("mm_context_t", [("unsigned long", "ctx_id"), ("long", "tlb_gen"), ("unsigned long", "flags"),
+                                    ("void *", "vdso")])
         if layout in ("6.0", "6.1"):
             img.struct("mm_rss_stat", [("long[4]", "count")])
             rss: List = [("struct mm_rss_stat", "rss_stat")]
@@ -171,7 +173,8 @@ class TaskKernel:
                                           ("int *", "counters")])
             rss = [("struct percpu_counter[4]", "rss_stat")]
         if layout == "6.0":
-            head: List = [("struct vm_area_struct *", "mmap"), ("struct rb_root", "mm_rb")]
+            head: List = [("struct vm_area_struct *", "mmap"), ("struct rb_root", "mm_rb"),
+                          ("unsigned long", "vmacache_seqnum")]
         else:
             head = [("struct maple_tree", "mm_mt")]
         lockseq: List = []
@@ -301,8 +304,10 @@ class TaskKernel:
         vmas = sorted(spec.vmas or [], key=lambda v: v.start)
         img.put("mm_struct", mm, map_count=len(vmas),
                 total_vm=sum((v.end - v.start) >> 12 for v in vmas), start_brk=spec.start_brk, brk=spec.brk,
-                start_stack=spec.start_stack, pgd=0)
+                start_stack=spec.start_stack, pgd=0, context__ctx_id=100 + spec.pid, context__tlb_gen=5)
         seq = spec.mm_lock_seq
+        if self.layout == "6.0":
+            img.put("mm_struct", mm, vmacache_seqnum=seq)
         if self.layout == "6.12":
             img.put("mm_struct", mm, mm_lock_seq=seq)
         elif self.layout == "6.15":
