@@ -28,15 +28,21 @@ the user copy shares), with a state for every page:
 ``raced``
     live only: the VMA or the mapping kept changing under the read.
 
-A live mm changes while it is read: each chunk is read, then its VMA (by a
-fresh maple-tree lookup) and every page-table entry it used are read again;
-a mismatch re-reads the chunk, a bounded number of times.
+A live mm changes while it is read, and nothing here can take its locks, so
+a live read is a seqlock read section checked after the fact (see
+:meth:`UserReader.read`): the mm's guard (:class:`kcoretool.kernel.task.MmGuard`:
+TLB generation, mm sequence count) first; VMAs by fresh lookups, each one
+usable by the rules of the kernel's own lockless lookup
+(``lock_vma_under_rcu()``); page tables and pages read; then every lookup,
+VMA and page-table entry read again and found the same, and the guard last,
+unmoved.  Anything else re-reads, a bounded number of times, then reports
+the range ``raced``.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Hashable, Iterable, Iterator, List, Optional, Protocol, Tuple
 
 import drgn
 
@@ -51,16 +57,34 @@ _P = 1 << 0
 _PSE = 1 << 7
 _PROTNONE = 1 << 8  # _PAGE_GLOBAL, meaning PROT_NONE when not present
 _PHYS = ((1 << 52) - 1) & ~(PAGE - 1)
-#: pages read between revalidations (live)
+#: pages read between revalidations (live reads above WHOLE_READ_LIMIT)
 CHUNK_PAGES = 64
 MAX_ATTEMPTS = 4
-#: live reads up to this size are checked whole: the mm's sequence count must
-#: not move between their first and last chunk, or a VMA unmapped and mapped
-#: again alike (same address, same slab object) between two chunks would
-#: splice two mappings' pages into one read.  Bigger reads stream, each
-#: chunk checked on its own.
+#: live reads up to this size are checked whole: one guard from the first
+#: page to the last, or a VMA unmapped and mapped again alike (same address,
+#: same slab object) between two chunks would splice two mappings' pages
+#: into one read.  Bigger reads stream, each chunk checked on its own.
 WHOLE_READ_LIMIT = 16 << 20
 BACKOFF = (0.0005, 0.002, 0.01)
+
+
+class LiveMm(Protocol):
+    """What a live read asks of the kernel layer (``user_reader_for`` makes
+    one from a :class:`kcoretool.kernel.task.TaskReader`)."""
+
+    def guard(self) -> Optional[Hashable]:
+        """The mm's guard now; None: a read must not start now."""
+
+    def lookup(self, addr: int) -> Optional[Tuple[Optional[Any], int, int]]:
+        """(VMA or None, start, end) covering ``addr`` by a fresh lookup;
+        None if the lookup met a structure changing under it."""
+
+    def unusable(self, vma: Any, guard: Hashable) -> Optional[str]:
+        """Why ``vma`` must not be read as the VMA of its range (None: ok)."""
+
+
+class _Moved(Exception):
+    """A live lookup met the mm changing: this attempt is void."""
 
 
 def decode_swap_entry(v: int) -> Tuple[int, int]:
@@ -79,28 +103,21 @@ class UserReader:
         ("swap", entry) | None``: the file's page-cache entry.
     :param zero_pfns: PFNs of the zero page and the huge zero page.
     :param nr_swapfiles: swap types below this are real swap devices.
-    :param revalidate: live only: ``revalidate(addr) -> vma or None`` (a
-        fresh lookup of the VMA now covering ``addr``).
-    :param mm_seq: live only: the mm's ``mm_lock_seq`` now (6.4+; it moves on
-        every mmap write-unlock), so an munmap + mmap of the same range --
-        same VMA slot, same page frames, as the kernel's LIFO caches make
-        likely -- is still seen as a change.
+    :param live: live only: a :class:`LiveMm`; VMAs then come from fresh
+        lookups, not from ``vmas``, and every read is validated.
     """
 
     def __init__(self, vmas: Any, walker: PageTableWalker, read_phys: Callable[[int, int], bytes], *,
                  page_cache: Optional[Callable[[object, int], Optional[Tuple[str, int]]]] = None,
                  zero_pfns: Tuple[int, ...] = (), nr_swapfiles: Optional[int] = None,
-                 revalidate: Optional[Callable[[int], Optional[object]]] = None,
-                 mm_seq: Optional[Callable[[], Optional[int]]] = None,
-                 missing_state: str = "excluded") -> None:
+                 live: Optional[LiveMm] = None, missing_state: str = "excluded") -> None:
         self.vmas = vmas
         self.walker = walker
         self.read_phys = read_phys
         self.page_cache = page_cache
         self.zero_pfns = frozenset(p for p in zero_pfns if p is not None)
         self.nr_swapfiles = nr_swapfiles
-        self.revalidate = revalidate
-        self.mm_seq = mm_seq
+        self.live = live
         self.missing_state = missing_state
         self._mask = ((1 << 52) - 1) & ~(PAGE - 1) & ~walker.sme_mask
 
@@ -178,9 +195,9 @@ class UserReader:
         except AddressError:
             return PageRun(run.vaddr, run.size, self.missing_state, area=run.area, detail=run.detail), None
 
-    def _pieces(self, lo: int, hi: int) -> List[Tuple[PageRun, Optional[bytes], object]]:
+    def _pieces(self, plan: Iterable[Tuple[PageRun, object]]) -> List[Tuple[PageRun, Optional[bytes], object]]:
         out = []
-        for run, vma in self.plan(lo, hi):
+        for run, vma in plan:
             if run.state == "data" and run.phys is not None and run.size > PAGE:
                 # a huge page read page by page, so a missing one is named alone
                 pos = run.vaddr
@@ -197,69 +214,144 @@ class UserReader:
         return out
 
     def read(self, addr: int, size: int, sink: BinaryIO) -> ReadReport:
+        """Read ``[addr, addr + size)`` into ``sink``.
+
+        Live, the read is validated like a seqlock read section, because the
+        kernel unmaps in steps a lockless reader can fall between:
+        ``vms_gather_munmap_vmas()`` detaches the VMAs, the mmap_lock is
+        downgraded or dropped (``mm_lock_seq`` moves then, and only then),
+        and ``vms_complete_munmap_vmas()`` zaps the page tables and frees the
+        pages later, under the read lock -- so a PTE can still point at a
+        frame being freed, or already mapped again by the next mmap at the
+        same address.  An attempt:
+
+        1. takes the mm's guard (it must be stable: 6.14+ ``mm_lock_seq``
+           even, as ``mmap_lock_speculate_try_begin()`` requires);
+        2. looks every VMA (or gap) of the range up afresh, after the guard,
+           and refuses one ``lock_vma_under_rcu()`` would refuse: another
+           mm's, detached, readers excluded, write-locked, or not covering
+           the address;
+        3. walks the page tables and reads the pages;
+        4. looks every VMA up again (same struct, same start, end, pgoff,
+           flags, file or anon_vma, lock state; each gap still a gap),
+           walks every page-table entry again (same state, same frame: the
+           check ``gup_fast_pte_range()`` makes after taking its reference);
+        5. takes the guard again: it must equal the first.  The TLB
+           generation in it is what makes the frames safe: every TLB flush of
+           the mm increments it first (``flush_tlb_mm_range()``,
+           ``arch_tlbbatch_add_pending()``), and no frame or page table a PTE
+           of the mm pointed to is freed before that flush; the
+           ``ctx_id`` beside it rules out another mm at the same address.
+
+        A failed attempt backs off and retries (MAX_ATTEMPTS); then the range
+        is ``raced``.  Reads up to WHOLE_READ_LIMIT are one attempt
+        whole; longer ones stream in CHUNK_PAGES chunks, each checked alone.
+        """
         report = ReadReport(addr, size, "pagetable")
         pieces: Iterable[Tuple[PageRun, Optional[bytes], object]]
-        if self.revalidate is not None and self.mm_seq is not None and size <= WHOLE_READ_LIMIT:
-            pieces = self._live_whole(addr, addr + size, report)
+        if self.live is not None:
+            pieces = self._live_read(addr, addr + size, report)
         else:
-            pieces = self._chunks(addr, addr + size, report)
+            pieces = self._chunks(addr, addr + size)
         for run, data, _ in pieces:
             sink.write(data if data is not None else bytes(run.size))
             report.add(run)
         return report
 
-    def _chunks(self, lo: int, end: int, report: ReadReport) -> Iterator[Tuple[PageRun, Optional[bytes], object]]:
+    def _chunks(self, lo: int, end: int) -> Iterator[Tuple[PageRun, Optional[bytes], object]]:
         step = CHUNK_PAGES * PAGE
         while lo < end:
             hi = min(end, (lo & ~(step - 1)) + step)
-            yield from (self._pieces(lo, hi) if self.revalidate is None else self._live(lo, hi, report))
+            yield from self._pieces(self.plan(lo, hi))
             lo = hi
 
-    def _live_whole(self, lo: int, hi: int, report: ReadReport) -> List[Tuple[PageRun, Optional[bytes], object]]:
-        """The chunks of one read, each checked, and the mm unchanged from the
-        first to the last (bounded retries; then the read is ``raced``)."""
-        assert self.mm_seq is not None
+    def _live_read(self, lo: int, end: int, report: ReadReport) -> Iterator[Tuple[PageRun, Optional[bytes], object]]:
+        if end - lo <= WHOLE_READ_LIMIT:
+            yield from self._live(lo, end, report)
+            return
         step = CHUNK_PAGES * PAGE
-        if lo // step == (hi - 1) // step:
-            return self._live(lo, hi, report)  # one chunk: _live checks it whole
-        for attempt in range(MAX_ATTEMPTS):
-            seq = self.mm_seq()
-            pieces = list(self._chunks(lo, hi, report))
-            if seq is None or self.mm_seq() == seq:
-                return pieces
-            self._retry(report, attempt)
-        return [(PageRun(lo, hi - lo, "raced"), None, None)]
+        while lo < end:
+            hi = min(end, (lo & ~(step - 1)) + step)
+            yield from self._live(lo, hi, report)
+            lo = hi
 
     def _live(self, lo: int, hi: int, report: ReadReport) -> List[Tuple[PageRun, Optional[bytes], object]]:
-        """Read, then check the VMAs and page-table entries are unchanged."""
-        assert self.revalidate is not None
+        """One validated read of [lo, hi) (bounded retries; then ``raced``)."""
+        live = self.live
+        assert live is not None
         for attempt in range(MAX_ATTEMPTS):
-            self.walker.invalidate()
-            seq = self.mm_seq() if self.mm_seq is not None else None
-            pieces = self._pieces(lo, hi)
-            self.walker.invalidate()
-            ok = seq is None or self.mm_seq is None or self.mm_seq() == seq
-            for run, _, vma in (pieces if ok else ()):
-                now = self.revalidate(run.vaddr)
-                if _vma_id(now) != _vma_id(vma):
-                    ok = False
-                    break
-                if run.state in ("data", "zero-page") or vma is not None:
-                    state, phys, _, _ = self.classify(vma, run.vaddr) if vma is not None else ("no-vma", None, 0, None)
-                    if state != _plan_state(run) or (run.phys is not None and phys != run.phys):
-                        ok = False
-                        break
-            if ok:
-                return pieces
+            guard = live.guard()
+            if guard is not None:
+                self.walker.invalidate()
+                segments: List[Tuple[int, int, Any]] = []
+                try:
+                    pieces = self._pieces(self._live_plan(lo, hi, guard, segments))
+                except _Moved:
+                    pieces = None
+                if pieces is not None and self._unchanged(segments, pieces, guard):
+                    return pieces
             self._retry(report, attempt)
         return [(PageRun(lo, hi - lo, "raced"), None, None)]
 
+    def _live_plan(self, lo: int, hi: int, guard: Hashable,
+                   segments: List[Tuple[int, int, Any]]) -> Iterator[Tuple[PageRun, object]]:
+        """Like :meth:`plan`, from fresh lookups; records each VMA's or gap's
+        part of the range in ``segments``."""
+        live = self.live
+        assert live is not None
+        pos = lo
+        while pos < hi:
+            got = live.lookup(pos)
+            if got is None:
+                raise _Moved
+            vma, _, end = got
+            if vma is None:
+                stop = min(hi, end)
+                if stop <= pos:
+                    raise _Moved
+                segments.append((pos, stop, None))
+                yield PageRun(pos, stop - pos, "no-vma"), None
+                pos = stop
+                continue
+            if live.unusable(vma, guard) is not None:
+                raise _Moved
+            stop = min(hi, vma.end)
+            segments.append((pos, stop, vma))
+            while pos < stop:
+                state, phys, span, detail = self.classify(vma, pos)
+                n = min(stop - pos, span)
+                yield PageRun(pos, n, state, phys=phys, area=vma.start, detail=detail), vma
+                pos += n
+
+    def _unchanged(self, segments: List[Tuple[int, int, Any]],
+                   pieces: List[Tuple[PageRun, Optional[bytes], object]], guard: Hashable) -> bool:
+        """Steps 4 and 5 of :meth:`read`: the lookups, VMAs and page-table
+        entries as they were, then the guard as it was."""
+        live = self.live
+        assert live is not None
+        self.walker.invalidate()
+        for lo, hi, vma in segments:
+            got = live.lookup(lo)
+            if got is None:
+                return False
+            now, _, end = got
+            if vma is None:
+                if now is not None or end < hi:
+                    return False
+                continue
+            if now is None or _vma_id(now) != _vma_id(vma) or live.unusable(now, guard) is not None:
+                return False
+        for run, _, vma in pieces:
+            if vma is None:
+                continue
+            state, phys, _, _ = self.classify(vma, run.vaddr)
+            if state != _plan_state(run) or (run.phys is not None and phys != run.phys):
+                return False
+        return live.guard() == guard
+
     def _retry(self, report: ReadReport, attempt: int) -> None:
-        """After a failed check: count it, re-read the VMAs, back off."""
+        """After a failed check: count it, back off."""
         report.retries += 1
-        refresh = getattr(self.vmas, "refresh", None)
-        if refresh is not None:
-            self.vmas = refresh()
         if attempt < len(BACKOFF):
             time.sleep(BACKOFF[attempt])
 
@@ -269,10 +361,12 @@ def _plan_state(run: PageRun) -> str:
     return "data" if run.state in ("excluded", "unreadable") and run.phys is not None else run.state
 
 
-def _vma_id(vma: Any) -> Optional[Tuple[int, int, int, int, int]]:
-    if vma is None:
-        return None
-    return (vma.address, vma.start, vma.end, vma.flags, vma.file)
+def _vma_id(vma: Any) -> Tuple[Any, ...]:
+    """What a VMA was read as: the struct, its range, what backs it (file and
+    offset, or anon_vma), its flags, its mm and lock state (not
+    ``vm_refcnt``: readers -- page faults -- move it)."""
+    return (vma.address, vma.start, vma.end, vma.pgoff, vma.flags, vma.file, getattr(vma, "anon_vma", None),
+            getattr(vma, "mm", None), getattr(vma, "lock_seq", None), getattr(vma, "detached", None))
 
 
 def decode_swap_entry_value(v: int) -> Tuple[int, int]:
@@ -321,15 +415,44 @@ def page_cache_lookup(prog: drgn.Program, struct_page_size: int, vmemmap: int) -
     return lookup
 
 
+class _LiveTask:
+    """:class:`LiveMm` over a :class:`kcoretool.kernel.task.TaskReader`: the
+    mm's guard, fresh VMA lookups (the gate VMA, never in the tree, by its
+    fixed range) and the kernel layer's usability rules."""
+
+    def __init__(self, r: Any, raw_mm: Any, gate: Any) -> None:
+        self.r = r
+        self.mm = raw_mm
+        self.gate = gate
+
+    def guard(self) -> Optional[Hashable]:
+        return self.r.mm_guard(self.mm.address)
+
+    def lookup(self, addr: int) -> Optional[Tuple[Optional[Any], int, int]]:
+        got = self.r.vma_lookup(self.mm, addr)
+        g = self.gate
+        if got is not None and got[0] is None and g is not None and got[1] <= addr < got[2]:
+            if g.start <= addr < g.end:
+                return g, g.start, g.end
+            if addr < g.start:
+                return None, got[1], min(got[2], g.start)
+        return got
+
+    def unusable(self, vma: Any, guard: Hashable) -> Optional[str]:
+        if self.gate is not None and vma.address == self.gate.address:
+            return None
+        return self.r.vma_unusable(vma, self.mm.address, guard)
+
+
 def user_reader_for(task_reader: Any, task: Any, kernel_walker: PageTableWalker,
                     read_phys: Callable[[int, int], bytes], *, live: bool) -> UserReader:
     """A :class:`UserReader` for ``task`` (a :class:`kcoretool.kernel.task.RawTask`
     with an mm): its page tables from ``mm->pgd`` (translated through the
-    kernel's), its VMAs; live, a page whose VMA changed under the read is
-    revalidated and the VMA list re-read (bounded by the reader's retries)."""
+    kernel's), its VMAs; live, VMAs are looked up afresh for every read and
+    each read is validated (:meth:`UserReader.read`)."""
     from kcoretool.errors import KcoreToolError
     from kcoretool.kernel.task import user_constants
-    from kcoretool.model.task import build_vma_list, make_vma
+    from kcoretool.model.task import build_vma_list
 
     r, t = task_reader, task
     vmas = build_vma_list(r, t)
@@ -341,35 +464,11 @@ def user_reader_for(task_reader: Any, task: Any, kernel_walker: PageTableWalker,
         raise KcoreToolError(f"pid {t.pid}: its page-table root {raw_mm.pgd:#x} is not mapped")
     walker = PageTableWalker(read_phys, tr.phys, levels=kernel_walker.levels, sme_mask=kernel_walker.sme_mask)
     consts = user_constants(r.prog)
-    revalidate = None
-    source: Any = vmas
-    if live:
-        def revalidate(addr: int) -> Any:
-            now = r.read_mm(t.mm)
-            if now is None:
-                return None
-            raw = r.vma_at(now, addr)
-            return None if raw is None else make_vma(r, raw, now, t.fs_root)
-
-        class _Fresh:
-            """The VMA list, re-read when a revalidation fails."""
-
-            def __init__(self, lst: Any) -> None:
-                self.vmas = lst.vmas
-                self._lst = lst
-
-            def find(self, addr: int) -> Any:
-                return self._lst.find(addr)
-
-            def refresh(self) -> Any:
-                return _Fresh(build_vma_list(r, t))
-
-        source = _Fresh(vmas)
     return UserReader(
-        source, walker, read_phys,
+        vmas, walker, read_phys,
         page_cache=page_cache_lookup(r.prog, consts["page_size"], consts["vmemmap"]),
         zero_pfns=(consts["zero_pfn"], consts["huge_zero_pfn"]),
-        nr_swapfiles=consts["nr_swapfiles"], revalidate=revalidate,
-        mm_seq=(lambda: getattr(r.read_mm(t.mm), "mm_lock_seq", None)) if live else None,
+        nr_swapfiles=consts["nr_swapfiles"],
+        live=_LiveTask(r, raw_mm, r.gate_vma(raw_mm)) if live else None,
         missing_state="unreadable" if live else "excluded",
     )

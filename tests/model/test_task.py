@@ -274,22 +274,36 @@ def _torn_read_setup():
     return m, root, map4k, base, _Vmas([vma])
 
 
+class _Live:
+    """A LiveMm over fixed VMAs whose guard is ``guard()``."""
+
+    def __init__(self, vmas, guard):
+        self.vmas, self.guard = vmas, guard
+
+    def lookup(self, addr):
+        v = self.vmas.find(addr)
+        return (v, v.start, v.end) if v is not None else (None, 0, 1 << 64)
+
+    def unusable(self, vma, guard):
+        return None
+
+
 def test_live_read_is_not_spliced_across_chunks():
     """Each chunk alone is consistent, but the mm moved between them: the
     read is retried whole, never half one mapping and half the next."""
     m, root, map4k, base, vmas = _torn_read_setup()
     calls = {"n": 0, "seq": 1}
+    walker = PageTableWalker(m.read, root)
 
-    def mm_seq():
+    def guard():
         calls["n"] += 1
-        if calls["n"] == 4:  # the second chunk starts: the process has mapped the region again
+        if calls["n"] == 2:  # the first read's end: the process has mapped the region again
             map4k(base, 0x300000)
             map4k(base + 0x1000, 0x301000)
             calls["seq"] = 3
         return calls["seq"]
 
-    walker = PageTableWalker(m.read, root)
-    r = UserReader(vmas, walker, m.read, revalidate=vmas.find, mm_seq=mm_seq)
+    r = UserReader(vmas, walker, m.read, live=_Live(vmas, guard))
     out = __import__("io").BytesIO()
     rep = r.read(base, 0x2000, out)
     assert out.getvalue() == b"2" * 0x2000
@@ -299,9 +313,28 @@ def test_live_read_is_not_spliced_across_chunks():
 def test_live_read_of_an_ever_changing_mm_is_raced():
     m, root, _, base, vmas = _torn_read_setup()
     seq = iter(range(10**6))
-    r = UserReader(vmas, PageTableWalker(m.read, root), m.read, revalidate=vmas.find,
-                   mm_seq=lambda: next(seq) // 4)  # moves between the chunks of every attempt
+    r = UserReader(vmas, PageTableWalker(m.read, root), m.read, live=_Live(vmas, lambda: next(seq)))
     out = __import__("io").BytesIO()
     rep = r.read(base, 0x2000, out)
     assert out.getvalue() == bytes(0x2000)
     assert [(run.state, run.size) for run in rep.runs] == [("raced", 0x2000)]
+
+
+def test_live_read_longer_than_whole_limit_streams_chunks(monkeypatch):
+    """Above WHOLE_READ_LIMIT each chunk is checked alone: a guard that moves
+    once costs one chunk one retry, not the whole read."""
+    from kcoretool.reader import uread
+
+    monkeypatch.setattr(uread, "WHOLE_READ_LIMIT", 0x1000)
+    m, root, _, base, vmas = _torn_read_setup()
+    calls = {"n": 0}
+
+    def guard():
+        calls["n"] += 1
+        return 1 if calls["n"] < 2 else 2
+
+    r = UserReader(vmas, PageTableWalker(m.read, root), m.read, live=_Live(vmas, guard))
+    out = __import__("io").BytesIO()
+    rep = r.read(base, 0x2000, out)
+    assert out.getvalue() == b"1" * 0x2000
+    assert rep.retries == 1 and [run.state for run in rep.runs] == ["data"]
