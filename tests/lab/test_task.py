@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -173,12 +174,45 @@ def test_task_vmas_equal_proc_maps_live(lab, mode):
     assert seen["tagged"] == {"data": 16}
 
 
-def test_churn_no_page_in_the_wrong_vma(lab):
-    """A process mmaps/munmaps tagged regions while the tool reads it live:
-    every data page carries its own VMA's generation and index."""
-    rc, out, err = lab.run([sys.executable, "-m", "tests.lab.in_guest.task_churn", "20", "btf"], timeout=600)
+#: KCORETOOL_CHURN_PASSES=20 runs the churn test 20 times in one boot (the
+#: issue 27 figure: every pass must be clean); the default suite runs one.
+CHURN_PASSES = int(os.environ.get("KCORETOOL_CHURN_PASSES", "1"))
+CHURN_SECONDS = float(os.environ.get("KCORETOOL_CHURN_SECONDS", "20"))
+
+
+def _churn(lab, seconds: float, passes: int, stress: bool) -> Dict[str, Any]:
+    argv = [sys.executable, "-m", "tests.lab.in_guest.task_churn", str(seconds), "btf", "--passes", str(passes)]
+    if stress:
+        argv.append("--stress")
+    rc, out, err = lab.run(argv, timeout=int(passes * (seconds + 30) + 120))
     assert rc == 0, err[-3000:]
     st = json.loads(out)
-    assert st["wrong_vma"] == 0, json.dumps(st)
-    assert st["data_pages"] > 50 and st["rounds"] > 3, st
-    assert not st["errors"] or len(st["errors"]) < st["rounds"], st
+    print(f"{lab.kernel} churn{' stress' if stress else ''}: {json.dumps(st['total'])}")
+    return st
+
+
+def _check_churn(st: Dict[str, Any]) -> None:
+    bad = [p for p in st["passes"] if p["wrong_vma"]]
+    assert not bad, json.dumps(bad[0])
+    for p in st["passes"]:
+        assert p["data_pages"] > 50 and p["rounds"] > 3, p
+        assert not p["errors"] or len(p["errors"]) < p["rounds"], p
+
+
+def test_churn_no_page_in_the_wrong_vma(lab):
+    """A process mmaps/munmaps tagged regions while the tool reads it live:
+    every data page carries its own VMA's generation and index (or the read
+    says ``raced``), in every pass."""
+    _check_churn(_churn(lab, CHURN_SECONDS, CHURN_PASSES, stress=False))
+
+
+@pytest.mark.stress
+@pytest.mark.skipif(not os.environ.get("KCORETOOL_LAB_STRESS"), reason="stress: set KCORETOOL_LAB_STRESS=1")
+def test_churn_stress_no_page_in_the_wrong_vma(lab):
+    """The same against maps.py --churn-stress: 48 regions, no pause, mremap
+    moves and shrinks, MAP_FIXED replacements, MADV_DONTNEED refills; reads
+    also span 8 pages either side of each VMA.  Outside the default suite:
+    KCORETOOL_LAB_STRESS=1 KCORETOOL_LAB_KERNELS=6.12 pytest -s
+    tests/lab/test_task.py -k stress (KCORETOOL_CHURN_PASSES /
+    KCORETOOL_CHURN_SECONDS apply too)."""
+    _check_churn(_churn(lab, CHURN_SECONDS, CHURN_PASSES, stress=True))

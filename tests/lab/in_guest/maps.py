@@ -18,7 +18,9 @@ Standard library only (ctypes mmap/munmap/mprotect/madvise/prctl).  It maps:
 
 Then it writes OUT.json (pid and every region's address) atomically and
 sleeps until killed.  ``--churn S`` instead mmaps, tags and munmaps regions
-in a loop for S seconds.
+in a loop for S seconds; ``--churn-stress S`` does it faster, with more
+regions, and also moves (mremap), shrinks, replaces (MAP_FIXED) and
+refills (MADV_DONTNEED) them.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ PAGE = 4096
 TAG_MAGIC = 0x4D50  # "MP"
 PROT_NONE, PROT_READ, PROT_WRITE = 0, 1, 2
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
-MADV_HUGEPAGE = 14
+MADV_DONTNEED, MADV_HUGEPAGE = 4, 14
+MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 PR_SET_VMA, PR_SET_VMA_ANON_NAME = 0x53564D41, 0
 
 libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -45,6 +48,8 @@ libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
+libc.mremap.restype = ctypes.c_void_p
+libc.mremap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p)
 
 
 def tag(region: int, page: int, off: int) -> int:
@@ -131,29 +136,90 @@ def setup() -> dict:
     return out
 
 
-def churn(seconds: float, out_path: str) -> None:
+class _Region:
+    """One churn region: ``pages`` tagged read-write pages at ``rw`` between
+    two PROT_NONE guard pages, so its VMA never merges with another
+    region's (every ``rw-p`` VMA of the churn is exactly one region) -- also
+    after mremap.  It unmaps only what it owns (its pages and guards): holes
+    that moves and shrinks leave may hold other regions by then."""
+
+    def __init__(self, pages: int, gen: int) -> None:
+        base = mmap_((pages + 2) * PAGE, prot=PROT_NONE)
+        self.rw, self.pages = base + PAGE, pages
+        self.guards = [base, base + (pages + 1) * PAGE]
+        libc.mprotect(self.rw, pages * PAGE, PROT_READ | PROT_WRITE)
+        self.tag(gen)
+
+    def tag(self, gen: int) -> None:
+        fill(self.rw, 0x80 | (gen & 0x7F), self.pages, first_page=gen << 4)
+
+    def unmap(self) -> None:
+        libc.munmap(self.rw, self.pages * PAGE)
+        for g in self.guards:
+            libc.munmap(g, PAGE)
+
+    def move(self) -> None:
+        """mremap(MREMAP_MAYMOVE|MREMAP_FIXED) between two new guards."""
+        base = mmap_((self.pages + 2) * PAGE, prot=PROT_NONE)
+        p = libc.mremap(self.rw, self.pages * PAGE, self.pages * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, base + PAGE)
+        if p in (None, ctypes.c_void_p(-1).value):
+            libc.munmap(base, (self.pages + 2) * PAGE)
+            return
+        self.rw = base + PAGE
+        self.guards += [base, base + (self.pages + 1) * PAGE]
+
+    def shrink(self) -> None:
+        """mremap() to one page fewer, in place."""
+        if self.pages > 1 and libc.mremap(self.rw, self.pages * PAGE, (self.pages - 1) * PAGE, 0, None) == self.rw:
+            self.pages -= 1
+
+    def replace(self, gen: int) -> None:
+        """mmap(MAP_FIXED) of a new region over this one's pages."""
+        mmap_(self.pages * PAGE, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, addr=self.rw)
+        self.tag(gen)
+
+    def refill(self, gen: int) -> None:
+        """madvise(MADV_DONTNEED), then new tags: same VMA, new frames."""
+        libc.madvise(self.rw, self.pages * PAGE, MADV_DONTNEED)
+        self.tag(gen)
+
+
+def churn(seconds: float, out_path: str, stress: bool = False) -> None:
     """mmap, tag, munmap in a loop: a reader must never attribute a page to
     the wrong VMA (each region's tags carry its generation in the page
-    field's upper bits and the page's index in its low 4 bits)."""
+    field's upper bits and the page's index in its low 4 bits).  Stress:
+    48 regions live instead of 16, no pause, and a quarter of the steps move,
+    shrink, replace or refill a live region instead."""
+    import random
+
+    rnd = random.Random(27)
     deadline = time.monotonic() + seconds
     gen = 0
     live: list = []
-    _write(out_path, {"pid": os.getpid(), "churn": True, "tag_magic": TAG_MAGIC})
+    keep = 48 if stress else 16
+    _write(out_path, {"pid": os.getpid(), "churn": True, "stress": stress, "tag_magic": TAG_MAGIC})
     while time.monotonic() < deadline:
         gen += 1
+        if stress and len(live) >= keep and rnd.random() < 0.25:
+            r = rnd.choice(live)
+            op = rnd.randrange(4)
+            if op == 0:
+                r.move()
+            elif op == 1:
+                r.shrink()
+            elif op == 2:
+                r.replace(gen)
+            else:
+                r.refill(gen)
+            continue
         # the region munmapped 16 generations later never has this size, so a
         # new region does not exactly refill its hole: before 6.4 nothing
-        # (no mm_lock_seq) tells such a refill from no change at all
-        pages = 1 + (gen + gen // 16) % 8
-        # a PROT_NONE guard page after the region: neighbours never merge
-        a = mmap_((pages + 1) * PAGE)
-        libc.mprotect(a + pages * PAGE, PAGE, PROT_NONE)
-        fill(a, 0x80 | (gen & 0x7F), pages, first_page=gen << 4)
-        live.append((a, pages + 1))
-        if len(live) > 16:
-            b, n = live.pop(0)
-            libc.munmap(b, n * PAGE)
-        time.sleep(0.002)  # a busy program, not a livelock: readers get windows
+        # (no mm_lock_seq) told such a refill from no change at all
+        live.append(_Region(1 + (gen + gen // 16) % 8, gen))
+        if len(live) > keep:
+            live.pop(0).unmap()
+        if not stress:
+            time.sleep(0.002)  # a busy program, not a livelock: readers get windows
 
 
 def _write(path: str, obj: dict) -> None:
@@ -165,8 +231,8 @@ def _write(path: str, obj: dict) -> None:
 
 def main() -> None:
     out_path = sys.argv[1]
-    if len(sys.argv) > 3 and sys.argv[2] == "--churn":
-        churn(float(sys.argv[3]), out_path)
+    if len(sys.argv) > 3 and sys.argv[2] in ("--churn", "--churn-stress"):
+        churn(float(sys.argv[3]), out_path, stress=sys.argv[2] == "--churn-stress")
         return
     info = setup()
     _write(out_path, info)
