@@ -254,7 +254,8 @@ def _use_btf(prog: drgn.Program, plan: DebugInfoPlan, live: bool) -> DebugInfoPl
 
     if plan.source is None:
         raise DebugInfoError("--debuginfo btf: this kernel has no BTF kcoretool can reach "
-                             "(live: /sys/kernel/btf/vmlinux; vmcore: kallsyms in VMCOREINFO, Linux 6.0+)")
+                             "(live: /sys/kernel/btf/vmlinux; vmcore: __start_BTF found through the kernel's "
+                             "kallsyms, which needs VMCOREINFO's KERNELOFFSET)")
     loaded = load_btf_kernel(prog, live, GLOBALS)
     prog.cache["kcoretool_btf"] = loaded
     return dataclasses.replace(plan, source=loaded.btf_source)

@@ -13,24 +13,22 @@ from typing import Dict, Optional, Tuple
 
 import drgn
 
-from kcoretool.debuginfo.kallsyms import KallsymsTable
+from kcoretool.debuginfo.kallsyms import KallsymsTable, kallsyms_locations
 from kcoretool.errors import CoreFormatError
-from kcoretool.kernel.program import vmcoreinfo_of
 
 __all__ = ("Symbolizer", "kallsyms_table")
 
 
 def kallsyms_table(prog: drgn.Program) -> Optional[KallsymsTable]:
     """The core kernel's kallsyms, searched in place (built once per
-    program), or None when VMCOREINFO does not point at them (before v6.0)."""
+    program), or None when they cannot be found (:func:`kallsyms_locations`)."""
     if "kcoretool_kallsyms_table" not in prog.cache:
-        info = vmcoreinfo_of(prog)
         table = None
-        if info is not None:
-            try:
-                table = KallsymsTable(prog.read, info)
-            except (LookupError, ValueError, drgn.FaultError, CoreFormatError):
-                table = None
+        try:
+            found = kallsyms_locations(prog)
+            table = KallsymsTable(prog.read, found.tables, long_names=not found.found_in_image)
+        except (LookupError, ValueError, drgn.FaultError, CoreFormatError):
+            table = None
         prog.cache["kcoretool_kallsyms_table"] = table
     return prog.cache["kcoretool_kallsyms_table"]
 
