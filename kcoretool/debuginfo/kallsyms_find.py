@@ -63,9 +63,14 @@ def find_kallsyms_tables(read: Read, stext: int, limit: int = SCAN_BYTES) -> Dic
     tail = b""
     pos = stext
     end = stext + limit
+    missing = 0
     while pos < end:
         chunk = _read_chunk(read, pos)
-        buf = tail + chunk
+        # 8 MiB with no page at all: past the image's end.
+        missing = missing + 1 if chunk is None else 0
+        if missing >= 8:
+            break
+        buf = tail + (chunk or bytes(_CHUNK))
         base = pos - len(tail)
         i = buf.find(_DIGITS)
         while i >= 0:
@@ -79,20 +84,55 @@ def find_kallsyms_tables(read: Read, stext: int, limit: int = SCAN_BYTES) -> Dic
                       f"_stext {stext:#x}")
 
 
-def _read_chunk(read: Read, pos: int) -> bytes:
-    """``_CHUNK`` bytes at ``pos``; pages the core lacks read as zeros (the
+def _read_chunk(read: Read, pos: int) -> Optional[bytes]:
+    """``_CHUNK`` bytes at ``pos`` (None if not one page of it is there);
+    pages the core lacks read as zeros (the
     image has unmapped holes: the freed padding between .text and .rodata,
     which makedumpfile also drops), which no table check ever accepts."""
     try:
         return read(pos, _CHUNK)
     except Exception:  # drgn.FaultError: read the pages that are there
         out = bytearray(_CHUNK)
+        got = False
         for off in range(0, _CHUNK, 4096):
             try:
                 out[off:off + 4096] = read(pos + off, 4096)
+                got = True
             except Exception:
                 pass
-        return bytes(out)
+        return bytes(out) if got else None
+
+
+def _read_forward(read: Read, start: int, size: int) -> bytes:
+    """Up to ``size`` bytes from ``start``, stopping at the first page that
+    cannot be read."""
+    out = b""
+    pos = start
+    while len(out) < size:
+        n = min(size - len(out), 4096 - (pos & 4095))
+        try:
+            out += read(pos, n)
+        except Exception:
+            break
+        pos += n
+    return out
+
+
+def _read_back(read: Read, end: int, size: int) -> bytes:
+    """Up to ``size`` bytes ending at ``end``, stopping (going down) at the
+    first page that cannot be read."""
+    parts = []
+    got = 0
+    pos = end
+    while got < size:
+        n = min(size - got, (pos & 4095) or 4096)
+        try:
+            parts.append(read(pos - n, n))
+        except Exception:
+            break
+        pos -= n
+        got += n
+    return b"".join(reversed(parts))
 
 
 def _check(read: Read, zero: int, stext: int) -> Optional[Dict[str, int]]:
@@ -107,7 +147,7 @@ def _check(read: Read, zero: int, stext: int) -> Optional[Dict[str, int]]:
 
 def _tables(read: Read, zero: int, stext: int) -> Optional[Dict[str, int]]:
     # Token table end: tokens 0x30..0xff follow "0".
-    after = read(zero, 64 << 10)
+    after = _read_forward(read, zero, 64 << 10)
     p = 0
     for _ in range(0x100 - 0x30):
         p = after.index(b"\0", p) + 1
@@ -123,9 +163,9 @@ def _tables(read: Read, zero: int, stext: int) -> Optional[Dict[str, int]]:
         if o and tokens[o - 1] != 0:
             return None  # each token starts right after the previous one's NUL
     # Markers: u32s ending at the table (a 4-byte zero pad after an odd count).
-    below = read(table - (64 << 10), 64 << 10)
+    below = _read_back(read, table, 64 << 10)
     words = array("I")
-    words.frombytes(below)
+    words.frombytes(below[len(below) % 4:])
     for pad in (0, 1):
         found = _from_markers(read, words, table, pad, stext)
         if found is not None:
@@ -144,9 +184,10 @@ def _from_markers(read: Read, words: array[int], table: int, pad: int,
     j = last
     while j > 0 and words[j] > 0 and words[j - 1] < words[j]:
         j -= 1
-    if words[j] != 0 or j == last:
-        return None
     m = last - j + 1
+    # An odd number of markers ends with a 4-byte pad, an even one without.
+    if words[j] != 0 or m % 2 != pad:
+        return None
     markers = list(words[j:last + 1])
     markers_at = table - 4 * (len(words) - j)
     if markers_at % 8:
@@ -155,9 +196,9 @@ def _from_markers(read: Read, words: array[int], table: int, pad: int,
     # before the names, with N in (256 (m - 1), 256 m].
     # The last group is at most 256 names of 256 bytes.
     top = (markers_at - markers[-1]) & ~7
-    lo = top - 256 * 256 - 32
-    region = read(lo, markers_at - lo)
-    for names_at in range(top, lo + 16, -8):
+    region = _read_back(read, markers_at, markers_at - (top - 256 * 256 - 32))
+    lo = markers_at - len(region)
+    for names_at in range(top, lo + 16 - 1, -8):
         r = names_at - lo
         n = _U32.unpack_from(region, r - 8)[0]
         if not 256 * (m - 1) < n <= 256 * m or _U32.unpack_from(region, r - 4)[0]:

@@ -32,6 +32,7 @@ from kcoretool.errors import AccessError, CoreFormatError, DebugInfoError
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 
 __all__ = (
+    "kernel_release",
     "LIVE",
     "adopt_program",
     "debug_info_candidates",
@@ -58,6 +59,11 @@ def vmcoreinfo_of(prog: drgn.Program) -> Optional[VmcoreInfo]:
             info = None
         prog.cache["kcoretool_vmcoreinfo"] = info
     return prog.cache["kcoretool_vmcoreinfo"]
+
+
+def kernel_release(prog: drgn.Program) -> str:
+    """The kernel's release (``UTS_RELEASE``, else VMCOREINFO's OSRELEASE), or ``"unknown"``."""
+    return _release(prog)
 
 
 def _release(prog: drgn.Program) -> str:

@@ -9,7 +9,8 @@ Caller names
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+import bisect
+from typing import Dict, List, Optional, Tuple
 
 import drgn
 
@@ -56,6 +57,7 @@ class Symbolizer:
         self._sym: Dict[int, Optional[Tuple[str, int]]] = {}
         self._table = kallsyms_table(prog)
         self._modules: Dict[int, Tuple[drgn.SymbolIndex, str]] = {}
+        self._bpf: Optional[List[Tuple[int, int, str]]] = None
 
     def symbol(self, addr: int) -> Optional[Tuple[str, int]]:
         """``(name, offset)`` or None."""
@@ -88,6 +90,11 @@ class Symbolizer:
         read on its first caller), or -- with no kallsyms table for the core
         kernel -- whatever symbols ``prog`` has."""
         found = self._module_symbol(addr)
+        bpf = self._bpf_symbol(addr) if found is None else None
+        if bpf is not None:
+            # __bpf_address_lookup(): the ksym's name, size end - start, no module
+            name, start, end = bpf
+            return (name, addr - start), f"{name}+{addr - start:#x}/{end - start:#x}"
         if found is not None:
             index, module = found
             syms = index(self.prog, None, addr, True)
@@ -104,6 +111,24 @@ class Symbolizer:
         size = self._kallsyms_size(s, index) if self.kallsyms_size else s.size
         text = f"{s.name}+{off:#x}/{size:#x}" + (f" [{module}]" if module else "")
         return (s.name, off), text
+
+    def _bpf_symbol(self, addr: int) -> Optional[Tuple[str, int, int]]:
+        """``(name, start, end)`` of the BPF ksym (JIT'd program, trampoline,
+        dispatcher) holding ``addr``, as ``%pS`` finds it after the modules."""
+        if self._bpf is None:
+            from kcoretool.kernel.execmem import ExecReader
+            from kcoretool.kernel.walk import WalkLog
+
+            try:
+                syms = ExecReader(self.prog).bpf_symbols(WalkLog())
+            except (LookupError, ValueError, drgn.FaultError):
+                syms = []
+            self._bpf = sorted((s.start, s.end, s.name) for s in syms if s.ksym and s.end > s.start)
+        i = bisect.bisect_right(self._bpf, (addr, 1 << 64, "")) - 1
+        if i >= 0 and self._bpf[i][0] <= addr < self._bpf[i][1]:
+            start, end, name = self._bpf[i]
+            return name, start, end
+        return None
 
     def _module_symbol(self, addr: int) -> Optional[Tuple[drgn.SymbolIndex, str]]:
         """``(symbol index of the module holding addr, its name)``."""
