@@ -43,6 +43,7 @@ __all__ = (
     "Kernel",
     "KcoreToolError",
     "KernelDataError",
+    "LayoutError",
     "WhatIs",
     "__version__",
     "diff",
@@ -69,6 +70,7 @@ _LAZY = {
     "DebugInfoError": "kcoretool.errors",
     "KcoreToolError": "kcoretool.errors",
     "KernelDataError": "kcoretool.errors",
+    "LayoutError": "kcoretool.errors",
 }
 
 

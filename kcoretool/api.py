@@ -48,6 +48,7 @@ from kcoretool.errors import (
     DebugInfoError,
     KcoreToolError,
     KernelDataError,
+    LayoutError,
     translate,
 )
 from kcoretool.model.exec import EXEC_KINDS, ExecModel, ExecRegion
@@ -90,6 +91,7 @@ __all__ = (
     "DebugInfoError",
     "KcoreToolError",
     "KernelDataError",
+    "LayoutError",
     "DEBUGINFO_MODES",
     "DEFECTS",
     "AREA_ROW_FIELDS",
@@ -136,6 +138,12 @@ READ_PATHS = ("auto", "pagetable", "kcore")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+def _release_of(args: Tuple[Any, ...]) -> Optional[str]:
+    """The kernel release of a method's ``self``, for messages."""
+    release = getattr(args[0], "release", None) if args else None
+    return release if isinstance(release, str) else None
+
+
 def _translated(fn: _F) -> _F:
     """Every exception the API raises is a :class:`KcoreToolError`: what
     damaged input raises below kcoretool (drgn's ``FaultError``, an
@@ -145,10 +153,13 @@ def _translated(fn: _F) -> _F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except LayoutError as e:
+            e.for_release(_release_of(args))
+            raise
         except KcoreToolError:
             raise
         except Exception as e:
-            known = translate(e)
+            known = translate(e, _release_of(args))
             if known is None:
                 raise
             raise known from e
@@ -283,6 +294,13 @@ class Kernel(TaskMemory):
         import drgn
 
         return bool(self.prog.flags & drgn.ProgramFlags.IS_LIVE)
+
+    @property
+    def release(self) -> str:
+        """The kernel's release (``uname -r``), or ``"unknown"``."""
+        from kcoretool.kernel.program import kernel_release
+
+        return kernel_release(self.prog)
 
     # -- symbols -----------------------------------------------------------------
 

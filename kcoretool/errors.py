@@ -18,6 +18,7 @@ __all__ = (
     "ArgumentError",
     "KernelDataError",
     "CoreFormatError",
+    "LayoutError",
     "DebugInfoError",
     "KcoreToolError",
     "translate",
@@ -62,10 +63,49 @@ class KernelDataError(KcoreToolError):
     exception is ``__cause__``."""
 
 
-def translate(e: BaseException) -> Optional[KcoreToolError]:
-    """The :class:`KcoreToolError` for an exception that damaged input
-    raises below kcoretool (drgn's errors, ``OverflowError``,
-    ``RecursionError``), or None for anything else."""
+class LayoutError(KcoreToolError):
+    """The kernel's structures differ from every layout kcoretool knows --
+    a kernel too new (or too old, or built oddly), not a damaged dump.
+    ``what`` names the struct, member or value; ``release`` the kernel."""
+
+    def __init__(self, what: str, release: Optional[str] = None, layout: str = "") -> None:
+        self.what = what
+        self.release = release
+        self.layout = layout
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        kind = f"{self.layout} layout" if self.layout else "layout"
+        return (f"kcoretool does not know this kernel's {kind} ({self.release or 'release unknown'}): "
+                f"{self.what} -- please report (kcoretool --debug shows where)")
+
+    def for_release(self, release: Optional[str]) -> LayoutError:
+        """The same error naming ``release`` (the API knows it; the walk did not)."""
+        if self.release is None and release:
+            self.release = release
+            self.args = (self._text(),)
+        return self
+
+
+def _where(e: BaseException) -> str:
+    """The innermost kcoretool function the exception passed through."""
+    tb = e.__traceback__
+    where = ""
+    while tb is not None:
+        mod = tb.tb_frame.f_globals.get("__name__", "")
+        if mod.startswith("kcoretool."):
+            where = f"{mod}.{tb.tb_frame.f_code.co_name}"
+        tb = tb.tb_next
+    return where
+
+
+def translate(e: BaseException, release: Optional[str] = None) -> Optional[KcoreToolError]:
+    """The :class:`KcoreToolError` for an exception raised below kcoretool:
+    a damaged dump (drgn's ``FaultError`` names the address it could not
+    read; ``RecursionError``: structures that loop), or a layout kcoretool
+    does not know (``OverflowError``: a value kcoretool's walks cannot use,
+    which damaged values never reach -- every walk bounds-checks what it
+    reads -- so it names the walk, not the dump); None for anything else."""
     drgn = sys.modules.get("drgn")  # never imported here: only its errors are recognised
     if drgn is not None:
         if isinstance(e, drgn.FaultError):
@@ -76,7 +116,8 @@ def translate(e: BaseException) -> Optional[KcoreToolError]:
         if type(e).__module__ in ("_drgn", "drgn") or isinstance(e, getattr(drgn, "ObjectAbsentError", ())):
             return KernelDataError(f"drgn cannot interpret the core: {e}")
     if isinstance(e, OverflowError):
-        return KernelDataError(f"a value in the core is out of range ({e}): the core is damaged")
+        where = _where(e)
+        return LayoutError(f"a value out of range ({e})" + (f" in {where}" if where else ""), release)
     if isinstance(e, RecursionError):
         return KernelDataError("kernel structures loop or nest too deep: the core is damaged")
     if type(e) is Exception and drgn is not None:

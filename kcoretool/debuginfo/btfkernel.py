@@ -33,7 +33,7 @@ from drgn.helpers import ValidationError
 
 from kcoretool.debuginfo.btf import Btf, BtfError, parse_btf
 from kcoretool.debuginfo.btf_types import BtfTypes
-from kcoretool.debuginfo.kallsyms import load_kallsyms, use_kallsyms
+from kcoretool.debuginfo.kallsyms import kallsyms_locations, load_kallsyms, use_kallsyms
 from kcoretool.debuginfo.plan import BTF_SYSFS
 from kcoretool.errors import DebugInfoError
 
@@ -204,7 +204,14 @@ def load_btf_kernel(prog: drgn.Program, live: bool, globals_: Mapping[str, str],
     if register:
         index = use_kallsyms(prog)
         if index is None:
-            how = "/proc/kallsyms" if live else "the kallsyms tables in VMCOREINFO (Linux 6.0+)"
+            if live:
+                how = "/proc/kallsyms"
+            else:
+                try:
+                    kallsyms_locations(prog)
+                    how = "the kernel's kallsyms tables"
+                except LookupError as e:
+                    how = f"the kernel's kallsyms tables ({e})"
             raise DebugInfoError(f"no vmlinux debug info and no kallsyms from {how}; pass --vmlinux")
         ks_source = prog.cache["kcoretool_kallsyms_source"]
     else:

@@ -12,33 +12,109 @@ as the kernel's own output and the same under DWARF and BTF.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from array import array
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import drgn
 
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 from kcoretool.x86_64 import START_KERNEL_MAP
 
-__all__ = ("KALLSYMS_FINDER", "KallsymsTable", "load_kallsyms", "use_kallsyms")
+__all__ = ("KALLSYMS_FINDER", "KallsymsLocations", "KallsymsTable", "kallsyms_locations", "load_kallsyms",
+           "use_kallsyms")
 
 KALLSYMS_FINDER = "kcoretool-kallsyms"
+
+
+def _vmcoreinfo(prog: drgn.Program) -> Optional[VmcoreInfo]:
+    try:
+        return VmcoreInfo(prog["VMCOREINFO"].string_())
+    except (KeyError, LookupError, drgn.FaultError, ValueError):
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class KallsymsLocations:
+    """Where the kallsyms tables are, and how that was learned."""
+
+    #: table name (``kallsyms_names`` ...) -> address
+    tables: Dict[str, int]
+    #: found in the image by structure (pre-v6.0), not named by VMCOREINFO
+    found_in_image: bool
+
+
+def kallsyms_locations(prog: drgn.Program) -> KallsymsLocations:
+    """
+    Where the core kernel's kallsyms tables are (once per program): the
+    ``SYMBOL()`` lines of VMCOREINFO (5fd8fea935a1, v6.0), or before v6.0 the
+    tables found in the image by their own structure
+    (:func:`~kcoretool.debuginfo.kallsyms_find.find_kallsyms_tables`), from
+    ``_stext`` = ``__START_KERNEL_map`` + 16 MiB + ``KERNELOFFSET``.
+
+    :raises LookupError: neither works (the message says why).
+    """
+    cached = prog.cache.get("kcoretool_kallsyms_locations")
+    if isinstance(cached, LookupError):
+        raise cached
+    if cached is not None:
+        return cached
+    try:
+        locs = _locations(prog)
+    except LookupError as e:
+        prog.cache["kcoretool_kallsyms_locations"] = e
+        raise
+    prog.cache["kcoretool_kallsyms_locations"] = locs
+    return locs
+
+
+def _locations(prog: drgn.Program) -> KallsymsLocations:
+    from kcoretool.debuginfo.kallsyms_find import find_kallsyms_tables
+
+    info = _vmcoreinfo(prog)
+    if info is None:
+        raise LookupError("the core has no VMCOREINFO")
+    named = {n: info.symbol(n) for n in _TABLES}
+    if all(named.values()):
+        return KallsymsLocations({n: a for n, a in named.items() if a is not None}, False)
+    stext = info.symbol("_stext")
+    if stext is None:
+        offset = info.kernel_offset
+        if offset is None:
+            raise LookupError("VMCOREINFO has neither the kallsyms tables nor KERNELOFFSET")
+        stext = START_KERNEL_MAP + _PHYSICAL_START + offset
+    return KallsymsLocations({**find_kallsyms_tables(prog.read, stext), "_stext": stext}, True)
+
+
+#: CONFIG_PHYSICAL_START on x86-64 (16 MiB): where _stext is without KASLR
+_PHYSICAL_START = 0x1000000
 
 
 def load_kallsyms(prog: drgn.Program) -> Tuple[drgn.SymbolIndex, str]:
     """
     The core kernel's kallsyms and where they came from: ``/proc/kallsyms``
-    when live as root, else the in-memory tables VMCOREINFO points at
-    (5fd8fea935a1, "vmcoreinfo: include kallsyms symbols", v6.0).
+    when live as root, else the in-memory tables (:func:`kallsyms_locations`).
 
     :raises LookupError, ValueError, OSError, drgn.FaultError: not available.
     """
     from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms
 
-    index = load_vmlinux_kallsyms(prog)
     live_root = bool(prog.flags & drgn.ProgramFlags.IS_LIVE) and os.geteuid() == 0
-    return index, "/proc/kallsyms" if live_root else "kernel memory"
+    if live_root:
+        return load_vmlinux_kallsyms(prog), "/proc/kallsyms"
+    found = kallsyms_locations(prog)
+    if not found.found_in_image:
+        return load_vmlinux_kallsyms(prog), "kernel memory"
+    # drgn reads tables at addresses it is given (its own loader only takes
+    # them from VMCOREINFO); _stext tells it how the offsets are encoded.
+    from _drgn import _linux_helper_load_builtin_kallsyms  # type: ignore[import-not-found]
+
+    t = found.tables
+    index = _linux_helper_load_builtin_kallsyms(
+        prog, t["kallsyms_names"], t["kallsyms_token_table"], t["kallsyms_token_index"],
+        t["kallsyms_num_syms"], t["kallsyms_offsets"], t["kallsyms_relative_base"], 0, t["_stext"])
+    return index, "kernel memory (tables found in the image)"
 
 
 def use_kallsyms(prog: drgn.Program) -> Optional[drgn.SymbolIndex]:
@@ -66,32 +142,37 @@ class KallsymsTable:
     (``load_vmlinux_kallsyms()``) decodes ~200,000 names.
     """
 
-    def __init__(self, read: Callable[[int, int], bytes], info: VmcoreInfo) -> None:
+    def __init__(self, read: Callable[[int, int], bytes], sym: Mapping[str, int],
+                 long_names: Optional[bool] = None) -> None:
         """
         :param read: reads kernel virtual memory.
-        :param info: VMCOREINFO with the kallsyms SYMBOL()s (v6.0+).
-        :raises LookupError: VMCOREINFO lacks them.
+        :param sym: the tables' addresses (:func:`kallsyms_locations`).
+        :param long_names: name lengths over 127 take two bytes (73bbb94466fd,
+            "kallsyms: support "big" kernel symbols", v6.1); default: when
+            the tables came from VMCOREINFO (v6.0+, and no v6.0 kernel has a
+            name that long); pass False for tables found in a pre-v6.0 image.
+        :raises LookupError: a table is missing.
         """
-        sym = {name: info.symbol(name) for name in _TABLES}
-        missing = [n for n, a in sym.items() if a is None]
+        missing = [n for n in _TABLES if n not in sym]
         if missing:
-            raise LookupError(f"VMCOREINFO has no SYMBOL({missing[0]})")
+            raise LookupError(f"no address for {missing[0]}")
+        self._long = True if long_names is None else long_names
         self._read = read
-        self.num = int.from_bytes(read(sym["kallsyms_num_syms"], 4), "little")  # type: ignore[arg-type]
+        self.num = int.from_bytes(read(sym["kallsyms_num_syms"], 4), "little")
         if not 0 < self.num <= 1 << 24:
             raise ValueError(f"kallsyms_num_syms is {self.num}")
-        self._base = int.from_bytes(read(sym["kallsyms_relative_base"], 8), "little")  # type: ignore[arg-type]
+        self._base = int.from_bytes(read(sym["kallsyms_relative_base"], 8), "little")
         offsets = array("i")
-        offsets.frombytes(read(sym["kallsyms_offsets"], 4 * self.num))  # type: ignore[arg-type]
+        offsets.frombytes(read(sym["kallsyms_offsets"], 4 * self.num))
         self._offsets = offsets
         # CONFIG_KALLSYMS_ABSOLUTE_PERCPU (x86-64 SMP before v6.15): per-CPU
         # symbols are stored as absolute values and the rest as negative
         # offsets from relative_base - 1; without it every offset is an
         # unsigned distance from relative_base, below 2 GiB.
         self._absolute_percpu = min(offsets) < 0
-        self._names_addr: int = sym["kallsyms_names"]  # type: ignore[assignment]
-        self._token_table: int = sym["kallsyms_token_table"]  # type: ignore[assignment]
-        self._token_index: int = sym["kallsyms_token_index"]  # type: ignore[assignment]
+        self._names_addr: int = sym["kallsyms_names"]
+        self._token_table: int = sym["kallsyms_token_table"]
+        self._token_index: int = sym["kallsyms_token_index"]
         self._names: Optional[bytes] = None
         self._markers: List[int] = []
         self._tokens: Optional[List[str]] = None
@@ -134,11 +215,12 @@ class KallsymsTable:
         """Decode entry ``i`` of ``kallsyms_names`` (its type letter dropped)."""
         names = self._load_names()
         pos = self._markers[i >> 8]
+        long = self._long
         for _ in range(i & 0xFF):
             n = names[pos]
-            pos += ((n & 0x7F) | (names[pos + 1] << 7)) + 2 if n & 0x80 else n + 1
+            pos += ((n & 0x7F) | (names[pos + 1] << 7)) + 2 if n & 0x80 and long else n + 1
         n = names[pos]
-        if n & 0x80:  # v6.1+: lengths over 127 take two bytes
+        if n & 0x80 and long:  # v6.1+: lengths over 127 take two bytes
             n, pos = (n & 0x7F) | (names[pos + 1] << 7), pos + 2
         else:
             pos += 1
@@ -157,12 +239,13 @@ class KallsymsTable:
             names = self._read(self._names_addr, span)
             markers = self._markers
             pos = 0
+            long = self._long
             try:
                 for i in range(self.num):
                     if not i & 0xFF:
                         markers.append(pos)
                     n = names[pos]
-                    pos += ((n & 0x7F) | (names[pos + 1] << 7)) + 2 if n & 0x80 else n + 1
+                    pos += ((n & 0x7F) | (names[pos + 1] << 7)) + 2 if n & 0x80 and long else n + 1
             except IndexError:
                 raise ValueError("kallsyms_names runs into kallsyms_token_table") from None
             self._names = names

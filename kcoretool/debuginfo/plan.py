@@ -85,6 +85,10 @@ def btf_available(live: bool, vmcoreinfo: Optional[VmcoreInfo]) -> Optional[str]
         return BTF_SYSFS
     if vmcoreinfo is not None and all(vmcoreinfo.symbol(s) is not None for s in _KALLSYMS_SYMBOLS):
         return "kernel memory"
+    # Before v6.0 the kallsyms tables are found in the image by their
+    # structure (kallsyms_find.py), from _stext: KERNELOFFSET locates it.
+    if vmcoreinfo is not None and (vmcoreinfo.kernel_offset is not None or vmcoreinfo.symbol("_stext")):
+        return "kernel memory"
     return None
 
 

@@ -3,7 +3,8 @@
 Globals without DWARF
 ---------------------
 
-BTF describes functions and per-CPU variables but not other globals, so
+BTF describes functions and (from pahole 1.18 on) per-CPU variables but
+not other globals, so
 without a vmlinux the type of every global kcoretool reads comes from this
 table (:func:`kcoretool.debuginfo.btfkernel.load_btf_kernel` gets it from
 :func:`kcoretool.kernel.program.open_program`).  A walk that reads a new
@@ -37,6 +38,9 @@ GLOBALS: Dict[str, str] = {
     # free space
     "free_vmap_area_list": "struct list_head",
     "free_vmap_area_root": "struct rb_root",
+    # per-CPU vmap_block queues: BTF has per-CPU variables only where
+    # pahole encoded them (not Debian's 5.10)
+    "vmap_block_queue": "struct vmap_block_queue",
     # vmap_block index before 6.4's per-CPU xarrays
     "vmap_blocks": "struct xarray",
     "vmap_block_tree": "struct radix_tree_root",

@@ -25,6 +25,7 @@ __all__ = (
     "detect_layout",
     "has_member",
     "has_symbol",
+    "require_members",
     "type_or_none",
 )
 
@@ -61,6 +62,19 @@ def has_symbol(prog: drgn.Program, name: str) -> bool:
         return False
     except (drgn.ObjectAbsentError, LookupError, ValueError):
         return True
+
+
+def require_members(prog: drgn.Program, layout: str, type_name: str, *members: str) -> None:
+    """Raise :class:`~kcoretool.errors.LayoutError` naming the first of
+    ``members`` that ``type_name`` lacks (or the type itself)."""
+    from kcoretool.errors import LayoutError
+
+    t = type_or_none(prog, type_name)
+    if t is None:
+        raise LayoutError(f"the kernel's types have no {type_name}", layout=layout)
+    for m in members:
+        if not has_member(prog, type_name, m):
+            raise LayoutError(f"{type_name} has no member {m}", layout=layout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,13 +158,22 @@ def detect_layout(prog: drgn.Program) -> Layout:
     """Detect the vmalloc layout of ``prog`` from its symbols and types."""
     ev: List[Tuple[str, str, str, str]] = []
     va_t = "struct vmap_area"
+    # What every layout since v2.6.28 has: a kernel without it is one
+    # kcoretool does not know (said as such, never as a damaged dump).
+    require_members(prog, "vmalloc", va_t, "va_start", "va_end")
+    require_members(prog, "vmalloc", "struct vm_struct", "addr", "size", "flags", "caller")
 
     # d093602919ad ("mm: vmalloc: remove global vmap_area_root rb-tree") and
     # 55c49fee57af ("mm/vmalloc: remove vmap_area_list") (in v6.9)
     if has_symbol(prog, "vmap_nodes"):
         busy = "vmap_nodes"
-    else:
+    elif has_symbol(prog, "vmap_area_list"):
         busy = "vmap_area_list"
+    else:
+        from kcoretool.errors import LayoutError
+
+        raise LayoutError("neither vmap_nodes (6.9+) nor vmap_area_list holds the busy vmap areas",
+                          layout="vmalloc")
     ev.append(
         ("busy", busy, "symbol vmap_nodes", 'd093602919ad ("mm: vmalloc: remove '
          'global vmap_area_root rb-tree"), 55c49fee57af (v6.9)')

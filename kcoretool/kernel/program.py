@@ -32,6 +32,7 @@ from kcoretool.errors import AccessError, CoreFormatError, DebugInfoError
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 
 __all__ = (
+    "kernel_release",
     "LIVE",
     "adopt_program",
     "debug_info_candidates",
@@ -58,6 +59,11 @@ def vmcoreinfo_of(prog: drgn.Program) -> Optional[VmcoreInfo]:
             info = None
         prog.cache["kcoretool_vmcoreinfo"] = info
     return prog.cache["kcoretool_vmcoreinfo"]
+
+
+def kernel_release(prog: drgn.Program) -> str:
+    """The kernel's release (``UTS_RELEASE``, else VMCOREINFO's OSRELEASE), or ``"unknown"``."""
+    return _release(prog)
 
 
 def _release(prog: drgn.Program) -> str:
@@ -254,7 +260,8 @@ def _use_btf(prog: drgn.Program, plan: DebugInfoPlan, live: bool) -> DebugInfoPl
 
     if plan.source is None:
         raise DebugInfoError("--debuginfo btf: this kernel has no BTF kcoretool can reach "
-                             "(live: /sys/kernel/btf/vmlinux; vmcore: kallsyms in VMCOREINFO, Linux 6.0+)")
+                             "(live: /sys/kernel/btf/vmlinux; vmcore: __start_BTF found through the kernel's "
+                             "kallsyms, which needs VMCOREINFO's KERNELOFFSET)")
     loaded = load_btf_kernel(prog, live, GLOBALS)
     prog.cache["kcoretool_btf"] = loaded
     return dataclasses.replace(plan, source=loaded.btf_source)

@@ -9,28 +9,27 @@ Caller names
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+import bisect
+from typing import Dict, List, Optional, Tuple
 
 import drgn
 
-from kcoretool.debuginfo.kallsyms import KallsymsTable
+from kcoretool.debuginfo.kallsyms import KallsymsTable, kallsyms_locations
 from kcoretool.errors import CoreFormatError
-from kcoretool.kernel.program import vmcoreinfo_of
 
 __all__ = ("Symbolizer", "kallsyms_table")
 
 
 def kallsyms_table(prog: drgn.Program) -> Optional[KallsymsTable]:
     """The core kernel's kallsyms, searched in place (built once per
-    program), or None when VMCOREINFO does not point at them (before v6.0)."""
+    program), or None when they cannot be found (:func:`kallsyms_locations`)."""
     if "kcoretool_kallsyms_table" not in prog.cache:
-        info = vmcoreinfo_of(prog)
         table = None
-        if info is not None:
-            try:
-                table = KallsymsTable(prog.read, info)
-            except (LookupError, ValueError, drgn.FaultError, CoreFormatError):
-                table = None
+        try:
+            found = kallsyms_locations(prog)
+            table = KallsymsTable(prog.read, found.tables, long_names=not found.found_in_image)
+        except (LookupError, ValueError, drgn.FaultError, CoreFormatError):
+            table = None
         prog.cache["kcoretool_kallsyms_table"] = table
     return prog.cache["kcoretool_kallsyms_table"]
 
@@ -58,6 +57,7 @@ class Symbolizer:
         self._sym: Dict[int, Optional[Tuple[str, int]]] = {}
         self._table = kallsyms_table(prog)
         self._modules: Dict[int, Tuple[drgn.SymbolIndex, str]] = {}
+        self._bpf: Optional[List[Tuple[int, int, str]]] = None
 
     def symbol(self, addr: int) -> Optional[Tuple[str, int]]:
         """``(name, offset)`` or None."""
@@ -90,6 +90,11 @@ class Symbolizer:
         read on its first caller), or -- with no kallsyms table for the core
         kernel -- whatever symbols ``prog`` has."""
         found = self._module_symbol(addr)
+        bpf = self._bpf_symbol(addr) if found is None else None
+        if bpf is not None:
+            # __bpf_address_lookup(): the ksym's name, size end - start, no module
+            name, start, end = bpf
+            return (name, addr - start), f"{name}+{addr - start:#x}/{end - start:#x}"
         if found is not None:
             index, module = found
             syms = index(self.prog, None, addr, True)
@@ -106,6 +111,24 @@ class Symbolizer:
         size = self._kallsyms_size(s, index) if self.kallsyms_size else s.size
         text = f"{s.name}+{off:#x}/{size:#x}" + (f" [{module}]" if module else "")
         return (s.name, off), text
+
+    def _bpf_symbol(self, addr: int) -> Optional[Tuple[str, int, int]]:
+        """``(name, start, end)`` of the BPF ksym (JIT'd program, trampoline,
+        dispatcher) holding ``addr``, as ``%pS`` finds it after the modules."""
+        if self._bpf is None:
+            from kcoretool.kernel.execmem import ExecReader
+            from kcoretool.kernel.walk import WalkLog
+
+            try:
+                syms = ExecReader(self.prog).bpf_symbols(WalkLog())
+            except (LookupError, ValueError, drgn.FaultError):
+                syms = []
+            self._bpf = sorted((s.start, s.end, s.name) for s in syms if s.ksym and s.end > s.start)
+        i = bisect.bisect_right(self._bpf, (addr, 1 << 64, "")) - 1
+        if i >= 0 and self._bpf[i][0] <= addr < self._bpf[i][1]:
+            start, end, name = self._bpf[i]
+            return name, start, end
+        return None
 
     def _module_symbol(self, addr: int) -> Optional[Tuple[drgn.SymbolIndex, str]]:
         """``(symbol index of the module holding addr, its name)``."""

@@ -16,7 +16,7 @@ from typing import Dict, List, Tuple
 
 import drgn
 
-from kcoretool.kernel.layout import has_member
+from kcoretool.kernel.layout import has_member, require_members
 
 __all__ = ("TaskLayout", "detect_task_layout")
 
@@ -72,6 +72,8 @@ def detect_task_layout(prog: drgn.Program) -> TaskLayout:
     ev: List[Tuple[str, str, str, str]] = []
     vma = "struct vm_area_struct"
     mm = "struct mm_struct"
+    require_members(prog, "task", vma, "vm_start", "vm_end", "vm_flags", "vm_mm")
+    require_members(prog, "task", mm, "pgd")
 
     # d4af56c5c7c6 ("mm: start tracking VMAs with maple tree"), then
     # 763ecb035029 ("mm: remove the vma linked list") and 524e00b36e8c

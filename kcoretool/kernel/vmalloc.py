@@ -466,7 +466,11 @@ class VmallocReader:
     def _percpu_addr(self, symbol: str, cpu: int) -> int:
         base = self.prog[symbol].address_
         try:
-            return base + self.prog["__per_cpu_offset"][cpu].value_()
+            # Modulo 2^64, as per_cpu_ptr() computes it: since 6.15 x86-64's
+            # per-CPU symbols are kernel addresses, not offsets from 0, and
+            # __per_cpu_offset holds "negative" deltas ("x86/percpu/64: Use
+            # relative percpu offsets", v6.15; found on Debian's 7.3).
+            return (base + self.prog["__per_cpu_offset"][cpu].value_()) & 0xFFFF_FFFF_FFFF_FFFF
         except KeyError:
             return base  # !SMP
 

@@ -69,3 +69,55 @@ def test_open_program_missing_vmlinux(tmp_path) -> None:
 def test_install_hint_names_packages() -> None:
     h = install_hint("6.1.0-56-amd64")
     assert "linux-image-6.1.0-56-amd64-dbg" in h and "kernel-debuginfo" in h
+
+
+# -- a layout kcoretool does not know, not a damaged dump (issue 21) -----------
+
+def _hide_member(prog, type_name: str, member: str) -> None:
+    """Make ``prog``'s ``struct type_name`` lack ``member``, as a kernel
+    that renamed it would."""
+    import drgn
+
+    real = prog.type(f"struct {type_name}")
+    members = [m for m in real.members if m.name != member]
+    fake = prog.struct_type(type_name, real.size, members)
+
+    def finder(prog, kinds, name, filename):
+        return fake if name == type_name and drgn.TypeKind.STRUCT in kinds else None
+
+    prog.register_type_finder("hide", finder, enable_index=0)
+
+
+def test_missing_member_is_an_unknown_layout() -> None:
+    from kcoretool.api import Kernel
+    from kcoretool.errors import LayoutError
+
+    k = build("6.12", standard_scene("6.12"))
+    _hide_member(k.prog, "vmap_area", "va_start")
+    with pytest.raises(LayoutError) as e:
+        Kernel(k.prog).vmalloc()
+    assert str(e.value) == ("kcoretool does not know this kernel's vmalloc layout (unknown): struct vmap_area "
+                            "has no member va_start -- please report (kcoretool --debug shows where)")
+    assert "damaged" not in str(e.value)
+
+
+def test_value_a_walk_cannot_use_names_the_walk_not_the_dump() -> None:
+    """A member where no kernel has one (an offset near 2^61 bytes): the walk's
+    arithmetic leaves 64 bits, which damaged values never reach."""
+    import drgn
+
+    from kcoretool.api import Kernel
+    from kcoretool.errors import LayoutError
+
+    k = build("6.12", standard_scene("6.12"))
+    real = k.prog.type("struct vmap_block_queue")
+    members = [drgn.TypeMember(m.type, m.name, ((1 << 61) - 8) * 8 if m.name == "vmap_blocks" else m.bit_offset)
+               for m in real.members]
+    fake = k.prog.struct_type("vmap_block_queue", real.size, members)
+    k.prog.register_type_finder(
+        "odd", lambda prog, kinds, name, fn: fake if name == "vmap_block_queue" else None, enable_index=0)
+    with pytest.raises(LayoutError) as e:
+        Kernel(k.prog).vmalloc()
+    msg = str(e.value)
+    assert msg.startswith("kcoretool does not know this kernel's layout (unknown): a value out of range (")
+    assert "in kcoretool.kernel." in msg and "damaged" not in msg

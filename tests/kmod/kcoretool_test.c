@@ -53,6 +53,7 @@
 #include <linux/string.h>
 #include <linux/uaccess.h>
 #include <linux/utsname.h>
+#include <linux/version.h>
 #include <linux/vmalloc.h>
 #include <linux/workqueue.h>
 
@@ -230,6 +231,9 @@ static KCT_CALLER int kct_make_vmalloc(const char *name, unsigned int nr_pages)
 	return kct_commit(a, p, nr_pages, true, true);
 }
 
+/* vmalloc_huge() arrived in 5.18 (no huge vmalloc on x86 before): older
+ * kernels simply lack the area. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 18, 0)
 static KCT_CALLER int kct_make_vmalloc_huge(const char *name, unsigned long size)
 {
 	struct kct_area *a = kct_new(name, "vmalloc_huge", "kct_make_vmalloc_huge");
@@ -257,6 +261,12 @@ static KCT_CALLER int kct_make_vmalloc_huge(const char *name, unsigned long size
 	}
 	return 0;
 }
+#else
+static int kct_make_vmalloc_huge(const char *name, unsigned long size)
+{
+	return 0;
+}
+#endif
 
 static KCT_CALLER int kct_make_vmap(const char *name, unsigned int nr_pages)
 {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pathlib
 import shutil
@@ -11,9 +12,34 @@ import sys
 import time
 from typing import Iterator, Mapping, Optional, Sequence
 
-# The two kernel series the lab boots.  The exact ABI (6.1.0-NN, 6.12.NNN+deb12)
-# is resolved with apt-cache at fetch time because security updates move it.
-KERNELS: tuple[str, ...] = ("6.1", "6.12")
+@dataclasses.dataclass(frozen=True)
+class Series:
+    """One kernel series the lab boots: where Debian ships it and the few
+    facts about it the lab itself needs (not what kcoretool detects)."""
+
+    #: "6.1": the release must start with it, then "." or "-"
+    name: str
+    #: Debian suites that carry it besides the machine's own ("": the machine's
+    #: own apt sources); extra suites go through a private APT configuration
+    suites: tuple[str, ...]
+    #: makedumpfile -d: 31 drops slab pages, which drgn needs on 6.12+ ("Excluded page")
+    dump_level: int
+    #: Debian suite whose compiler builds out-of-tree modules ("": the host's
+    #: gcc 12); 7.x headers name gcc-14 with flags gcc 12 rejects
+    build_suite: str = ""
+
+
+# Every series the lab boots.  The exact ABI (6.1.0-NN, 7.3.4+deb13) is
+# resolved with apt-cache at fetch time because updates move it.  Adding a
+# kernel is one line here (tests/lab/README.md, "Adding a kernel").
+SERIES: tuple[Series, ...] = (
+    Series("5.10", ("bullseye", "bullseye-security"), 31),
+    Series("6.1", (), 31),
+    Series("6.12", (), 23),
+    Series("7.3", ("trixie", "trixie-backports"), 23, build_suite="trixie"),
+)
+SERIES_BY_NAME = {s.name: s for s in SERIES}
+KERNELS: tuple[str, ...] = tuple(s.name for s in SERIES)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 KMOD_SRC = REPO_ROOT / "tests" / "kmod"

@@ -12,14 +12,11 @@ import subprocess
 import time
 from typing import Any, Optional
 
-from .config import LabError, die_with_parent, log
+from .config import SERIES_BY_NAME, LabError, die_with_parent, log
 from .guest import Guest
 
 # __START_KERNEL_map + the default physical start: _text without KASLR.
 TEXT_NO_KASLR = 0xFFFFFFFF81000000
-# makedumpfile dump levels: 31 drops slab pages, which 6.12 needs for drgn
-# ("Excluded page"), so 6.12 uses 23 (lab notes).
-DUMP_LEVEL = {"6.1": 31, "6.12": 23}
 MAKEDUMPFILE_TIMEOUT_S = 600
 
 
@@ -214,7 +211,7 @@ def take(guest: Guest, vmlinux: pathlib.Path, outdir: pathlib.Path, *,
     text = cap["symbols"].get("_text")
     if text is None:
         raise LabError("no _text in the guest's /proc/kallsyms (kptr_restrict?)")
-    level = DUMP_LEVEL.get(guest.kernel, 23)
+    level = SERIES_BY_NAME[guest.kernel].dump_level if guest.kernel in SERIES_BY_NAME else 23
     snap = Snapshot(
         dir=outdir, elf=elf, kdump_path=outdir / "vmcore.kdump",
         elf_filtered_path=outdir / "vmcore-filtered.elf", dump_level=level,
