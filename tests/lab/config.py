@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Iterator, Mapping, Optional, Sequence
 
+
 @dataclasses.dataclass(frozen=True)
 class Series:
     """One kernel series the lab boots: where Debian ships it and the few
