@@ -178,6 +178,7 @@ def test_task_vmas_equal_proc_maps_live(lab, mode):
 #: issue 27 figure: every pass must be clean); the default suite runs one.
 CHURN_PASSES = int(os.environ.get("KCORETOOL_CHURN_PASSES", "1"))
 CHURN_SECONDS = float(os.environ.get("KCORETOOL_CHURN_SECONDS", "20"))
+STRESS_PASSES = int(os.environ.get("KCORETOOL_STRESS_PASSES", "3"))
 
 
 def _churn(lab, seconds: float, passes: int, stress: bool) -> Dict[str, Any]:
@@ -213,6 +214,6 @@ def test_churn_stress_no_page_in_the_wrong_vma(lab):
     moves and shrinks, MAP_FIXED replacements, MADV_DONTNEED refills; reads
     also span 8 pages either side of each VMA.  Outside the default suite:
     KCORETOOL_LAB_STRESS=1 KCORETOOL_LAB_KERNELS=6.12 pytest -s
-    tests/lab/test_task.py -k stress (KCORETOOL_CHURN_PASSES /
-    KCORETOOL_CHURN_SECONDS apply too)."""
-    _check_churn(_churn(lab, CHURN_SECONDS, CHURN_PASSES, stress=True))
+    tests/lab/test_task.py -k stress (KCORETOOL_STRESS_PASSES passes, default 3,
+    of KCORETOOL_CHURN_SECONDS each)."""
+    _check_churn(_churn(lab, CHURN_SECONDS, STRESS_PASSES, stress=True))
