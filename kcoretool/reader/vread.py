@@ -24,6 +24,22 @@ the area and its page-table translation rather than a fault-in, the number
 of attempts is bounded (the kernel loop can spin forever when a source page
 faults, as 6.13-rc did on execmem text), and pages whose area went away are
 reported as ``raced`` instead of being filled from whatever took its place.
+
+What this cannot see (issue 27): vfree() clears the area's PTEs, then frees
+its pages at once (the kernel's TLB flush waits for the lazy purge), and
+vmalloc has no generation count a lockless reader could check.  A read is
+caught by the page-table re-walk -- unless, between the walk and the
+re-walk, the area is freed, purged, and its range handed out again with
+the same frame at the same page: on 6.9+ a node's pool gives a purged
+vmap_area back for the next allocation of its size class, vm_struct and
+pages array come from LIFO slabs, and vfree() frees pages in order while
+the page allocator hands them out in reverse -- so a 1-page area can get its
+frame back, as can the middle page of an odd-sized one (read alone: in a
+whole-area read the other pages moved, and the re-walk sees them).  The
+bytes read in between may then be the frame's previous or interim content.
+Not closed here; the kernel's own vread_iter() (/proc/kcore's vmalloc
+segment) holds the busy lock while it copies and could serve as a
+cross-check for plain vmalloc areas.
 """
 
 from __future__ import annotations
