@@ -447,8 +447,8 @@ class TaskReader:
 
     def vma_lookup(self, mm: RawMm, addr: int) -> Optional[Tuple[Optional[RawVma], int, int]]:
         """``(vma or None, start, end)``: the VMA covering ``addr`` by a fresh
-        lookup (``mas_walk()`` on the maple tree, the ``vm_next`` list before
-        6.1) and the range it covers -- for None, the gap ``addr`` lies in.
+        lookup (``mas_walk()`` on the maple tree; before 6.1 ``find_vma()``'s
+        descent of ``mm_rb``) and the range it covers -- for None, the gap ``addr`` lies in.
         None when the lookup itself met a changing structure (a dead or
         inconsistent maple node, a VMA that does not cover ``addr``)."""
         if self.layout.vma_index == "maple":
@@ -465,6 +465,51 @@ class TaskReader:
             if v is None or not v.start <= addr < v.end:
                 return None
             return v._replace(tree_range=(first, last + 1)), v.start, v.end
+        return self._rb_lookup(mm, addr)
+
+    def _rb_lookup(self, mm: RawMm, addr: int) -> Optional[Tuple[Optional[RawVma], int, int]]:
+        """<= 6.0: ``find_vma()``'s descent of ``mm->mm_rb`` (the first VMA
+        ending above ``addr``; the last one passed on the right ends the gap
+        below it); the ``vm_next`` list if the tree is empty."""
+        rb = self._v.get("vm_rb")
+        if rb is None or "mm_rb" not in self._m:
+            return self._list_lookup(mm, addr)
+        try:
+            node = self.prog.read_u64(mm.address + self._m["mm_rb"])
+        except drgn.FaultError:
+            return None
+        if not node:
+            return self._list_lookup(mm, addr)
+        found: Optional[RawVma] = None
+        prev_end = 0
+        for _ in range(128):  # an rbtree of 2^64 nodes is 128 deep at most
+            if not node:
+                break
+            if not is_kernel_pointer(node):
+                return None
+            v = self.read_vma(node - rb)
+            try:
+                links = self.prog.read(node + 8, 16)  # rb_right, rb_left
+            except drgn.FaultError:
+                return None
+            if v is None:
+                return None
+            right, left = struct.unpack("<QQ", links)
+            if v.end > addr:
+                found = v
+                if v.start <= addr:
+                    return v, v.start, v.end
+                node = left
+            else:
+                prev_end = max(prev_end, v.end)
+                node = right
+        else:
+            return None  # deeper than any tree: a cycle under the walk
+        if found is None:
+            return None, prev_end, 1 << 64
+        return None, prev_end, found.start
+
+    def _list_lookup(self, mm: RawMm, addr: int) -> Optional[Tuple[Optional[RawVma], int, int]]:
         log = WalkLog()
         prev_end = 0
         try:

@@ -137,6 +137,23 @@ def test_deep_tree_and_mtree_load():
         assert mtree_load(k.prog, mt, addr + 0x1000) is None  # the gap after it
 
 
+@pytest.mark.parametrize("layout", ["6.0", "6.12"])
+def test_vma_lookup_ranges_in_a_big_tree(layout):
+    """vma_lookup(): maple tree (mas_walk) or, before 6.1, mm_rb (find_vma's
+    descent): the VMA or the gap around any address, with its range."""
+    k = _many(layout, 300)
+    r = from_program(k.prog).task_reader()
+    raw_mm = r.read_mm(k.mms[100])
+    base = 0x10000000
+    for i in (0, 1, 150, 298, 299):
+        a = base + i * 0x3000
+        v, lo, hi = r.vma_lookup(raw_mm, a + 0x800)
+        assert (v.address, lo, hi) == (k.vma_addrs[100][i], a, a + 0x1000)
+        v, lo, hi = r.vma_lookup(raw_mm, a + 0x1800)
+        assert v is None and (lo, hi) == (a + 0x1000, a + 0x3000 if i < 299 else 1 << 64)
+    assert r.vma_lookup(raw_mm, 0x1000)[1:] == (0, base)
+
+
 def test_damaged_leaf_is_reported_and_the_walk_goes_on():
     k = _many("6.12", 200)
     leaf = k.maple_nodes[100][3]

@@ -319,6 +319,20 @@ class TaskKernel:
             for a, b in zip(addrs, addrs[1:]):
                 img.w64(a + off, b)
             img.put("mm_struct", mm, mmap=addrs[0] if addrs else 0)
+            # mm_rb: a balanced tree of the same VMAs (find_vma()'s index)
+            rb = img.offsetof("vm_area_struct", "vm_rb")
+
+            def build(lo: int, hi: int, parent: int) -> int:
+                if lo >= hi:
+                    return 0
+                mid = (lo + hi) // 2
+                node = addrs[mid] + rb
+                img.w64(node, parent | 1)  # __rb_parent_color: black
+                img.w64(node + 16, build(lo, mid, node))  # rb_left
+                img.w64(node + 8, build(mid + 1, hi, node))  # rb_right
+                return node
+
+            img.w64(mm + img.offsetof("mm_struct", "mm_rb"), build(0, len(addrs), 0))
         else:
             self.maple_nodes[spec.pid] = build_maple(img, mm + img.offsetof("mm_struct", "mm_mt"),
                                                       [(v.start, v.end - 1, a) for v, a in zip(vmas, addrs)],
