@@ -341,20 +341,22 @@ def exec_from_program(prog: drgn.Program, vmalloc: Optional[VmallocModel] = None
                     prev.detail.setdefault("aliases", []).append(s.name)
                 continue
             hdr_end = s.header + s.header_size if s.header is not None and s.header_size else None
+            # Before 5.18 the ksym ends with the image's pages: the code is jited_len.
+            end = s.start + s.jited_len if s.jited_len and s.start + s.jited_len <= s.end else s.end
             # hdr->size reads 0xcccccccc mid-JIT (the RO chunk still holds the
             # fill): trust it only when it covers the code and stays in the pack.
-            if hdr_end is not None and not (s.end <= hdr_end and (pack is None or hdr_end <= pack.start + pack.size)):
+            if hdr_end is not None and not (end <= hdr_end and (pack is None or hdr_end <= pack.start + pack.size)):
                 hdr_end = None
-            r = ExecRegion(s.start, s.end, "bpf-prog", _prog_name(s), _area_of(vmalloc, s.start), s.tag, s.id,
+            r = ExecRegion(s.start, end, "bpf-prog", _prog_name(s), _area_of(vmalloc, s.start), s.tag, s.id,
                            s.prog_type, s.name, s.header if hdr_end else None, hdr_end,
                            pack.start if pack is not None else None, {"bpf_prog": s.prog})
             by_start[s.start] = r
             regions.append(r)
             if pack is not None:
-                pack.progs.append(BpfProg(r.owner, s.name, s.tag, s.id, s.prog_type, s.start, s.end - s.start,
+                pack.progs.append(BpfProg(r.owner, s.name, s.tag, s.id, s.prog_type, s.start, end - s.start,
                                           r.alloc_start, (hdr_end - s.header) if hdr_end and s.header else None,
                                           s.prog))
-                taken[pack.start].append((r.alloc_start or s.start, hdr_end or s.end))
+                taken[pack.start].append((r.alloc_start or s.start, hdr_end or end))
         else:
             kind = _sym_kind(s.name)
             regions.append(ExecRegion(s.start, s.end, kind, s.name, _area_of(vmalloc, s.start), symbol=s.name,
