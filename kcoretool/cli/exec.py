@@ -124,6 +124,33 @@ def packs(ctx: click.Context) -> None:
             click.echo("  (empty)")
 
 
+@exec_.command("cache")
+@click.pass_context
+def cache(ctx: click.Context) -> None:
+    """The execmem ROX cache: each area, its used and free bytes, and what is inside."""
+    m = _model(ctx)
+    pages = m.rox_cache()
+    if _json(ctx):
+        emit_json([p.to_dict() for p in pages])
+        return
+    if not pages:
+        click.echo("no execmem ROX cache" + ("" if m.layout.rox_cache else " (this kernel has none)"))
+        return
+    click.echo(table(
+        [(hx(p.start), human(p.used), human(p.free), human(p.largest_free),
+          str(sum(r.kind not in ("free", "unattributed") for r in p.ranges)),
+          str(sum(r.kind == "unattributed" for r in p.ranges))) for p in pages],
+        ("AREA", "USED", "FREE", "LARGEST FREE", "OWNED", "UNATTRIBUTED"),
+        ("left", "right", "right", "right", "right", "right")))
+    for p in pages:
+        click.echo("")
+        click.echo(f"cache area {p.start:#x}:")
+        rows = [(hx(r.alloc_start if r.alloc_start is not None else r.start), human(r.alloc_size), r.kind,
+                 "-" if r.kind == "free" else ("(unattributed)" if r.kind == "unattributed" else r.owner),
+                 "pending free" if r.detail.get("pending_free") else "") for r in p.ranges]
+        click.echo(table(rows, ("START", "SIZE", "KIND", "OWNER", ""), ("left", "right", "left", "left", "left")))
+
+
 def _pick(ctx: click.Context, owner: str, kind: Optional[str]) -> ExecRegion:
     """The region OWNER names: an address inside it, a BPF program's name or
     symbol, or a module (its text unless --kind)."""

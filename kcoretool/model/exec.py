@@ -82,6 +82,13 @@ class ExecRegion:
     def size(self) -> int:
         return self.end - self.start
 
+    @property
+    def alloc_size(self) -> int:
+        """What the allocator handed out (the region itself where it says nothing more)."""
+        if self.alloc_start is not None and self.alloc_end is not None:
+            return self.alloc_end - self.alloc_start
+        return self.end - self.start
+
     def to_dict(self) -> Dict[str, Any]:
         return {
             "start": self.start, "end": self.end, "size": self.end - self.start, "kind": self.kind,
@@ -186,6 +193,37 @@ class BpfPack:
         }
 
 
+@dataclass
+class RoxCachePage:
+    """One vmap area of the execmem ROX cache (``execmem_cache``, 6.14+ with
+    ``CONFIG_ARCH_HAS_EXECMEM_ROX``): 2 MiB-aligned read-only executable
+    memory that execmem_alloc() sub-allocates -- several modules' text back
+    to back, kprobe and ftrace pages -- from its ``busy_areas`` and
+    ``free_areas`` maple trees."""
+
+    #: start of the vmap area
+    start: int
+    #: the busy sub-allocations and free ranges inside it, in address order
+    #: (their ``kind`` is the owner's, ``unattributed`` or ``free``)
+    ranges: List[ExecRegion] = field(default_factory=list)
+
+    @property
+    def used(self) -> int:
+        return sum(r.alloc_size for r in self.ranges if r.kind != "free")
+
+    @property
+    def free(self) -> int:
+        return sum(r.alloc_size for r in self.ranges if r.kind == "free")
+
+    @property
+    def largest_free(self) -> int:
+        return max((r.alloc_size for r in self.ranges if r.kind == "free"), default=0)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"start": self.start, "used": self.used, "free": self.free, "largest_free": self.largest_free,
+                "ranges": [r.to_dict() for r in self.ranges]}
+
+
 class ExecModel:
     """Every executable allocation found, sorted by start; see :data:`EXEC_KINDS`."""
 
@@ -222,6 +260,18 @@ class ExecModel:
                                           or (r.symbol and fnmatch.fnmatchcase(r.symbol, owner))):
                 continue
             yield r
+
+    def rox_cache(self) -> List[RoxCachePage]:
+        """The execmem ROX cache's areas, each with what is inside it
+        (empty on a kernel without the cache)."""
+        pages: Dict[int, RoxCachePage] = {a: RoxCachePage(a) for a in sorted(self.cache_areas)}
+        for r in self.regions:
+            page = pages.get(r.container) if r.container is not None else None
+            if page is not None and (r.kind in ("free", "unattributed") or r.alloc_start is not None):
+                page.ranges.append(r)
+        for page in pages.values():
+            page.ranges.sort(key=lambda r: r.alloc_start if r.alloc_start is not None else r.start)
+        return list(pages.values())
 
     def area_owners(self) -> Dict[int, str]:
         """vmap area start -> who owns it: the module name, ``bpf_prog_pack:
