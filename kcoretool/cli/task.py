@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, BinaryIO, Dict, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional
 
 import click
 
+from kcoretool._outfile import OutputFile
 from kcoretool.api import PAGE_STATES
 from kcoretool.cli.options import example
 from kcoretool.cli.output import emit_json, hexdump_lines, human, hx, table
@@ -109,21 +110,31 @@ def task_vmas(ctx: click.Context, pid: int, fmt: str) -> None:
     _warn(vl.warnings)
 
 
+#: The most ``read --pid`` shows as a hexdump or a map without -o (it says so when it stops there).
+HEXDUMP_CAP = 1 << 26
+
+
 def read_user(ctx: click.Context, pid: int, addr: int, size: int, output: Optional[str], show_map: bool) -> None:
-    """``read --pid``: the task's memory through its page tables."""
+    """``read --pid``: the task's memory through its page tables, with
+    ``read``'s range rules; -o FILE as ``read -o`` writes it (atomic)."""
+    from kcoretool.api import check_range
+    from kcoretool.cli.output import JSON_LIMIT, json_limit
+
+    check_range(addr, size)
+    if output is None and _json(ctx):
+        json_limit(size)
     k = _kernel(ctx)
     if output is not None:
-        out: BinaryIO = sys.stdout.buffer if output == "-" else open(output, "wb")
-        try:
+        with OutputFile(output) as out:
             _, report = k.read_user(pid, addr, size, out)
-        finally:
-            if out is sys.stdout.buffer:
-                out.flush()
-            else:
-                out.close()
         data = None
     else:
-        data, report = k.read_user(pid, addr, min(size, 1 << 26))
+        shown = min(size, HEXDUMP_CAP if not _json(ctx) else JSON_LIMIT)
+        data, report = k.read_user(pid, addr, shown)
+        if shown < size:
+            click.echo(f"kcoretool: note: {'the map covers' if show_map else 'showing'} the first "
+                       f"{shown >> 20} MiB ({addr:#x}-{addr + shown:#x}) of {size:#x} bytes; -o FILE writes "
+                       "all of it", err=True)
     if _json(ctx):
         d = report.to_dict()
         d["pid"] = pid
