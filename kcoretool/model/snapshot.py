@@ -516,7 +516,13 @@ def _read_table(d: Any, max_rows: int = MAX_ROWS, busy: bool = False) -> AreaTab
     if n > max_rows:
         raise ValueError(f"count {n} is more areas than the file can hold (at most {max_rows})")
     columns = _dict(d["columns"], "columns")
-    cols = [_decode_column(columns[name], n) for name, _how in COLUMNS]
+    cols = []
+    for name, _how in COLUMNS:
+        col = columns[name]
+        try:
+            cols.append(_decode_column(col, n))
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{name}: {e}") from None
     _int_column(cols[0], "start")
     _int_column(cols[1], "size", 1, _U64)
     cols[1] = list(map(operator.add, cols[0], cols[1]))

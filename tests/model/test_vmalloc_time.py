@@ -181,10 +181,10 @@ def test_save_is_atomic(tmp_path, monkeypatch) -> None:
      "damaged snapshot: no field 'start' in areas"),
     ('{"format": "kcoretool-vmalloc-snapshot", "format_version": 2, "areas": {"count": 2, "columns": '
      '{"start": {"delta": [1]}}}}',
-     "damaged snapshot: bad value in areas (a column has 1 values, not 2)"),
+     "damaged snapshot: bad value in areas (start: a column has 1 values, not 2)"),
     ('{"format": "kcoretool-vmalloc-snapshot", "format_version": 2, "areas": {"count": 2, "columns": '
      '{"start": {"delta": {"runs": [[1, -2]]}}}}}',
-     "damaged snapshot: bad value in areas (a run of -2)"),
+     "damaged snapshot: bad value in areas (start: a run of -2)"),
 ])
 def test_bad_snapshot_files(tmp_path, capsys, text: str, message: str) -> None:
     p = tmp_path / "bad.json"
