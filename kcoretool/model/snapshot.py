@@ -497,6 +497,50 @@ def _decode_column(col: Any, n: int) -> List[Any]:
     return out
 
 
+def _rows_ok(rows: Sequence[Tuple[Any, ...]], busy: bool) -> Optional[str]:
+    """Why these area rows would not load back (:func:`_check_rows`), or None."""
+    cols: List[List[Any]] = [list(c) for c in zip(*rows)] if rows else [[] for _ in COLUMNS]
+    try:
+        _int_column(cols[0], "start")
+        _int_column(cols[1], "end", 1, _U64 + 1)
+        _check_rows(cols, busy)
+    except (TypeError, ValueError) as e:
+        return str(e)
+    return None
+
+
+def _left_out(sections: Dict[str, List[Tuple[Any, ...]]]) -> List[str]:
+    """Drop the area rows a snapshot cannot hold (a damaged dump's bad
+    ranges, overlaps, values out of range); a warning for each."""
+    notes: List[str] = []
+    for name, rows in sections.items():
+        busy = name == "areas"
+        if _rows_ok(rows, busy) is None:
+            continue  # all well, found without a step per area
+        kept: List[Tuple[Any, ...]] = []
+        for r in rows:
+            why = _rows_ok([r], False) or (_rows_ok([kept[-1], r], True) if busy and kept else None)
+            if why is None:
+                kept.append(r)
+            else:
+                notes.append(f"snapshot: {name}: vmap_area {r[8]:#x} ({r[0]:#x}-{r[1]:#x}) left out: {why}"
+                             if type(r[8]) is int and type(r[0]) is int and type(r[1]) is int
+                             else f"snapshot: {name}: an area left out: {why}")
+        sections[name] = kept
+    return notes
+
+
+def _drop_bad(items: List[Dict[str, Any]], check: Any, what: str) -> List[str]:
+    notes = []
+    for d in list(items):
+        try:
+            check(d)
+        except (TypeError, ValueError, KeyError) as e:
+            items.remove(d)
+            notes.append(f"snapshot: a {what} left out: {e}")
+    return notes
+
+
 def _write_areas(f: IO[str], rows: Sequence[Tuple[Any, ...]], dumps: Any) -> None:
     cols: List[Sequence[Any]] = list(zip(*rows)) if rows else [()] * len(COLUMNS)
     cols[1] = [e - s for s, e in zip(cols[0], cols[1])]
@@ -670,20 +714,28 @@ class VmallocSnapshot:
         ps = m.page_size
         head = {**self.header(), **self._model_fields()}
         dumps = json.JSONEncoder(separators=(",", ":")).encode
+        sections = {"areas": list(m.rows()), "lazy": [area_row(a) for a in m.lazy],
+                    "pooled": [area_row(a) for a in m.pooled]}
+        # What a damaged dump gave that a snapshot cannot hold is left out, and said.
+        left_out = _left_out(sections)
+        blocks = [b.to_dict(ps) for b in m.blocks]
+        holes = None if m.holes is None else [h.to_dict() for h in m.holes]
+        left_out += _drop_bad(blocks, _check_block, "block")
+        if holes is not None:
+            left_out += _drop_bad(holes, _check_hole, "hole")
+        if left_out:
+            head["walk_order"] = None
         f.write("{\n")
         for k, v in head.items():
             f.write(f"{json.dumps(k)}:{dumps(v)},\n")
-        rows = list(m.rows())
-        for name, section in (("areas", rows), ("lazy", [area_row(a) for a in m.lazy]),
-                              ("pooled", [area_row(a) for a in m.pooled])):
+        for name, section in sections.items():
             f.write(f'"{name}":')
             _write_areas(f, section, dumps)
             f.write(",\n")
-        f.write('"blocks":[' + ",".join("\n" + dumps(b.to_dict(ps)) for b in m.blocks) + "\n],\n")
-        holes = None if m.holes is None else [h.to_dict() for h in m.holes]
+        f.write('"blocks":[' + ",".join("\n" + dumps(b) for b in blocks) + "\n],\n")
         f.write('"holes":' + dumps(holes) + ",\n")
         f.write('"exec_owners":' + dumps({f"{k:#x}": v for k, v in sorted(self.owners.items())}) + ",\n")
-        f.write('"warnings":' + dumps(list(m.warnings)) + ",\n")
+        f.write('"warnings":' + dumps(list(m.warnings) + left_out) + ",\n")
         f.write('"totals":' + dumps(m.stats()) + "\n}\n")
 
     def save(self, path: str) -> None:

@@ -516,3 +516,21 @@ def test_snapshot_campaign():
     assert head[0].startswith("snapshot and output campaign: seed 22, 5000 cases in ")
     for key in ("tracebacks", "signal deaths", "timeouts", "wrong exit 0", "not one line", "wrong files"):
         assert f"{key:<16} 0" in head
+
+
+def test_a_damaged_dumps_bad_areas_are_left_out_of_its_snapshot_and_said(tmp_path, good):
+    import copy
+
+    s = load_snapshot(str(good))
+    areas = s.model.areas
+    bad = copy.copy(areas[5])
+    bad.start = areas[4].start + 4096  # overlaps areas[4], as a damaged dump's walk can give
+    bad.address = 0xFFFF888000123400
+    s.model.areas = areas[:5] + [bad] + areas[6:]
+    out = tmp_path / "s.json"
+    s.save(str(out))
+    back = load_snapshot(str(out))
+    assert back.model.nr_areas == 124
+    assert back.model.warnings[-1] == (
+        f"snapshot: areas: vmap_area 0xffff888000123400 ({bad.start:#x}-{bad.end:#x}) left out: area 1 at "
+        f"{bad.start:#x}: an area before it overlaps it ({areas[4].start:#x}-{areas[4].end:#x})")
