@@ -737,7 +737,7 @@ def main() -> int:
     examples: Dict[str, List[str]] = collections.defaultdict(list)
     try:
         seeds = make_seeds(tmp)
-        as_limit = _vm_size() + (3 << 30)
+        as_limit = _vm_size() + (1 << 30)
         rng = random.Random(args.seed)
         root = os.geteuid() == 0
         heavy_at = set(rng.sample(range(args.cases), min(args.heavy, args.cases)))
