@@ -93,20 +93,32 @@ def _create(path: str) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
 
 
-def _into_proc(path: str) -> bool:
-    """Whether the symbolic link ``path`` leads into /proc (``/dev/stdout``
-    -> ``/proc/self/fd/1``): its target is whatever a descriptor is, not a
-    file to replace."""
+def _proc_hop(path: str) -> Optional[str]:
+    """Where the symbolic link ``path`` first leads into /proc
+    (``/dev/stdout`` -> ``/proc/self/fd/1``), or None: its target is
+    whatever a descriptor is, not a file to replace."""
     p = path
     for _ in range(40):
         try:
             target = os.readlink(p)
         except OSError:
-            return False
+            return None
         p = os.path.normpath(os.path.join(os.path.dirname(p), target))
         if p.startswith(("/proc/", "/dev/fd/")):
-            return True
-    return False
+            return p
+    return None
+
+
+def _own_fd(path: str) -> Optional[int]:
+    """N when ``path`` names this process's own descriptor N
+    (``/dev/stdout``, ``/dev/fd/3``, ``/proc/self/fd/1``)."""
+    hop = _proc_hop(path) if os.path.islink(path) else os.path.normpath(path)
+    if hop is None:
+        return None
+    for prefix in ("/proc/self/fd/", f"/proc/{os.getpid()}/fd/", "/dev/fd/"):
+        if hop.startswith(prefix) and hop[len(prefix):].isdigit():
+            return int(hop[len(prefix):])
+    return None
 
 
 def _plan(path: str) -> Tuple[str, Optional[os.stat_result]]:
@@ -127,7 +139,7 @@ def _plan(path: str) -> Tuple[str, Optional[os.stat_result]]:
                                  "name or the file it should name") from None
         except OSError as e:
             raise output_error(path, e) from None
-        if stat.S_ISREG(st.st_mode) and _into_proc(path):
+        if stat.S_ISREG(st.st_mode) and _proc_hop(path) is not None:
             return "in-place", st
     mode = st.st_mode
     if stat.S_ISREG(mode):
@@ -141,10 +153,18 @@ def _plan(path: str) -> Tuple[str, Optional[os.stat_result]]:
 
 def _open_in_place(path: str, st: os.stat_result) -> BinaryIO:
     """A device, FIFO or /proc link, opened for writing without replacing
-    it; a FIFO without a reader is refused rather than waited for."""
+    it; a FIFO without a reader is refused rather than waited for; this
+    process's own descriptor (``/dev/stdout``) is used as it is, so a
+    ``>>`` redirection still appends."""
+    own = _own_fd(path)
+    if own is not None:
+        try:
+            return os.fdopen(os.dup(own), "wb")
+        except OSError as e:
+            raise output_error(path, e) from None
     flags = os.O_WRONLY | os.O_CLOEXEC | os.O_NONBLOCK
     if stat.S_ISREG(st.st_mode):
-        flags |= os.O_TRUNC  # /dev/stdout onto a file: as the shell's > would
+        flags |= os.O_TRUNC  # another process's descriptor onto a file: as > would
     try:
         fd = os.open(path, flags)
     except OSError as e:

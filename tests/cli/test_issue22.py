@@ -104,6 +104,10 @@ def test_dev_stdout_is_written_in_place(tmp_path, phys_bytes):
                             "-o", "/dev/stdout"], stdout=f, stderr=subprocess.PIPE, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == phys_bytes and os.path.islink("/dev/stdout")
+    with open(out, "ab") as f:  # >>: our own descriptor, so it appends
+        r = subprocess.run([sys.executable, "-m", "kcoretool", "-c", str(DEMO), "read", "--physical", "0x1000", "64",
+                            "-o", "/dev/stdout"], stdout=f, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert r.returncode == 0 and out.read_bytes() == phys_bytes * 2
 
 
 def test_socket_directory_and_dangling_link_are_refused(tmp_path):
