@@ -951,6 +951,9 @@ def load_snapshot(path: str) -> VmallocSnapshot:
             raise KcoreToolError(f"{path}: not a kcoretool vmalloc snapshot (not JSON: {e})") from None
         del text
         snap = VmallocSnapshot.from_dict(d, path, max_rows=size)
+    except MemoryError:
+        raise KcoreToolError(f"{path}: out of memory loading a {size}-byte snapshot; more memory, or a smaller "
+                             "snapshot") from None
     finally:
         if gc_was_enabled:
             gc.enable()
