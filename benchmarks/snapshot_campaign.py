@@ -128,8 +128,56 @@ def _set_path(d: Dict[str, Any], path: Tuple[Any, ...], value: Any) -> None:
     d[path[-1]] = value
 
 
+V1_FIELDS = ("start", "end", "kind", "lazy", "va_flags", "node", "flags_node_id", "vmap_block", "vmap_area",
+             "vm_struct", "vm_addr", "vm_size", "vm_flags", "flags", "pages", "page_order", "phys_addr", "caller",
+             "caller_symbol", "requested_size", "pages_array")
+
+
+def v1_case(rng: random.Random, seeds: Dict[str, Any], work: str) -> Case:
+    """Format version 1 (one object per area), still read: an area's field,
+    an area that is no object, the list cut or cut short."""
+    good = seeds["path"]
+    d = json.loads(seeds["v1_text"])
+    section = rng.choice(["areas", "areas", "lazy"])
+    status: Optional[int] = None
+    how = rng.randrange(4)
+    if how == 0:
+        i = rng.randrange(len(d[section]))
+        field = rng.choice(V1_FIELDS)
+        v = rng.choice(HOSTILE)
+        d[section][i][field] = v
+        what = f"v1 {section}[{i}].{field} = {str(v)[:40]!r}"
+        no_vm = d[section][i]["vm_struct"] is None
+        if type(v) in (float, dict) or (type(v) is list and field != "flags"):
+            status = 1
+        if no_vm and field not in ("start", "end", "kind", "lazy", "va_flags", "node", "flags_node_id",
+                                   "vmap_block", "vmap_area", "pages") and v is not None:
+            status = 1  # an area without a vm_struct has nulls there
+    elif how == 1:
+        i = rng.randrange(len(d[section]))
+        del d[section][i][rng.choice(V1_FIELDS)]
+        what, status = f"v1 {section}[{i}] lacks a field", 1
+    elif how == 2:
+        i = rng.randrange(len(d[section]))
+        d[section][i] = rng.choice([None, 1, "area", [], 1.5])
+        what, status = f"v1 {section}[{i}] is no object", 1
+    else:
+        d[section] = d[section][: rng.randrange(len(d[section]) + 1)]
+        d["walk_order"] = None  # its indices went with the areas
+        what, status = f"v1 {section} cut to {len(d[section])} areas", 0
+    data = _dump(d)
+    target = os.path.join(work, "in.json")
+    argv = ["vmalloc", "diff", target, good] if rng.random() < 0.5 else ["vmalloc", "diff", good, target]
+    case = Case("snapshot", what, argv, status=status, fragment=f"kcoretool: {target}: " if status == 1 else None,
+                must_fail=status == 1)
+    case.setup = lambda w, data=data: pathlib.Path(w, "in.json").write_bytes(data)
+    return case
+
+
 def snapshot_case(rng: random.Random, seeds: Dict[str, Any], work: str) -> Case:
     """A hostile snapshot file at work/in.json, diffed against the good one."""
+    if rng.random() < 0.12:
+        return v1_case(rng, seeds, work)
     base_text: bytes = seeds["text"]
     target = os.path.join(work, "in.json")
     good = seeds["path"]
@@ -689,6 +737,16 @@ def make_seeds(tmp: str) -> Dict[str, Any]:
     seeds["path"] = path
     seeds["text"] = pathlib.Path(path).read_bytes()
     seeds["dict"] = json.loads(seeds["text"])
+    # the same state as format version 1 wrote it: one object per area
+    from kcoretool.model.snapshot import iter_area_dicts
+
+    v1 = dict(seeds["dict"], format_version=1)
+    for sec in ("areas", "lazy", "pooled"):
+        v1[sec] = list(iter_area_dicts(seeds["dict"][sec], seeds["dict"]["page_size"]))
+    seeds["v1_text"] = _dump(v1)
+    v1_path = os.path.join(tmp, "v1.json")
+    pathlib.Path(v1_path).write_bytes(seeds["v1_text"])
+    _quietly([["vmalloc", "diff", v1_path, path]])  # a valid seed: it loads
     seeds["extract_dir"] = os.path.join(tmp, "x")
     with open_core(DEMO) as core:
         seeds["read_bytes"] = core.read_ex(0x1000, 64, True).data

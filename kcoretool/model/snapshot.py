@@ -586,8 +586,19 @@ def _read_v1(section: Any, max_rows: int, busy: bool = False) -> List[Area]:
     get = operator.itemgetter(*_V1_FIELDS)
     cols = [list(c) for c in zip(*(get(_dict(r, "an area")) for r in rows))] or [[] for _ in _V1_FIELDS]
     cols[16] = [0 if v is None and vm is not None else v for v, vm in zip(cols[16], cols[9])]  # phys or 0
-    if None in cols[9]:  # an area without a vm_struct has "pages" and "flags" all the same
+    if None in cols[9]:
+        # an area without a vm_struct has "pages" (its size in pages) and
+        # "flags" ([]) all the same, and nulls for the rest
+        no_vm = [vm is None for vm in cols[9]]
         for j in range(10, len(cols)):
+            vals = list(compress(cols[j], no_vm))
+            if j == 13:
+                if any(v != [] or type(v) is not list for v in vals):
+                    raise ValueError("flags is not [] in an area without a vm_struct")
+            elif j == 14:
+                _int_column(vals, "pages")
+            elif any(v is not None for v in vals):
+                raise ValueError(f"{_V1_FIELDS[j]} has a value in an area without a vm_struct")
             cols[j] = [None if vm is None else v for v, vm in zip(cols[j], cols[9])]
     _int_column(cols[0], "start")
     _int_column(cols[1], "end", 1, _U64 + 1)
