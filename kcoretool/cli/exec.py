@@ -13,13 +13,11 @@ Thin: everything comes from :meth:`kcoretool.api.Kernel.exec_memory`.
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
-from typing import Any, BinaryIO, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
+from kcoretool._outfile import OutputFile
 from kcoretool.api import EXEC_KINDS, ExecModel, ExecRegion, Kernel
 from kcoretool.cli.options import example
 from kcoretool.cli.output import emit_json, human, hx, parse_address, stream_table, table
@@ -193,30 +191,9 @@ def dump(ctx: click.Context, owner: str, output: str, kind: Optional[str]) -> No
 
     k = _kernel(ctx)
     r = _pick(ctx, owner, kind)
-    if output == "-":
-        out: BinaryIO = sys.stdout.buffer
+    # Atomic, 0600 when new; a device or FIFO is written in place (kcoretool._outfile).
+    with OutputFile(output) as out:
         _, report = k.read(r.start, r.size, out)
-        out.flush()
-    else:
-        # Atomic: a temporary file beside FILE, renamed over it when complete.
-        where = os.path.dirname(os.path.abspath(output))
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".kcoretool-", dir=where)
-        except OSError as e:
-            raise KcoreToolError(f"cannot write {output}: {e.strerror}; choose a writable directory") from None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                _, report = k.read(r.start, r.size, f)
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(tmp, 0o666 & ~mask)  # as open() would have made it
-            os.replace(tmp, output)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
     if _json(ctx):
         d = report.to_dict()
         d["region"] = _row_json(r)

@@ -160,7 +160,13 @@ def use_kallsyms(prog: drgn.Program) -> Optional[drgn.SymbolIndex]:
         return prog.cache.get("kcoretool_kallsyms")
     try:
         index, source = load_kallsyms(prog)
-    except (LookupError, ValueError, OSError, drgn.FaultError):
+    except (ValueError, drgn.FaultError) as e:
+        # there, but unreadable or nonsense: a damaged core, not a missing table
+        prog.cache["kcoretool_kallsyms_damage"] = (
+            f"cannot read kernel memory at {e.address:#x} ({e.message})" if isinstance(e, drgn.FaultError)
+            else str(e))
+        return None
+    except (LookupError, OSError):
         return None
     prog.register_symbol_finder(KALLSYMS_FINDER, index, enable_index=0)
     prog.cache["kcoretool_kallsyms"] = index
