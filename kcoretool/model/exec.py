@@ -40,6 +40,7 @@ EXEC_KINDS = (
     "module-init-rodata",
     "module-init-data",
     "bpf-prog",
+    "bpf-prog-pack",
     "bpf-trampoline",
     "bpf-dispatcher",
     "bpf-struct-ops",
@@ -266,8 +267,8 @@ class ExecModel:
         (empty on a kernel without the cache)."""
         pages: Dict[int, RoxCachePage] = {a: RoxCachePage(a) for a in sorted(self.cache_areas)}
         for r in self.regions:
-            page = pages.get(r.container) if r.container is not None else None
-            if page is not None and (r.kind in ("free", "unattributed") or r.alloc_start is not None):
+            page = pages.get(r.detail.get("execmem_cache", -1))
+            if page is not None:
                 page.ranges.append(r)
         for page in pages.values():
             page.ranges.sort(key=lambda r: r.alloc_start if r.alloc_start is not None else r.start)
@@ -438,7 +439,7 @@ def exec_from_program(prog: drgn.Program, vmalloc: Optional[VmallocModel] = None
                                   detail=dict(t.detail)))
 
     cache_areas: Dict[int, int] = {}
-    regions.extend(_rox_cache(raw, vmalloc, regions, log, cache_areas))
+    regions.extend(_rox_cache(raw, vmalloc, regions, packs, log, cache_areas))
     return ExecModel(regions, packs, raw.layout, log.summary(), cache_areas)
 
 
@@ -485,28 +486,37 @@ def _packs(raw: ExecReader, vmalloc: Optional[VmallocModel], log: WalkLog) -> Li
 
 
 def _rox_cache(raw: ExecReader, vmalloc: Optional[VmallocModel], regions: List[ExecRegion],
-               log: WalkLog, cache_areas: Dict[int, int]) -> List[ExecRegion]:
+               packs: List[BpfPack], log: WalkLog, cache_areas: Dict[int, int]) -> List[ExecRegion]:
     """execmem ROX cache sub-allocations: each busy range attributed to the
     module text, kprobe page or ftrace trampoline that starts there, else
     unattributed; free ranges as free."""
     cache = raw.rox_cache(log)
     if cache is None:
         return []
-    owners = {r.start: r for r in regions}
+    # bpf_prog_pack memory comes from execmem_alloc() too (7.x): a whole
+    # pack is one busy range of the cache, its programs sub-allocated inside.
+    pack_at = {p.start: p for p in packs}
+    owners = {r.start: r for r in regions if r.container is None or r.container not in pack_at}
     out = []
     for lo, hi, pending in cache.busy:
-        r = owners.get(lo)
         area = _area_of(vmalloc, lo)
         if area is not None:
             cache_areas[area] = cache_areas.get(area, 0) + 1
+        detail: Dict[str, Any] = {"execmem_cache": area}
+        if pending:
+            detail["pending_free"] = True
+        r = owners.get(lo)
         if r is not None:
             r.container = area
             r.alloc_start, r.alloc_end = lo, hi
-            if pending:
-                r.detail["pending_free"] = True
-            continue
-        out.append(ExecRegion(lo, hi, "unattributed", "execmem_cache", area, container=area,
-                              detail={"pending_free": pending} if pending else {}))
+            r.detail.update(detail)
+        elif lo in pack_at:
+            n = len(pack_at[lo].progs)
+            out.append(ExecRegion(lo, hi, "bpf-prog-pack", f"bpf_prog_pack: {n} prog{'s' if n != 1 else ''}",
+                                  area, container=area, detail=detail))
+        else:
+            out.append(ExecRegion(lo, hi, "unattributed", "execmem_cache", area, container=area, detail=detail))
     for lo, hi in cache.free:
-        out.append(ExecRegion(lo, hi, "free", "execmem_cache", _area_of(vmalloc, lo), container=_area_of(vmalloc, lo)))
+        area = _area_of(vmalloc, lo)
+        out.append(ExecRegion(lo, hi, "free", "execmem_cache", area, container=area, detail={"execmem_cache": area}))
     return out

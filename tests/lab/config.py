@@ -43,6 +43,8 @@ class Expect:
     module_btf: bool = True
     #: JIT images live in bpf_prog_pack chunks (5.18+), not each in its own area
     bpf_pack: bool = True
+    #: module text sub-allocated in the execmem ROX cache (CONFIG_ARCH_HAS_EXECMEM_ROX)
+    rox_cache: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +80,8 @@ SERIES: tuple[Series, ...] = (
     Series("6.12", (), 23, Expect(
         _NODES, True, True, True, True, False, "first-page", False, "__vmalloc_node_range_noprof")),
     Series("7.3", ("trixie", "trixie-backports"), 23, Expect(
-        _NODES, True, True, True, True, True, "first-page", False, "__vmalloc_node_range_noprof"),
-        build_suite="trixie"),
+        _NODES, True, True, True, True, True, "first-page", False, "__vmalloc_node_range_noprof",
+        rox_cache=True), build_suite="trixie"),
 )
 SERIES_BY_NAME = {s.name: s for s in SERIES}
 KERNELS: tuple[str, ...] = tuple(s.name for s in SERIES)

@@ -72,6 +72,7 @@ def _modules(truth: Dict[str, Any]) -> List[str]:
 def _commands(lab: Any, outdir: str, tag: str) -> List[List[str]]:
     truth = _truth(lab)
     cmds = [["--json", "exec", "list"], ["--json", "exec", "packs"], ["exec", "list"], ["exec", "packs"],
+            ["--json", "exec", "cache"], ["exec", "cache"],
             ["--json", "vmalloc", "list", "--kind", "exec"]]
     for p in truth["progs"]:
         cmds.append(["whatis", hex(int(_kallsyms_progs(truth)[f"bpf_prog_{p['tag']}_{p['name']}"]) + 5)])
@@ -184,7 +185,22 @@ def _check(lab: Any, label: str, cmds: List[List[str]], res: List[Dict[str, Any]
         assert areas[k["area"]]["owner"] == f"bpf_prog_pack: {len(k['progs'])} progs", label
     for r in rows:
         if r["kind"] == "module-text":
-            assert areas[r["area"]]["owner"] == r["owner"], (label, r)
+            owner = areas[r["area"]]["owner"]
+            if r["container"] is None:
+                assert owner == r["owner"], (label, r)
+            else:  # inside the execmem ROX cache (7.x): the area is the cache's
+                assert owner.startswith("execmem_cache: "), (label, r, owner)
+
+    # The execmem ROX cache (7.x): every module's text inside one of its
+    # areas, sub-allocated back to back; used + free = the area.
+    cache = json.loads(outs["--json exec cache"])
+    assert bool(cache) == SERIES_BY_NAME[lab.kernel].expect.rox_cache, label
+    inside = {x["owner"] for c in cache for x in c["ranges"] if x["kind"] == "module-text"}
+    if cache:
+        assert set(mods) <= inside, (label, set(mods) - inside)
+        for c in cache:
+            assert 0 < c["used"] + c["free"] <= areas[c["start"]]["size"], (label, c)
+            assert not [x for x in c["ranges"] if x["kind"] == "unattributed"], (label, c)
 
     # whatis and exec dump.
     for p in truth["progs"]:
