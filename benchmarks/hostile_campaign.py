@@ -447,7 +447,8 @@ def main() -> int:
 
     for name in ("info", "read", "vmalloc", "whatis"):
         kcoretool.cli.cli.get_command(click.Context(kcoretool.cli.cli), name)
-    from kcoretool.cli import failures, outfile, readcmds  # noqa: F401
+    from kcoretool import _outfile  # noqa: F401
+    from kcoretool.cli import failures, readcmds  # noqa: F401
 
     _warm_up()
 

@@ -210,10 +210,17 @@ class TaskMemory:
 
     @_translated
     def raw_task(self, pid: int) -> RawTask:
+        from kcoretool.kernel.walk import WalkLog
         from kcoretool.model.task import find_task
 
-        t = find_task(self.task_reader(), pid)
+        log = WalkLog()
+        t = find_task(self.task_reader(), pid, log=log)
         if t is None:
+            if log:
+                n = len(log.messages) + log.suppressed
+                raise KernelDataError(f"pid {pid} is not among the tasks that could be read: {n} task(s) or task "
+                                      f"lists are unreadable (first: {log.messages[0]}); the core is damaged or "
+                                      "lacks those pages")
             raise KcoreToolError(f"no task with pid {pid}; `kcoretool task list` shows them")
         return t
 
@@ -259,7 +266,10 @@ class TaskMemory:
             ``data``, ``not-present``, ``swapped`` (the swap type and offset in
             ``detail``), ``file-not-cached``, ``zero-page``, ``excluded`` or
             ``no-vma``.
+        :raises AddressError: the range runs past the top of the 64-bit
+            address space (as :meth:`Kernel.read`).
         """
+        check_range(addr, size)
         if sink is not None:
             return None, self.user_reader(pid).read(addr, size, sink)
         buf = io.BytesIO()

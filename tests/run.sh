@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(qemu-system-x86 busybox-static kmod cpio makedumpfile dwarves binutils crash)
+apt_packages=(qemu-system-x86 busybox-static kmod cpio makedumpfile dwarves binutils crash mmdebstrap debian-archive-keyring)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=()
     for p in "${apt_packages[@]}"; do

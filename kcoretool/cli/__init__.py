@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, List, NoReturn, Optional
 import click
 
 from kcoretool import __version__
+from kcoretool._outfile import discard_unfinished
 from kcoretool.api import DEBUGINFO_MODES, Kernel, debug_info_candidates
-from kcoretool.cli.outfile import discard_unfinished
 from kcoretool.errors import KcoreToolError
 
 if TYPE_CHECKING:

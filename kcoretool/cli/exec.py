@@ -13,13 +13,11 @@ Thin: everything comes from :meth:`kcoretool.api.Kernel.exec_memory`.
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
-from typing import Any, BinaryIO, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
+from kcoretool._outfile import OutputFile
 from kcoretool.api import EXEC_KINDS, ExecModel, ExecRegion, Kernel
 from kcoretool.cli.options import example
 from kcoretool.cli.output import emit_json, human, hx, parse_address, stream_table, table
@@ -124,6 +122,33 @@ def packs(ctx: click.Context) -> None:
             click.echo("  (empty)")
 
 
+@exec_.command("cache")
+@click.pass_context
+def cache(ctx: click.Context) -> None:
+    """The execmem ROX cache: each area, its used and free bytes, and what is inside."""
+    m = _model(ctx)
+    pages = m.rox_cache()
+    if _json(ctx):
+        emit_json([p.to_dict() for p in pages])
+        return
+    if not pages:
+        click.echo("no execmem ROX cache" + ("" if m.layout.rox_cache else " (this kernel has none)"))
+        return
+    click.echo(table(
+        [(hx(p.start), human(p.used), human(p.free), human(p.largest_free),
+          str(sum(r.kind not in ("free", "unattributed") for r in p.ranges)),
+          str(sum(r.kind == "unattributed" for r in p.ranges))) for p in pages],
+        ("AREA", "USED", "FREE", "LARGEST FREE", "OWNED", "UNATTRIBUTED"),
+        ("left", "right", "right", "right", "right", "right")))
+    for p in pages:
+        click.echo("")
+        click.echo(f"cache area {p.start:#x}:")
+        rows = [(hx(r.alloc_start if r.alloc_start is not None else r.start), human(r.alloc_size), r.kind,
+                 "-" if r.kind == "free" else ("(unattributed)" if r.kind == "unattributed" else r.owner),
+                 "pending free" if r.detail.get("pending_free") else "") for r in p.ranges]
+        click.echo(table(rows, ("START", "SIZE", "KIND", "OWNER", ""), ("left", "right", "left", "left", "left")))
+
+
 def _pick(ctx: click.Context, owner: str, kind: Optional[str]) -> ExecRegion:
     """The region OWNER names: an address inside it, a BPF program's name or
     symbol, or a module (its text unless --kind)."""
@@ -166,30 +191,9 @@ def dump(ctx: click.Context, owner: str, output: str, kind: Optional[str]) -> No
 
     k = _kernel(ctx)
     r = _pick(ctx, owner, kind)
-    if output == "-":
-        out: BinaryIO = sys.stdout.buffer
+    # Atomic, 0600 when new; a device or FIFO is written in place (kcoretool._outfile).
+    with OutputFile(output) as out:
         _, report = k.read(r.start, r.size, out)
-        out.flush()
-    else:
-        # Atomic: a temporary file beside FILE, renamed over it when complete.
-        where = os.path.dirname(os.path.abspath(output))
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".kcoretool-", dir=where)
-        except OSError as e:
-            raise KcoreToolError(f"cannot write {output}: {e.strerror}; choose a writable directory") from None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                _, report = k.read(r.start, r.size, f)
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(tmp, 0o666 & ~mask)  # as open() would have made it
-            os.replace(tmp, output)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
     if _json(ctx):
         d = report.to_dict()
         d["region"] = _row_json(r)

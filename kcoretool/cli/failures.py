@@ -40,7 +40,7 @@ def one_line(e: BaseException) -> str:
         if known is not None:
             text = str(known)
         elif isinstance(e, MemoryError):
-            text = "out of memory: the core's headers ask for more than this machine has (damaged?)"
+            text = "out of memory: the input asks for more than this machine has (a damaged core?); --debug shows where"
         elif type(e) is Exception:
             text = f"drgn cannot interpret the core: {e}"
         else:

@@ -10,8 +10,19 @@ import click
 
 from kcoretool.errors import KcoreToolError
 
-__all__ = ("HexdumpWriter", "emit_json", "hexdump_lines", "human", "hx", "parse_address", "parse_size",
-           "stream_table", "table")
+__all__ = ("JSON_LIMIT", "HexdumpWriter", "emit_json", "hexdump_lines", "human", "hx", "json_limit", "parse_address",
+           "parse_size", "stream_table", "table")
+
+
+#: --json holds the bytes as hex in one document: at most this many.
+JSON_LIMIT = 1 << 24
+
+
+def json_limit(size: int) -> None:
+    """Refuse a --json read of more than :data:`JSON_LIMIT` bytes."""
+    if size > JSON_LIMIT:
+        raise KcoreToolError(f"--json carries at most {JSON_LIMIT >> 20} MiB of data; "
+                             "write the bytes with -o FILE instead")
 
 
 def emit_json(value: Any) -> None:
@@ -99,17 +110,22 @@ def _number(text: str) -> Optional[int]:
     return int(text, 16)
 
 
-def parse_size(text: str) -> int:
-    """A byte count: a number, optionally with K/M/G (binary) suffix."""
-    t = text.strip()
-    mult = 1
-    if t and t[-1] in "kKmMgG" and not t.lower().startswith("0x"):
-        mult = 1 << {"k": 10, "m": 20, "g": 30}[t[-1].lower()]
-        t = t[:-1]
-    value = _number(t)
-    if value is None or value < 0:
-        raise click.BadParameter(f"{text!r} is not a size (use 4096, 0x1000 or 4K)")
-    return value * mult
+_SIZE = re.compile(r"^(0[xX][0-9a-fA-F]+|[0-9]+)([kKmMgG]?)$")
+
+
+def parse_size(text: str, param: Optional[str] = None) -> int:
+    """A byte count: decimal or 0x-prefixed hex, optionally with a K/M/G
+    (binary) suffix.  Not an address: bare hex (``abc``) is no size, and
+    an empty text is none either.  ``param`` names the option in the
+    message."""
+    m = _SIZE.match(text.strip())
+    if m is None:
+        raise click.BadParameter(f"{text!r} is not a size (use 4096, 0x1000 or 4K)", param_hint=param)
+    digits, suffix = m.groups()
+    mult = 1 << {"": 0, "k": 10, "m": 20, "g": 30}[suffix.lower()]
+    if suffix and digits[:2].lower() == "0x":
+        raise click.BadParameter(f"{text!r} is not a size (use 4096, 0x1000 or 4K)", param_hint=param)
+    return int(digits, 0 if digits[:2].lower() == "0x" else 10) * mult
 
 
 _NOT_IN_VMCOREINFO = ("this core's VMCOREINFO does not list it; give a numeric address "

@@ -11,6 +11,7 @@ from typing import BinaryIO, Dict, List, Optional, Tuple
 
 import click
 
+from kcoretool._outfile import OutputDir, OutputFile
 from kcoretool.api import (
     DEFECTS,
     KINDS,
@@ -24,14 +25,11 @@ from kcoretool.api import (
     summarize,
 )
 from kcoretool.cli.options import ProgressSink, byte_progress, example, item_progress
-from kcoretool.cli.outfile import OutputDir, OutputFile
-from kcoretool.cli.output import HexdumpWriter, emit_json, hx, parse_address, parse_size, table
+from kcoretool.cli.output import HexdumpWriter, emit_json, hx, json_limit, parse_address, parse_size, table
 from kcoretool.errors import AddressError, KcoreToolError
 
 # Big reads go out in pieces so memory stays bounded.
 CHUNK = 1 << 20
-# --json holds the bytes as hex in one document.
-JSON_LIMIT = 1 << 24
 
 # Kinds `extract` reads unless --kind says otherwise: everything with data.
 DEFAULT_EXTRACT_KINDS = ("vmalloc", "vmap", "exec", "user-mapped", "dma-coherent", "vm_map_ram", "vmap_block")
@@ -71,12 +69,6 @@ def summarize_zero_runs(report: ReadReport, hint: str = " \u2014 `--map` lists t
     return [f"kcoretool: note: zero-filled: {', '.join(parts)}{hint}"]
 
 
-def _json_limit(size: int) -> None:
-    if size > JSON_LIMIT:
-        raise KcoreToolError(f"--json carries at most {JSON_LIMIT >> 20} MiB of data; "
-                             "write the bytes with -o FILE instead")
-
-
 def map_table(report: ReadReport) -> str:
     rows = [(hx(r.vaddr), hx(r.vaddr + r.size), r.size, r.state, hx(r.phys), hx(r.area)) for r in report.runs]
     return table(rows, ["start", "end", "bytes", "state", "phys", "area"],
@@ -100,7 +92,7 @@ def read_via_reader(ctx: click.Context, addr: int, size: int, output: Optional[s
             _, report = k.read(addr, size, ProgressSink(out, bar), via=via, force_io=force_io,
                                sparse=sparse)
     elif opts.json:
-        _json_limit(size)
+        json_limit(size)
         data, report = k.read(addr, size, via=via, force_io=force_io, sparse=sparse)
     elif show_map:
         _, report = k.read(addr, size, _Discard(), via=via, force_io=force_io, sparse=sparse)
@@ -146,7 +138,7 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
 
         if physical or via not in ("auto", "pagetable"):
             raise click.UsageError("--pid reads go through the task's page tables; drop --physical/--via")
-        read_user(ctx, pid, parse_address(address), parse_size(length), output, show_map)
+        read_user(ctx, pid, parse_address(address), parse_size(length, "LENGTH"), output, show_map)
         return
     core = ctx.obj.core()
     symbols = core.vmcoreinfo.symbol if core.vmcoreinfo is not None else None
@@ -156,7 +148,7 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
         if physical or via == "elf" or not _looks_like_symbol(address):
             raise  # a number that is not one is a typo: no need for the kernel's symbols
         addr = kernel_address(ctx, address)  # the kernel's own symbol table
-    size = parse_size(length)
+    size = parse_size(length, "LENGTH")
     check_range(addr, size)
     if physical and via not in ("auto", "elf"):
         raise click.UsageError("--physical reads go through the core's segments; drop --via")
@@ -175,7 +167,7 @@ def read(ctx: click.Context, address: str, length: str, output: Optional[str], p
                 zero_runs += res.zero_filled
                 cut_runs += res.truncated
     elif ctx.obj.json:
-        _json_limit(size)
+        json_limit(size)
         res = core.read_ex(addr, size, physical)
         emit_json({"address": addr, "physical": physical, "length": len(res.data),
                    "data": res.data.hex(),
@@ -290,8 +282,8 @@ def extract(ctx: click.Context, outdir: str, kinds: Tuple[str, ...], caller: Opt
         if lo >= hi:
             raise click.BadParameter(f"{addr_range}: the range is empty or reversed; give A-B with A below B",
                                      param_hint="--range")
-    selected = list(model.select(kinds=kinds or DEFAULT_EXTRACT_KINDS, caller=caller,
-                                 min_size=parse_size(min_size) if min_size else 0, lo=lo, hi=hi))
+    floor = parse_size(min_size, "--min-size") if min_size is not None else 0
+    selected = list(model.select(kinds=kinds or DEFAULT_EXTRACT_KINDS, caller=caller, min_size=floor, lo=lo, hi=hi))
     if "ioremap" in (kinds or ()) and not force_io:
         click.echo("kcoretool: note: ioremap areas are written as zeros without --force-io", err=True)
     reader = k.reader(force_io=force_io, sparse=sparse)

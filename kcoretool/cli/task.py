@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, BinaryIO, Dict, Iterable, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Dict, Iterable, Optional, cast
 
 import click
 
+from kcoretool._outfile import OutputFile
 from kcoretool.api import PAGE_STATES
 from kcoretool.cli.options import example
-from kcoretool.cli.output import emit_json, hexdump_lines, human, hx, table
+from kcoretool.cli.output import emit_json, human, hx, table
 
 __all__ = ("read_user", "task", "whatis_user")
 
@@ -109,21 +110,38 @@ def task_vmas(ctx: click.Context, pid: int, fmt: str) -> None:
     _warn(vl.warnings)
 
 
+#: The most ``read --pid`` shows as a hexdump or a map without -o (it says so when it stops there).
+HEXDUMP_CAP = 1 << 26
+
+
 def read_user(ctx: click.Context, pid: int, addr: int, size: int, output: Optional[str], show_map: bool) -> None:
-    """``read --pid``: the task's memory through its page tables."""
+    """``read --pid``: the task's memory through its page tables, with
+    ``read``'s range rules; -o FILE as ``read -o`` writes it (atomic)."""
+    from kcoretool.api import check_range
+    from kcoretool.cli.output import HexdumpWriter, json_limit
+
+    check_range(addr, size)
+    if output is None and _json(ctx):
+        json_limit(size)
     k = _kernel(ctx)
+    data = None
     if output is not None:
-        out: BinaryIO = sys.stdout.buffer if output == "-" else open(output, "wb")
-        try:
+        with OutputFile(output) as out:
             _, report = k.read_user(pid, addr, size, out)
-        finally:
-            if out is sys.stdout.buffer:
-                out.flush()
-            else:
-                out.close()
-        data = None
+    elif _json(ctx):
+        data, report = k.read_user(pid, addr, size)
     else:
-        data, report = k.read_user(pid, addr, min(size, 1 << 26))
+        # streamed like read's hexdump (a repeated line is one `*`), at most HEXDUMP_CAP bytes
+        shown = min(size, HEXDUMP_CAP)
+        if shown < size:
+            click.echo(f"kcoretool: note: {'the map covers' if show_map else 'showing'} the first "
+                       f"{shown >> 20} MiB ({addr:#x}-{addr + shown:#x}) of {size:#x} bytes; -o FILE writes "
+                       "all of it", err=True)
+        dump = HexdumpWriter(addr) if not show_map else None
+        # the reader only calls write(): any sink does
+        _, report = k.read_user(pid, addr, shown, cast(BinaryIO, dump if dump is not None else _Discard()))
+        if dump is not None:
+            dump.close()
     if _json(ctx):
         d = report.to_dict()
         d["pid"] = pid
@@ -136,14 +154,16 @@ def read_user(ctx: click.Context, pid: int, addr: int, size: int, output: Option
                 for r in report.runs]
         click.echo(table(rows, ["start", "end", "bytes", "state", "phys", "vma", "detail"],
                          ("right", "right", "right", "left", "right", "right", "left")))
-    elif data is not None:
-        for line in hexdump_lines(addr, data):
-            click.echo(line)
     for r in report.zero_runs():
         # a zero page is never shown as data without saying so
         pages = max(1, (r.size + 4095) // 4096)
         click.echo(f"kcoretool: note: {r.vaddr:#x}-{r.vaddr + r.size:#x} ({pages} page{'s' if pages != 1 else ''}) "
                    f"read as zeros: {r.state} -- {PAGE_STATES[r.state]}", err=True)
+
+
+class _Discard:
+    def write(self, data: bytes) -> int:
+        return len(data)
 
 
 def whatis_user(ctx: click.Context, pid: int, addr: int) -> None:

@@ -125,7 +125,7 @@ def list_(ctx: click.Context, kinds: Tuple[str, ...], caller: Optional[str], min
     if addr_range:
         lo, hi = _parse_range(addr_range, ctx)
     ps = m.page_size
-    size_floor = parse_size(min_size) if min_size else 0
+    size_floor = parse_size(min_size, "--min-size") if min_size is not None else 0
 
     def selected() -> Iterator[Tuple[Any, ...]]:
         # Rows, not Area objects: a million areas are listed without building them.
@@ -277,7 +277,7 @@ def blocks(ctx: click.Context) -> None:
 def free(ctx: click.Context, fits: Optional[str], align: Optional[str], show_all: bool) -> None:
     """Free holes of the vmalloc range: largest hole, histogram, --fits."""
     if align is not None:
-        al = parse_size(align)
+        al = parse_size(align, "--align")
         if al <= 0 or al & (al - 1):
             raise click.BadParameter(f"{align}: an alignment is a power of two (4096, 2M, ...)",
                                      param_hint="--align")
@@ -294,8 +294,8 @@ def free(ctx: click.Context, fits: Optional[str], align: Optional[str], show_all
         "histogram": {str(k): v for k, v in hist.items()},
     }
     if fits:
-        size = parse_size(fits)
-        al = parse_size(align) if align else 0
+        size = parse_size(fits, "--fits")
+        al = parse_size(align, "--align") if align else 0
         found = m.fits(size, al, holes)
         res["fits"] = {"size": size, "align": max(al, m.page_size),
                        "candidates": [{"hole": h.to_dict(), "address": a} for h, a in found[:20]],

@@ -49,7 +49,12 @@ def _warn_model(ctx: click.Context, model: Any, what: str) -> None:
 
 
 def _when(t: Optional[int]) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if t is not None else "time unknown"
+    if t is None:
+        return "time unknown"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+    except (OverflowError, ValueError, OSError):
+        return f"time {t} (no calendar date)"
 
 
 def _signed(n: int, size: bool = False) -> str:
@@ -177,7 +182,7 @@ def diff(ctx: click.Context, a: str, b: Optional[str], kinds: Tuple[str, ...], c
     from kcoretool.cli.output import parse_size, table
 
     _check_kinds(kinds)
-    md = parse_size(min_delta) if min_delta else 0
+    md = parse_size(min_delta, "--min-delta") if min_delta is not None else 0
     from kcoretool.api import diff as diff_states
 
     sa = _state(ctx, a)
@@ -228,6 +233,8 @@ _TOP_KEYS = {
     "last": ("+LAST", 8),
 }
 _TOP_ORDER = list(_TOP_KEYS)
+#: The longest -d: a day (time.sleep and select refuse far bigger numbers).
+_MAX_DELAY = 86400
 _TOP_HELP = ("Sort column, like top -o: caller, kind, areas, pages, size, dareas, dpages, dsize "
              "(since start), last (pages since the previous refresh); prefix - for low to high.")
 
@@ -336,8 +343,9 @@ def top(ctx: click.Context, interval: float, count: int, sort_text: str, kinds: 
     change since the first refresh and since the previous one.  Plain text
     when stdout is not a terminal (or with -b).  Keys on a terminal: q quit,
     < and > move the sort column, R reverses, space refreshes now."""
-    if interval <= 0:
-        raise click.BadParameter("must be above 0", param_hint="--delay")
+    if not 0 < interval <= _MAX_DELAY:  # NaN fails every comparison
+        raise click.BadParameter(f"{interval:g}: give seconds above 0, at most {_MAX_DELAY} (a day)",
+                                 param_hint="--delay")
     if count < 0 or max_rows < 0:
         raise click.BadParameter("must be 0 or more", param_hint="--iterations/--max-rows")
     _check_kinds(kinds)
@@ -347,8 +355,9 @@ def top(ctx: click.Context, interval: float, count: int, sort_text: str, kinds: 
     o = _obj(ctx)
     k = o.kernel()
     if not k.live:
-        raise KcoreToolError(f"vmalloc top watches a live kernel (/proc/kcore); {o.core_path} is a saved "
-                             "core: compare saved states with `vmalloc diff A B`")
+        what = "drgn's program is a saved core" if o.preset is not None else f"{o.core_path} is a saved core"
+        raise KcoreToolError(f"vmalloc top watches a live kernel (/proc/kcore); {what}: compare saved states "
+                             "with `vmalloc diff A B`")
     tty = sys.stdout.isatty() and not batch
     first: Optional[Dict[Any, List[int]]] = None
     last: Dict[Any, List[int]] = {}

@@ -35,7 +35,7 @@ from kcoretool.debuginfo.btf import Btf, BtfError, parse_btf
 from kcoretool.debuginfo.btf_types import BtfTypes
 from kcoretool.debuginfo.kallsyms import kallsyms_locations, load_kallsyms, use_kallsyms
 from kcoretool.debuginfo.plan import BTF_SYSFS
-from kcoretool.errors import DebugInfoError
+from kcoretool.errors import DebugInfoError, KernelDataError
 
 __all__ = ("PLUGIN_FINDER", "BtfKernel", "load_btf_kernel", "plugin_btf", "register_plugin_finders")
 
@@ -204,6 +204,10 @@ def load_btf_kernel(prog: drgn.Program, live: bool, globals_: Mapping[str, str],
     if register:
         index = use_kallsyms(prog)
         if index is None:
+            damage = prog.cache.get("kcoretool_kallsyms_damage")
+            if damage:
+                raise KernelDataError(f"the kernel's kallsyms tables are unreadable ({damage}): the core is "
+                                      "damaged or lacks those pages; --vmlinux with DWARF does without them")
             if live:
                 how = "/proc/kallsyms"
             else:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import struct
 from array import array
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import drgn
 
@@ -75,8 +76,9 @@ def _locations(prog: drgn.Program) -> KallsymsLocations:
     info = _vmcoreinfo(prog)
     if info is None:
         raise LookupError("the core has no VMCOREINFO")
-    named = {n: info.symbol(n) for n in _TABLES}
-    if all(named.values()):
+    named = {n: info.symbol(n) for n in (*_TABLES, "kallsyms_relative_base")}
+    # v6.15+ has no kallsyms_relative_base: the offsets are PC-relative.
+    if all(named[n] for n in _TABLES):
         return KallsymsLocations({n: a for n, a in named.items() if a is not None}, False)
     stext = info.symbol("_stext")
     if stext is None:
@@ -104,17 +106,52 @@ def load_kallsyms(prog: drgn.Program) -> Tuple[drgn.SymbolIndex, str]:
     if live_root:
         return load_vmlinux_kallsyms(prog), "/proc/kallsyms"
     found = kallsyms_locations(prog)
-    if not found.found_in_image:
+    if not found.found_in_image and "kallsyms_relative_base" in found.tables:
         return load_vmlinux_kallsyms(prog), "kernel memory"
-    # drgn reads tables at addresses it is given (its own loader only takes
-    # them from VMCOREINFO); _stext tells it how the offsets are encoded.
+    # drgn decodes tables at the addresses it is given (its own loader only
+    # takes them from VMCOREINFO); _stext tells it how offsets are encoded.
     from _drgn import _linux_helper_load_builtin_kallsyms  # type: ignore[import-not-found]
 
-    t = found.tables
+    t = dict(found.tables)
+    if "kallsyms_relative_base" not in t:
+        t.update(_relative_offsets(prog, t))
+    stext = t.get("_stext") or _symbol_stext(prog)
     index = _linux_helper_load_builtin_kallsyms(
         prog, t["kallsyms_names"], t["kallsyms_token_table"], t["kallsyms_token_index"],
-        t["kallsyms_num_syms"], t["kallsyms_offsets"], t["kallsyms_relative_base"], 0, t["_stext"])
-    return index, "kernel memory (tables found in the image)"
+        t["kallsyms_num_syms"], t["kallsyms_offsets"], t["kallsyms_relative_base"], 0, stext)
+    return index, "kernel memory (tables found in the image)" if found.found_in_image else "kernel memory"
+
+
+#: where kcoretool puts the tables it rewrites for drgn's kallsyms loader: a
+#: non-canonical address, which no kernel pointer is
+_REWRITTEN_AT = 0x0000_C000_0000_0000
+
+
+def _relative_offsets(prog: drgn.Program, tables: Dict[str, int]) -> Dict[str, int]:
+    """v6.15+ stores kallsyms offsets PC-relative (each from its own slot;
+    no ``kallsyms_relative_base``), which drgn's loader cannot decode: give
+    it the same addresses as unsigned offsets from one base, in a memory
+    segment of their own."""
+    table = KallsymsTable(prog.read, tables, long_names=True)
+    addrs = [table.address(i) for i in range(table.num)]
+    base = min(addrs)
+    if max(addrs) - base >= 1 << 32:
+        raise ValueError("kallsyms addresses span 4 GiB or more")
+    blob = struct.pack("<Q", base) + bytes(8) + array("I", [a - base for a in addrs]).tobytes()
+
+    def read(address: int, count: int, offset: int, physical: bool) -> bytes:
+        return blob[offset:offset + count]
+
+    prog.add_memory_segment(_REWRITTEN_AT, len(blob), read, False)
+    return {"kallsyms_relative_base": _REWRITTEN_AT, "kallsyms_offsets": _REWRITTEN_AT + 16}
+
+
+def _symbol_stext(prog: drgn.Program) -> int:
+    info = _vmcoreinfo(prog)
+    stext = info.symbol("_stext") if info is not None else None
+    if stext is None:
+        raise LookupError("VMCOREINFO has no SYMBOL(_stext)")
+    return stext
 
 
 def use_kallsyms(prog: drgn.Program) -> Optional[drgn.SymbolIndex]:
@@ -123,7 +160,13 @@ def use_kallsyms(prog: drgn.Program) -> Optional[drgn.SymbolIndex]:
         return prog.cache.get("kcoretool_kallsyms")
     try:
         index, source = load_kallsyms(prog)
-    except (LookupError, ValueError, OSError, drgn.FaultError):
+    except (ValueError, drgn.FaultError) as e:
+        # there, but unreadable or nonsense: a damaged core, not a missing table
+        prog.cache["kcoretool_kallsyms_damage"] = (
+            f"cannot read kernel memory at {e.address:#x} ({e.message})" if isinstance(e, drgn.FaultError)
+            else str(e))
+        return None
+    except (LookupError, OSError):
         return None
     prog.register_symbol_finder(KALLSYMS_FINDER, index, enable_index=0)
     prog.cache["kcoretool_kallsyms"] = index
@@ -161,15 +204,19 @@ class KallsymsTable:
         self.num = int.from_bytes(read(sym["kallsyms_num_syms"], 4), "little")
         if not 0 < self.num <= 1 << 24:
             raise ValueError(f"kallsyms_num_syms is {self.num}")
-        self._base = int.from_bytes(read(sym["kallsyms_relative_base"], 8), "little")
         offsets = array("i")
         offsets.frombytes(read(sym["kallsyms_offsets"], 4 * self.num))
         self._offsets = offsets
+        # v6.15+: no kallsyms_relative_base; each offset is relative to its
+        # own slot in kallsyms_offsets (PC-relative, as x86 code addresses).
+        self._pcrel: Optional[int] = None if "kallsyms_relative_base" in sym else sym["kallsyms_offsets"]
+        self._base = (int.from_bytes(read(sym["kallsyms_relative_base"], 8), "little")
+                      if self._pcrel is None else 0)
         # CONFIG_KALLSYMS_ABSOLUTE_PERCPU (x86-64 SMP before v6.15): per-CPU
         # symbols are stored as absolute values and the rest as negative
         # offsets from relative_base - 1; without it every offset is an
         # unsigned distance from relative_base, below 2 GiB.
-        self._absolute_percpu = min(offsets) < 0
+        self._absolute_percpu = self._pcrel is None and min(offsets) < 0
         self._names_addr: int = sym["kallsyms_names"]
         self._token_table: int = sym["kallsyms_token_table"]
         self._token_index: int = sym["kallsyms_token_index"]
@@ -180,6 +227,8 @@ class KallsymsTable:
     def address(self, i: int) -> int:
         """``kallsyms_sym_address(i)``."""
         off = self._offsets[i]
+        if self._pcrel is not None:
+            return (self._pcrel + 4 * i + off) & 0xFFFF_FFFF_FFFF_FFFF
         if not self._absolute_percpu:
             return self._base + (off & 0xFFFFFFFF)
         return off if off >= 0 else self._base - 1 - off
@@ -210,6 +259,22 @@ class KallsymsTable:
             return None  # below the image's first symbol, or a per-CPU offset
         end = next((a for a in (self.address(j) for j in range(i + 1, self.num)) if a > start), start)
         return self.name(i), start, end - start
+
+    def names(self) -> Iterator[Tuple[str, str]]:
+        """``(type letter, name)`` of every symbol, in table order."""
+        names = self._load_names()
+        tokens = self._load_tokens()
+        long = self._long
+        pos = 0
+        for _ in range(self.num):
+            n = names[pos]
+            if n & 0x80 and long:
+                n, pos = (n & 0x7F) | (names[pos + 1] << 7), pos + 2
+            else:
+                pos += 1
+            text = "".join([tokens[b] for b in names[pos:pos + n]])
+            pos += n
+            yield text[:1], text[1:]
 
     def name(self, i: int) -> str:
         """Decode entry ``i`` of ``kallsyms_names`` (its type letter dropped)."""
@@ -260,5 +325,5 @@ class KallsymsTable:
         return self._tokens
 
 
-_TABLES = ("kallsyms_num_syms", "kallsyms_relative_base", "kallsyms_offsets", "kallsyms_names",
+_TABLES = ("kallsyms_num_syms", "kallsyms_offsets", "kallsyms_names",
            "kallsyms_token_table", "kallsyms_token_index")

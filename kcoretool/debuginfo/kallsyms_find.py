@@ -85,10 +85,10 @@ def find_kallsyms_tables(read: Read, stext: int, limit: int = SCAN_BYTES) -> Dic
 
 
 def _read_chunk(read: Read, pos: int) -> Optional[bytes]:
-    """``_CHUNK`` bytes at ``pos`` (None if not one page of it is there);
-    pages the core lacks read as zeros (the
-    image has unmapped holes: the freed padding between .text and .rodata,
-    which makedumpfile also drops), which no table check ever accepts."""
+    """``_CHUNK`` bytes at ``pos``, None if not one page of it is there.
+    Pages the core lacks read as zeros, which no table check accepts: the
+    image has unmapped holes (the freed padding between .text and .rodata,
+    which makedumpfile drops too)."""
     try:
         return read(pos, _CHUNK)
     except Exception:  # drgn.FaultError: read the pages that are there

@@ -82,6 +82,8 @@ class ExecLayout:
     #: execmem's ROX cache (``execmem_cache``) exists (6.13+ code; x86 uses it
     #: only where it selects ARCH_HAS_EXECMEM_ROX).
     rox_cache: bool
+    #: ``bpf_binary_header.pages`` (< 5.18): a page count, the header page-aligned
+    bpf_header_pages: bool
     evidence: Tuple[Tuple[str, str, str, str], ...] = dataclasses.field(
         default=(), compare=False, repr=False
     )
@@ -131,12 +133,19 @@ def detect_exec_layout(prog: drgn.Program) -> ExecLayout:
     ev.append(("execmem", str(execmem), "symbol execmem_alloc",
                '"mm: introduce execmem_alloc() and execmem_free()" (Rapoport, v6.10)'))
 
+    # ed2d9e1a26cc ("bpf: Use size instead of pages in bpf_binary_header")
+    # (v5.18): before, the header held a page count and sat at the start of
+    # the JIT image's page (bpf_jit_binary_hdr(): bpf_func & PAGE_MASK).
+    header_pages = has_member(prog, "struct bpf_binary_header", "pages")
+    ev.append(("bpf_header_pages", str(header_pages), "member bpf_binary_header.pages",
+               'ed2d9e1a26cc ("bpf: Use size instead of pages in bpf_binary_header") (v5.18)'))
+
     rox_cache = has_symbol(prog, "execmem_cache")
     ev.append(("rox_cache", str(rox_cache), "symbol execmem_cache",
                '"execmem: add support for cache of large ROX pages" (Rapoport, 6.13 code)'))
 
     return ExecLayout(module_memory, prog_pack, bpf_kallsyms, prog_idr, dispatcher_rw_image,
-                      kprobe_insn, ftrace_trampolines, execmem, rox_cache, tuple(ev))
+                      kprobe_insn, ftrace_trampolines, execmem, rox_cache, header_pages, tuple(ev))
 
 
 class RawModuleRegion(NamedTuple):
@@ -169,6 +178,9 @@ class RawBpfSym(NamedTuple):
     prog_name: Optional[str]  #: aux->name
     header: Optional[int]  #: bpf_binary_header of the JIT image
     header_size: Optional[int]  #: hdr->size: what the pack allocator handed out
+    #: prog->jited_len: the code (before 5.18 ``end`` runs to the end of
+    #: the image's pages, so the code is not start..end)
+    jited_len: Optional[int] = None
 
 
 class RawTextPage(NamedTuple):
@@ -336,12 +348,19 @@ class ExecReader:
         return (_U32.unpack_from(b, off.aux_id)[0], _cstr(b[off.aux_name:off.aux_name + off.aux_name_len]),
                 _U64.unpack_from(b, off.aux_prog)[0])
 
+    def header_of(self, func: int) -> int:
+        """``bpf_jit_binary_hdr()``: the header of the JIT image holding ``func``."""
+        align = 4096 if self.layout.bpf_header_pages else BPF_PROG_CHUNK_SIZE
+        return func & ~(align - 1)
+
     def header_size(self, header: int) -> Optional[int]:
-        """``bpf_binary_header.size`` at ``header``."""
+        """The bytes the JIT allocator handed out at ``header``:
+        ``bpf_binary_header.size`` (5.18+), or ``.pages`` pages before."""
         try:
-            return self.prog.read_u32(header)
+            n = self.prog.read_u32(header)
         except drgn.FaultError:
             return None
+        return n * 4096 if self.layout.bpf_header_pages else n
 
     def bpf_symbols(self, log: WalkLog) -> List[RawBpfSym]:
         """Every ``bpf_ksym`` on ``bpf_kallsyms`` (programs and subprograms,
@@ -373,9 +392,9 @@ class ExecReader:
                     out.append(RawBpfSym(addr, start, end, name, 0, None, None, None, None, None, None))
                     continue
                 seen_progs.add(aux[2])
-                hdr = start & ~(BPF_PROG_CHUNK_SIZE - 1)
+                hdr = self.header_of(start)
                 out.append(RawBpfSym(addr, start, end, name, aux[2], aux[0] or None, p[1],
-                                     dec.types.get(p[0], str(p[0])), aux[1], hdr, self.header_size(hdr)))
+                                     dec.types.get(p[0], str(p[0])), aux[1], hdr, self.header_size(hdr), p[2]))
         xa = self._address("prog_idr") if self.layout.prog_idr else None
         if xa is not None:
             if dec is None:
@@ -392,10 +411,11 @@ class ExecReader:
                 ptype, tag, jited_len, func = p[0], p[1], p[2], p[3]
                 if not func or not jited_len or not is_kernel_pointer(func & ~7):
                     continue  # not JIT'd: interpreted, no executable memory
-                hdr = func & ~(BPF_PROG_CHUNK_SIZE - 1)
+                hdr = self.header_of(func)
                 name = f"bpf_prog_{tag}" + (f"_{aux[1]}" if aux[1] else "")
                 out.append(RawBpfSym(0, func, func + jited_len, name, p_addr, aux[0] or None, tag,
-                                     dec.types.get(ptype, str(ptype)), aux[1], hdr, self.header_size(hdr)))
+                                     dec.types.get(ptype, str(ptype)), aux[1], hdr, self.header_size(hdr),
+                                     jited_len))
         return out
 
     def dispatcher_rw_pages(self, log: WalkLog, page_size: int) -> List[RawTextPage]:

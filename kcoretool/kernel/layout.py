@@ -298,10 +298,12 @@ def detect_layout(prog: drgn.Program) -> Layout:
     # 559089e0a93d ("vmalloc: replace VM_NO_HUGE_VMAP with
     # VM_ALLOW_HUGE_VMAP") (in v5.18) added vmalloc_huge() in the same change.
     # Memory allocation profiling (v6.10) renamed it vmalloc_huge_noprof()
-    # and made vmalloc_huge a macro, so look for either name.
-    vm_allow_huge = any(has_symbol(prog, name) for name in ("vmalloc_huge", "vmalloc_huge_noprof"))
+    # and made vmalloc_huge a macro; later kernels (Debian's 7.3) have only
+    # vmalloc_huge_node_noprof() behind it, so look for any of the names.
+    vm_allow_huge = any(has_symbol(prog, name) for name in
+                        ("vmalloc_huge", "vmalloc_huge_noprof", "vmalloc_huge_node_noprof"))
     ev.append(
-        ("vm_allow_huge", str(vm_allow_huge), "symbol vmalloc_huge or vmalloc_huge_noprof",
+        ("vm_allow_huge", str(vm_allow_huge), "symbol vmalloc_huge, vmalloc_huge_noprof or vmalloc_huge_node_noprof",
          '559089e0a93d ("vmalloc: replace VM_NO_HUGE_VMAP with '
          'VM_ALLOW_HUGE_VMAP") (v5.18)')
     )

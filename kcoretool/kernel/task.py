@@ -808,7 +808,8 @@ def user_constants(prog: drgn.Program) -> Dict[str, Any]:
             return None
 
     return {
-        "zero_pfn": u("zero_pfn"),
+        # 7.x renamed zero_pfn to zero_page_pfn (seen in Debian's 7.3.4)
+        "zero_pfn": u("zero_pfn") if _symbol_address(prog, "zero_pfn") is not None else u("zero_page_pfn"),
         "huge_zero_pfn": u("huge_zero_pfn"),
         "nr_swapfiles": u("nr_swapfiles", 4),
         "vmemmap": u("vmemmap_base") or VMEMMAP_START_L4,

@@ -40,6 +40,7 @@ EXEC_KINDS = (
     "module-init-rodata",
     "module-init-data",
     "bpf-prog",
+    "bpf-prog-pack",
     "bpf-trampoline",
     "bpf-dispatcher",
     "bpf-struct-ops",
@@ -80,6 +81,13 @@ class ExecRegion:
 
     @property
     def size(self) -> int:
+        return self.end - self.start
+
+    @property
+    def alloc_size(self) -> int:
+        """What the allocator handed out (the region itself where it says nothing more)."""
+        if self.alloc_start is not None and self.alloc_end is not None:
+            return self.alloc_end - self.alloc_start
         return self.end - self.start
 
     def to_dict(self) -> Dict[str, Any]:
@@ -186,6 +194,37 @@ class BpfPack:
         }
 
 
+@dataclass
+class RoxCachePage:
+    """One vmap area of the execmem ROX cache (``execmem_cache``, 6.14+ with
+    ``CONFIG_ARCH_HAS_EXECMEM_ROX``): 2 MiB-aligned read-only executable
+    memory that execmem_alloc() sub-allocates -- several modules' text back
+    to back, kprobe and ftrace pages -- from its ``busy_areas`` and
+    ``free_areas`` maple trees."""
+
+    #: start of the vmap area
+    start: int
+    #: the busy sub-allocations and free ranges inside it, in address order
+    #: (their ``kind`` is the owner's, ``unattributed`` or ``free``)
+    ranges: List[ExecRegion] = field(default_factory=list)
+
+    @property
+    def used(self) -> int:
+        return sum(r.alloc_size for r in self.ranges if r.kind != "free")
+
+    @property
+    def free(self) -> int:
+        return sum(r.alloc_size for r in self.ranges if r.kind == "free")
+
+    @property
+    def largest_free(self) -> int:
+        return max((r.alloc_size for r in self.ranges if r.kind == "free"), default=0)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"start": self.start, "used": self.used, "free": self.free, "largest_free": self.largest_free,
+                "ranges": [r.to_dict() for r in self.ranges]}
+
+
 class ExecModel:
     """Every executable allocation found, sorted by start; see :data:`EXEC_KINDS`."""
 
@@ -222,6 +261,18 @@ class ExecModel:
                                           or (r.symbol and fnmatch.fnmatchcase(r.symbol, owner))):
                 continue
             yield r
+
+    def rox_cache(self) -> List[RoxCachePage]:
+        """The execmem ROX cache's areas, each with what is inside it
+        (empty on a kernel without the cache)."""
+        pages: Dict[int, RoxCachePage] = {a: RoxCachePage(a) for a in sorted(self.cache_areas)}
+        for r in self.regions:
+            page = pages.get(r.detail.get("execmem_cache", -1))
+            if page is not None:
+                page.ranges.append(r)
+        for page in pages.values():
+            page.ranges.sort(key=lambda r: r.alloc_start if r.alloc_start is not None else r.start)
+        return list(pages.values())
 
     def area_owners(self) -> Dict[int, str]:
         """vmap area start -> who owns it: the module name, ``bpf_prog_pack:
@@ -341,20 +392,22 @@ def exec_from_program(prog: drgn.Program, vmalloc: Optional[VmallocModel] = None
                     prev.detail.setdefault("aliases", []).append(s.name)
                 continue
             hdr_end = s.header + s.header_size if s.header is not None and s.header_size else None
+            # Before 5.18 the ksym ends with the image's pages: the code is jited_len.
+            end = s.start + s.jited_len if s.jited_len and s.start + s.jited_len <= s.end else s.end
             # hdr->size reads 0xcccccccc mid-JIT (the RO chunk still holds the
             # fill): trust it only when it covers the code and stays in the pack.
-            if hdr_end is not None and not (s.end <= hdr_end and (pack is None or hdr_end <= pack.start + pack.size)):
+            if hdr_end is not None and not (end <= hdr_end and (pack is None or hdr_end <= pack.start + pack.size)):
                 hdr_end = None
-            r = ExecRegion(s.start, s.end, "bpf-prog", _prog_name(s), _area_of(vmalloc, s.start), s.tag, s.id,
+            r = ExecRegion(s.start, end, "bpf-prog", _prog_name(s), _area_of(vmalloc, s.start), s.tag, s.id,
                            s.prog_type, s.name, s.header if hdr_end else None, hdr_end,
                            pack.start if pack is not None else None, {"bpf_prog": s.prog})
             by_start[s.start] = r
             regions.append(r)
             if pack is not None:
-                pack.progs.append(BpfProg(r.owner, s.name, s.tag, s.id, s.prog_type, s.start, s.end - s.start,
+                pack.progs.append(BpfProg(r.owner, s.name, s.tag, s.id, s.prog_type, s.start, end - s.start,
                                           r.alloc_start, (hdr_end - s.header) if hdr_end and s.header else None,
                                           s.prog))
-                taken[pack.start].append((r.alloc_start or s.start, hdr_end or s.end))
+                taken[pack.start].append((r.alloc_start or s.start, hdr_end or end))
         else:
             kind = _sym_kind(s.name)
             regions.append(ExecRegion(s.start, s.end, kind, s.name, _area_of(vmalloc, s.start), symbol=s.name,
@@ -386,7 +439,7 @@ def exec_from_program(prog: drgn.Program, vmalloc: Optional[VmallocModel] = None
                                   detail=dict(t.detail)))
 
     cache_areas: Dict[int, int] = {}
-    regions.extend(_rox_cache(raw, vmalloc, regions, log, cache_areas))
+    regions.extend(_rox_cache(raw, vmalloc, regions, packs, log, cache_areas))
     return ExecModel(regions, packs, raw.layout, log.summary(), cache_areas)
 
 
@@ -433,28 +486,37 @@ def _packs(raw: ExecReader, vmalloc: Optional[VmallocModel], log: WalkLog) -> Li
 
 
 def _rox_cache(raw: ExecReader, vmalloc: Optional[VmallocModel], regions: List[ExecRegion],
-               log: WalkLog, cache_areas: Dict[int, int]) -> List[ExecRegion]:
+               packs: List[BpfPack], log: WalkLog, cache_areas: Dict[int, int]) -> List[ExecRegion]:
     """execmem ROX cache sub-allocations: each busy range attributed to the
     module text, kprobe page or ftrace trampoline that starts there, else
     unattributed; free ranges as free."""
     cache = raw.rox_cache(log)
     if cache is None:
         return []
-    owners = {r.start: r for r in regions}
+    # bpf_prog_pack memory comes from execmem_alloc() too (7.x): a whole
+    # pack is one busy range of the cache, its programs sub-allocated inside.
+    pack_at = {p.start: p for p in packs}
+    owners = {r.start: r for r in regions if r.container is None or r.container not in pack_at}
     out = []
     for lo, hi, pending in cache.busy:
-        r = owners.get(lo)
         area = _area_of(vmalloc, lo)
         if area is not None:
             cache_areas[area] = cache_areas.get(area, 0) + 1
+        detail: Dict[str, Any] = {"execmem_cache": area}
+        if pending:
+            detail["pending_free"] = True
+        r = owners.get(lo)
         if r is not None:
             r.container = area
             r.alloc_start, r.alloc_end = lo, hi
-            if pending:
-                r.detail["pending_free"] = True
-            continue
-        out.append(ExecRegion(lo, hi, "unattributed", "execmem_cache", area, container=area,
-                              detail={"pending_free": pending} if pending else {}))
+            r.detail.update(detail)
+        elif lo in pack_at:
+            n = len(pack_at[lo].progs)
+            out.append(ExecRegion(lo, hi, "bpf-prog-pack", f"bpf_prog_pack: {n} prog{'s' if n != 1 else ''}",
+                                  area, container=area, detail=detail))
+        else:
+            out.append(ExecRegion(lo, hi, "unattributed", "execmem_cache", area, container=area, detail=detail))
     for lo, hi in cache.free:
-        out.append(ExecRegion(lo, hi, "free", "execmem_cache", _area_of(vmalloc, lo), container=_area_of(vmalloc, lo)))
+        area = _area_of(vmalloc, lo)
+        out.append(ExecRegion(lo, hi, "free", "execmem_cache", area, container=area, detail={"execmem_cache": area}))
     return out

@@ -320,12 +320,17 @@ def build_task_list(r: TaskReader, threads: bool = False, with_mm: bool = True,
     return TaskList(tasks, r.layout.label, log.summary())
 
 
-def find_task(r: TaskReader, pid: int, limit: int = DEFAULT_LIMIT) -> Optional[RawTask]:
-    """The task with this pid (a thread id works too)."""
-    log = WalkLog()
+def find_task(r: TaskReader, pid: int, limit: int = DEFAULT_LIMIT,
+              log: Optional[WalkLog] = None) -> Optional[RawTask]:
+    """The task with this pid (a thread id works too); ``log`` gets a
+    message for each task or list that could not be read, so that None can
+    say whether the pid may be among them."""
+    if log is None:
+        log = WalkLog()
     for leader in r.for_each_process(log, limit):
         lt = r.read_task(leader)
         if lt is None:
+            log.warn(f"task_struct {leader:#x} is unreadable")
             continue
         if lt.pid == pid:
             return lt
@@ -333,7 +338,9 @@ def find_task(r: TaskReader, pid: int, limit: int = DEFAULT_LIMIT) -> Optional[R
             for t in r.for_each_thread(lt, log, limit):
                 if t != leader:
                     rt = r.read_task(t)
-                    if rt is not None and rt.pid == pid:
+                    if rt is None:
+                        log.warn(f"task_struct {t:#x} is unreadable")
+                    elif rt.pid == pid:
                         return rt
     return None
 

@@ -4,13 +4,12 @@ being created (the window the Ctrl-C campaign of test_hostile can hit)."""
 
 from __future__ import annotations
 
-import builtins
 import os
 
 import pytest
 
-from kcoretool.cli import outfile
-from kcoretool.cli.outfile import OutputDir, OutputFile
+from kcoretool import _outfile as outfile
+from kcoretool._outfile import OutputDir, OutputFile
 
 
 class Interrupted(BaseException):
@@ -18,15 +17,14 @@ class Interrupted(BaseException):
 
 
 def _open_then_interrupt(monkeypatch):
-    """``open`` that makes the file, then is interrupted before it returns."""
-    real = builtins.open
+    """Creating the temporary makes the file, then is interrupted before it returns."""
+    real = outfile._create
 
-    def fake(path, mode="r", *a, **kw):
-        f = real(path, mode, *a, **kw)
-        f.close()
+    def fake(path):
+        os.close(real(path))
         raise Interrupted()
 
-    monkeypatch.setattr(outfile, "open", fake, raising=False)
+    monkeypatch.setattr(outfile, "_create", fake)
 
 
 def test_interrupt_while_creating_leaves_nothing(tmp_path, monkeypatch):
@@ -88,7 +86,9 @@ def test_interrupt_on_entering_the_directorys_exit(tmp_path, monkeypatch):
                 f.write(b"a")
             with out.file("manifest.json") as f:
                 f.write(b"{}")
-    assert sorted(os.listdir(d)) == ["a.bin", "manifest.json"]
+    # the files are complete but not yet renamed into place: only temporaries
+    assert sorted(os.listdir(d)) == [f".a.bin.kcoretool-{os.getpid()}.part",
+                                     f".manifest.json.kcoretool-{os.getpid()}.part"]
     outfile.discard_unfinished()  # what the CLI's interrupt path does
     assert os.listdir(tmp_path) == []
 

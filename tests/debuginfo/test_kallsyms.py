@@ -15,7 +15,8 @@ from kcoretool.source.vmcoreinfo import VmcoreInfo
 BASE = 0xFFFFFFFF81000000
 
 
-def build(symbols: List[Tuple[int, str]], absolute_percpu: bool = True) -> Tuple[Dict[int, bytes], VmcoreInfo]:
+def build(symbols: List[Tuple[int, str]], absolute_percpu: bool = True,
+          pcrel: bool = False) -> Tuple[Dict[int, bytes], VmcoreInfo]:
     """Memory holding kallsyms tables for ``(address, "Tname")`` entries in
     kallsyms order, with one multi-character token ("vmalloc")."""
     tokens = [bytes([i]) if 32 <= i < 127 else b"?" for i in range(256)]
@@ -31,8 +32,10 @@ def build(symbols: List[Tuple[int, str]], absolute_percpu: bool = True) -> Tuple
         n = len(enc)
         names += (bytes([0x80 | (n & 0x7F), n >> 7]) if n > 127 else bytes([n])) + enc
     offsets = []
-    for addr, _ in symbols:
-        if absolute_percpu:
+    for i, (addr, _) in enumerate(symbols):
+        if pcrel:  # v6.15+: from each offset's own slot (kallsyms_offsets is at 0x1000)
+            offsets.append(addr - (0x1000 + 4 * i) - (1 << 64))
+        elif absolute_percpu:
             offsets.append(addr if addr < BASE else -(addr - BASE) - 1)
         else:
             offsets.append(addr - BASE)
@@ -44,6 +47,8 @@ def build(symbols: List[Tuple[int, str]], absolute_percpu: bool = True) -> Tuple
         "kallsyms_token_table": (0x400000, table + bytes(256)),
         "kallsyms_token_index": (0x500000, struct.pack("<256H", *index)),
     }
+    if pcrel:
+        del layout["kallsyms_relative_base"]
     mem = dict(layout.values())
     text = "".join(f"SYMBOL({name})={a:x}\n" for name, (a, _) in layout.items())
     return mem, VmcoreInfo(text)
@@ -87,6 +92,16 @@ def test_lookup_is_the_kernels(absolute_percpu: bool) -> None:
     assert t.lookup(BASE + 0x300) is None
     assert t.lookup(0xFFFFFFFFC0001000) is None
     assert t.lookup(0x2008) is None  # a per-CPU offset is no address
+
+
+def test_pc_relative_offsets() -> None:
+    """v6.15+: no kallsyms_relative_base, each offset from its own slot."""
+    syms = [(BASE + 0x200 * i, n) for i, (_, n) in enumerate(SYMS[2:])]
+    mem, info = build(syms, pcrel=True)
+    t = KallsymsTable(reader(mem), dict(info.symbols()))
+    assert [t.address(i) for i in range(t.num)] == [a for a, _ in syms]
+    assert t.lookup(BASE + 0x205) == ("__vmalloc_node_range", BASE + 0x200, 0x200)
+    assert list(t.names())[0] == ("T", "_text")
 
 
 def test_needs_every_table() -> None:

@@ -14,6 +14,40 @@ from typing import Iterator, Mapping, Optional, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
+class Expect:
+    """What the lab's checks expect of a kernel series: kcoretool's layout
+    decisions (kernel/layout.py) and the kernel's own /proc/kcore defects,
+    as measured on Debian's build of it."""
+
+    #: (busy, va_flags, lazy, block_index) of :class:`kcoretool.kernel.layout.Layout`
+    layout: tuple[str, str, str, str]
+    #: vmap_block.used_map (6.3+), vmap_block.cpu (6.10+), node id in
+    #: vmap_area.flags and VM_SPARSE (6.9+), vm_struct.page_order (5.13+),
+    #: vm_struct.requested_size (6.16+)
+    used_map: bool
+    block_cpu: bool
+    nodes: bool
+    page_order: bool
+    requested_size: bool
+    #: how /proc/kcore reads vm_map_ram pages: "zeros" (vread() skips areas
+    #: without a vm_struct, <= 6.2) or "first-page" (every block piece reads
+    #: as the block's first used page, 6.3+)
+    kcore_ram: str
+    #: crash 8.0.2 (bookworm) reads this layout (it predates vmap_nodes)
+    crash: bool
+    #: a core-kernel vmalloc function whatis resolves (6.10+: _noprof names)
+    vmalloc_fn: str
+    #: vmalloc_huge() exists (5.18+): the test module makes its 4 MiB area
+    huge: bool = True
+    #: modules carry split BTF (CONFIG_DEBUG_INFO_BTF_MODULES, 5.11+)
+    module_btf: bool = True
+    #: JIT images live in bpf_prog_pack chunks (5.18+), not each in its own area
+    bpf_pack: bool = True
+    #: module text sub-allocated in the execmem ROX cache (CONFIG_ARCH_HAS_EXECMEM_ROX)
+    rox_cache: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Series:
     """One kernel series the lab boots: where Debian ships it and the few
     facts about it the lab itself needs (not what kcoretool detects)."""
@@ -25,19 +59,29 @@ class Series:
     suites: tuple[str, ...]
     #: makedumpfile -d: 31 drops slab pages, which drgn needs on 6.12+ ("Excluded page")
     dump_level: int
+    expect: Expect
     #: Debian suite whose compiler builds out-of-tree modules ("": the host's
     #: gcc 12); 7.x headers name gcc-14 with flags gcc 12 rejects
     build_suite: str = ""
 
 
+_OLD = ("vmap_area_list", "none")
+_NODES = ("vmap_nodes", "vmap_ram", "nodes", "percpu")
+
 # Every series the lab boots.  The exact ABI (6.1.0-NN, 7.3.4+deb13) is
 # resolved with apt-cache at fetch time because updates move it.  Adding a
 # kernel is one line here (tests/lab/README.md, "Adding a kernel").
 SERIES: tuple[Series, ...] = (
-    Series("5.10", ("bullseye", "bullseye-security"), 31),
-    Series("6.1", (), 31),
-    Series("6.12", (), 23),
-    Series("7.3", ("trixie", "trixie-backports"), 23, build_suite="trixie"),
+    Series("5.10", ("bullseye", "bullseye-security"), 31, Expect(
+        (*_OLD, "llist", "global"), False, False, False, False, False, "zeros", True, "__vmalloc_node_range",
+        huge=False, module_btf=False, bpf_pack=False)),
+    Series("6.1", (), 31, Expect(
+        (*_OLD, "list", "global"), False, False, False, True, False, "zeros", True, "__vmalloc_node_range")),
+    Series("6.12", (), 23, Expect(
+        _NODES, True, True, True, True, False, "first-page", False, "__vmalloc_node_range_noprof")),
+    Series("7.3", ("trixie", "trixie-backports"), 23, Expect(
+        _NODES, True, True, True, True, True, "first-page", False, "__vmalloc_node_range_noprof",
+        rox_cache=True), build_suite="trixie"),
 )
 SERIES_BY_NAME = {s.name: s for s in SERIES}
 KERNELS: tuple[str, ...] = tuple(s.name for s in SERIES)

@@ -52,9 +52,13 @@ def record(vmcore: str, vmlinux: str) -> Dict[str, Any]:
     try:
         k = kcoretool.open_kernel(vmcore, vmlinux, debuginfo="dwarf")
         seen: set = set()
+        prefix = {drgn.TypeKind.STRUCT: "struct ", drgn.TypeKind.UNION: "union ", drgn.TypeKind.ENUM: "enum ",
+                  drgn.TypeKind.TYPEDEF: ""}
 
         def finder(prog: Any, kinds: Any, name: str, filename: Optional[str]) -> None:
-            seen.add(name)
+            for kind in kinds:
+                if kind in prefix:
+                    seen.add(prefix[kind] + name)
             return None
 
         k.prog.register_type_finder("kcoretool-layout-record", finder, enable_index=0)
@@ -75,7 +79,7 @@ def record(vmcore: str, vmlinux: str) -> Dict[str, Any]:
         if name not in types:
             try:
                 t = k.prog.type(name)
-                types[t.type_name()] = real_sizeof(t) if t.is_complete() else None
+                types[name] = real_sizeof(t) if t.is_complete() else None
             except (LookupError, ValueError, TypeError):
                 types[name] = None  # looked for and absent: part of the layout too
     globals_: Dict[str, Optional[str]] = {}

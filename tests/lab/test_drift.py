@@ -49,3 +49,28 @@ def test_first_difference_names_the_entry():
     gone = json.loads(json.dumps(base))
     gone["globals"]["g"] = None
     assert first_difference(base, gone) == "type of global g: was int, now None"
+
+
+_HIDE = r"""
+import sys, drgn, kcoretool
+k = kcoretool.open_kernel(sys.argv[1], sys.argv[2], debuginfo="dwarf")
+real = k.prog.type("struct vmap_area")
+fake = k.prog.struct_type("vmap_area", real.size, [m for m in real.members if m.name != "va_start"])
+k.prog.register_type_finder("renamed", lambda p, kinds, name, fn: fake if name == "vmap_area" else None,
+                            enable_index=0)
+try:
+    k.vmalloc()
+except kcoretool.KcoreToolError as e:
+    print(type(e).__name__, e)
+"""
+
+
+def test_unknown_layout_is_named_not_blamed_on_the_dump(lab):
+    """The lab's real dump, its vmap_area made to lack va_start (as a kernel
+    that renamed it would): the one line names the release and the member."""
+    cp = subprocess.run([sys.executable, "-c", _HIDE, str(lab.snapshot.kdump), str(lab.vmlinux)],
+                        capture_output=True, text=True, timeout=600, cwd=str(REPO_ROOT))
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    assert cp.stdout.strip() == (
+        f"LayoutError kcoretool does not know this kernel's vmalloc layout ({lab.release}): struct vmap_area "
+        "has no member va_start -- please report (kcoretool --debug shows where)")

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from typing import Any, Dict, List, Tuple
 
-from tests.lab.config import REPO_ROOT
+from tests.lab.config import REPO_ROOT, SERIES_BY_NAME
 
 DUMPS = ("elf", "kdump", "elf_filtered")
 MODES = ("dwarf", "btf")
@@ -72,6 +72,7 @@ def _modules(truth: Dict[str, Any]) -> List[str]:
 def _commands(lab: Any, outdir: str, tag: str) -> List[List[str]]:
     truth = _truth(lab)
     cmds = [["--json", "exec", "list"], ["--json", "exec", "packs"], ["exec", "list"], ["exec", "packs"],
+            ["--json", "exec", "cache"], ["exec", "cache"],
             ["--json", "vmalloc", "list", "--kind", "exec"]]
     for p in truth["progs"]:
         cmds.append(["whatis", hex(int(_kallsyms_progs(truth)[f"bpf_prog_{p['tag']}_{p['name']}"]) + 5)])
@@ -131,7 +132,9 @@ def _check(lab: Any, label: str, cmds: List[List[str]], res: List[Dict[str, Any]
         r = progs[sym]
         assert (r["start"], r["size"], r["owner"], r["tag"], r["id"], r["prog_type"]) == \
             (ks[sym], p["jited_len"], p["name"], p["tag"], p["id"], "socket_filter"), (label, r)
-        assert r["area"] is not None and r["container"] is not None, (label, r)
+        # In a bpf_prog_pack chunk (5.18+), else alone in its own vmap area.
+        assert r["area"] is not None and (r["container"] is not None) == SERIES_BY_NAME[lab.kernel].expect.bpf_pack, \
+            (label, r)
         assert r["alloc_start"] <= r["start"] < r["end"] <= r["alloc_end"], (label, r)
         assert (r["alloc_end"] - r["alloc_start"]) % 64 == 0 and r["alloc_start"] % 64 == 0
     assert len(rows) == len({(r["start"], r["end"]) for r in rows}), f"{label}: duplicate rows"
@@ -154,10 +157,18 @@ def _check(lab: Any, label: str, cmds: List[List[str]], res: List[Dict[str, Any]
         assert len(text) == 1, (label, mod)
     assert outside == [], label
 
-    # Packs: every program's chunks inside a pack, counted as used.
+    # Packs: every program's chunks inside a pack, counted as used.  Before
+    # 5.18 there are none: each image is its own area, whose owner is the program.
     packs = json.loads(outs["--json exec packs"])
-    assert packs, label
-    for p in truth["progs"]:
+    areas = {a["start"]: a for a in json.loads(outs["--json vmalloc list --kind exec"])}
+    if not SERIES_BY_NAME[lab.kernel].expect.bpf_pack:
+        assert packs == [], label
+        for p in truth["progs"]:
+            r = progs[f"bpf_prog_{p['tag']}_{p['name']}"]
+            a = areas[r["area"]]
+            assert a["start"] <= r["alloc_start"] and r["alloc_end"] <= a["end"], (label, r, a)
+            assert p["name"] in a["owner"], (label, a)
+    for p in truth["progs"] if packs else ():
         r = progs[f"bpf_prog_{p['tag']}_{p['name']}"]
         pack = [k for k in packs if k["start"] <= r["alloc_start"] and r["alloc_end"] <= k["end"]]
         assert len(pack) == 1 and r["container"] == pack[0]["start"], (label, r)
@@ -170,12 +181,26 @@ def _check(lab: Any, label: str, cmds: List[List[str]], res: List[Dict[str, Any]
         assert k["largest_free_run"] == max((b - a for a, b in k["free_runs"]), default=0)
 
     # vmalloc list: owners of the exec areas.
-    areas = {a["start"]: a for a in json.loads(outs["--json vmalloc list --kind exec"])}
     for k in packs:
         assert areas[k["area"]]["owner"] == f"bpf_prog_pack: {len(k['progs'])} progs", label
     for r in rows:
         if r["kind"] == "module-text":
-            assert areas[r["area"]]["owner"] == r["owner"], (label, r)
+            owner = areas[r["area"]]["owner"]
+            if r["container"] is None:
+                assert owner == r["owner"], (label, r)
+            else:  # inside the execmem ROX cache (7.x): the area is the cache's
+                assert owner.startswith("execmem_cache: "), (label, r, owner)
+
+    # The execmem ROX cache (7.x): every module's text inside one of its
+    # areas, sub-allocated back to back; used + free = the area.
+    cache = json.loads(outs["--json exec cache"])
+    assert bool(cache) == SERIES_BY_NAME[lab.kernel].expect.rox_cache, label
+    inside = {x["owner"] for c in cache for x in c["ranges"] if x["kind"] == "module-text"}
+    if cache:
+        assert set(mods) <= inside, (label, set(mods) - inside)
+        for c in cache:
+            assert 0 < c["used"] + c["free"] <= areas[c["start"]]["size"], (label, c)
+            assert not [x for x in c["ranges"] if x["kind"] == "unattributed"], (label, c)
 
     # whatis and exec dump.
     for p in truth["progs"]:

