@@ -122,10 +122,13 @@ def packs(ctx: click.Context) -> None:
             click.echo("  (empty)")
 
 
-@exec_.command("cache")
+@exec_.command("cache", short_help="The execmem ROX cache's areas and what is in them.",
+               epilog=example("kcoretool -c vmcore exec cache --json"))
 @click.pass_context
 def cache(ctx: click.Context) -> None:
-    """The execmem ROX cache: each area, its used and free bytes, and what is inside."""
+    """The execmem ROX cache (7.x with CONFIG_ARCH_HAS_EXECMEM_ROX): each
+    area, its used and free bytes, and what is inside -- modules' text,
+    kprobe and ftrace pages, whole bpf_prog_packs."""
     m = _model(ctx)
     pages = m.rox_cache()
     if _json(ctx):

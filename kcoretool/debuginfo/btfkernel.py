@@ -216,7 +216,9 @@ def load_btf_kernel(prog: drgn.Program, live: bool, globals_: Mapping[str, str],
                     how = "the kernel's kallsyms tables"
                 except LookupError as e:
                     how = f"the kernel's kallsyms tables ({e})"
-            raise DebugInfoError(f"no vmlinux debug info and no kallsyms from {how}; pass --vmlinux")
+            err = DebugInfoError(f"no vmlinux debug info and no kallsyms from {how}; pass --vmlinux")
+            err.reason = f"no kallsyms from {how}"  # type: ignore[attr-defined]
+            raise err
         ks_source = prog.cache["kcoretool_kallsyms_source"]
     else:
         try:

@@ -219,12 +219,20 @@ def adopt_program(prog: drgn.Program) -> DebugInfoPlan:
                               "of a vmcore first)")
     else:
         source = btf_available(live, vmcoreinfo_of(prog))
-        if source is None:
+        why = ""
+        btf_plan: Optional[DebugInfoPlan] = None
+        if source is not None:
+            try:
+                btf_plan = _use_btf(prog, DebugInfoPlan("auto", "btf", source, "the drgn program had no kernel types"),
+                                    live)
+            except DebugInfoError as e:
+                why = f" ({getattr(e, 'reason', e)})"
+        if btf_plan is None:
             raise DebugInfoError(
                 f"this drgn Program has no types for Linux {release} and the kernel has no BTF kcoretool can "
-                "reach; load its DWARF first (prog.load_debug_info(main=True), or drgn -s VMLINUX); "
+                f"reach{why}; load its DWARF first (prog.load_debug_info(main=True), or drgn -s VMLINUX); "
                 + install_hint(release))
-        plan = _use_btf(prog, DebugInfoPlan("auto", "btf", source, "the drgn program had no kernel types"), live)
+        plan = btf_plan
         logger.info("kcoretool: loaded Linux %s's BTF (%s) and kallsyms into the drgn program", release,
                     plan.source)
     prog.cache["kcoretool_debuginfo"] = plan

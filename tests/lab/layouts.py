@@ -97,19 +97,20 @@ def record(vmcore: str, vmlinux: str) -> Dict[str, Any]:
 
 
 def first_difference(want: Dict[str, Any], got: Dict[str, Any]) -> Optional[str]:
-    """One line naming the first entry that differs, or None."""
+    """One line naming the first entry both records have that differs, or
+    None.  An entry only one run read (a path this boot's data did not take)
+    is not a difference; one that is gone (None) where it was is."""
     for section in ("types", "globals"):
-        for name in sorted(set(want.get(section, {})) | set(got.get(section, {}))):
-            a, b = want.get(section, {}).get(name, "unread"), got.get(section, {}).get(name, "unread")
-            if a != b:
+        w, g = want.get(section, {}), got.get(section, {})
+        for name in sorted(set(w) & set(g)):
+            if w[name] != g[name]:
                 what = "size of" if section == "types" else "type of global"
-                return f"{what} {name}: was {a}, now {b}"
+                return f"{what} {name}: was {w[name]}, now {g[name]}"
     wm, gm = want.get("members", {}), got.get("members", {})
-    for t in sorted(set(wm) | set(gm)):
-        for m in sorted(set(wm.get(t, {})) | set(gm.get(t, {}))):
-            a, b = wm.get(t, {}).get(m, "unread"), gm.get(t, {}).get(m, "unread")
-            if a != b:
-                return f"{t}.{m} (offset, type): was {a}, now {b}"
+    for t in sorted(set(wm) & set(gm)):
+        for m in sorted(set(wm[t]) & set(gm[t])):
+            if wm[t][m] != gm[t][m]:
+                return f"{t}.{m} (offset, type): was {wm[t][m]}, now {gm[t][m]}"
     return None
 
 

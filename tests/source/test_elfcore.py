@@ -146,9 +146,10 @@ def test_info_json_kcore():
         "release": "6.1.0-56-amd64", "arch": "x86_64", "page_size": 4096,
         "kaslr_offset": 0x1A000000, "cpus": None, "crash_time": None, "vmcoreinfo": "note",
         "segments": {"text": 1, "vmalloc": 1, "modules": 1, "ram": 2, "vmemmap": 2},
-        # The fixture's VMCOREINFO has no kallsyms symbols, so no BTF either.
-        "debuginfo": {"mode": "auto", "kind": "dwarf", "source": None,
-                      "reason": "no vmlinux for 6.1.0-56-amd64 and no BTF; drgn's own search"},
+        # The fixture's VMCOREINFO has no kallsyms symbols, as before 6.0, but
+        # KERNELOFFSET: the plan is BTF through kallsyms found in the image.
+        "debuginfo": {"mode": "auto", "kind": "btf", "source": "kernel memory",
+                      "reason": "no vmlinux with DWARF for 6.1.0-56-amd64 in the standard places"},
     }
 
 
