@@ -77,8 +77,9 @@ SERIES: tuple[Series, ...] = (
         huge=False, module_btf=False, bpf_pack=False)),
     Series("6.1", (), 31, Expect(
         (*_OLD, "list", "global"), False, False, False, True, False, "zeros", True, "__vmalloc_node_range")),
+    # Debian's 6.12.118 carries vm_struct.requested_size (a vrealloc fix backported)
     Series("6.12", (), 23, Expect(
-        _NODES, True, True, True, True, False, "first-page", False, "__vmalloc_node_range_noprof")),
+        _NODES, True, True, True, True, True, "first-page", False, "__vmalloc_node_range_noprof")),
     Series("7.3", ("trixie", "trixie-backports"), 23, Expect(
         _NODES, True, True, True, True, True, "first-page", False, "__vmalloc_node_range_noprof",
         rox_cache=True), build_suite="trixie"),
