@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
+from kcoretool.errors import LayoutError
+
 if TYPE_CHECKING:
     import drgn
 
@@ -67,8 +69,6 @@ def has_symbol(prog: drgn.Program, name: str) -> bool:
 def require_members(prog: drgn.Program, layout: str, type_name: str, *members: str) -> None:
     """Raise :class:`~kcoretool.errors.LayoutError` naming the first of
     ``members`` that ``type_name`` lacks (or the type itself)."""
-    from kcoretool.errors import LayoutError
-
     t = type_or_none(prog, type_name)
     if t is None:
         raise LayoutError(f"the kernel's types have no {type_name}", layout=layout)
@@ -170,8 +170,6 @@ def detect_layout(prog: drgn.Program) -> Layout:
     elif has_symbol(prog, "vmap_area_list"):
         busy = "vmap_area_list"
     else:
-        from kcoretool.errors import LayoutError
-
         raise LayoutError("neither vmap_nodes (6.9+) nor vmap_area_list holds the busy vmap areas",
                           layout="vmalloc")
     ev.append(

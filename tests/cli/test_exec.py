@@ -197,9 +197,9 @@ def test_dump_errors(tmp_path: Any) -> None:
     assert r.exit_code == 2 and "unknown kind 'bogus'" in r.output
 
 
-def test_rox_cache_synthetic_only() -> None:
-    """execmem's ROX cache (x86 from 6.18 per the reference; no lab kernel
-    has it): busy maple-tree entries attributed to the module text and the
+def test_rox_cache() -> None:
+    """execmem's ROX cache (real on the lab's 7.3, tests/lab/test_exec.py;
+    here a synthetic scene with odd entries): busy maple-tree entries attributed to the module text and the
     kprobe page starting there, the rest unattributed (a deferred free
     flagged), the free tree as free."""
     k, _ = sx.standard("6.12", "mem", rox=True)
@@ -222,6 +222,20 @@ def test_rox_cache_synthetic_only() -> None:
     assert (text["alloc_start"], text["alloc_end"], text["container"]) == (cache + 0x1000, cache + 0x3000, cache)
     r = run(k, ["vmalloc", "list", "--kind", "exec"], as_json=True)
     assert {a["start"]: a["owner"] for a in json.loads(r.output)}[cache] == "execmem_cache: 7 allocations"
+    # exec cache: the same ranges, grouped under their cache area, with the sums
+    r = run(k, ["exec", "cache"], as_json=True)
+    assert r.exit_code == 0, r.output
+    [page] = json.loads(r.output)
+    assert page["start"] == cache
+    assert [(x["kind"], x["owner"]) for x in page["ranges"]] == [(k_, o) for _, _, k_, o, _ in got]
+    assert page["free"] == 0x1000 + 0x4000 + ((2 << 20) - 0x41000)
+    assert page["used"] == 0x2000 + 0x1000 + 0x1000 * 4 + 0x3000
+    assert page["largest_free"] == (2 << 20) - 0x41000
+    r = run(k, ["exec", "cache"])
+    assert r.output.splitlines()[0].split() == ["AREA", "USED", "FREE", "LARGEST", "FREE", "OWNED", "UNATTRIBUTED"]
+    assert f"cache area {cache:#x}:" in r.output
+    k2, _ = sx.standard("6.12", "mem")
+    assert run(k2, ["exec", "cache"]).output == "no execmem ROX cache (this kernel has none)\n"
 
 
 def test_hostile_lists_are_bounded() -> None:
