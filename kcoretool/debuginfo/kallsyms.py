@@ -20,11 +20,12 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import drgn
 
+from kcoretool.errors import CoreFormatError
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 from kcoretool.x86_64 import START_KERNEL_MAP
 
-__all__ = ("KALLSYMS_FINDER", "KallsymsLocations", "KallsymsTable", "kallsyms_locations", "load_kallsyms",
-           "use_kallsyms")
+__all__ = ("KALLSYMS_FINDER", "KallsymsLocations", "KallsymsTable", "kallsyms_locations", "kallsyms_table",
+           "load_kallsyms", "use_kallsyms")
 
 KALLSYMS_FINDER = "kcoretool-kallsyms"
 
@@ -89,6 +90,21 @@ def _locations(prog: drgn.Program) -> KallsymsLocations:
     return KallsymsLocations({**find_kallsyms_tables(prog.read, stext), "_stext": stext}, True)
 
 
+def kallsyms_table(prog: drgn.Program) -> Optional[KallsymsTable]:
+    """The core kernel's kallsyms, searched in place (built once per
+    program: symbolizing callers and re-encoding the offsets for drgn share
+    it), or None when they cannot be found (:func:`kallsyms_locations`)."""
+    if "kcoretool_kallsyms_table" not in prog.cache:
+        table = None
+        try:
+            found = kallsyms_locations(prog)
+            table = KallsymsTable(prog.read, found.tables, long_names=not found.found_in_image)
+        except (LookupError, ValueError, drgn.FaultError, CoreFormatError):
+            table = None
+        prog.cache["kcoretool_kallsyms_table"] = table
+    return prog.cache["kcoretool_kallsyms_table"]
+
+
 #: CONFIG_PHYSICAL_START on x86-64 (16 MiB): where _stext is without KASLR
 _PHYSICAL_START = 0x1000000
 
@@ -114,7 +130,7 @@ def load_kallsyms(prog: drgn.Program) -> Tuple[drgn.SymbolIndex, str]:
 
     t = dict(found.tables)
     if "kallsyms_relative_base" not in t:
-        t.update(_relative_offsets(prog, t))
+        t.update(_relative_offsets(prog))
     stext = t.get("_stext") or _symbol_stext(prog)
     index = _linux_helper_load_builtin_kallsyms(
         prog, t["kallsyms_names"], t["kallsyms_token_table"], t["kallsyms_token_index"],
@@ -127,12 +143,14 @@ def load_kallsyms(prog: drgn.Program) -> Tuple[drgn.SymbolIndex, str]:
 _REWRITTEN_AT = 0x0000_C000_0000_0000
 
 
-def _relative_offsets(prog: drgn.Program, tables: Dict[str, int]) -> Dict[str, int]:
+def _relative_offsets(prog: drgn.Program) -> Dict[str, int]:
     """v6.15+ stores kallsyms offsets PC-relative (each from its own slot;
     no ``kallsyms_relative_base``), which drgn's loader cannot decode: give
     it the same addresses as unsigned offsets from one base, in a memory
     segment of their own."""
-    table = KallsymsTable(prog.read, tables, long_names=True)
+    table = kallsyms_table(prog)
+    if table is None:
+        raise LookupError("the kallsyms tables VMCOREINFO names cannot be read")
     addrs = [table.address(i) for i in range(table.num)]
     base = min(addrs)
     if max(addrs) - base >= 1 << 32:

@@ -14,24 +14,9 @@ from typing import Dict, List, Optional, Tuple
 
 import drgn
 
-from kcoretool.debuginfo.kallsyms import KallsymsTable, kallsyms_locations
-from kcoretool.errors import CoreFormatError
+from kcoretool.debuginfo.kallsyms import kallsyms_table
 
-__all__ = ("Symbolizer", "kallsyms_table")
-
-
-def kallsyms_table(prog: drgn.Program) -> Optional[KallsymsTable]:
-    """The core kernel's kallsyms, searched in place (built once per
-    program), or None when they cannot be found (:func:`kallsyms_locations`)."""
-    if "kcoretool_kallsyms_table" not in prog.cache:
-        table = None
-        try:
-            found = kallsyms_locations(prog)
-            table = KallsymsTable(prog.read, found.tables, long_names=not found.found_in_image)
-        except (LookupError, ValueError, drgn.FaultError, CoreFormatError):
-            table = None
-        prog.cache["kcoretool_kallsyms_table"] = table
-    return prog.cache["kcoretool_kallsyms_table"]
+__all__ = ("Symbolizer",)
 
 
 class Symbolizer:
