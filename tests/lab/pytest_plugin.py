@@ -9,13 +9,14 @@ reason, except under ``CI=true``, where that is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any, Iterator
 
 import pytest
 
-from .config import KERNELS, LabError, LabUnavailable, check_environment
+from .config import KERNELS, LabError, LabUnavailable, cache_lock, check_environment
 from .lab import host_kcoretool  # noqa: F401  (re-exported for tests)
 
 # KCORETOOL_LAB_KERNELS=6.12 limits the session to some kernels.
@@ -65,6 +66,16 @@ def lab_environment() -> None:
 @pytest.fixture(scope="session", params=LAB_KERNELS, ids=[f"linux{k}" for k in LAB_KERNELS])
 def lab(request: pytest.FixtureRequest, lab_environment: None) -> Iterator[Any]:
     """A booted kernel with the test module loaded and a snapshot taken."""
+
+    # Several worktrees on one machine (2 cores): KCORETOOL_LAB_LOCK=1 makes
+    # their guests take turns instead of starving each other under TCG.
+    with contextlib.ExitStack() as stack:
+        if os.environ.get("KCORETOOL_LAB_LOCK"):
+            stack.enter_context(cache_lock("guest", timeout=3600))
+        yield from _booted(request)
+
+
+def _booted(request: pytest.FixtureRequest) -> Iterator[Any]:
     from .lab import start
 
     try:
