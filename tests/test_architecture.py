@@ -19,6 +19,7 @@ LAYERS = {
     "kcoretool._drgn_required": 0,
     "kcoretool._interrupts": 0,
     "kcoretool._outfile": 0,
+    "kcoretool._face": 0,
     "kcoretool.source": 1,
     "kcoretool.debuginfo": 2,
     "kcoretool.kernel": 3,

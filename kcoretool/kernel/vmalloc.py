@@ -45,7 +45,7 @@ __all__ = (
     "RawArea",
     "RawBlock",
     "RawVm",
-    "VmallocReader",
+    "VmallocWalker",
 )
 
 class RawArea(NamedTuple):
@@ -62,7 +62,7 @@ class RawVm(NamedTuple):
     addr: int
     size: int
     flags: int
-    pages: int
+    pages_array: int  #: vm_struct.pages
     page_order: Optional[int]
     nr_pages: int
     phys_addr: int
@@ -125,7 +125,7 @@ def _int_code(t: drgn.Type) -> str:
     return {1: "B", 2: "H", 4: "I", 8: "Q"}[drgn.sizeof(t.unaliased())]
 
 
-class VmallocReader:
+class VmallocWalker:
     """
     Reads the raw vmalloc state of one program. Construct once; every method
     takes a :class:`WalkLog` and a ``limit`` and never raises for corrupt
@@ -160,14 +160,14 @@ class VmallocReader:
         self.vm_size = drgn.sizeof(vm_t)
         vfields = []
         for name in ("addr", "size", "flags", "pages", "nr_pages", "phys_addr", "caller"):
-            vfields.append((name, drgn.offsetof(vm_t, name), _int_code_or_ptr(vm_t, name)))
+            vfields.append(("pages_array" if name == "pages" else name, drgn.offsetof(vm_t, name),
+                            _int_code_or_ptr(vm_t, name)))
         if layout.vm_page_order:
             vfields.append(("page_order", drgn.offsetof(vm_t, "page_order"), _int_code_or_ptr(vm_t, "page_order")))
         if layout.vm_requested_size:
             vfields.append(("requested_size", drgn.offsetof(vm_t, "requested_size"),
                             _int_code_or_ptr(vm_t, "requested_size")))
         self._vm_struct, self._vm_names = _packer(vfields, self.vm_size)
-        self._vm_fields = self._make_vm_fields()
 
         self._vb: Optional[_BlockLayout] = None  # lazily, blocks are optional
         self._page_size: Optional[int] = None
@@ -374,39 +374,17 @@ class VmallocReader:
 
     # -- vm_struct ---------------------------------------------------------
 
-    def read_vm(self, vm: int) -> Optional[RawVm]:
-        try:
-            buf = self.prog.read(vm, self.vm_size)
-        except drgn.FaultError:
-            return None
-        return RawVm(vm, *self._vm_fields(buf))
-
-    def vm_decoder(self) -> Tuple[int, Callable[[bytes], Tuple[Any, ...]]]:
-        """
-        ``(vm_size, decode)``: ``decode(buf)`` gives a ``struct vm_struct``'s
-        fields as a plain tuple in :class:`RawVm` order without ``address``
-        (None for members this kernel lacks) -- for loops over many areas.
-        """
-        return self.vm_size, self._vm_fields
-
     def vm_unpacker(self) -> Tuple[int, Callable[[bytes], Tuple[Any, ...]], Callable[[Tuple[Any, ...]], Any]]:
         """
-        ``(vm_size, unpack, pick)``: ``pick(unpack(buf) + (None,))`` is what
-        the :meth:`vm_decoder` function returns, for loops that would
-        rather not call one more function per area.
+        ``(vm_size, unpack, pick)``: ``pick(unpack(buf) + (None,))`` gives
+        a ``struct vm_struct``'s fields as a plain tuple in :class:`RawVm`
+        order without ``address`` (None for members this kernel lacks),
+        for loops over many areas.
         """
         names = self._vm_names
         missing = len(names)  # the None appended
         pick = itemgetter(*(names.index(f) if f in names else missing for f in RawVm._fields[1:]))
         return self.vm_size, self._vm_struct.unpack_from, pick
-
-    def _make_vm_fields(self) -> Callable[[bytes], Tuple[Any, ...]]:
-        _size, unpack, pick = self.vm_unpacker()
-
-        def fields(buf: bytes) -> Tuple[Any, ...]:
-            return pick(unpack(buf) + (None,))
-
-        return fields
 
     # -- vmap blocks -------------------------------------------------------
 

@@ -20,7 +20,7 @@ import drgn
 
 from kcoretool.kernel.layout import Layout, detect_layout
 from kcoretool.kernel.symbolize import Symbolizer
-from kcoretool.kernel.vmalloc import RawBlock, VmallocReader
+from kcoretool.kernel.vmalloc import RawBlock, VmallocWalker
 from kcoretool.kernel.vmflags import (
     VM_ALLOC,
     VM_DMA_COHERENT,
@@ -72,8 +72,13 @@ EXEC_CALLERS = frozenset(
 )
 
 
-def _vm_kind(flags: int, start: int, mod_lo: int, mod_hi: int, caller_name: Optional[str],
-             sparse: bool) -> str:
+#: The kinds an executable allocation takes precedence over (the rule is in
+#: _area_maker's make_record: in the module range, or an EXEC_CALLERS caller).
+_EXEC_OVERRIDES = ("vmalloc", "vmap", "other")
+
+
+def _flags_kind(flags: int, sparse: bool) -> str:
+    """The kind a vm_struct's flags give, before the exec rule."""
     if flags & VM_UNINITIALIZED:
         return "uninitialised"
     if flags & VM_IOREMAP:
@@ -84,8 +89,6 @@ def _vm_kind(flags: int, start: int, mod_lo: int, mod_hi: int, caller_name: Opti
         return "dma-coherent"
     if flags & VM_USERMAP:
         return "user-mapped"
-    if mod_lo <= start < mod_hi or (caller_name is not None and caller_name in EXEC_CALLERS):
-        return "exec"
     if flags & VM_ALLOC:
         return "vmalloc"
     if flags & VM_MAP:
@@ -163,7 +166,7 @@ def _from_program(
     log = WalkLog(emit=emit_warnings)
     if layout is None:
         layout = detect_layout(prog)
-    reader = VmallocReader(prog, layout)
+    reader = VmallocWalker(prog, layout)
     ps = reader.page_size()
     vstart, vend, _how = reader.vmalloc_range()
     mstart, mend = reader.modules_range()
@@ -239,7 +242,7 @@ def _objects(table: PackedAreaTable, make_record: MakeRecord) -> MakeArea:
 
 
 def _area_maker(
-    reader: VmallocReader,
+    reader: VmallocWalker,
     log: WalkLog,
     sym: Optional[Symbolizer],
     block_of_va: Dict[int, int],
@@ -278,7 +281,6 @@ def _area_maker(
     caller_cache: Dict[int, bool] = {}
     flags_get = flags_cache.get
     caller_get = caller_cache.get
-    not_exec = ("vmalloc", "vmap", "other")  # the kinds exec takes precedence over
     code = KIND_CODE
     LAZY, OTHER, EXEC = code["lazy"], code["other"], code["exec"]
     VMAP_BLOCK_KIND, VM_MAP_RAM = code["vmap_block"], code["vm_map_ram"]
@@ -316,7 +318,7 @@ def _area_maker(
             if buf is None:
                 kind = OTHER
             else:
-                addr, size, fl, pages, order, nr, phys, caller, requested = vm_pick(vm_unpack(buf) + pad)
+                addr, size, fl, pages_array, order, nr, phys, caller, requested = vm_pick(vm_unpack(buf) + pad)
                 exec_caller = caller_get(caller)
                 if exec_caller is None:
                     text = sym(caller) if sym is not None else None
@@ -325,10 +327,11 @@ def _area_maker(
                     exec_caller = caller_cache[caller] = cname is not None and cname in EXEC_CALLERS
                 fc = flags_get(fl)
                 if fc is None:
-                    k = _vm_kind(fl, 0, START_KERNEL_MAP, exec_hi, None, sparse)
+                    k = _flags_kind(fl, sparse)
                     names[fl] = vm_flag_names(fl, allow_huge, sparse)
-                    fc = flags_cache[fl] = (code[k], k in not_exec)
+                    fc = flags_cache[fl] = (code[k], k in _EXEC_OVERRIDES)
                 kind, overridable = fc
+                # the exec rule: an exec allocator's area, or one in the module range
                 if overridable and (exec_caller or START_KERNEL_MAP <= start < exec_hi):
                     kind = EXEC
                 bits |= HAS_VM
@@ -341,7 +344,7 @@ def _area_maker(
                 else:
                     requested = 0
                 return (start, end, kind, flags, node, fnode, 0, address, vmp, addr, size, fl, nr, order, phys,
-                        caller, requested, pages, bits)
+                        caller, requested, pages_array, bits)
         elif address in block_of_va:
             kind, block = VMAP_BLOCK_KIND, block_of_va[address]
             bits |= HAS_BLOCK
@@ -364,7 +367,7 @@ def _area_maker(
 
 
 def _busy_areas(
-    reader: VmallocReader, table: PackedAreaTable, make_record: MakeRecord, log: WalkLog, limit: int, ps: int
+    reader: VmallocWalker, table: PackedAreaTable, make_record: MakeRecord, log: WalkLog, limit: int, ps: int
 ) -> Tuple[Optional[List[int]], List[Area], Dict[int, Area]]:
     """Fill ``table`` with the busy areas, sorted by start; return ``(the
     walk order as indices into busy + lazy if it is not the table's own,
@@ -413,7 +416,7 @@ def _busy_areas(
     return walk_index, lazy_list, block_areas
 
 
-def _pooled_areas(reader: VmallocReader, make_area: MakeArea, log: WalkLog, limit: int) -> List[Area]:
+def _pooled_areas(reader: VmallocWalker, make_area: MakeArea, log: WalkLog, limit: int) -> List[Area]:
     """6.9+: purged areas a node keeps for reuse: neither busy nor lazy."""
     pooled = []
     for r in reader.pooled_tuples(log, limit):
@@ -431,7 +434,7 @@ def revalidator(prog: drgn.Program, model: VmallocModel) -> Callable[[Area], Opt
     caller, kind) -- or None if its ``vmap_area`` no longer describes the
     same range and vm_struct.  For live reads (:mod:`kcoretool.reader.vread`).
     """
-    reader = VmallocReader(prog, model.layout)
+    reader = VmallocWalker(prog, model.layout)
     va_at, block_at = ROW_AT["vmap_area"], ROW_AT["vmap_block"]
     block_of_va = {r[va_at]: r[block_at] for r in model.rows() if r[block_at] is not None}
     make_area = _objects(*_area_maker(reader, WalkLog(), Symbolizer(prog), block_of_va, False,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import fnmatch
 import gc
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from kcoretool.model.area import Area, row_area
 from kcoretool.model.snapshot import VmallocSnapshot, area_to_json
@@ -280,15 +280,16 @@ def _same_allocation(x: Area, y: Area) -> bool:
 
 
 def diff(
-    a: VmallocSnapshot,
-    b: VmallocSnapshot,
+    a: Union[VmallocSnapshot, VmallocModel],
+    b: Union[VmallocSnapshot, VmallocModel],
     *,
     kinds: Optional[Iterable[str]] = None,
     caller: Optional[str] = None,
     min_delta: int = 0,
 ) -> VmallocDiff:
     """
-    Compare two snapshots.  ``kinds`` and ``caller`` (a glob on the caller's
+    Compare two snapshots, or two models (placed in no time nor boot: the
+    same boot unless their releases differ).  ``kinds`` and ``caller`` (a glob on the caller's
     function name or full symbol) select areas; ``min_delta`` keeps only the
     callers whose bytes changed by at least that much either way (and the
     areas of those callers).
@@ -297,10 +298,19 @@ def diff(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _diff(a, b, kinds, caller, min_delta)
+        return _diff(_placed(a), _placed(b), kinds, caller, min_delta)
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def _placed(x: Union[VmallocSnapshot, VmallocModel]) -> VmallocSnapshot:
+    """A model as a snapshot that knows only its release."""
+    if isinstance(x, VmallocSnapshot):
+        return x
+    unknown = "a model, not a snapshot"
+    return VmallocSnapshot(model=x, release=x.release, boot_id=None, boot_id_source=unknown, kaslr_offset=None,
+                           time=None, time_source=unknown, source_path=None, source_kind=None, live=False)
 
 
 def _diff(

@@ -7,7 +7,8 @@ vmalloc model
 (:mod:`kcoretool.model.area`), held as rows (:mod:`kcoretool.model.packed`)
 until something asks for objects -- with its lookups, selections, free
 space and totals.  Built by :func:`kcoretool.model.build.from_program`,
-compared by :func:`kcoretool.model.diff.diff`.
+compared by :func:`kcoretool.model.diff.diff` (two models, or two
+snapshots of them).
 """
 
 from __future__ import annotations
@@ -473,19 +474,6 @@ class VmallocModel:
 
     def to_json(self, **kw: Any) -> str:
         return json.dumps(self.to_dict(), **kw)
-
-    def diff(self, other: VmallocModel) -> Dict[str, List[Any]]:
-        """
-        What changed from ``self`` to ``other``, keyed by area start:
-        ``added`` / ``removed`` areas and ``changed`` ``(old, new)`` pairs.
-        """
-        a = {x.start: x for x in self.areas}
-        b = {x.start: x for x in other.areas}
-        return {
-            "added": [b[k] for k in sorted(b.keys() - a.keys())],
-            "removed": [a[k] for k in sorted(a.keys() - b.keys())],
-            "changed": [(a[k], b[k]) for k in sorted(a.keys() & b.keys()) if a[k] != b[k]],
-        }
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, VmallocModel):

@@ -10,45 +10,12 @@ read, revalidate and bounded retry loop of ``read_kcore_iter()`` live;
 :class:`UserReader` reads a process's memory the same way;
 :class:`KcoreChecker` compares /proc/kcore with the page tables.
 
-Names are imported on first use (PEP 562).
+The names are the ``__all__`` of the submodules below, imported on first
+use (:mod:`kcoretool._face`).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, List
+from kcoretool._face import face
 
-if TYPE_CHECKING:
-    from kcoretool.reader.check import DEFECTS, AreaCheck, KcoreChecker, Mismatch
-    from kcoretool.reader.pagetable import PageTableWalker, Translation
-    from kcoretool.reader.report import PAGE_STATES, ZERO_STATES, PageRun, ReadReport
-    from kcoretool.reader.uread import UserReader
-    from kcoretool.reader.vread import VmallocReader
-
-_HOME = {
-    "AreaCheck": "check",
-    "DEFECTS": "check",
-    "KcoreChecker": "check",
-    "Mismatch": "check",
-    "PAGE_STATES": "report",
-    "PageRun": "report",
-    "PageTableWalker": "pagetable",
-    "ReadReport": "report",
-    "Translation": "pagetable",
-    "UserReader": "uread",
-    "VmallocReader": "vread",
-    "ZERO_STATES": "report",
-}
-
-__all__ = tuple(sorted(_HOME))
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
-
-
-def __dir__() -> List[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = face(__name__, ("check", "pagetable", "report", "uread", "vread"), lambda: globals())

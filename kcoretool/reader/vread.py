@@ -157,10 +157,6 @@ class VmallocReader:
             pos = hi
         return report
 
-    def read_area(self, area: Area, sink: Sink) -> ReadReport:
-        """All of one area, guard page included."""
-        return self.read(area.start, area.end - area.start, sink)
-
     def _area_at(self, addr: int) -> Optional[Area]:
         i = bisect.bisect_right(self._starts, addr) - 1
         if i >= 0 and addr < self._spans[i].end:

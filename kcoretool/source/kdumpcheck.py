@@ -78,10 +78,6 @@ class KdumpLayout:
     def incomplete(self) -> bool:
         return bool(self.truncated_pages or self.status & STATUS_INCOMPLETE)
 
-    def is_truncated(self, pfn: int) -> bool:
-        i = bisect.bisect_right(self._starts, pfn) - 1
-        return i >= 0 and pfn < self.truncated[i][1]
-
     def first_truncated(self, first_pfn: int, end_pfn: int) -> Optional[int]:
         """The first truncated pfn in [first_pfn, end_pfn), if any."""
         i = max(0, bisect.bisect_right(self._starts, first_pfn) - 1)
