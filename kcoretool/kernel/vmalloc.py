@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import struct
 from operator import itemgetter
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import drgn
 
 from kcoretool.errors import CoreFormatError
 from kcoretool.kernel.layout import Layout, detect_layout
 from kcoretool.kernel.program import vmcoreinfo_of
-from kcoretool.kernel.vmflags import VM_VM_AREA
+from kcoretool.kernel.vmflags import VM_LAZY_FREE, VM_LAZY_FREEING, VM_UNINITIALIZED, VM_VM_AREA
 from kcoretool.kernel.walk import (
     DEFAULT_LIMIT,
     WalkLog,
@@ -46,6 +46,8 @@ __all__ = (
     "RawBlock",
     "RawVm",
     "VmallocWalker",
+    "numa_page_counts",
+    "page_physaddrs",
 )
 
 class RawArea(NamedTuple):
@@ -386,6 +388,54 @@ class VmallocWalker:
         pick = itemgetter(*(names.index(f) if f in names else missing for f in RawVm._fields[1:]))
         return self.vm_size, self._vm_struct.unpack_from, pick
 
+    def with_vm(self, areas: Iterable[Tuple[Any, ...]], log: WalkLog) -> Iterator[Tuple[Any, ...]]:
+        """Each raw area (:class:`RawArea` order) with its vm_struct's fields
+        appended as one tuple (:class:`RawVm` order without ``address``;
+        None without a vm_struct, or when it is unreadable: a warning).
+        An area flagged lazy (<= 5.3) has no live vm_struct: not read."""
+        vm_size, unpack, pick = self.vm_unpacker()
+        pad = (None,)
+        read = self.prog.read
+        FaultError = drgn.FaultError
+        lazy = (VM_LAZY_FREE | VM_LAZY_FREEING) if self.layout.va_flags == "legacy" else 0
+        for r in areas:
+            vmp = r[3]
+            vm = None
+            if vmp and not (lazy and (r[4] or 0) & lazy):
+                try:
+                    vm = pick(unpack(read(vmp, vm_size)) + pad)
+                except FaultError:
+                    log.warn(f"vmap_area {r[0]:#x}: vm_struct {vmp:#x} is unreadable")
+            yield r + (vm,)
+
+    def mapped_pages(self, start: int, first: int, last: int) -> Optional[List[bool]]:
+        """Whether each page ``first..last-1`` from ``start`` is mapped in the
+        kernel's page tables (None if they cannot be walked here)."""
+        try:
+            from drgn.helpers.linux.mm import follow_phys
+
+            mm = self.prog["init_mm"].address_of_()
+        except (KeyError, LookupError, ImportError):
+            return None
+        ps = self.page_size()
+        out = []
+        for i in range(first, last):
+            try:
+                follow_phys(mm, start + i * ps)
+                out.append(True)
+            except drgn.FaultError:
+                out.append(False)
+            except (ValueError, NotImplementedError, LookupError):
+                return None
+        return out
+
+    def release(self) -> Optional[str]:
+        """UTS_RELEASE, or None."""
+        try:
+            return str(self.prog["UTS_RELEASE"].string_().decode())
+        except (KeyError, LookupError, drgn.FaultError, AttributeError):
+            return None
+
     # -- vmap blocks -------------------------------------------------------
 
     def _block_layout(self) -> _BlockLayout:
@@ -560,6 +610,58 @@ class VmallocWalker:
         except (LookupError, drgn.FaultError, ValueError):
             return None
         return n.bit_length() * ((32 << 20) // self.page_size())
+
+
+def page_physaddrs(prog: drgn.Program, pages_array: int, nr_pages: int) -> List[int]:
+    """Physical address of each page in a vm_struct's ``pages[]`` (one read
+    for the array)."""
+    from drgn.helpers.linux.mm import page_to_phys
+
+    if not nr_pages or not pages_array:
+        return []
+    raw = prog.read(pages_array, 8 * nr_pages)
+    page_t = prog.type("struct page *")
+    out = []
+    for i in range(nr_pages):
+        p = int.from_bytes(raw[8 * i:8 * i + 8], "little")
+        out.append(page_to_phys(drgn.Object(prog, page_t, p)).value_())
+    return out
+
+
+def numa_page_counts(prog: drgn.Program) -> Callable[[int, int, Optional[int], int], Dict[int, int]]:
+    """
+    ``counts(pages_array, nr_pages, page_order, vm_flags)``: ``{node: pages}``
+    of a vm_struct the way vmallocinfo's ``show_numa_info()`` counts
+    (stepping by ``1 << page_order``). The node of each page comes from the
+    node spans in ``node_data[]``.
+    """
+    from drgn.helpers.linux.mm import page_to_pfn
+    from drgn.helpers.linux.nodemask import for_each_online_node
+
+    spans = []
+    for nid in for_each_online_node(prog):
+        pgdat = prog["node_data"][nid]
+        s = pgdat.node_start_pfn.value_()
+        spans.append((s, s + pgdat.node_spanned_pages.value_(), nid))
+    spans.sort()
+    page_t = prog.type("struct page *")
+
+    def counts(pages_array: int, nr_pages: int, page_order: Optional[int], vm_flags: int) -> Dict[int, int]:
+        out: Dict[int, int] = {}
+        if not nr_pages or not pages_array or vm_flags & VM_UNINITIALIZED:
+            return out
+        step = 1 << (page_order or 0)
+        raw = prog.read(pages_array, 8 * nr_pages)
+        for i in range(0, nr_pages, step):
+            p = int.from_bytes(raw[8 * i:8 * i + 8], "little")
+            pfn = page_to_pfn(drgn.Object(prog, page_t, p)).value_()
+            for s, e, nid in spans:
+                if s <= pfn < e:
+                    out[nid] = out.get(nid, 0) + step
+                    break
+        return dict(sorted(out.items()))
+
+    return counts
 
 
 def _int_code_or_ptr(t: drgn.Type, member: str) -> str:

@@ -20,7 +20,7 @@ import drgn
 
 from kcoretool.kernel.layout import Layout, detect_layout
 from kcoretool.kernel.symbolize import Symbolizer
-from kcoretool.kernel.vmalloc import RawBlock, VmallocWalker
+from kcoretool.kernel.vmalloc import RawBlock, VmallocWalker, numa_page_counts, page_physaddrs
 from kcoretool.kernel.vmflags import (
     VM_ALLOC,
     VM_DMA_COHERENT,
@@ -178,7 +178,7 @@ def _from_program(
 
     walk_index, lazy_list, block_areas = _busy_areas(reader, busy, make_record, log, limit, ps)
     if lazy and layout.lazy not in ("busy", "none"):
-        lazy_list += [make_area(r, True) for r in reader.lazy_tuples(log, limit)]
+        lazy_list += [make_area(r + (None,), True) for r in reader.lazy_tuples(log, limit)]
     pooled = _pooled_areas(reader, make_area, log, limit) if lazy else []
 
     holes: Optional[List[FreeHole]] = None
@@ -189,15 +189,11 @@ def _from_program(
     if raw_blocks and not layout.block_cpu:
         free_cpu = reader.block_free_list_cpus(log)
     model_blocks = [
-        _make_block(prog, b, block_areas.get(b.va), free_cpu, ps, log, page_tables)
+        _make_block(reader, b, block_areas.get(b.va), free_cpu, ps, log, page_tables)
         for b in raw_blocks
     ]
     model_blocks.sort(key=_start_key)
-
-    try:
-        release: Optional[str] = prog["UTS_RELEASE"].string_().decode()
-    except (KeyError, LookupError, drgn.FaultError, AttributeError):
-        release = None
+    release = reader.release()
 
     return VmallocModel(
         layout=layout,
@@ -267,10 +263,6 @@ def _area_maker(
     node_id = layout.flags_node_id if layout.va_flags_node_id else None
     sparse = layout.vm_sparse
     allow_huge = layout.vm_allow_huge
-    vm_size, vm_unpack, vm_pick = reader.vm_unpacker()
-    pad = (None,)
-    read = reader.prog.read
-    FaultError = drgn.FaultError
     names: Dict[int, Tuple[str, ...]] = {}
     symbols: Dict[int, Optional[str]] = {}
     table = PackedAreaTable(names, symbols)
@@ -287,7 +279,7 @@ def _area_maker(
     lazy_mask = VM_LAZY_FREE | VM_LAZY_FREEING
 
     def make_record(r: Tuple[Any, ...], lazy: bool = False) -> Tuple[int, ...]:
-        address, start, end, vmp, flags, node = r
+        address, start, end, vmp, flags, node, vm = r  # VmallocWalker.with_vm's
         bits = 0
         if flags is not None:
             bits = HAS_FLAGS
@@ -310,15 +302,10 @@ def _area_maker(
             kind = LAZY
             bits |= IS_LAZY
         elif vmp:
-            try:
-                buf = read(vmp, vm_size)
-            except FaultError:
-                log.warn(f"vmap_area {address:#x}: vm_struct {vmp:#x} is unreadable")
-                buf = None
-            if buf is None:
+            if vm is None:  # unreadable
                 kind = OTHER
             else:
-                addr, size, fl, pages_array, order, nr, phys, caller, requested = vm_pick(vm_unpack(buf) + pad)
+                addr, size, fl, pages_array, order, nr, phys, caller, requested = vm
                 exec_caller = caller_get(caller)
                 if exec_caller is None:
                     text = sym(caller) if sym is not None else None
@@ -380,7 +367,7 @@ def _busy_areas(
     # address order without sorting a million of them afterwards.
     merged = len(walks) > 1
     walked: Iterator[Tuple[Any, ...]] = heapq.merge(*walks, key=_RAW_START) if merged else chain(*walks)
-    table.extend(map(make_record, islice(walked, limit)))
+    table.extend(map(make_record, reader.with_vm(islice(walked, limit), log)))
     if len(table) >= limit and next(walked, None) is not None:
         # (one list past the limit has said so itself as it was asked for more)
         log.warn(f"busy areas: stopped after {limit} (limit); the lowest addresses are kept")
@@ -420,7 +407,7 @@ def _pooled_areas(reader: VmallocWalker, make_area: MakeArea, log: WalkLog, limi
     """6.9+: purged areas a node keeps for reuse: neither busy nor lazy."""
     pooled = []
     for r in reader.pooled_tuples(log, limit):
-        a = make_area(r, True)
+        a = make_area(r + (None,), True)
         a.kind = "pooled"
         a.lazy = False
         pooled.append(a)
@@ -437,8 +424,8 @@ def revalidator(prog: drgn.Program, model: VmallocModel) -> Callable[[Area], Opt
     reader = VmallocWalker(prog, model.layout)
     va_at, block_at = ROW_AT["vmap_area"], ROW_AT["vmap_block"]
     block_of_va = {r[va_at]: r[block_at] for r in model.rows() if r[block_at] is not None}
-    make_area = _objects(*_area_maker(reader, WalkLog(), Symbolizer(prog), block_of_va, False,
-                                      model.modules_end))
+    log = WalkLog()
+    make_area = _objects(*_area_maker(reader, log, Symbolizer(prog), block_of_va, False, model.modules_end))
 
     def revalidate(area: Area) -> Optional[Area]:
         raw = reader.read_va(area.vmap_area, area.node)
@@ -448,7 +435,7 @@ def revalidator(prog: drgn.Program, model: VmallocModel) -> Callable[[Area], Opt
             return None
         if area.kind in ("lazy", "pooled"):
             return area  # no longer on a busy list: nothing more to compare
-        now = make_area(tuple(raw), False)
+        now = make_area(next(reader.with_vm([tuple(raw)], log)), False)
         return area if now == area else now
 
     return revalidate
@@ -503,27 +490,8 @@ def _runs(bitmap: int, nbits: int) -> Tuple[Tuple[int, int], ...]:
     return tuple(out)
 
 
-def _mapped_pages(prog: drgn.Program, start: int, first: int, last: int, ps: int) -> Optional[List[bool]]:
-    try:
-        from drgn.helpers.linux.mm import follow_phys
-
-        mm = prog["init_mm"].address_of_()
-    except (KeyError, LookupError, ImportError):
-        return None
-    out = []
-    for i in range(first, last):
-        try:
-            follow_phys(mm, start + i * ps)
-            out.append(True)
-        except drgn.FaultError:
-            out.append(False)
-        except (ValueError, NotImplementedError, LookupError):
-            return None
-    return out
-
-
 def _make_block(
-    prog: drgn.Program,
+    reader: VmallocWalker,
     b: RawBlock,
     area: Optional[Area],
     free_cpu: Dict[int, int],
@@ -535,10 +503,8 @@ def _make_block(
     if area is not None:
         start, end = area.start, area.end
     else:
-        try:
-            start, end = prog.read_u64(b.va), prog.read_u64(b.va + 8)
-        except drgn.FaultError:
-            start = end = 0
+        va = reader.read_va(b.va)
+        start, end = (va.start, va.end) if va is not None else (0, 0)
         notes.append("its vmap_area is not among the busy areas")
         log.warn(f"vmap_block {b.address:#x}: va {b.va:#x} is not a busy area")
     bits = b.bits if b.bits is not None else max((end - start) // ps, 0)
@@ -583,7 +549,7 @@ def _make_block(
             used_source = "derived"
         else:
             used, used_source = None, "unknown"
-            mapped = _mapped_pages(prog, start, 0, top, ps) if page_tables else None
+            mapped = reader.mapped_pages(start, 0, top) if page_tables else None
             if mapped is not None:
                 bm = 0
                 for i, m in enumerate(mapped):
@@ -610,18 +576,7 @@ def vm_page_physaddrs(prog: drgn.Program, vm: VmStruct, limit: int = 1 << 22) ->
     Physical address of each page in ``vm.pages[]`` (on demand; one read for
     the array). Huge mappings list every base page.
     """
-    from drgn.helpers.linux.mm import page_to_phys
-
-    n = min(vm.nr_pages, limit)
-    if not n or not vm.pages_array:
-        return []
-    raw = prog.read(vm.pages_array, 8 * n)
-    page_t = prog.type("struct page *")
-    out = []
-    for i in range(n):
-        p = int.from_bytes(raw[8 * i:8 * i + 8], "little")
-        out.append(page_to_phys(drgn.Object(prog, page_t, p)).value_())
-    return out
+    return page_physaddrs(prog, vm.pages_array, min(vm.nr_pages, limit))
 
 
 def vm_numa_counts(prog: drgn.Program) -> Callable[[VmStruct], Dict[int, int]]:
@@ -630,30 +585,9 @@ def vm_numa_counts(prog: drgn.Program) -> Callable[[VmStruct], Dict[int, int]]:
     ``show_numa_info()`` counts (stepping by ``1 << page_order``). The node
     of each page comes from the node spans in ``node_data[]``.
     """
-    from drgn.helpers.linux.mm import page_to_pfn
-    from drgn.helpers.linux.nodemask import for_each_online_node
+    counts = numa_page_counts(prog)
 
-    spans = []
-    for nid in for_each_online_node(prog):
-        pgdat = prog["node_data"][nid]
-        s = pgdat.node_start_pfn.value_()
-        spans.append((s, s + pgdat.node_spanned_pages.value_(), nid))
-    spans.sort()
-    page_t = prog.type("struct page *")
+    def of(vm: VmStruct) -> Dict[int, int]:
+        return counts(vm.pages_array, vm.nr_pages, vm.page_order, vm.flags)
 
-    def counts(vm: VmStruct) -> Dict[int, int]:
-        out: Dict[int, int] = {}
-        if not vm.nr_pages or not vm.pages_array or vm.flags & VM_UNINITIALIZED:
-            return out
-        step = 1 << (vm.page_order or 0)
-        raw = prog.read(vm.pages_array, 8 * vm.nr_pages)
-        for i in range(0, vm.nr_pages, step):
-            p = int.from_bytes(raw[8 * i:8 * i + 8], "little")
-            pfn = page_to_pfn(drgn.Object(prog, page_t, p)).value_()
-            for s, e, nid in spans:
-                if s <= pfn < e:
-                    out[nid] = out.get(nid, 0) + step
-                    break
-        return dict(sorted(out.items()))
-
-    return counts
+    return of

@@ -5,8 +5,8 @@ What is this address?
 
 :func:`whatis` classifies a kernel virtual address: a vmalloc area (and the
 vmap block piece inside it), a module, a task stack, a direct-map page or
-kernel text/data. It combines the vmalloc model with drgn's own
-``identify_address_all`` for task stacks and slab objects.
+kernel text/data. It combines the vmalloc and exec models with what drgn
+says (:mod:`kcoretool.kernel.address`: modules, task stacks, slab objects).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import drgn
 
-from kcoretool.kernel.program import load_symbols
+from kcoretool.kernel.address import kernel_identities
 from kcoretool.model.area import Area
 from kcoretool.model.vmalloc import VmallocModel
 
@@ -121,7 +121,6 @@ def whatis(prog: drgn.Program, addr: int, model: Optional[VmallocModel] = None,
     (task stacks, slab objects, symbols), else the direct map.
     """
     area: Optional[Area] = None
-    load_symbols(prog)  # any address: every symbol, modules' included
     what: List[Dict[str, Any]] = []
     if model is not None:
         a = area = model.find(addr)
@@ -151,34 +150,7 @@ def whatis(prog: drgn.Program, addr: int, model: Optional[VmallocModel] = None,
                 })
     if exec_model is not None:
         what.extend(_exec_entries(exec_model, addr))
-    try:
-        m = prog.module(addr)
-        if isinstance(m, drgn.RelocatableModule):
-            what.append({"kind": "module", "name": m.name})
-    except (LookupError, ValueError, AttributeError):
-        pass
-    try:
-        from drgn.helpers.common.memory import identify_address_all
-
-        for ident in identify_address_all(prog, addr):
-            text = str(ident)
-            head = text.split(":", 1)[0]
-            if head == "vmap" and any(w["kind"] == "vmalloc" for w in what):
-                continue
-            what.append({"kind": head, "description": text})
-    except (LookupError, drgn.FaultError, ValueError, NotImplementedError):
-        pass
-    if not any(w["kind"] in ("vmalloc", "module") for w in what):
-        try:
-            from drgn.helpers.linux.mm import in_direct_map, virt_to_phys
-
-            if in_direct_map(prog, addr):
-                what.append({
-                    "kind": "direct map",
-                    "phys": virt_to_phys(prog, addr).value_(),
-                })
-        except (LookupError, drgn.FaultError, ValueError, NotImplementedError):
-            pass
+    what.extend(kernel_identities(prog, addr, any(w["kind"] == "vmalloc" for w in what)))
     return WhatIs(addr, [Identity(w.pop("kind"), w) for w in what], area)
 
 
