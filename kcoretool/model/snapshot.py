@@ -622,16 +622,6 @@ def iter_area_dicts(section: Any, page_size: int = 4096,
         yield {**d, "owner": owners.get(f"{d['start']:#x}")} if owners else d
 
 
-def _block_from_json(d: Dict[str, Any]) -> VmapBlock:
-    used = d["used"]
-    return VmapBlock(
-        d["start"], d["end"], d["address"], d["cpu"], d["cpu_source"], d["free"], d["dirty"],
-        d["dirty_min"], d["dirty_max"], d["bits"],
-        tuple((int(a), int(b)) for a, b in used) if used is not None else None,
-        d["used_source"], tuple(d["notes"]),
-    )
-
-
 def _layout_from_json(d: Any) -> Any:
     """The :class:`~kcoretool.kernel.layout.Layout` back (the label, the
     evidence and every decided field)."""
