@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from itertools import islice, starmap
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
+from kcoretool._args import as_address, as_count
 from kcoretool.errors import ArgumentError
 from kcoretool.kernel.vmflags import VM_NO_GUARD
 
@@ -79,12 +80,9 @@ def check_kinds(kinds: Optional[Iterable[str]], known: Iterable[str]) -> Optiona
 
 
 def _object(prog: Any, type_name: str, address: Optional[int], what: str) -> Any:
-    """``(type_name)address`` in ``prog``: a model object's kernel struct."""
-    import drgn
+    from kcoretool.model.kobject import kernel_object
 
-    if address is None:
-        raise ArgumentError(f"this {what} has no struct address (a synthetic or snapshot-only entry)")
-    return drgn.Object(prog, type_name, address)
+    return kernel_object(prog, type_name, address, what)
 
 
 @dataclass(eq=True, order=False)
@@ -125,10 +123,10 @@ class VmStruct:
         """End of the part that can hold data (the guard page excluded)."""
         return self.addr + max(0, self.size - self.guard_size(page_size))
 
-    def object(self, prog: Any) -> Any:
-        """The ``struct vm_struct *`` in ``prog`` (a :class:`drgn.Object`)::
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct vm_struct *`` in ``prog`` (default: drgn's default program) (a :class:`drgn.Object`)::
 
-            >>> area.vm.object(prog).nr_pages
+            >>> area.vm.object().nr_pages
             (unsigned int)3
         """
         return _object(prog, "struct vm_struct *", self.address, "vm_struct")
@@ -202,11 +200,11 @@ class Area:
             return self.vm.nr_pages
         return self.size // page_size
 
-    def object(self, prog: Any) -> Any:
-        """The ``struct vmap_area *`` in ``prog`` (a :class:`drgn.Object`),
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct vmap_area *`` in ``prog`` (default: drgn's default program) (a :class:`drgn.Object`),
         for drgn's helpers and members kcoretool does not model::
 
-            >>> hex(area.object(prog).va_start)
+            >>> hex(area.object().va_start)
             '0xffffc90000101000'
         """
         return _object(prog, "struct vmap_area *", self.address, "vmap area")
@@ -407,8 +405,8 @@ class VmapBlock:
             return None
         return sum(b - a for a, b in self.used)
 
-    def object(self, prog: Any) -> Any:
-        """The ``struct vmap_block *`` in ``prog`` (a :class:`drgn.Object`)."""
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct vmap_block *`` in ``prog`` (default: drgn's default program) (a :class:`drgn.Object`)."""
         return _object(prog, "struct vmap_block *", self.address, "vmap block")
 
     def to_dict(self, page_size: int = 4096) -> Dict[str, Any]:
@@ -833,6 +831,9 @@ def _row_filter(
 ) -> Any:
     """The test :meth:`VmallocModel.select` applies, on one row (None: no test)."""
     ks = check_kinds(kinds, KINDS)
+    min_size = as_count(min_size, "min_size")
+    lo = None if lo is None else as_address(lo, "lo")
+    hi = None if hi is None else as_address(hi, "hi")
     if ks is None and caller is None and min_size <= 0 and lo is None and hi is None:
         return None
 
@@ -1004,7 +1005,12 @@ class VmallocModel:
 
     def find(self, addr: int, include_lazy: bool = True) -> Optional[Area]:
         """The area containing ``addr`` (busy first, then lazy and pooled).
-        While the model holds rows, each call builds a new :class:`Area`."""
+        While the model holds rows, each call builds a new :class:`Area`.
+
+        :param addr: an int or a drgn Object of integer or pointer type.
+        :raises ArgumentError: ``addr`` is not a 64-bit address."""
+        if type(addr) is not int or not 0 <= addr < 1 << 64:
+            addr = as_address(addr, "addr")
         starts = self._start_index()
         i = bisect.bisect_right(starts, addr) - 1
         if i >= 0:
