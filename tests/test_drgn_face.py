@@ -405,8 +405,15 @@ def test_model_objects_default_to_drgns_program(kernel) -> None:
     Kernel sets when there is none (drgn's CLI sets it for its helpers)."""
     import drgn
 
+    cp = run_py(f'''
+        import drgn, kcoretool
+        k = kcoretool.open_kernel({str(CORE)!r})
+        print(drgn.get_default_prog() is k.prog, hex(k.vmalloc().areas[0].object().va_start))
+    ''')
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout == "True 0xff4222ae40000000\n"
+    drgn.set_default_prog(kernel.prog)  # other tests' Kernels may have set theirs first
     m = kernel.vmalloc()
-    assert drgn.get_default_prog() is kernel.prog
     a = m.find(0xff4222ae40010010)
     assert a.object().va_start.value_() == a.start
     assert a.vm.object().nr_pages.value_() == a.vm.nr_pages
@@ -454,9 +461,12 @@ def test_helpers_in_drgns_shape(kernel) -> None:
     """kcoretool.helpers: program first, records whose object() is the struct."""
     from drgn.helpers.linux.pid import find_task
 
+    import drgn
+
     from kcoretool import helpers
 
     prog = kernel.prog
+    drgn.set_default_prog(prog)  # object() without a program, as in drgn's CLI
     assert helpers.kernel(prog) is kernel
     areas = list(helpers.for_each_vmalloc_area(prog, kinds=["vm_map_ram"]))
     assert len(areas) == 1 and areas[0].object().va_start.value_() == areas[0].start

@@ -346,6 +346,9 @@ def load_btf_kernel(prog: drgn.Program, live: bool, globals_: Mapping[str, str],
 
 # -- the drgn plugin's finders (kcoretool.drgn_plugin) ------------------------------
 
+#: the kernel half of the x86-64 address space: every kernel symbol's address is in it
+KERNEL_HALF = 0xffff800000000000
+
 #: names of the plugin's finders (type, object and symbol finder alike)
 PLUGIN_FINDER = "kcoretool-plugin"
 
@@ -430,6 +433,10 @@ class _PluginFinders:
         if not self._active(prog):
             return []
         assert self.loaded is not None
+        if address is not None and address < KERNEL_HALF:
+            # kallsyms' per-CPU symbols are offsets from 0 (__per_cpu_start
+            # is 0): no pointer is one of them, so NULL prints as 0x0
+            return []
         if address is not None:
             # Aliases share an address (__do_sys_pause, __x64_sys_pause);
             # drgn's kallsyms index gives all but the last a size of 0. Name
