@@ -15,19 +15,19 @@ with ``__index__`` -- an int or a :class:`drgn.Object` such as
 The iterators yield kcoretool's records; each record's ``object()`` is the
 kernel struct it mirrors, as a :class:`drgn.Object`:
 
-========================================  ==================================
-record                                    ``object()``
-========================================  ==================================
-:class:`~kcoretool.model.vmalloc.Area`     ``struct vmap_area *``
-:class:`~kcoretool.model.vmalloc.VmStruct` ``struct vm_struct *``
-:class:`~kcoretool.model.vmalloc.VmapBlock` ``struct vmap_block *``
+=========================================  =================================
+record                                     ``object()``
+=========================================  =================================
+:class:`~kcoretool.model.area.Area`        ``struct vmap_area *``
+:class:`~kcoretool.model.area.VmStruct`    ``struct vm_struct *``
+:class:`~kcoretool.model.area.VmapBlock`   ``struct vmap_block *``
 :class:`~kcoretool.model.exec.ExecRegion`  ``struct vmap_area *`` holding it
 :class:`~kcoretool.model.exec.BpfPack`     ``struct bpf_prog_pack *``
 :class:`~kcoretool.model.exec.BpfProg`     ``struct bpf_prog *``
 :class:`~kcoretool.model.task.Task`        ``struct task_struct *``
 :class:`~kcoretool.model.task.Mm`          ``struct mm_struct *``
 :class:`~kcoretool.model.task.Vma`         ``struct vm_area_struct *``
-========================================  ==================================
+=========================================  =================================
 
 Where the kernel's layout differs between versions -- busy areas in one
 tree until 6.8 and in per-node trees since d093602919ad ("mm: vmalloc:
@@ -51,10 +51,11 @@ from kcoretool.errors import ArgumentError
 if TYPE_CHECKING:
     import drgn
 
+    from kcoretool.model.area import Area, VmapBlock
     from kcoretool.model.exec import BpfPack, ExecModel, ExecRegion
     from kcoretool.model.identify import WhatIs
     from kcoretool.model.task import Vma
-    from kcoretool.model.vmalloc import Area, VmallocModel, VmapBlock
+    from kcoretool.model.vmalloc import VmallocModel
     from kcoretool.reader.report import ReadReport
 
 __all__ = (
@@ -117,10 +118,10 @@ def for_each_vmalloc_area(prog: Optional[drgn.Program] = None, kinds: Optional[I
     Iterate over the vmap areas, busy ones in address order (and with
     ``include_lazy``, freed ones not yet purged and the per-CPU pools).
 
-    :param kinds: any of :data:`kcoretool.model.vmalloc.KINDS`.
+    :param kinds: any of :data:`kcoretool.model.area.KINDS`.
     :param caller: a glob on the caller's symbol (``"bpf_*"``).
     :param min_size: bytes.
-    :return: :class:`~kcoretool.model.vmalloc.Area` records;
+    :return: :class:`~kcoretool.model.area.Area` records;
         ``area.object()`` is the ``struct vmap_area *``.
     """
     return vmalloc_model(prog).select(kinds=list(kinds) if kinds is not None and not isinstance(kinds, str)
@@ -131,7 +132,7 @@ def for_each_vmalloc_area(prog: Optional[drgn.Program] = None, kinds: Optional[I
 def for_each_vmap_block(prog: Optional[drgn.Program] = None) -> Iterator[VmapBlock]:
     """Iterate over the per-CPU vmap blocks (vm_map_ram's pieces).
 
-    :return: :class:`~kcoretool.model.vmalloc.VmapBlock` records;
+    :return: :class:`~kcoretool.model.area.VmapBlock` records;
         ``block.object()`` is the ``struct vmap_block *``."""
     return iter(vmalloc_model(prog).blocks)
 

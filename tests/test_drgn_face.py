@@ -459,9 +459,8 @@ def test_one_kernel_per_program_and_close() -> None:
 
 def test_helpers_in_drgns_shape(kernel) -> None:
     """kcoretool.helpers: program first, records whose object() is the struct."""
-    from drgn.helpers.linux.pid import find_task
-
     import drgn
+    from drgn.helpers.linux.pid import find_task
 
     from kcoretool import helpers
 

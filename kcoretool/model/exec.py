@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from kcoretool._args import as_address
-from kcoretool.model.vmalloc import VmallocModel, check_kinds
+from kcoretool.model.area import check_kinds
+from kcoretool.model.vmalloc import VmallocModel
 
 if TYPE_CHECKING:  # the builder's imports (drgn) load only when it runs
     import drgn
