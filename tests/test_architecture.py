@@ -1,4 +1,4 @@
-"""The package's shape (README "Architecture"): no import cycles, and every
+"""The package's shape (docs/architecture.md): no import cycles, and every
 layer imports only the layers below it.  Imports are read from the source
 (module level and inside functions alike; ``if TYPE_CHECKING:`` blocks are
 annotations, not imports)."""
@@ -126,7 +126,7 @@ def _layer(module: str) -> int:
     for prefix, n in LAYERS.items():
         if module == prefix or module.startswith(prefix + "."):
             return n
-    assert module == "kcoretool", f"{module}: in no layer; add it to LAYERS and the README"
+    assert module == "kcoretool", f"{module}: in no layer; add it to LAYERS and docs/architecture.md"
     return 0
 
 
