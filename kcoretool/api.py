@@ -670,11 +670,10 @@ def load_snapshot(path: str) -> VmallocSnapshot:
 
 
 @_translated
-def diff(a: Kernel | VmallocSnapshot | VmallocModel, b: Kernel | VmallocSnapshot | VmallocModel,
-         **filters: Any) -> VmallocDiff:
-    """Compare two states -- each a snapshot, a :class:`Kernel` (whose
-    snapshot is taken now) or a :class:`VmallocModel` -- into a
-    :class:`kcoretool.model.diff.VmallocDiff`.
+def diff(a: Kernel | VmallocSnapshot, b: Kernel | VmallocSnapshot, **filters: Any) -> VmallocDiff:
+    """Compare two states -- each a snapshot or a :class:`Kernel` (whose
+    snapshot is taken now) -- into a :class:`kcoretool.model.diff.VmallocDiff`
+    (:func:`kcoretool.model.diff.diff` also takes two models).
     ``kinds=``, ``caller=`` (glob) and ``min_delta=`` (bytes) filter."""
     from kcoretool.model.diff import diff as _diff
     from kcoretool.model.snapshot import VmallocSnapshot
