@@ -12,7 +12,7 @@ import re
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-PAGES = ["docs/api.md", "README.md"]
+PAGES = ["docs/api.md", "docs/fleet.md", "README.md"]
 
 
 def _examples(text: str) -> str:

@@ -116,12 +116,16 @@ def read_rows(path: str, warnings: Optional[List[str]] = None) -> List[Dict[str,
     """Every row of a fleet file, the last of each dump (path, size, mtime)
     when one appears more than once."""
     try:
-        f = open(path, "rb")
+        # O_NONBLOCK: a FIFO is refused, not waited on
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise FleetError(f"{path}: cannot read it: {e.strerror}") from None
-    with f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise FleetError(f"{path}: is {file_type(os.fstat(f.fileno()).st_mode)}, not a fleet file")
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise FleetError(f"{path}: is {file_type(mode)}, not a fleet file")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as f:
         rows: Dict[Key, Dict[str, Any]] = {}
         for _n, _off, row in iter_rows(path, f, warnings):
             rows[row_key(row)] = row

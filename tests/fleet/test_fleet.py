@@ -387,3 +387,38 @@ def test_parquet_has_one_line_per_dump_and_metric(fleet, tmp_path):
     assert len(bad) == 1 and bad[0]["metric"] == "dump" and "block size -1" in bad[0]["error"]
     tasks = {os.path.basename(x["path"]): x["count"] for x in t if x["metric"] == "summary" and x["name"] == "tasks"}
     assert tasks == {"boot-0.kdump": 59, "leak-x6.kdump": 59, "leak-x12.kdump": 59}
+
+
+def test_hostile_fleet_file_campaign():
+    """benchmarks/fleet_campaign.py: mutated fleet files and non-files given
+    to `fleet scan` (resuming) and `fleet report`, each in a forked child."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fleet_campaign.py"), "--cases", "100", "--seed",
+                        "26", "--timeout", "60"], capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    head = r.stdout.splitlines()
+    assert head[0].startswith("fleet file campaign: seed 26, 100 cases in ")
+    for key in ("tracebacks", "signal deaths", "timeouts", "wrong exit", "not one line", "file changed",
+                "lines lost", "not rows", "dump missing", "row twice"):
+        assert f"{key:<16} 0" in head
+
+
+def test_debuginfo_dir_finds_a_vmlinux_per_release(tmp_path):
+    release = "6.12.117+deb12-amd64"
+    d = tmp_path / "debug"
+    (d / "other-release").mkdir(parents=True)
+    (d / "vmlinux-5.10.0-1-amd64").write_text("not this one\n")
+    out = tmp_path / "f.jsonl"
+    # none for the dump's release: its BTF
+    r = kcoretool("fleet", "scan", DEMO, "-o", str(out), "--debuginfo-dir", str(d), "-q")
+    assert r.returncode == 0, r.stderr
+    row = rows_of(out)[0]
+    assert (row["status"], row["debuginfo"], row["vmlinux"]) == ("ok", "btf", None)
+    # one for it (here not a real one: the row says which file it tried)
+    (d / release).mkdir()
+    (d / release / "vmlinux").write_text("junk\n")
+    out2 = tmp_path / "f2.jsonl"
+    r = kcoretool("fleet", "scan", DEMO, "-o", str(out2), "--debuginfo-dir", str(d), "-q")
+    assert r.returncode == 0, r.stderr
+    row = rows_of(out2)[0]
+    assert row["status"] == "error" and row["error"] == (
+        f"--vmlinux {d}/{release}/vmlinux: not an ELF file; give the vmlinux with debug info for Linux {release}")
