@@ -389,6 +389,7 @@ def test_parquet_has_one_line_per_dump_and_metric(fleet, tmp_path):
     assert tasks == {"boot-0.kdump": 59, "leak-x6.kdump": 59, "leak-x12.kdump": 59}
 
 
+@pytest.mark.campaign
 def test_hostile_fleet_file_campaign():
     """benchmarks/fleet_campaign.py: mutated fleet files and non-files given
     to `fleet scan` (resuming) and `fleet report`, each in a forked child."""
