@@ -134,8 +134,10 @@ def translate(e: BaseException, release: Optional[str] = None) -> Optional[Kcore
 UNEXPECTED = "unexpected error"
 
 
-def one_line(e: BaseException) -> str:
-    """The message for ``e``, one line, without the ``kcoretool:`` prefix."""
+def one_line(e: BaseException, where_hint: str = "the traceback shows where") -> str:
+    """The message for ``e``, one line, without the ``kcoretool:`` prefix;
+    ``where_hint`` ends the line of an error kcoretool did not expect (the
+    CLI says ``--debug shows where``)."""
     if isinstance(e, KcoreToolError):
         text = str(e)
     elif isinstance(e, OSError):
@@ -151,10 +153,9 @@ def one_line(e: BaseException) -> str:
         if known is not None:
             text = str(known)
         elif isinstance(e, MemoryError):
-            text = "out of memory: the input asks for more than this machine has (a damaged core?); --debug shows where"
+            text = f"out of memory: the input asks for more than this machine has (a damaged core?); {where_hint}"
         elif type(e) is Exception:
             text = f"drgn cannot interpret the core: {e}"
         else:
-            text = (f"{UNEXPECTED} {type(e).__name__}: {e} -- a kcoretool bug or a damaged core; "
-                    "--debug shows where")
+            text = f"{UNEXPECTED} {type(e).__name__}: {e} -- a kcoretool bug or a damaged core; {where_hint}"
     return " ".join(text.split()) or type(e).__name__

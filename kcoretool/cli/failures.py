@@ -23,9 +23,9 @@ from typing import Optional, Tuple
 
 import click
 
+from kcoretool import errors
 from kcoretool._outfile import discard_unfinished
 from kcoretool.cli.words import cli_words
-from kcoretool import errors
 from kcoretool.errors import UNEXPECTED
 
 __all__ = ("Interrupted", "UNEXPECTED", "end_command", "failure", "one_line")
@@ -83,7 +83,7 @@ def end_command(e: BaseException, debug: bool) -> int:
 def one_line(e: BaseException) -> str:
     """The message for ``e``, one line, without the ``kcoretool:`` prefix,
     in the CLI's words (the library's line: :func:`kcoretool.errors.one_line`)."""
-    text = errors.one_line(e)
+    text = errors.one_line(e, "--debug shows where")
     if isinstance(e, OSError):
         return text
     return " ".join(cli_words(text).split()) or type(e).__name__

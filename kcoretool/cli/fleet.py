@@ -18,6 +18,7 @@ import click
 from kcoretool._outfile import OutputFile
 from kcoretool.cli.options import example
 from kcoretool.cli.output import emit_json, table
+from kcoretool.cli.words import cli_words
 from kcoretool.fleet import ScanSummary, fleet_report, read_rows, scan_fleet, write_parquet
 
 __all__ = ("fleet",)
@@ -67,7 +68,7 @@ def scan(inputs: Tuple[str, ...], output: str, jobs: Optional[int], dask: Option
         if quiet:
             return
         path = row["path"]
-        what = str(row.get("release") if row["status"] == "ok" else row.get("error"))
+        what = str(row.get("release") if row["status"] == "ok" else cli_words(str(row.get("error"))))
         if what.startswith(path + ": "):
             what = what[len(path) + 2:]
         click.echo(f"kcoretool: {row['status']}: {path}: {what}", err=True)
@@ -144,5 +145,5 @@ def report(ctx: click.Context, fleet_file: str, factor: float, min_pages: int, t
                    "3 readable dumps)")
     if rep["unreadable"]:
         click.echo("")
-        click.echo(table(([u["status"], u["path"], u["error"] or ""] for u in rep["unreadable"]),
+        click.echo(table(([u["status"], u["path"], cli_words(u["error"] or "")] for u in rep["unreadable"]),
                          ["status", "dump", "error"]))

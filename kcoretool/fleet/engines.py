@@ -40,7 +40,7 @@ __all__ = ("DASK_MISSING", "run_dask", "run_local")
 
 OnRow = Callable[[Dict[str, Any]], None]
 
-#: the line for --dask or parquet without the extra
+#: the line for a Dask engine or a parquet file without the extra
 DASK_MISSING = "needs the fleet extra (Dask distributed, pyarrow): pip install 'kcoretool[fleet]'"
 
 #: what a worker imports for every dump; the pool's parent imports it once
@@ -125,7 +125,7 @@ def require_dask() -> Any:
     try:
         return importlib.import_module("distributed")
     except ImportError:
-        raise KcoreToolError(f"--dask {DASK_MISSING}") from None
+        raise KcoreToolError(f"dask= {DASK_MISSING}") from None
 
 
 def parse_dask_address(address: str) -> Tuple[str, int]:
@@ -133,10 +133,10 @@ def parse_dask_address(address: str) -> Tuple[str, int]:
     if address.startswith("local:"):
         n = address[len("local:"):]
         if not n.isdigit() or int(n) < 1:
-            raise KcoreToolError(f"--dask {address}: give local:N with N worker processes, e.g. local:2")
+            raise KcoreToolError(f"dask={address!r}: give local:N with N worker processes, e.g. local:2")
         return "local", int(n)
     if "://" not in address:
-        raise KcoreToolError(f"--dask {address}: give a scheduler address (tcp://HOST:PORT) or local:N")
+        raise KcoreToolError(f"dask={address!r}: give a scheduler address (tcp://HOST:PORT) or local:N")
     return address, 0
 
 
@@ -160,7 +160,7 @@ def run_dask(tasks: Sequence[DumpTask], on_row: OnRow, address: str, retries: in
         except (OSError, TimeoutError) as e:
             if cluster is not None:
                 cluster.close()
-            raise KcoreToolError(f"--dask {address}: cannot reach the scheduler: {one_line(e)}") from None
+            raise KcoreToolError(f"dask={address!r}: cannot reach the scheduler: {one_line(e)}") from None
     futures: List[Any] = []
     try:
         allowed = client.run_on_scheduler(_allowed_failures)

@@ -418,8 +418,11 @@ def test_debuginfo_dir_finds_a_vmlinux_per_release(tmp_path):
     (d / release).mkdir()
     (d / release / "vmlinux").write_text("junk\n")
     out2 = tmp_path / "f2.jsonl"
-    r = kcoretool("fleet", "scan", DEMO, "-o", str(out2), "--debuginfo-dir", str(d), "-q")
+    r = kcoretool("fleet", "scan", DEMO, "-o", str(out2), "--debuginfo-dir", str(d))
     assert r.returncode == 0, r.stderr
+    assert (f"kcoretool: error: {os.path.abspath(DEMO)}: --vmlinux {d}/{release}/vmlinux: not an ELF file; "
+            f"give the vmlinux with debug info for Linux {release}\n") in r.stderr
     row = rows_of(out2)[0]
+    # the row in the library's words, the progress line in the CLI's
     assert row["status"] == "error" and row["error"] == (
-        f"--vmlinux {d}/{release}/vmlinux: not an ELF file; give the vmlinux with debug info for Linux {release}")
+        f"vmlinux='{d}/{release}/vmlinux': not an ELF file; give the vmlinux with debug info for Linux {release}")
