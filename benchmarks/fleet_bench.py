@@ -8,7 +8,8 @@ The fleet, under a temporary directory:
 * every dump the lab has saved (``~/.cache/kcoretool/lab/runs/<kernel>-*/``
   ``{snapshot,grown}/``: QEMU's ELF, makedumpfile's ELF and kdump; the
   ``grown`` dump is the same boot after the test module's ``grow``: two
-  points of a leak on each kernel), by symbolic link;
+  points of a leak on each kernel), by hard link (a symbolic link across
+  filesystems), from the runs whose guest is not running;
 * the committed demo kdump, and copies of it at several points of a
   growing leak (the test module's pages x2, x4, x8, x16, rewritten in the
   dump's pages by tests/fleetgen.py -- not dumps the guest took: a guest
@@ -81,7 +82,10 @@ def build(work: pathlib.Path, n: int) -> Dict[str, List[str]]:
     for i, p in enumerate(lab_dumps()):
         pp = pathlib.Path(p)
         link = d / f"lab-{i:02d}-{pp.parent.parent.name}-{pp.parent.name}-{pp.name}"
-        link.symlink_to(p)
+        try:
+            os.link(p, link)  # a hard link: the lab removes a run's dumps when its next run starts
+        except OSError:
+            link.symlink_to(p)
         kinds["lab"].append(str(link))
     demo = d / "demo-6.12.kdump"
     shutil.copyfile(DEMO, demo)
