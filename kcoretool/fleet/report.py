@@ -77,8 +77,9 @@ def fleet_report(rows: List[Dict[str, Any]], factor: float = 4.0, min_pages: int
         })
         if len(ok) >= MIN_DUMPS:
             outliers += _outliers(release, ok, factor, min_pages)
-    outliers.sort(key=lambda o: (-(o["factor"] or float("inf")) if o["factor"] is not None else -float("inf"),
-                                 o["release"], o["name"], o["path"]))
+    # biggest factor first; "new" (no median) before all
+    outliers.sort(key=lambda o: (-(o["factor"] if o["factor"] is not None else float("inf")), o["release"],
+                                 o["name"], o["path"]))
     return {
         "dumps": len(rows),
         "releases": releases,

@@ -20,7 +20,7 @@ from kcoretool.errors import ArgumentError
 from kcoretool.fleet.engines import parse_dask_address, require_dask, run_dask, run_local
 from kcoretool.fleet.inputs import expand_inputs
 from kcoretool.fleet.log import open_fleet_log
-from kcoretool.fleet.row import DumpTask, dump_task
+from kcoretool.fleet.row import DumpTask
 
 __all__ = ("ScanSummary", "scan_fleet")
 
@@ -81,13 +81,13 @@ def scan_fleet(inputs: Sequence[str], output: str, *, jobs: int = 1, dask: Optio
         tasks: List[DumpTask] = []
         for p in paths:
             try:
-                t = dump_task(p, debuginfo_dir)
                 st = os.stat(p)
             except OSError as e:
                 s.notes.append(f"{p}: {e.strerror}; left out")
                 continue
             if (st.st_dev, st.st_ino) == (out_st.st_dev, out_st.st_ino):
                 continue  # the fleet file itself, in a scanned directory
+            t = DumpTask(p, st.st_size, st.st_mtime_ns, debuginfo_dir)
             s.found += 1
             if t.key in log.done:
                 s.skipped += 1
