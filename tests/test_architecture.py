@@ -19,6 +19,7 @@ LAYERS = {
     "kcoretool._drgn_required": 0,
     "kcoretool._interrupts": 0,
     "kcoretool._outfile": 0,
+    "kcoretool._args": 0,
     "kcoretool.source": 1,
     "kcoretool.debuginfo": 2,
     "kcoretool.kernel": 3,
@@ -26,6 +27,7 @@ LAYERS = {
     "kcoretool.reader": 5,
     "kcoretool.api": 6,
     "kcoretool.cli": 7,
+    "kcoretool.helpers": 7,
     "kcoretool.__main__": 8,
     "kcoretool.drgn_plugin": 8,
 }
