@@ -115,10 +115,10 @@ def test_block_pieces(lab) -> None:
         # no used_map: derived from free/dirty/dirty range; check it against
         # the page tables (vb_free unmaps at once)
         assert b.used_source == "derived"
-        from kcoretool.model.build import _mapped_pages
+        from kcoretool.kernel.vmalloc import VmallocWalker
 
         top = b.bits - b.free
-        mapped = _mapped_pages(prog, b.start, 0, top, 4096)
+        mapped = VmallocWalker(prog, m.layout).mapped_pages(b.start, 0, top)
         assert {i for i, x in enumerate(mapped) if x} == mapped_live
     else:
         assert b.used_source == "used_map" and b.cpu_source == "vmap_block.cpu"
