@@ -226,7 +226,7 @@ class TaskMemory:
                 raise KernelDataError(f"pid {pid} is not among the tasks that could be read: {n} task(s) or task "
                                       f"lists are unreadable (first: {log.messages[0]}); the core is damaged or "
                                       "lacks those pages")
-            raise KcoreToolError(f"no task with pid {pid}; `kcoretool task list` shows them")
+            raise KcoreToolError(f"no task with pid {pid}; Kernel.tasks() shows them")
         return t
 
     @_translated
@@ -585,7 +585,7 @@ class Kernel(TaskMemory):
 
         core = self.core
         if core is None or core.kind != "kcore":
-            raise KcoreToolError("--via kcore reads through /proc/kcore: it needs the live kernel")
+            raise KcoreToolError("via='kcore' reads through /proc/kcore: it needs the live kernel")
         report = ReadReport(addr, size, "kcore")
         for lo in range(addr, addr + size, CHUNK):
             n = min(CHUNK, addr + size - lo)
@@ -599,8 +599,8 @@ class Kernel(TaskMemory):
         (``checker().check(area)``); live only."""
         core = self.core
         if core is None or core.kind != "kcore" or not core.is_live:
-            raise KcoreToolError("vmalloc check compares against the live kernel's /proc/kcore; "
-                                 f"run it as root on the machine itself (-c {LIVE})")
+            raise KcoreToolError("Kernel.checker() compares against the live kernel's /proc/kcore; "
+                                 f"run it as root on the machine itself (core_path={LIVE!r})")
         return KcoreChecker(self.reader(), core.read)
 
 

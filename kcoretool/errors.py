@@ -4,7 +4,8 @@ Errors
 
 Every problem kcoretool reports to a user is a :class:`KcoreToolError`
 whose message is one line: what went wrong, where, and how to fix it.
-The CLI prints that line and exits 1; ``--debug`` adds the traceback.
+Messages speak the API's words (``vmlinux=``, ``Kernel.tasks()``); the
+CLI prints that line in its own (``--vmlinux``) and exits 1.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class AddressError(KcoreToolError):
 
 class ArgumentError(KcoreToolError, ValueError):
     """An API call's argument is wrong (an unknown kind, a negative size);
-    the message is the one the CLI gives for the same option."""
+    the message names the parameter as the API spells it."""
 
 
 class KernelDataError(KcoreToolError):
@@ -77,7 +78,7 @@ class LayoutError(KcoreToolError):
     def _text(self) -> str:
         kind = f"{self.layout} layout" if self.layout else "layout"
         return (f"kcoretool does not know this kernel's {kind} ({self.release or 'release unknown'}): "
-                f"{self.what} -- please report (kcoretool --debug shows where)")
+                f"{self.what} -- please report (the traceback shows where)")
 
     def for_release(self, release: Optional[str]) -> LayoutError:
         """The same error naming ``release`` (the API knows it; the walk did not)."""

@@ -13,7 +13,6 @@ fast; the drgn-backed commands are imported when they are invoked.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import importlib.util
 import os
@@ -26,6 +25,7 @@ import click
 from kcoretool import __version__
 from kcoretool._outfile import discard_unfinished
 from kcoretool.api import DEBUGINFO_MODES, Kernel, debug_info_candidates
+from kcoretool.cli.failures import Interrupted
 from kcoretool.errors import KcoreToolError
 
 if TYPE_CHECKING:
@@ -188,32 +188,18 @@ def run_in_program(prog: Any, argv: List[str]) -> int:
     """
     Run one kcoretool command line against a drgn Program (the drgn
     ``kcoretool`` command): the CLI's output, every failure as one
-    ``kcoretool: ...`` line on stderr, and its exit status returned rather
-    than exiting (``--debug`` re-raises).
+    ``kcoretool: ...`` line on stderr (:func:`~kcoretool.cli.failures.end_command`,
+    as the console command), and its exit status returned rather than
+    exiting (``--debug`` re-raises).
     """
     from kcoretool.api import from_program
-    from kcoretool.cli.failures import one_line
+    from kcoretool.cli.failures import end_command
 
-    debug = "--debug" in argv
     try:
         kernel = from_program(prog)
         rv = cli.main(args=argv, prog_name="kcoretool", standalone_mode=False, obj=kernel)
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.ClickException as e:
-        e.show()
-        return e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        discard_unfinished()
-        click.echo("kcoretool: interrupted", err=True)
-        return 130
-    except BrokenPipeError:
-        return 1
-    except Exception as e:
-        if debug:
-            raise
-        click.echo(f"kcoretool: {one_line(e)}", err=True)
-        return 1
+    except (Exception, KeyboardInterrupt) as e:
+        return end_command(e, "--debug" in argv)
     return rv if isinstance(rv, int) else 0
 
 
@@ -235,10 +221,6 @@ def main(args: Optional[List[str]] = None, prog_name: str = "kcoretool") -> None
         except ValueError:
             pass
     sys.exit(status)
-
-
-class Interrupted(BaseException):
-    """SIGINT, raised where the program is (not an Exception: nothing catches it by accident)."""
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -275,7 +257,7 @@ def _quiet_stdout() -> None:
 
 
 def _run(argv: List[str], prog_name: str, debug: bool) -> int:
-    from kcoretool.cli.failures import one_line, stdout_usable
+    from kcoretool.cli.failures import INTERRUPTED, end_command, stdout_usable
 
     if not stdout_usable():
         _fail("standard output is closed; redirect it instead (e.g. >/dev/null)", 1)
@@ -288,27 +270,13 @@ def _run(argv: List[str], prog_name: str, debug: bool) -> int:
     try:
         rv = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
         sys.stdout.flush()  # a full disk or closed pipe shows here, not at exit
-    except click.exceptions.Abort:
-        _fail("interrupted", 130)
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.ClickException as e:
-        try:
-            e.show()
-        except OSError:
-            pass
-        return e.exit_code
-    except BrokenPipeError:
-        # `kcoretool read ... | head`: stop quietly, like cat.
-        _quiet_stdout()
-        return 1
-    except (KeyboardInterrupt, Interrupted):
-        _fail("interrupted", 130)
-    except Exception as e:
-        if debug:
-            raise
-        if isinstance(e, OSError) and e.errno == errno.EPIPE:
-            _quiet_stdout()
-            return 1
-        _fail(one_line(e), 1)
+    except (Exception, KeyboardInterrupt, Interrupted) as e:
+        status = end_command(e, debug)
+        if not isinstance(e, (click.exceptions.Exit, click.ClickException)):
+            _quiet_stdout()  # the command failed midway: its output stops here
+        if status == INTERRUPTED:
+            # No interpreter shutdown: a second Ctrl-C there prints "Exception
+            # ignored" and can end with status 0.
+            os._exit(status)
+        return status
     return rv if isinstance(rv, int) else 0

@@ -9,6 +9,7 @@ import click
 from kcoretool.api import Core, DebugInfoPlan, NoteInfo, debuginfo_plan
 from kcoretool.cli.options import example
 from kcoretool.cli.output import emit_json, human, hx, table
+from kcoretool.cli.words import cli_words
 from kcoretool.errors import KcoreToolError
 
 
@@ -43,7 +44,8 @@ def info(ctx: click.Context) -> None:
         "crash_time": core.crash_time,
         "vmcoreinfo": core.vmcoreinfo_source,
         "segments": core.segment_counts(),
-        "debuginfo": _debuginfo_plan(ctx, core).to_dict(),
+        "debuginfo": {k: cli_words(v) if k == "reason" and v else v
+                      for k, v in _debuginfo_plan(ctx, core).to_dict().items()},
     }
     incomplete = getattr(core, "incomplete", None)
     if incomplete:  # only a cut kdump file has the key
@@ -63,7 +65,7 @@ def info(ctx: click.Context) -> None:
         ("crash time", _date(crash)),
         ("VMCOREINFO", core.vmcoreinfo_source or "none"),
         ("segments", _segment_summary(core)),
-        ("debug info", _debuginfo_plan(ctx, core).describe()),
+        ("debug info", cli_words(_debuginfo_plan(ctx, core).describe())),
     ]
     if incomplete:
         rows.append(("dump", f"INCOMPLETE: {incomplete}; those pages read as `truncated` zeros"))

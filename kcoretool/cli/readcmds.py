@@ -26,6 +26,7 @@ from kcoretool.api import (
 )
 from kcoretool.cli.options import ProgressSink, byte_progress, example, item_progress
 from kcoretool.cli.output import HexdumpWriter, emit_json, hx, json_limit, parse_address, parse_size, table
+from kcoretool.cli.words import cli_words
 from kcoretool.errors import AddressError, KcoreToolError
 
 # Big reads go out in pieces so memory stays bounded.
@@ -54,7 +55,7 @@ def describe_zero_runs(report: ReadReport, physical_note: str = "") -> List[str]
     for r in report.zero_runs():
         pages = max(1, (r.size + 4095) // 4096)
         lines.append(f"kcoretool: note: {r.vaddr:#x}-{r.vaddr + r.size:#x} ({pages} page"
-                     f"{'s' if pages != 1 else ''}) read as zeros: {r.state} -- {PAGE_STATES[r.state]}")
+                     f"{'s' if pages != 1 else ''}) read as zeros: {r.state} -- {cli_words(PAGE_STATES[r.state])}")
     return lines
 
 

@@ -12,6 +12,7 @@ from kcoretool._outfile import OutputFile
 from kcoretool.api import PAGE_STATES
 from kcoretool.cli.options import example
 from kcoretool.cli.output import emit_json, human, hx, table
+from kcoretool.cli.words import cli_words
 
 __all__ = ("read_user", "task", "whatis_user")
 
@@ -158,7 +159,7 @@ def read_user(ctx: click.Context, pid: int, addr: int, size: int, output: Option
         # a zero page is never shown as data without saying so
         pages = max(1, (r.size + 4095) // 4096)
         click.echo(f"kcoretool: note: {r.vaddr:#x}-{r.vaddr + r.size:#x} ({pages} page{'s' if pages != 1 else ''}) "
-                   f"read as zeros: {r.state} -- {PAGE_STATES[r.state]}", err=True)
+                   f"read as zeros: {r.state} -- {cli_words(PAGE_STATES[r.state])}", err=True)
 
 
 class _Discard:

@@ -69,15 +69,15 @@ def read_vmlinux_btf(prog: drgn.Program, index: drgn.SymbolIndex, live: bool) ->
     stop = _first_address(index, prog, "__stop_BTF")
     if start is None or stop is None:
         raise DebugInfoError("no vmlinux debug info, and kallsyms has no __start_BTF/__stop_BTF "
-                             "(kernel built without CONFIG_DEBUG_INFO_BTF); pass --vmlinux")
+                             "(kernel built without CONFIG_DEBUG_INFO_BTF); pass vmlinux=")
     if not 0 < stop - start <= 256 << 20:
         raise DebugInfoError(f"__start_BTF {start:#x} .. __stop_BTF {stop:#x} is not a plausible BTF "
-                             "section; pass --vmlinux")
+                             "section; pass vmlinux=")
     try:
         return prog.read(start, stop - start), f"kernel memory at {start:#x}"
     except drgn.FaultError as e:
         raise DebugInfoError(f"the kernel's BTF at {start:#x} is not in this core ({e}); "
-                             "the dump may have excluded it; pass --vmlinux") from None
+                             "the dump may have excluded it; pass vmlinux=") from None
 
 
 class _ObjectFinder:
@@ -207,7 +207,7 @@ def load_btf_kernel(prog: drgn.Program, live: bool, globals_: Mapping[str, str],
             damage = prog.cache.get("kcoretool_kallsyms_damage")
             if damage:
                 raise KernelDataError(f"the kernel's kallsyms tables are unreadable ({damage}): the core is "
-                                      "damaged or lacks those pages; --vmlinux with DWARF does without them")
+                                      "damaged or lacks those pages; vmlinux= with DWARF does without them")
             if live:
                 how = "/proc/kallsyms"
             else:
@@ -216,7 +216,7 @@ def load_btf_kernel(prog: drgn.Program, live: bool, globals_: Mapping[str, str],
                     how = "the kernel's kallsyms tables"
                 except LookupError as e:
                     how = f"the kernel's kallsyms tables ({e})"
-            err = DebugInfoError(f"no vmlinux debug info and no kallsyms from {how}; pass --vmlinux")
+            err = DebugInfoError(f"no vmlinux debug info and no kallsyms from {how}; pass vmlinux=")
             err.reason = f"no kallsyms from {how}"  # type: ignore[attr-defined]
             raise err
         ks_source = prog.cache["kcoretool_kallsyms_source"]

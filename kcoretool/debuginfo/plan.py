@@ -49,7 +49,7 @@ def install_hint(release: str) -> str:
     """What to install to get debug info, as one sentence."""
     return (
         f"install linux-image-{release}-dbg (Debian/Ubuntu) or "
-        f"kernel-debuginfo-{release} (Fedora/RHEL), or pass --vmlinux"
+        f"kernel-debuginfo-{release} (Fedora/RHEL), or pass vmlinux="
     )
 
 
@@ -125,7 +125,7 @@ def plan_debuginfo(
     vmcoreinfo: Optional[VmcoreInfo],
 ) -> DebugInfoPlan:
     """
-    ``auto``: ``--vmlinux``, else the first standard place that exists (DWARF),
+    ``auto``: ``vmlinux``, else the first standard place that exists (DWARF),
     else the kernel's BTF, else drgn's own DWARF search. ``dwarf`` and ``btf``
     force one source; failing to find it is the caller's error to raise.
     """
@@ -137,20 +137,20 @@ def plan_debuginfo(
         problem = vmlinux_problem(vmlinux)
         if problem:
             # Asked for by name: never silently replaced by BTF.
-            raise DebugInfoError(f"--vmlinux {vmlinux}: {problem}; give the vmlinux with debug info "
+            raise DebugInfoError(f"vmlinux={str(vmlinux)!r}: {problem}; give the vmlinux with debug info "
                                  f"for Linux {rel}")
         paths.append(vmlinux)
     paths.extend(p for p in (debug_info_candidates(release) if release else []) if os.path.exists(p))
     btf = btf_available(live, vmcoreinfo)
     if mode == "btf":
-        return DebugInfoPlan(mode, "btf", btf, "--debuginfo btf" if btf else "--debuginfo btf, but no BTF found")
+        return DebugInfoPlan(mode, "btf", btf, "debuginfo='btf'" if btf else "debuginfo='btf', but no BTF found")
     if mode == "dwarf" or paths:
         if vmlinux is not None:
-            reason = "--vmlinux"
+            reason = "vmlinux="
         elif paths:
-            reason = "vmlinux found" + (" (--debuginfo dwarf)" if mode == "dwarf" else "")
+            reason = "vmlinux found" + (" (debuginfo='dwarf')" if mode == "dwarf" else "")
         else:
-            reason = "--debuginfo dwarf; drgn's own search"
+            reason = "debuginfo='dwarf'; drgn's own search"
         return DebugInfoPlan(mode, "dwarf", paths[0] if paths else None, reason, tuple(paths),
                              btf_fallback=btf if mode == "auto" and vmlinux is None else None)
     if btf is not None:

@@ -173,7 +173,7 @@ def open_program(
 
     release = _release(prog)
     if vmlinux is not None and not os.path.exists(vmlinux):
-        raise AccessError(f"--vmlinux {vmlinux}: no such file; give the kernel's vmlinux with debug info")
+        raise AccessError(f"vmlinux={str(vmlinux)!r}: no such file; give the kernel's vmlinux with debug info")
     live = bool(prog.flags & drgn.ProgramFlags.IS_LIVE)
     plan = plan_debuginfo(debuginfo, None if release == "unknown" else release, vmlinux, live,
                           vmcoreinfo_of(prog))
@@ -267,7 +267,7 @@ def _use_btf(prog: drgn.Program, plan: DebugInfoPlan, live: bool) -> DebugInfoPl
     from kcoretool.kernel.globals import GLOBALS
 
     if plan.source is None:
-        raise DebugInfoError("--debuginfo btf: this kernel has no BTF kcoretool can reach "
+        raise DebugInfoError("debuginfo='btf': this kernel has no BTF kcoretool can reach "
                              "(live: /sys/kernel/btf/vmlinux; vmcore: __start_BTF found through the kernel's "
                              "kallsyms, which needs VMCOREINFO's KERNELOFFSET)")
     loaded = load_btf_kernel(prog, live, GLOBALS)
@@ -290,7 +290,7 @@ def _use_dwarf(prog: drgn.Program, plan: DebugInfoPlan, release: str, vmlinux: O
             return _use_btf(prog, dataclasses.replace(
                 plan, kind="btf", source=plan.btf_fallback, dwarf_paths=(),
                 reason=f"{tried[0]} does not match Linux {release}"), live)
-        if search and vmlinux is None:  # an explicit --vmlinux is not swapped for another
+        if search and vmlinux is None:  # an explicit vmlinux is not swapped for another
             try:
                 prog.load_debug_info(main=True)
             except drgn.MissingDebugInfoError:
@@ -298,7 +298,7 @@ def _use_dwarf(prog: drgn.Program, plan: DebugInfoPlan, release: str, vmlinux: O
     if not _has_types(prog, "struct vmap_area"):
         if vmlinux is not None:
             raise DebugInfoError(
-                f"--vmlinux {vmlinux}: its DWARF is not for this kernel (Linux {release}: build ID or "
+                f"vmlinux={str(vmlinux)!r}: its DWARF is not for this kernel (Linux {release}: build ID or "
                 "release differ, or its vmap types are missing); " + install_hint(release)
             )
         what = "no debug info" if plan.mode == "dwarf" else "no debug info and no BTF"

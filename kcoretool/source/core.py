@@ -226,7 +226,7 @@ class Core:
                 if data is None:
                     raise AddressError(
                         f"{self.path}: no segment covers {space} address {pos:#x}; "
-                        "`kcoretool segments` lists what the core holds",
+                        "Core.segments lists what the core holds",
                         pos,
                     )
                 out += data

@@ -51,7 +51,7 @@ def _open_error(path: str, err: OSError) -> Exception:
         if is_kcore:
             return AccessError(
                 f"{KCORE_PATH} does not exist: this kernel was built without "
-                "CONFIG_PROC_KCORE; analyse a vmcore instead with -c PATH"
+                "CONFIG_PROC_KCORE; analyse a vmcore instead with core_path=PATH"
             )
         return AccessError(f"{path}: no such file; give the path of a vmcore or {KCORE_PATH}")
     if isinstance(err, IsADirectoryError):

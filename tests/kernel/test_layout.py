@@ -97,7 +97,7 @@ def test_missing_member_is_an_unknown_layout() -> None:
     with pytest.raises(LayoutError) as e:
         Kernel(k.prog).vmalloc()
     assert str(e.value) == ("kcoretool does not know this kernel's vmalloc layout (unknown): struct vmap_area "
-                            "has no member va_start -- please report (kcoretool --debug shows where)")
+                            "has no member va_start -- please report (the traceback shows where)")
     assert "damaged" not in str(e.value)
 
 

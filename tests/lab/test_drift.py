@@ -77,4 +77,4 @@ def test_unknown_layout_is_named_not_blamed_on_the_dump(lab):
     assert cp.returncode == 0, cp.stderr[-2000:]
     assert cp.stdout.strip() == (
         f"LayoutError kcoretool does not know this kernel's vmalloc layout ({lab.release}): struct vmap_area "
-        "has no member va_start -- please report (kcoretool --debug shows where)")
+        "has no member va_start -- please report (the traceback shows where)")

@@ -113,7 +113,7 @@ def test_kernel_thread_and_missing_pid():
     K = from_program(k.prog)
     with pytest.raises(KcoreToolError, match=r"^pid 2 \(kthreadd\) is a kernel thread: it has no user memory$"):
         K.vmas(2)
-    with pytest.raises(KcoreToolError, match=r"^no task with pid 7; `kcoretool task list` shows them$"):
+    with pytest.raises(KcoreToolError, match=r"^no task with pid 7; Kernel\.tasks\(\) shows them$"):
         K.vmas(7)
 
 

@@ -95,7 +95,7 @@ def test_read_across_segments_and_holes():
             assert e.value.address == a.paddr + a.memsz
             assert str(e.value) == (
                 f"{FIXTURES / 'vmcore-qemu-6.12.core'}: no segment covers physical address "
-                f"{a.paddr + a.memsz:#x}; `kcoretool segments` lists what the core holds")
+                f"{a.paddr + a.memsz:#x}; Core.segments lists what the core holds")
 
 
 def test_uncovered_virtual_address():
