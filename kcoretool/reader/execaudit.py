@@ -49,7 +49,8 @@ _CODE_KINDS = ("kernel-text", "module-text", "bpf-prog", "bpf-classic", "bpf-tra
 _DATA_KINDS = ("module-rodata", "module-ro-after-init", "module-data", "module-init-rodata", "module-init-data",
                "kernel-data")
 #: vmalloc callers of module memory (the loader, or execmem for it)
-_LOADER_CALLERS = ("load_module", "move_module", "module_alloc", "module_memory_alloc", "execmem_alloc")
+_LOADER_CALLERS = ("load_module", "move_module", "module_alloc", "module_memory_alloc", "execmem_alloc",
+                   "execmem_alloc_rw")
 #: x86 jit_fill_hole(), bpf_arch_text_invalidate(), execmem_fill_trapping_insns(): INT3
 _FILL = 0xCC
 _PAGE = 4096
