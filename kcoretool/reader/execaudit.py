@@ -277,25 +277,37 @@ def audit_exec(prog: drgn.Program, model: ExecModel, vmalloc: VmallocModel, runs
 
     census = _paint(runs, owners)
 
+    def name_caller(addr: int) -> Optional[str]:
+        """The symbol, else the hidden module holding ``addr`` (its symbols
+        are out of reach with the module off the list), else the address."""
+        found = caller_name(addr)
+        if found:
+            return found
+        for o in owners:
+            if o.owner.endswith(" (hidden)") and o.start <= addr < o.end:
+                return f"{o.owner}+{addr - o.start:#x}"
+        return f"{addr:#x}"
+
     # Unowned, W+X, data executable, pack space nobody owns.
     for c in census:
         area = vmalloc.find(c.start, include_lazy=True)
         if c.kind == "unowned":
             flags.append(AuditFlag("unowned-exec", c.start, c.end, "no module, BPF image, trampoline or "
-                                   "kernel text owns it", area.start if area else None, _caller(area, caller_name)))
+                                   "kernel text owns it", area.start if area else None, _caller(area, name_caller)))
         elif c.kind in _DATA_KINDS:
             flags.append(AuditFlag("data-exec", c.start, c.end, f"{c.kind} of {c.owner}",
-                                   area.start if area else None, _caller(area, caller_name)))
+                                   area.start if area else None, _caller(area, name_caller)))
         elif c.kind == "unattributed":
             flags.append(AuditFlag("pack-unowned", c.start, c.end, f"used {c.owner} space",
-                                   area.start if area else None, _caller(area, caller_name)))
+                                   area.start if area else None, _caller(area, name_caller)))
         if c.writable:
             if lay.bpf_images_writable and c.kind in ("bpf-trampoline", "bpf-dispatcher"):
                 notes.append(f"{c.start:#x}-{c.end:#x} {c.kind} {c.owner} is writable and executable by design "
                              "(bpf_jit_alloc_exec_page(): 'Keep image as writeable')")
             else:
-                flags.append(AuditFlag("wx", c.start, c.end, f"{c.kind} {c.owner}",
-                                       area.start if area else None, _caller(area, caller_name)))
+                flags.append(AuditFlag("wx", c.start, c.end, "no owner" if c.kind == "unowned" else
+                                       f"{c.kind} {c.owner}",
+                                       area.start if area else None, _caller(area, name_caller)))
 
     # Owners' code must be executable.
     idr, subprogs = raw.bpf_idr(log)
@@ -311,7 +323,7 @@ def audit_exec(prog: drgn.Program, model: ExecModel, vmalloc: VmallocModel, runs
         for a, b in _covered(runs, lo & ~(_PAGE - 1), hi):
             area = vmalloc.find(a, include_lazy=True)
             flags.append(AuditFlag("text-not-exec", max(a, lo), b, f"{kind} {who}", area.start if area else None,
-                                   _caller(area, caller_name)))
+                                   _caller(area, name_caller)))
 
     # BPF: kallsyms programs not in prog_idr (nor a subprogram of one); idr
     # programs outside every pack on a kernel with packs.
