@@ -1,4 +1,4 @@
-"""The package's shape (README "Architecture"): no import cycles, and every
+"""The package's shape (docs/architecture.md): no import cycles, and every
 layer imports only the layers below it.  Imports are read from the source
 (module level and inside functions alike; ``if TYPE_CHECKING:`` blocks are
 annotations, not imports)."""
@@ -19,6 +19,7 @@ LAYERS = {
     "kcoretool._drgn_required": 0,
     "kcoretool._interrupts": 0,
     "kcoretool._outfile": 0,
+    "kcoretool._args": 0,
     "kcoretool.source": 1,
     "kcoretool.debuginfo": 2,
     "kcoretool.kernel": 3,
@@ -26,6 +27,7 @@ LAYERS = {
     "kcoretool.reader": 5,
     "kcoretool.api": 6,
     "kcoretool.cli": 7,
+    "kcoretool.helpers": 7,
     "kcoretool.__main__": 8,
     "kcoretool.drgn_plugin": 8,
 }
@@ -124,7 +126,7 @@ def _layer(module: str) -> int:
     for prefix, n in LAYERS.items():
         if module == prefix or module.startswith(prefix + "."):
             return n
-    assert module == "kcoretool", f"{module}: in no layer; add it to LAYERS and the README"
+    assert module == "kcoretool", f"{module}: in no layer; add it to LAYERS and docs/architecture.md"
     return 0
 
 

@@ -175,6 +175,12 @@ class Vma:
             return head
         return head.ljust(72) + " " + self.name
 
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct vm_area_struct *`` (a :class:`drgn.Object` in ``prog``, default drgn's default program)."""
+        from kcoretool.model.kobject import kernel_object
+
+        return kernel_object(prog, "struct vm_area_struct *", self.address, "VMA")
+
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d.update(perms=self.perms, flag_names=self.flag_names, size=self.size, kind=self.kind,
@@ -204,6 +210,12 @@ class Mm:
     def rss_pages(self) -> int:
         return self.rss["file"] + self.rss["anon"] + self.rss["shmem"]
 
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct mm_struct *`` (a :class:`drgn.Object` in ``prog``, default drgn's default program)."""
+        from kcoretool.model.kobject import kernel_object
+
+        return kernel_object(prog, "struct mm_struct *", self.address, "mm")
+
     def to_dict(self) -> Dict[str, Any]:
         return dict(asdict(self), rss_pages=self.rss_pages)
 
@@ -225,6 +237,12 @@ class Task:
     def kthread(self) -> bool:
         return bool(self.flags & PF_KTHREAD)
 
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct task_struct *`` (a :class:`drgn.Object` in ``prog``, default drgn's default program)."""
+        from kcoretool.model.kobject import kernel_object
+
+        return kernel_object(prog, "struct task_struct *", self.address, "task")
+
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d["kthread"] = self.kthread
@@ -237,7 +255,11 @@ class TaskList:
     layout: str
     warnings: List[str] = field(default_factory=list)
 
-    def find(self, pid: int) -> Optional[Task]:
+    def find(self, pid: Any) -> Optional[Task]:
+        """The task with ``pid`` (an int-like or a ``struct task_struct *``), or None."""
+        from kcoretool._args import as_pid
+
+        pid = as_pid(pid)
         return next((t for t in self.tasks if t.pid == pid), None)
 
 
@@ -248,9 +270,13 @@ class VmaList:
     layout: str
     warnings: List[str] = field(default_factory=list)
 
-    def find(self, addr: int) -> Optional[Vma]:
+    def find(self, addr: Any) -> Optional[Vma]:
+        """The VMA containing ``addr`` (an int or drgn Object), or None."""
         import bisect
 
+        from kcoretool._args import as_address
+
+        addr = as_address(addr, "addr")
         i = bisect.bisect_right([v.start for v in self.vmas], addr) - 1
         if i >= 0 and addr < self.vmas[i].end:
             return self.vmas[i]
