@@ -13,10 +13,11 @@
  *
  * vmap() forces NX whatever pgprot it is given (pgprot_nx() since 5.8), and
  * neither __vmalloc_node_range() nor set_memory_x() is exported on 5.10,
- * 6.1, 6.12 or 7.3.  What all four export is vmap(), lookup_address() and
- * __flush_tlb_all(): the page is vmap'd with PAGE_KERNEL and its PTE
- * rewritten in place (NX cleared, RW cleared for the read-only one), as a
- * rootkit would.
+ * 6.1, 6.12 or 7.3.  What all four export is vmap() and lookup_address():
+ * the page is vmap'd with PAGE_KERNEL and its PTE rewritten in place (NX
+ * cleared, RW cleared for the read-only one), as a rootkit would.  No TLB
+ * flush (7.3 exports __flush_tlb_all() to KVM only): nothing runs these
+ * pages, and the audit reads the page tables, not the TLB.
  *
  * The addresses are in /sys/module/kcoretool_hide/parameters/{rox,wx}_addr.
  * Writing 1 to .../parameters/unhide puts the module back on the list
@@ -29,7 +30,6 @@
 #include <linux/string.h>
 #include <linux/vmalloc.h>
 #include <asm/pgtable.h>
-#include <asm/tlbflush.h>
 
 static unsigned long rox_addr;
 module_param(rox_addr, ulong, 0444);
@@ -111,7 +111,6 @@ static int __init kch_init(void)
 		kch_free();
 		return -EINVAL;
 	}
-	__flush_tlb_all();
 	rox_addr = (unsigned long)maps[0];
 	wx_addr = (unsigned long)maps[1];
 	/* off the list; remember where, for unhide */
