@@ -504,6 +504,16 @@ class Kernel(TaskMemory):
             time=when, time_source=when_source, source_path=path, source_kind=kind, live=live,
         )
 
+    @_translated
+    def panic_state(self) -> Tuple[Optional[bool], Optional[str]]:
+        """``(panicking, reason)``: whether a CPU had entered ``panic()``
+        (``panic_cpu`` set: a kdump after a panic), and the ``Kernel panic -
+        not syncing:`` reason from the kernel log when drgn can read it
+        (DWARF); None where the dump cannot say."""
+        from kcoretool.kernel.panic import panic_state
+
+        return panic_state(self.prog)
+
     # -- physical memory and page tables ---------------------------------------
 
     def read_phys_source(self) -> Callable[[int, int], bytes]:

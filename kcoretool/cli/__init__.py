@@ -45,6 +45,7 @@ _LAZY_COMMANDS = {
     "whatis": ("kcoretool.cli.vmalloc", "whatis"),
     "exec": ("kcoretool.cli.exec", "exec_"),
     "task": ("kcoretool.cli.task", "task"),
+    "fleet": ("kcoretool.cli.fleet", "fleet"),
 }
 
 
@@ -131,7 +132,7 @@ class _LazyGroup(click.Group):
                 for sub in (readcmds.dump, readcmds.extract, readcmds.check,
                             vmalloc_time.snapshot, vmalloc_time.diff, vmalloc_time.top):
                     cmd.add_command(sub)
-            if cmd is not None:
+            if cmd is not None and name != "fleet":  # fleet takes many dumps, not -c
                 from kcoretool.cli.options import add_global_options
 
                 add_global_options(cmd)
