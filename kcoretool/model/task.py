@@ -12,12 +12,13 @@ raw readers of :mod:`kcoretool.kernel.task`.  A :class:`Vma` knows how
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
 
 from kcoretool.kernel.task import PF_KTHREAD, NamedVma, RawMm, RawTask, TaskReader, dev_major_minor
 from kcoretool.kernel.vmflags import VM_EXEC, VM_MAYSHARE, VM_READ, VM_WRITE, VMA_FLAG_NAMES, vm_flag_names
 from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog
+from kcoretool.model.record import Column, Field, Record
 
 __all__ = (
     "Mm",
@@ -33,14 +34,26 @@ __all__ = (
 #: vm_refcnt's "readers excluded" bit (VMA_LOCK_OFFSET, 6.15+)
 VMA_LOCK_OFFSET = 0x40000000
 RSS_NAMES = ("file", "anon", "swapents", "shmem")
+_PERM_FLAGS = frozenset(("READ", "WRITE", "EXEC", "MAYREAD", "MAYWRITE", "MAYEXEC"))
 #: the rwxs/p column by (READ|WRITE|EXEC) | 8 for MAYSHARE
 _PERMS = tuple(("r" if i & 1 else "-") + ("w" if i & 2 else "-") + ("x" if i & 4 else "-") + ("s" if i & 8 else "p")
                for i in range(16))
 
 
-@dataclass
-class VmaLock:
+@dataclass(repr=False)
+class VmaLock(Record):
     """A VMA's per-VMA lock state (6.4+)."""
+
+    FIELDS = (
+        Field("kind"),
+        Field("vm_lock_seq", presence="6.4+"),
+        Field("mm_lock_seq", presence="6.4+"),
+        Field("detached_flag", presence="6.4-6.14"),
+        Field("refcnt", presence="6.15+"),
+        Field("write_locked", presence="6.4+"),
+        Field("detached", presence="6.4+"),
+        Field("state"),
+    )
 
     #: "none" (no per-VMA lock in this kernel), "seq_detached" (6.4-6.14)
     #: or "refcnt" (6.15+)
@@ -75,6 +88,10 @@ class VmaLock:
         n = self.refcnt & (VMA_LOCK_OFFSET - 1)
         return max(0, n - 1)
 
+    @property
+    def state(self) -> str:
+        return self.describe()
+
     def describe(self) -> str:
         """The lock column: "-" where the kernel has no per-VMA lock."""
         if self.kind == "none":
@@ -93,8 +110,33 @@ class VmaLock:
         return ",".join(parts) if parts else "unlocked"
 
 
-@dataclass
-class Vma:
+@dataclass(repr=False)
+class Vma(Record):
+    FIELDS = (
+        Field("address", address=True),
+        Field("start", address=True, column=Column(0, "START", "hex")),
+        Field("end", address=True, column=Column(1, "END", "hex")),
+        Field("flags", address=True),
+        Field("pgoff"),
+        Field("file", address=True),
+        Field("path"),
+        Field("dev"),
+        Field("inode"),
+        Field("name", column=Column(7, "NAME")),
+        Field("anon_name", presence="5.17+ (anon_vma_name)"),
+        Field("anon"),
+        Field("lock"),
+        Field("gate"),
+        Field("foreign_mm"),
+        Field("perms", column=Column(3, "PERM")),
+        Field("flag_names"),
+        Field("size", column=Column(2, "SIZE", "bytes")),
+        Field("kind"),
+        Field("offset", json=None, column=Column(4, "OFFSET", "hex")),
+        Field("extra_flags", json=None, column=Column(5, "FLAGS", "words")),
+        Field("lock_state", json=None, column=Column(6, "LOCK", view="lock")),
+    )
+
     address: int  #: of the struct vm_area_struct
     start: int
     end: int
@@ -129,6 +171,20 @@ class Vma:
         return list(vm_flag_names(self.flags, VMA_FLAG_NAMES))
 
     @property
+    def extra_flags(self) -> List[str]:
+        """The flags the perms column does not show."""
+        return [f for f in self.flag_names if f not in _PERM_FLAGS]
+
+    @property
+    def offset(self) -> int:
+        """The file offset /proc/PID/maps prints (0 for an anonymous VMA)."""
+        return self.pgoff << 12 if self.file else 0
+
+    @property
+    def lock_state(self) -> str:
+        return self.lock.describe()
+
+    @property
     def kind(self) -> str:
         if self.gate:
             return "gate"
@@ -152,16 +208,27 @@ class Vma:
             return head
         return head.ljust(72) + " " + self.name
 
-    def to_dict(self) -> Dict[str, Any]:
-        d = asdict(self)
-        d.update(perms=self.perms, flag_names=self.flag_names, size=self.size, kind=self.kind,
-                 lock=dict(d["lock"], write_locked=self.lock.write_locked, detached=self.lock.detached,
-                           state=self.lock.describe()))
-        return d
 
 
-@dataclass
-class Mm:
+@dataclass(repr=False)
+class Mm(Record):
+    FIELDS = (
+        Field("address", address=True),
+        Field("pgd", address=True),
+        Field("map_count"),
+        Field("total_vm"),
+        Field("locked_vm"),
+        Field("data_vm"),
+        Field("exec_vm"),
+        Field("stack_vm"),
+        Field("start_brk", address=True),
+        Field("brk", address=True),
+        Field("start_stack", address=True),
+        Field("rss"),
+        Field("mm_lock_seq", presence="6.4+"),
+        Field("rss_pages"),
+    )
+
     address: int
     pgd: int
     map_count: int
@@ -181,12 +248,27 @@ class Mm:
     def rss_pages(self) -> int:
         return self.rss["file"] + self.rss["anon"] + self.rss["shmem"]
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dict(asdict(self), rss_pages=self.rss_pages)
 
+@dataclass(repr=False)
+class Task(Record):
+    FIELDS = (
+        Field("address", address=True, column=Column(7, "TASK", "hex", "right")),
+        Field("pid", column=Column(0, "PID", "int", "right")),
+        Field("tgid", column=Column(1, "TGID", "int", "right", view="threads")),
+        Field("comm"),
+        Field("state", column=Column(3, "ST")),
+        Field("flags", address=True),
+        # the mm's stored fields (task vmas --json has its rss_pages too)
+        Field("mm", nested="fields"),
+        Field("parent_pid", column=Column(2, "PPID", "int", "right")),
+        Field("nr_threads", column=Column(1, "THR", "int", "right", view="processes")),
+        Field("kthread"),
+        Field("rss_bytes", json=None, column=Column(4, "RSS", "bytes", "right")),
+        Field("vm_bytes", json=None, column=Column(5, "VM", "bytes", "right")),
+        Field("nr_vmas", json=None, column=Column(6, "VMAS", "int", "right")),
+        Field("ps_comm", json=None, column=Column(8, "COMM")),
+    )
 
-@dataclass
-class Task:
     address: int
     pid: int
     tgid: int
@@ -202,10 +284,22 @@ class Task:
     def kthread(self) -> bool:
         return bool(self.flags & PF_KTHREAD)
 
-    def to_dict(self) -> Dict[str, Any]:
-        d = asdict(self)
-        d["kthread"] = self.kthread
-        return d
+    @property
+    def rss_bytes(self) -> Optional[int]:
+        return self.mm.rss_pages * 4096 if self.mm else None
+
+    @property
+    def vm_bytes(self) -> Optional[int]:
+        return self.mm.total_vm * 4096 if self.mm else None
+
+    @property
+    def nr_vmas(self) -> Optional[int]:
+        return self.mm.map_count if self.mm else None
+
+    @property
+    def ps_comm(self) -> str:
+        """The name ps shows: a kernel thread's in [brackets]."""
+        return f"[{self.comm}]" if self.kthread else self.comm
 
 
 @dataclass
@@ -216,6 +310,11 @@ class TaskList:
 
     def find(self, pid: int) -> Optional[Task]:
         return next((t for t in self.tasks if t.pid == pid), None)
+
+    @staticmethod
+    def columns(threads: bool = False) -> List[Tuple[str, Column]]:
+        """The table of ``task list`` (``threads``: one row per thread)."""
+        return Task.columns("threads" if threads else "processes")
 
 
 @dataclass
@@ -235,6 +334,11 @@ class VmaList:
 
     def maps_text(self) -> str:
         return "".join(v.maps_line() + "\n" for v in self.vmas)
+
+    @staticmethod
+    def columns(lock: bool) -> List[Tuple[str, Column]]:
+        """The table of ``task vmas`` (``lock``: the kernel has per-VMA locks)."""
+        return Vma.columns("lock" if lock else "")
 
 
 # -- building ------------------------------------------------------------------

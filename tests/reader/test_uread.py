@@ -180,3 +180,11 @@ def test_live_read_longer_than_whole_limit_streams_chunks(monkeypatch):
     rep = r.read(base, 0x2000, out)
     assert out.getvalue() == b"1" * 0x2000
     assert rep.retries == 1 and [run.state for run in rep.runs] == ["data"]
+
+
+def test_the_user_reader_does_not_call_back_into_the_model():
+    """read --pid finds the VMAs of its range through the kernel layer
+    (kernel.task.MmView): no whole VMA list with names, no model import."""
+    from tests.test_architecture import import_graph
+
+    assert not [m for m in import_graph()["kcoretool.reader.uread"] if m.startswith("kcoretool.model")]
