@@ -27,18 +27,18 @@ Exit status 1 if any count is non-zero.
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import pathlib
 import random
-import select
 import shutil
-import signal
 import struct
 import sys
 import tempfile
 import time
 from typing import Dict, List, Optional, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path (tests)
+import campaign
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -317,66 +317,6 @@ def _undo(work: str, demo_blob: bytes, pristine: List[bool], j: int) -> None:
         os.close(fd)
 
 
-# -- the cases run in children ---------------------------------------------
-
-def _child(argv: List[str], out_path: str, err_path: str) -> None:
-    fd_out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    fd_err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(fd_out, 1)
-    os.dup2(fd_err, 2)
-    # The forking process may have replaced sys.stdout/err (pytest does).
-    sys.stdout = open(1, "w", closefd=False)
-    sys.stderr = open(2, "w", closefd=False, buffering=1)
-    status = 0
-    try:
-        from kcoretool.cli import main
-
-        main(argv, prog_name="kcoretool")
-    except SystemExit as e:
-        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        status = 1
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except Exception:
-        pass
-    os._exit(status)
-
-
-def start_case(argv: List[str], work: str) -> Tuple[int, int, float]:
-    """Fork the child that runs the case: (pid, pidfd, start time)."""
-    t0 = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setpgid(0, 0)
-        finally:
-            _child(argv, os.path.join(work, "out"), os.path.join(work, "err"))
-    return pid, os.pidfd_open(pid), t0
-
-
-def finish_case(pid: int, fd: int, t0: float, work: str, kill: bool) -> Tuple[str, int, str, float]:
-    """Reap a case: ('exit'|'signal'|'timeout', code, stderr, seconds)."""
-    if kill:
-        os.killpg(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    took = time.monotonic() - t0
-    if kill:
-        return "timeout", -1, "", took
-    try:
-        err = pathlib.Path(work, "err").read_text(errors="replace")
-    except OSError:
-        err = ""
-    if os.WIFSIGNALED(status):
-        return "signal", os.WTERMSIG(status), err, took
-    return "exit", os.WEXITSTATUS(status), err, took
-
-
 def generate(n: int, seed: int, work: str):
     """Yield (argv, description, must_fail, file bytes or None) for case i."""
     rng = random.Random(seed)
@@ -401,31 +341,13 @@ def generate(n: int, seed: int, work: str):
 
 
 def _warm_up() -> None:
-    """Run each kind of command once in this process, so that the imports
-    and first-call costs (pyelftools, tabulate, drgn's BTF path) are paid
-    once, not in every child."""
-    from kcoretool.cli import main as cli_main
-
+    """Each kind of command once in this process (see campaign.quietly)."""
     elf = str(FIX / "vmcore-6.1.core")
     runs = [["-c", elf, c] for c in ("info", "segments", "notes", "vmcoreinfo")]
     runs += [["-c", elf, "read", "--physical", "0x1000", "16"], ["-c", elf, "--json", "info"],
              ["-c", str(DEMO), "info"], ["-c", str(DEMO), "read", "--physical", "0x1000", "16"],
              ["-c", str(DEMO), "whatis", "0xff4222ae40d05010"]]
-    saved = os.dup(1), os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 1)
-        os.dup2(null, 2)
-        for argv in runs:
-            try:
-                cli_main(argv)
-            except SystemExit:
-                pass
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, null):
-            os.close(fd)
+    campaign.quietly(runs)
 
 
 def main() -> int:
@@ -452,10 +374,9 @@ def main() -> int:
 
     _warm_up()
 
-    counts: Dict[str, int] = collections.Counter()
-    examples: Dict[str, List[str]] = collections.defaultdict(list)
+    keys = ("tracebacks", "unexpected", "signal deaths", "timeouts", "wrong exit 0", "multi-line errors")
+    tally = campaign.Tally(keys, args.show)
     t_start = time.monotonic()
-    slowest = 0.0
     # Up to --jobs cases at once: each worker slot has its own directory.
     tmp = "/dev/shm" if os.path.isdir("/dev/shm") else None
     slots = [tempfile.mkdtemp(prefix=f"kcoretool-campaign-{j}-", dir=tmp) for j in range(args.jobs)]
@@ -463,81 +384,51 @@ def main() -> int:
     demo_blob = DEMO.read_bytes()
     for s in slots:
         os.mkfifo(os.path.join(s, "fifo"))
+    cases = generate(args.cases, args.seed, slots[0])  # lazily: the cases' cores are big
+
+    def make(i: int, j: int) -> campaign.Start:
+        k, argv, what, must, blob = next(cases)
+        assert k == i
+        work = slots[j]
+        argv = [a.replace(slots[0], work) for a in argv]
+        for leftover in os.listdir(work):
+            p = os.path.join(work, leftover)
+            if leftover not in ("fifo", "core"):
+                shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
+        _prepare(work, blob, pristine, j)
+        return campaign.Start(argv, (what, must))
+
+    def done(i: int, j: int, start: campaign.Start, out: campaign.Outcome) -> None:
+        _undo(slots[j], demo_blob, pristine, j)
+        what, must = start.payload
+        tally.case(out)
+        label = f"#{i} {what}: kcoretool {' '.join(start.argv)}"
+        if out.how == "signal":
+            tally.flag("signal deaths", f"{label} -> signal {out.code}")
+        elif out.how == "timeout":
+            tally.flag("timeouts", f"{label} -> past {args.timeout:.0f} s")
+        else:
+            if "Traceback" in out.err:
+                tally.flag("tracebacks", f"{label}\n{out.err.strip()[-600:]}")
+            elif failures.UNEXPECTED in out.err:
+                tally.flag("unexpected", f"{label} -> {out.err.strip()[-300:]}")
+            if out.code == 0 and must:
+                tally.flag("wrong exit 0", f"{label} -> exit 0")
+            if len([ln for ln in out.err.splitlines() if ln.startswith("kcoretool: ") and
+                    "note:" not in ln and "warning:" not in ln]) > 1:
+                tally.flag("multi-line errors", f"{label} -> {out.err.strip()[-300:]}")
+        if tally.counts["cases"] % 1000 == 0:
+            print(f"... {tally.counts['cases']} cases, {time.monotonic() - t_start:.0f} s", file=sys.stderr, flush=True)
+
     try:
-        pending = iter(generate(args.cases, args.seed, slots[0]))
-        running: Dict[int, Tuple] = {}
-        free = list(range(args.jobs))
-        done = 0
-        while True:
-            while free:
-                try:
-                    i, argv, what, must, blob = next(pending)
-                except StopIteration:
-                    break
-                j = free.pop()
-                work = slots[j]
-                argv = [a.replace(slots[0], work) for a in argv]
-                for leftover in os.listdir(work):
-                    p = os.path.join(work, leftover)
-                    if leftover not in ("fifo", "core"):
-                        shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
-                _prepare(work, blob, pristine, j)
-                pid, fd, t0 = start_case(argv, work)
-                running[fd] = (pid, t0, j, i, argv, what, must)
-            if not running:
-                break
-            now = time.monotonic()
-            wait = max(0.0, min(t0 + args.timeout for _, t0, *_ in running.values()) - now)
-            ready, _, _ = select.select(list(running), [], [], wait)
-            now = time.monotonic()
-            late = [fd for fd, r in running.items() if now - r[1] >= args.timeout and fd not in ready]
-            if not ready and not late:
-                continue
-            fd = (ready or late)[0]
-            pid, t0, j, i, argv, what, must = running.pop(fd)
-            kind, code, err, took = finish_case(pid, fd, t0, slots[j], kill=fd not in ready)
-            _undo(slots[j], demo_blob, pristine, j)
-            free.append(j)
-            done += 1
-            slowest = max(slowest, took)
-            counts["cases"] += 1
-            label = f"#{i} {what}: kcoretool {' '.join(argv)}"
-            problems = []
-            if kind == "signal":
-                problems.append(("signal deaths", f"{label} -> signal {code}"))
-            elif kind == "timeout":
-                problems.append(("timeouts", f"{label} -> past {args.timeout:.0f} s"))
-            else:
-                counts[f"exit {code}"] += 1
-                if "Traceback" in err:
-                    problems.append(("tracebacks", f"{label}\n{err.strip()[-600:]}"))
-                elif failures.UNEXPECTED in err:
-                    problems.append(("unexpected", f"{label} -> {err.strip()[-300:]}"))
-                if code == 0 and must:
-                    problems.append(("wrong exit 0", f"{label} -> exit 0"))
-                if len([ln for ln in err.splitlines() if ln.startswith("kcoretool: ") and
-                        "note:" not in ln and "warning:" not in ln]) > 1:
-                    problems.append(("multi-line errors", f"{label} -> {err.strip()[-300:]}"))
-            for key, text in problems:
-                counts[key] += 1
-                if len(examples[key]) < args.show:
-                    examples[key].append(text)
-            if done % 1000 == 0:
-                print(f"... {done} cases, {time.monotonic() - t_start:.0f} s", file=sys.stderr, flush=True)
+        campaign.run(slots, range(args.cases), make, done, args.timeout)
     finally:
         for s in slots:
             shutil.rmtree(s, ignore_errors=True)
     elapsed = time.monotonic() - t_start
-    keys = ("tracebacks", "unexpected", "signal deaths", "timeouts", "wrong exit 0", "multi-line errors")
-    print(f"hostile campaign: seed {args.seed}, {counts['cases']} cases in {elapsed:.0f} s "
-          f"({args.jobs} jobs; slowest case {slowest:.1f} s)")
-    print("exit statuses: " + ", ".join(f"{k[5:]}: {v}" for k, v in sorted(counts.items()) if k.startswith("exit ")))
-    for k in keys:
-        print(f"{k:<18} {counts.get(k, 0)}")
-    for k in keys:
-        for text in examples.get(k, []):
-            print(f"\n[{k}] {text}")
-    return 1 if any(counts.get(k, 0) for k in keys) else 0
+    print(f"hostile campaign: seed {args.seed}, {tally.counts['cases']} cases in {elapsed:.0f} s "
+          f"({args.jobs} jobs; slowest case {tally.slowest:.1f} s)")
+    return tally.report()
 
 
 if __name__ == "__main__":

@@ -31,16 +31,12 @@ Exit status 1 if any check failed.
 from __future__ import annotations
 
 import argparse
-import collections
 import fcntl
 import json
 import os
 import pathlib
 import random
-import resource
-import select
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -48,6 +44,9 @@ import sys
 import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import campaign  # benchmarks/campaign.py: the harness shared with hostile_campaign.py
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -627,39 +626,6 @@ def output_case(rng: random.Random, seeds: Dict[str, Any], work: str, root: bool
 
 # -- running --------------------------------------------------------------------------------------------
 
-def _child(case: Case, argv: List[str], work: str, as_limit: int) -> None:
-    fd_out = os.open(os.path.join(work, "stdout"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    fd_err = os.open(os.path.join(work, "stderr"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(fd_out, 1)
-    os.dup2(fd_err, 2)
-    sys.stdout = open(1, "w", closefd=False)
-    sys.stderr = open(2, "w", closefd=False, buffering=1)
-    resource.setrlimit(resource.RLIMIT_AS, (as_limit, as_limit))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    status = 0
-    if case.sigint_after:
-        # Ctrl-C from the terminal, once the CLI has put in its handler
-        signal.signal(signal.SIGALRM, lambda *a: os.kill(os.getpid(), signal.SIGINT))
-        signal.setitimer(signal.ITIMER_REAL, case.sigint_after)
-    try:
-        from kcoretool.cli import main
-
-        main(argv, prog_name="kcoretool")
-    except SystemExit as e:
-        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        status = 1
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except Exception:
-        pass
-    os._exit(status)
-
-
 def _vm_size() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -696,26 +662,6 @@ def _judge(case: Case, how: str, code: int, err: str, work: str) -> List[Tuple[s
     return out
 
 
-def _quietly(runs: List[List[str]]) -> None:
-    from kcoretool.cli import main
-
-    saved = os.dup(1), os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 1)
-    os.dup2(null, 2)
-    try:
-        for argv in runs:
-            try:
-                main(argv)
-            except SystemExit as e:
-                assert not e.code, (argv, e.code)
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, null):
-            os.close(fd)
-
-
 def make_seeds(tmp: str) -> Dict[str, Any]:
     """The good snapshot, the bytes read --physical gives, an earlier
     extract run.  The drgn-backed ones run in a child: a parent holding a
@@ -727,13 +673,13 @@ def make_seeds(tmp: str) -> Dict[str, Any]:
     pid = os.fork()
     if pid == 0:
         try:
-            _quietly([["-c", DEMO, "vmalloc", "snapshot", "-o", path],
+            campaign.quietly([["-c", DEMO, "vmalloc", "snapshot", "-o", path],
                       ["-c", DEMO, "vmalloc", "extract", "--kind", "vm_map_ram", "-o", os.path.join(tmp, "x")]])
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
     # the cheap paths every child takes, warmed here
-    _quietly([["vmalloc", "diff", path, path], ["-c", DEMO, "read", "--physical", "0x1000", "16"]])
+    campaign.quietly([["vmalloc", "diff", path, path], ["-c", DEMO, "read", "--physical", "0x1000", "16"]], check=True)
     seeds["path"] = path
     seeds["text"] = pathlib.Path(path).read_bytes()
     seeds["dict"] = json.loads(seeds["text"])
@@ -746,7 +692,7 @@ def make_seeds(tmp: str) -> Dict[str, Any]:
     seeds["v1_text"] = _dump(v1)
     v1_path = os.path.join(tmp, "v1.json")
     pathlib.Path(v1_path).write_bytes(seeds["v1_text"])
-    _quietly([["vmalloc", "diff", v1_path, path]])  # a valid seed: it loads
+    campaign.quietly([["vmalloc", "diff", v1_path, path]])  # a valid seed: it loads
     seeds["extract_dir"] = os.path.join(tmp, "x")
     with open_core(DEMO) as core:
         seeds["read_bytes"] = core.read_ex(0x1000, 64, True).data
@@ -791,8 +737,9 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="kcoretool-snapcampaign-", dir=shm)
     full_fs, full_note = _mount_small_tmpfs(tmp)
     t_start = time.monotonic()
-    counts: Dict[str, int] = collections.Counter()
-    examples: Dict[str, List[str]] = collections.defaultdict(list)
+    keys = ("tracebacks", "unexpected", "signal deaths", "timeouts", "wrong exit 0", "wrong status",
+            "wrong message", "not one line", "wrong files")
+    tally = campaign.Tally(keys, args.show)
     try:
         seeds = make_seeds(tmp)
         as_limit = _vm_size() + (1 << 30)
@@ -802,8 +749,9 @@ def main() -> int:
         slots = [os.path.join(tmp, f"slot{j}") for j in range(args.jobs)]
         for s in slots:
             os.mkdir(s)
+        running: Dict[int, Case] = {}
 
-        def make(i: int, work: str) -> Case:
+        def new_case(i: int, work: str) -> Case:
             if i in heavy_at:
                 return output_case(rng, seeds, work, root, True, full_fs)
             r = rng.random()
@@ -815,79 +763,37 @@ def main() -> int:
                 return argument_case(rng, seeds, work)
             return output_case(rng, seeds, work, root, False, full_fs)
 
-        running: Dict[int, Tuple[Any, ...]] = {}
-        free = list(range(args.jobs))
-        nxt = 0
-        slowest = 0.0
-        # full-filesystem cases share the one tmpfs: one at a time
-        while nxt < args.cases or running:
-            while free and nxt < args.cases:
-                j = free.pop()
-                work = slots[j]
-                shutil.rmtree(work)
-                os.mkdir(work)
-                case = make(nxt, work)
-                if full_fs and any(full_fs in a for a in getattr(case, "argv_of", lambda w: [])(work)) and \
-                        any(r[2].what.endswith(("full-fs", "rerun-full")) for r in running.values()):
-                    case = snapshot_case(rng, seeds, work)
-                argv = case.argv_of(work) if hasattr(case, "argv_of") else case.argv
-                if case.setup is not None:
-                    case.setup(work)
-                t0 = time.monotonic()
-                pid = os.fork()
-                if pid == 0:
-                    try:
-                        os.setpgid(0, 0)
-                    finally:
-                        _child(case, argv, work, as_limit)
-                running[os.pidfd_open(pid)] = (pid, t0, case, argv, j, nxt)
-                nxt += 1
-            now = time.monotonic()
-            wait = max(0.0, min(r[1] + args.timeout for r in running.values()) - now)
-            ready, _, _ = select.select(list(running), [], [], wait)
-            now = time.monotonic()
-            late = [fd for fd, r in running.items() if now - r[1] >= args.timeout]
-            for fd in set(ready) | set(late):
-                pid, t0, case, argv, j, i = running.pop(fd)
-                if fd not in ready:
-                    os.killpg(pid, signal.SIGKILL)
-                _, wstatus = os.waitpid(pid, 0)
-                os.close(fd)
-                took = time.monotonic() - t0
-                slowest = max(slowest, took)
-                work = slots[j]
-                err = pathlib.Path(work, "stderr").read_text(errors="replace") if fd in ready else ""
-                if fd not in ready:
-                    how, code = "timeout", -1
-                elif os.WIFSIGNALED(wstatus):
-                    how, code = "signal", os.WTERMSIG(wstatus)
-                else:
-                    how, code = "exit", os.WEXITSTATUS(wstatus)
-                counts["cases"] += 1
-                counts[case.kind] += 1
-                counts[f"exit {code}"] += 1
-                for key, text in _judge(case, how, code, err, work):
-                    counts[key] += 1
-                    if len(examples[key]) < args.show:
-                        examples[key].append(f"#{i} {case.kind}: {case.what}: kcoretool {' '.join(argv)}\n    {text}")
-                free.append(j)
+        def make(i: int, j: int) -> campaign.Start:
+            work = slots[j]
+            shutil.rmtree(work)
+            os.mkdir(work)
+            case = new_case(i, work)
+            # full-filesystem cases share the one tmpfs: one at a time
+            if full_fs and any(full_fs in a for a in getattr(case, "argv_of", lambda w: [])(work)) and \
+                    any(c.what.endswith(("full-fs", "rerun-full")) for c in running.values()):
+                case = snapshot_case(rng, seeds, work)
+            argv = case.argv_of(work) if hasattr(case, "argv_of") else case.argv
+            if case.setup is not None:
+                case.setup(work)
+            running[j] = case
+            return campaign.Start(argv, case, as_limit=as_limit, sigint_after=case.sigint_after)
+
+        def done(i: int, j: int, start: campaign.Start, out: campaign.Outcome) -> None:
+            case = running.pop(j)
+            tally.case(out, case.kind)
+            for key, text in _judge(case, out.how, out.code, out.err, slots[j]):
+                tally.flag(key, f"#{i} {case.kind}: {case.what}: kcoretool {' '.join(start.argv)}\n    {text}")
+
+        campaign.run(slots, range(args.cases), make, done, args.timeout)
     finally:
         if full_fs:
             subprocess.run(["umount", full_fs])
         shutil.rmtree(tmp, ignore_errors=True)
     elapsed = time.monotonic() - t_start
-    keys = ("tracebacks", "unexpected", "signal deaths", "timeouts", "wrong exit 0", "wrong status",
-            "wrong message", "not one line", "wrong files")
-    print(f"snapshot and output campaign: seed {args.seed}, {counts['cases']} cases in {elapsed:.0f} s "
-          f"({args.jobs} jobs; slowest case {slowest:.1f} s); full filesystem: {full_note}")
-    print("kinds: " + ", ".join(f"{k} {counts[k]}" for k in ("snapshot", "odd input", "argument", "output")))
-    print("exit statuses: " + ", ".join(f"{k[5:]}: {v}" for k, v in sorted(counts.items()) if k.startswith("exit ")))
-    for k in keys:
-        print(f"{k:<16} {counts.get(k, 0)}")
-    for k in keys:
-        for text in examples.get(k, []):
-            print(f"\n[{k}] {text}")
-    return 1 if any(counts.get(k, 0) for k in keys) else 0
+    print(f"snapshot and output campaign: seed {args.seed}, {tally.counts['cases']} cases in {elapsed:.0f} s "
+          f"({args.jobs} jobs; slowest case {tally.slowest:.1f} s); full filesystem: {full_note}")
+    print("kinds: " + ", ".join(f"{k} {tally.counts[k]}" for k in ("snapshot", "odd input", "argument", "output")))
+    return tally.report()
 
 
 if __name__ == "__main__":

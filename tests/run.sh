@@ -37,7 +37,7 @@ if [ ! -x "$fvenv/bin/python" ] || ! "$fvenv/bin/python" -c "import drgn, sys; s
 fi
 # kcoretool itself and the manual's tools (the suite builds docs/); drgn stays at the floor.
 "$fvenv/bin/python" -m pip install -q --disable-pip-version-check "drgn==$floor" -e '.[docs]'
-echo "tests/run.sh: the non-lab suite with drgn $floor" >&2
-"$fvenv/bin/python" -m pytest -q -m "not lab" -p no:cacheprovider
+echo "tests/run.sh: the non-lab suite with drgn $floor (the campaigns run once, below)" >&2
+"$fvenv/bin/python" -m pytest -q -m "not lab and not campaign" -p no:cacheprovider
 echo "tests/run.sh: the whole suite with drgn $(.venv/bin/python -c 'import drgn; print(drgn.__version__)')" >&2
 exec .venv/bin/python -m pytest -ra "$@"

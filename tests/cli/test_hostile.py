@@ -220,6 +220,7 @@ def test_sigint_during_extract(tmp_path):
 
 # -- the campaign ---------------------------------------------------------------------
 
+@pytest.mark.campaign
 def test_hostile_campaign_slice():
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "hostile_campaign.py"), "--cases", "120",
                         "--seed", "7", "--timeout", "30"], capture_output=True, text=True, timeout=600)

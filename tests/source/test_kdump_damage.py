@@ -45,12 +45,10 @@ def _run(camp, tmp_path, blob, argv):
     core = tmp_path / "core"
     if blob is not None:
         core.write_bytes(blob)
-    pid, fd, t0 = camp.start_case(["-c", str(core), *argv], str(tmp_path))
-    import select
-
-    ready, _, _ = select.select([fd], [], [], 60)
-    kind, code, err, _ = camp.finish_case(pid, fd, t0, str(tmp_path), kill=not ready)
-    return kind, code, err
+    got = []
+    camp.campaign.run([str(tmp_path)], [0], lambda i, j: camp.campaign.Start(["-c", str(core), *argv]),
+                      lambda i, j, start, out: got.append(out), 60)
+    return got[0].how, got[0].code, got[0].err
 
 
 def _check(kind, code, err, what):

@@ -1,6 +1,8 @@
 """Runs *inside* a lab guest (python -m tests.lab.in_guest.vmalloc_time VMLINUX N OUT):
 
-1. starts ``kcoretool vmalloc top -n 2 -d 3`` (plain text: stdout is a pipe)
+1. starts ``kcoretool --debuginfo btf vmalloc top -n 2 -d 3`` (plain text:
+   stdout is a pipe; BTF because loading DWARF under TCG costs a minute and
+   the live DWARF views are checked elsewhere)
    and, as soon as its first refresh is out, writes ``grow N`` to the test
    module's control file, so the second refresh must show N more areas
    from kct_grow;
@@ -21,10 +23,10 @@ AREAS = "/sys/kernel/debug/kcoretool_test/areas.json"
 
 
 def main() -> None:
-    vmlinux, n, out_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    n, out_path = int(sys.argv[2]), sys.argv[3]
     res: dict = {}
     top = subprocess.Popen(
-        [sys.executable, "-m", "kcoretool", "--vmlinux", vmlinux, "vmalloc", "top", "-n", "2", "-d", "3"],
+        [sys.executable, "-m", "kcoretool", "--debuginfo", "btf", "vmalloc", "top", "-n", "2", "-d", "3"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert top.stdout is not None
     lines = []
