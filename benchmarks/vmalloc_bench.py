@@ -84,7 +84,7 @@ def hwm_mib() -> float:
 
 def one(n: int, layout: str, skip_raw: bool, image: str = "memory") -> dict:
     from kcoretool.model import from_program
-    from kcoretool.model.vmalloc import iter_rows_json
+    from kcoretool.model.area_json import iter_rows_json
     from tests.synth.bulk import build_bulk
 
     core = None

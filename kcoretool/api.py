@@ -51,18 +51,10 @@ from kcoretool.errors import (
     LayoutError,
     translate,
 )
+from kcoretool.model.area import AREA_ROW_FIELDS, KINDS, Area, VmapBlock, VmStruct, check_kinds, row_getter
+from kcoretool.model.area_json import iter_areas_json, iter_rows_json
 from kcoretool.model.exec import EXEC_KINDS, ExecModel, ExecRegion
-from kcoretool.model.vmalloc import (
-    AREA_ROW_FIELDS,
-    KINDS,
-    Area,
-    VmallocModel,
-    VmapBlock,
-    VmStruct,
-    check_kinds,
-    iter_areas_json,
-    iter_rows_json,
-)
+from kcoretool.model.vmalloc import VmallocModel
 from kcoretool.reader.check import DEFECTS, AreaCheck, KcoreChecker, summarize
 from kcoretool.reader.report import PAGE_STATES, ZERO_STATES, PageRun, ReadReport, check_range
 from kcoretool.reader.vread import Sink
@@ -118,6 +110,7 @@ __all__ = (
     "from_program",
     "iter_areas_json",
     "iter_rows_json",
+    "row_getter",
     "caller_totals",
     "check_kinds",
     "check_range",

@@ -10,11 +10,11 @@ vmlinux, json, debug); errors are :class:`~kcoretool.errors.KcoreToolError`.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import click
 
-from kcoretool.api import KINDS, Kernel, VmallocModel, VmapBlock, check_kinds, iter_rows_json
+from kcoretool.api import KINDS, Kernel, VmallocModel, VmapBlock, check_kinds, iter_rows_json, row_getter
 from kcoretool.cli.options import example
 from kcoretool.cli.output import emit_json, human, parse_address, parse_size, stream_table, table
 from kcoretool.errors import AddressError, ArgumentError
@@ -133,18 +133,12 @@ def list_(ctx: click.Context, kinds: Tuple[str, ...], caller: Optional[str], min
                              include_lazy=with_lazy)
 
     rows: Iterable[Tuple[Any, ...]] = selected()
+    kind_of = row_getter("kind")
     if sort_key != "start" or reverse:
-        keyf = {
-            "start": lambda r: r[0],
-            "size": lambda r: r[1] - r[0],
-            "pages": lambda r: r[14] if r[9] is not None else (r[1] - r[0]) // ps,
-            "kind": lambda r: (r[2], r[0]),
-            "caller": lambda r: (r[18] or "", r[0]),
-        }[sort_key]
-        rows = sorted(rows, key=keyf, reverse=reverse)
-        has_exec = any(r[2] == "exec" for r in rows)
+        rows = sorted(rows, key=_sort_key(sort_key, ps), reverse=reverse)
+        has_exec = any(kind_of(r) == "exec" for r in rows)
     else:
-        has_exec = m.has_kind("exec") and any(r[2] == "exec" for r in selected())
+        has_exec = m.has_kind("exec") and any(kind_of(r) == "exec" for r in selected())
     # Who owns the exec areas (module, bpf_prog_pack, ...): only walked when listed.
     owners = _kernel(ctx).exec_memory().area_owners() if has_exec else {}
     if _json_wanted(ctx, fmt):
@@ -153,13 +147,14 @@ def list_(ctx: click.Context, kinds: Tuple[str, ...], caller: Optional[str], min
         _echo_stream(iter_rows_json(rows, ps, owners=owners))
         return
     out = []
-    for (start, end, kind, _lazy, va_flags, _node, _nid, _block, _va, vmp, _addr, _size, _fl, names, nr,
-         _order, _phys, vm_caller, sym, _req, _pages) in rows:
+    pick = row_getter(*_LIST_FIELDS)
+    for start, end, kind, va_flags, vm_struct, flag_names, nr_pages, caller, caller_symbol in map(pick, rows):
+        has_vm = vm_struct is not None
         out.append((
             f"{start:#x}", f"{end:#x}", human(end - start), kind,
-            str(nr if vmp is not None else (end - start) // ps),
-            (sym or f"{vm_caller:#x}") if vmp is not None else "-",
-            "|".join(n.replace("VM_", "") for n in names) if vmp is not None
+            str(nr_pages if has_vm else (end - start) // ps),
+            (caller_symbol or f"{caller:#x}") if has_vm else "-",
+            "|".join(n.replace("VM_", "") for n in flag_names) if has_vm
             else (f"va:{va_flags:#x}" if va_flags else "-"),
         ) + ((owners.get(start, "-"),) if owners else ()))
     headers = ("START", "END", "SIZE", "KIND", "PAGES", "CALLER", "FLAGS") + (("OWNER",) if owners else ())
@@ -170,6 +165,29 @@ def list_(ctx: click.Context, kinds: Tuple[str, ...], caller: Optional[str], min
         _echo_stream(("\n" if i else "") + line
                      for i, line in enumerate(stream_table(out, headers, (2, 4))))
     click.echo(f"{len(out)} area(s); layout {m.layout.label}")
+
+
+# The fields the table shows, by name.
+_LIST_FIELDS = ("start", "end", "kind", "va_flags", "vm_struct", "flag_names", "nr_pages", "caller", "caller_symbol")
+
+
+def _sort_key(sort_key: str, ps: int) -> Callable[[Tuple[Any, ...]], Any]:
+    """``--sort``'s key function of rows."""
+    get = row_getter("start", "end", "kind", "vm_struct", "nr_pages", "caller_symbol")
+
+    def key(r: Tuple[Any, ...]) -> Any:
+        start, end, kind, vm_struct, nr_pages, caller_symbol = get(r)
+        if sort_key == "size":
+            return end - start
+        if sort_key == "pages":
+            return nr_pages if vm_struct is not None else (end - start) // ps
+        if sort_key == "kind":
+            return (kind, start)
+        if sort_key == "caller":
+            return (caller_symbol or "", start)
+        return start
+
+    return key
 
 
 @vmalloc.command("show", short_help="Everything about one area.",
@@ -185,6 +203,9 @@ def show(ctx: click.Context, address: str, with_pages: bool) -> None:
     if a is None:
         raise AddressError(f"{addr:#x} is in no vmap area (busy, lazy or pooled)", addr)
     d = a.to_dict(m.page_size)
+    # the keys of `vmalloc list --json`'s row, the owner too (null if none)
+    owners = _kernel(ctx).exec_memory().area_owners() if a.kind == "exec" else {}
+    d["owner"] = owners.get(a.start)
     d["offset"] = addr - a.start
     d["vm"] = a.vm.to_dict() if a.vm is not None else None
     b = m.block_of(a)
@@ -197,7 +218,7 @@ def show(ctx: click.Context, address: str, with_pages: bool) -> None:
     lines = [
         f"area        {a.start:#x}-{a.end:#x}  ({human(a.size)}, offset {addr - a.start:#x})",
         f"kind        {a.kind}{'  (lazy: freed, not yet purged)' if a.lazy else ''}",
-        f"vmap_area   {a.address:#x}" + (f"  flags {a.flags:#x}" if a.flags is not None else ""),
+        f"vmap_area   {a.vmap_area:#x}" + (f"  flags {a.va_flags:#x}" if a.va_flags is not None else ""),
     ]
     if a.node is not None:
         lines.append(f"vmap node   {a.node}" + (f" (pool of node {a.flags_node_id})"

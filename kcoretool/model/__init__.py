@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any, List
 
 if TYPE_CHECKING:
+    from kcoretool.model.area import KINDS, Area, FreeHole, VmapBlock, VmStruct
     from kcoretool.model.build import (
         EXEC_CALLERS,
         from_program,
@@ -24,17 +25,17 @@ if TYPE_CHECKING:
         vm_page_physaddrs,
     )
     from kcoretool.model.identify import whatis
-    from kcoretool.model.vmalloc import KINDS, Area, FreeHole, VmallocModel, VmapBlock, VmStruct
+    from kcoretool.model.vmalloc import VmallocModel
     from kcoretool.model.vmallocinfo import vmallocinfo_lines
 
 _HOME = {
-    "Area": "vmalloc",
+    "Area": "area",
     "EXEC_CALLERS": "build",
-    "FreeHole": "vmalloc",
-    "KINDS": "vmalloc",
-    "VmStruct": "vmalloc",
+    "FreeHole": "area",
+    "KINDS": "area",
+    "VmStruct": "area",
     "VmallocModel": "vmalloc",
-    "VmapBlock": "vmalloc",
+    "VmapBlock": "area",
     "from_program": "build",
     "revalidator": "build",
     "vm_numa_counts": "build",

@@ -38,24 +38,9 @@ from kcoretool.kernel.vmflags import (
     vm_struct_flag_names,
 )
 from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog
-from kcoretool.model.vmalloc import (
-    HAS_BLOCK,
-    HAS_FLAGS,
-    HAS_NODE,
-    HAS_NODE_ID,
-    HAS_ORDER,
-    HAS_REQ,
-    HAS_VM,
-    IS_LAZY,
-    KIND_CODE,
-    Area,
-    AreaTable,
-    FreeHole,
-    PackedAreaTable,
-    VmallocModel,
-    VmapBlock,
-    VmStruct,
-)
+from kcoretool.model.area import ROW_AT, Area, FreeHole, VmapBlock, VmStruct, row_area
+from kcoretool.model.packed import BIT, KIND_CODE, RECORD_FIELDS, PackedAreaTable
+from kcoretool.model.vmalloc import VmallocModel
 from kcoretool.x86_64 import START_KERNEL_MAP
 
 __all__ = (
@@ -245,7 +230,7 @@ class MakeArea(Protocol):
 
 def _objects(table: PackedAreaTable, make_record: MakeRecord) -> MakeArea:
     """``make_area(raw, lazy)``: the :class:`Area` of ``make_record``'s record."""
-    area = AreaTable.area
+    area = row_area
     decode = table.decode_record
 
     def make_area(r: Tuple[Any, ...], lazy: bool = False) -> Area:
@@ -264,7 +249,7 @@ def _area_maker(
 ) -> Tuple[PackedAreaTable, MakeRecord]:
     """
     An empty table and ``make_record(raw, lazy)``: one area as a
-    :data:`~kcoretool.model.vmalloc.AREA_RECORD` of that table from a
+    :data:`~kcoretool.model.packed.AREA_RECORD` of that table from a
     :class:`RawArea` tuple, reading its vm_struct.  Each distinct caller is
     symbolised once, and each distinct flags value named once (into the
     table's names and symbols).
@@ -356,8 +341,8 @@ def _area_maker(
                     bits |= HAS_REQ
                 else:
                     requested = 0
-                return (start, end, address, flags, 0, vmp, addr, size, fl, phys, caller, requested, pages,
-                        nr, node, order, fnode, kind, bits)
+                return (start, end, kind, flags, node, fnode, 0, address, vmp, addr, size, fl, nr, order, phys,
+                        caller, requested, pages, bits)
         elif address in block_of_va:
             kind, block = VMAP_BLOCK_KIND, block_of_va[address]
             bits |= HAS_BLOCK
@@ -374,7 +359,7 @@ def _area_maker(
         else:
             # 5.4-6.2: vm == NULL means vm_map_ram (own area) or a block.
             kind = VM_MAP_RAM
-        return (start, end, address, flags, block, 0, 0, 0, 0, 0, 0, 0, 0, 0, node, 0, fnode, kind, bits)
+        return (start, end, kind, flags, node, fnode, block, address, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, bits)
 
     return table, make_record
 
@@ -397,15 +382,16 @@ def _busy_areas(
     if len(table) >= limit and next(walked, None) is not None:
         # (one list past the limit has said so itself as it was asked for more)
         log.warn(f"busy areas: stopped after {limit} (limit); the lowest addresses are kept")
-    area = AreaTable.area
+    area = row_area
+    block_at, va_at, lazy_at_ = ROW_AT["vmap_block"], ROW_AT["vmap_area"], ROW_AT["lazy"]
     lazy_list: List[Area] = []
     lazy_at: List[int] = []
     block_areas: Dict[int, Area] = {}
     for i in table.flagged(HAS_BLOCK | IS_LAZY):
         r = table.row(i)  # before sort(): row i is the i-th record walked
-        if r[7] is not None:
-            block_areas[r[8]] = area(r)
-        elif r[3]:
+        if r[block_at] is not None:
+            block_areas[r[va_at]] = area(r)
+        elif r[lazy_at_]:
             # <= 5.3: flagged lazy inside the busy list
             lazy_list.append(area(r))
             lazy_at.append(i)
@@ -447,12 +433,13 @@ def revalidator(prog: drgn.Program, model: VmallocModel) -> Callable[[Area], Opt
     same range and vm_struct.  For live reads (:mod:`kcoretool.reader.vread`).
     """
     reader = VmallocReader(prog, model.layout)
-    block_of_va = {r[8]: r[7] for r in model.rows() if r[7] is not None}
+    va_at, block_at = ROW_AT["vmap_area"], ROW_AT["vmap_block"]
+    block_of_va = {r[va_at]: r[block_at] for r in model.rows() if r[block_at] is not None}
     make_area = _objects(*_area_maker(reader, WalkLog(), Symbolizer(prog), block_of_va, False,
                                       model.modules_end))
 
     def revalidate(area: Area) -> Optional[Area]:
-        raw = reader.read_va(area.address, area.node)
+        raw = reader.read_va(area.vmap_area, area.node)
         if raw is None or (raw.start, raw.end) != (area.start, area.end):
             return None
         if raw.vm != (area.vm.address if area.vm is not None else 0):
@@ -466,6 +453,12 @@ def revalidator(prog: drgn.Program, model: VmallocModel) -> Callable[[Area], Opt
 
 
 _RAW_START = operator.itemgetter(1)  # RawArea.start
+# make_record writes records by position, in this order
+assert RECORD_FIELDS == ("start", "end", "kind", "va_flags", "node", "flags_node_id", "vmap_block", "vmap_area",
+                         "vm_struct", "vm_addr", "vm_size", "vm_flags", "nr_pages", "page_order", "phys_addr",
+                         "caller", "requested_size", "pages_array", "bits"), RECORD_FIELDS
+HAS_FLAGS, HAS_NODE, HAS_NODE_ID, HAS_BLOCK = (BIT[n] for n in ("va_flags", "node", "flags_node_id", "vmap_block"))
+HAS_VM, HAS_ORDER, HAS_REQ, IS_LAZY = (BIT[n] for n in ("vm_struct", "page_order", "requested_size", "lazy"))
 
 
 def _start_key(a: Union[Area, VmapBlock]) -> int:
@@ -485,7 +478,7 @@ def _check_areas(table: PackedAreaTable, log: WalkLog, ps: int) -> Tuple[Sequenc
     for i, (start, end) in enumerate(zip(starts, ends)):
         bad = start >= end or ((start | end) & mask if mask is not None else start % ps or end % ps)
         if bad or start < prev_end:
-            address = table.row(i)[8]
+            address = table.row(i)[ROW_AT["vmap_area"]]
             if bad:
                 log.warn(f"vmap_area {address:#x}: bad range {start:#x}-{end:#x}")
             if start < prev_end:

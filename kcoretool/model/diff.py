@@ -31,8 +31,9 @@ import gc
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from kcoretool.model.area import Area, row_area
 from kcoretool.model.snapshot import VmallocSnapshot, area_to_json
-from kcoretool.model.vmalloc import Area, AreaTable, VmallocModel
+from kcoretool.model.vmalloc import VmallocModel
 
 __all__ = (
     "AreaChange",
@@ -270,7 +271,7 @@ def _fields_differ(x: Area, y: Area, ps: int) -> Tuple[str, ...]:
 
 
 def _same_allocation(x: Area, y: Area) -> bool:
-    if x.address != y.address:
+    if x.vmap_area != y.vmap_area:
         return False
     vx, vy = x.vm, y.vm
     if vx is None or vy is None:
@@ -366,7 +367,7 @@ def _diff(
         # areas) and build Area objects only for the ones that differ.
         ra = dict(zip(table_a.column("start"), table_a.rows()))
         rb = dict(zip(table_b.column("start"), table_b.rows()))
-        area = AreaTable.area
+        area = row_area
         by_a, by_b = {}, {}
         for start, row in rb.items():
             other = ra.get(start)

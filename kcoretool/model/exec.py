@@ -19,8 +19,9 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
+from kcoretool.model.area import check_kinds
 from kcoretool.model.record import Column, Field, Record
-from kcoretool.model.vmalloc import VmallocModel, check_kinds
+from kcoretool.model.vmalloc import VmallocModel
 
 if TYPE_CHECKING:  # the builder's imports (drgn) load only when it runs
     import drgn

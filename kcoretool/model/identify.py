@@ -17,7 +17,8 @@ from typing import Any, Dict, Iterator, List, Optional
 import drgn
 
 from kcoretool.kernel.program import load_symbols
-from kcoretool.model.vmalloc import Area, VmallocModel
+from kcoretool.model.area import Area
+from kcoretool.model.vmalloc import VmallocModel
 
 __all__ = ("Identity", "WhatIs", "whatis")
 

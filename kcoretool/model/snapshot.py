@@ -83,7 +83,9 @@ from itertools import accumulate, compress, islice
 from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from kcoretool.errors import KcoreToolError
-from kcoretool.model.vmalloc import Area, AreaTable, FreeHole, VmallocModel, VmapBlock, VmStruct, area_row
+from kcoretool.model.area import FIELDS, Area, FreeHole, VmapBlock, area_row, row_area
+from kcoretool.model.packed import AreaTable
+from kcoretool.model.vmalloc import VmallocModel
 
 __all__ = (
     "FORMAT",
@@ -99,16 +101,11 @@ __all__ = (
 FORMAT = "kcoretool-vmalloc-snapshot"
 FORMAT_VERSION = 2
 
-#: Version 2's area columns, in :data:`kcoretool.model.vmalloc.AREA_ROW_FIELDS`
-#: order (``size`` stands for ``end``), each with how it is written.
-COLUMNS: Tuple[Tuple[str, str], ...] = (
-    ("start", "delta"), ("size", "plain"), ("kind", "table"), ("lazy", "plain"),
-    ("va_flags", "plain"), ("node", "plain"), ("flags_node_id", "plain"),
-    ("vmap_block", "delta"), ("vmap_area", "delta"), ("vm_struct", "delta"), ("vm_addr", "delta"),
-    ("vm_size", "plain"), ("vm_flags", "plain"), ("flag_names", "table"), ("nr_pages", "plain"),
-    ("page_order", "plain"), ("phys_addr", "delta"), ("caller", "table"), ("caller_symbol", "table"),
-    ("requested_size", "plain"), ("pages_array", "delta"),
-)
+#: Version 2's area columns, one per field of the area's row
+#: (:data:`kcoretool.model.area.FIELDS`), each with how it is written;
+#: ``end`` is kept as ``size`` (end - start).
+COLUMNS: Tuple[Tuple[str, str], ...] = tuple(("size" if f.name == "end" else f.name, f.col.snapshot)
+                                             for f in FIELDS)
 _NO_VALUE = object()
 
 # -- what a snapshot file may hold -------------------------------------------------
@@ -234,18 +231,24 @@ def _text_column(col: Sequence[Any], name: str, null: bool = False) -> None:
             _text_ok(v, name)
 
 
-#: How each area row field (AREA_ROW_FIELDS order) is checked, after
-#: start and end: (name in the file, kind, nullable); vm_struct fields are
-#: all null exactly when ``vm_struct`` is.
-_ROW_RULES: Tuple[Tuple[str, str, bool], ...] = (
-    ("kind", "text", False), ("lazy", "bool", False), ("va_flags", "u64", True), ("node", "u32", True),
-    ("flags_node_id", "u8", True), ("vmap_block", "u64", True), ("vmap_area", "u64", False),
-    ("vm_struct", "u64", True), ("vm_addr", "u64", False), ("vm_size", "u64", False),
-    ("vm_flags", "u64", False), ("flag_names", "names", False), ("nr_pages", "u64", False),
-    ("page_order", "order", True), ("phys_addr", "u64", False), ("caller", "u64", False),
-    ("caller_symbol", "text", True), ("requested_size", "u64", True), ("pages_array", "u64", False),
-)
 _BOUNDS = {"u64": (0, _U64), "u32": (0, 1 << 32), "u8": (0, 256), "order": (0, 64)}
+_CHECK_OF_CODE = {"Q": "u64", "I": "u32", "B": "u8", "bit": "bool", "kind": "text"}
+
+
+def _row_rules() -> Tuple[Tuple[str, str, bool], ...]:
+    """How each area row field is checked, after start and end: (name in
+    the file, kind, nullable); VmStruct fields are all null exactly when
+    the first one (``vm_struct``) is."""
+    out = []
+    first_vm = True
+    for f in FIELDS[2:]:
+        out.append((f.name, f.col.check or _CHECK_OF_CODE[f.col.code], f.optional or (f.vm and first_vm)))
+        first_vm = first_vm and not f.vm
+    return tuple(out)
+
+
+_ROW_RULES = _row_rules()
+_VM_AT = next(i for i, f in enumerate(FIELDS) if f.vm)
 
 
 def _check_rows(cols: List[List[Any]], busy: bool) -> None:
@@ -264,12 +267,12 @@ def _check_rows(cols: List[List[Any]], busy: bool) -> None:
         what = ("the same start as the area before it" if starts[i] == starts[i - 1] else
                 "an area before it overlaps it" if starts[i] > starts[i - 1] else "out of address order")
         raise ValueError(f"area {i} at {starts[i]:#x}: {what} ({starts[i - 1]:#x}-{ends[i - 1]:#x})")
-    has_vm = [v is not None for v in cols[9]]
+    has_vm = [v is not None for v in cols[_VM_AT]]
     no_vm = [not v for v in has_vm]
     every_vm = all(has_vm)
     for j, (name, kind, null) in enumerate(_ROW_RULES, start=2):
         col = cols[j]
-        if j > 9:  # a vm_struct field
+        if j > _VM_AT:  # a VmStruct field
             if not every_vm:
                 if any(v is not None for v in compress(col, no_vm)):
                     raise ValueError(f"{name} has a value in an area without a vm_struct")
@@ -287,7 +290,7 @@ def _check_rows(cols: List[List[Any]], busy: bool) -> None:
         else:
             lo, hi = _BOUNDS[kind]
             _int_column(col, name, lo, hi, null)
-    addrs, sizes = list(compress(cols[10], has_vm)), list(compress(cols[11], has_vm))
+    addrs, sizes = list(compress(cols[_AT["vm_addr"]], has_vm)), list(compress(cols[_AT["vm_size"]], has_vm))
     if addrs and max(map(operator.add, addrs, sizes)) > _U64:
         raise ValueError("a vm_struct (vm_addr + vm_size) runs past the top of the 64-bit address space")
 
@@ -357,30 +360,27 @@ def _check_owners(d: Any) -> Dict[int, str]:
 
 def area_to_json(a: Area, page_size: int = 4096) -> Dict[str, Any]:
     """One area: the shared schema (:meth:`Area.to_dict`, the ``vmalloc list
-    --json`` row) plus the vm_struct fields a round trip needs."""
+    --json`` row) plus the fields not in it that a round trip needs (named
+    as the row names them)."""
     d = a.to_dict(page_size)
-    vm = a.vm
-    if vm is not None:
-        d["vm_addr"], d["vm_size"], d["pages_array"] = vm.addr, vm.size, vm.pages_array
-    else:
-        d["vm_addr"] = d["vm_size"] = d["pages_array"] = None
+    r = area_row(a)
+    for i in _NOT_IN_JSON:
+        d[FIELDS[i].name] = r[i]
     return d
 
 
-_AREA_GET = operator.itemgetter(
-    "start", "end", "kind", "lazy", "va_flags", "node", "flags_node_id", "vmap_block", "vmap_area", "vm_struct")
-_VM_GET = operator.itemgetter(
-    "vm_addr", "vm_size", "vm_flags", "flags", "pages", "page_order", "phys_addr", "caller", "caller_symbol",
-    "requested_size", "pages_array")
+_NOT_IN_JSON = tuple(i for i, f in enumerate(FIELDS) if f.json_key is None)
 
 
 def area_from_json(d: Dict[str, Any]) -> Area:
-    start, end, kind, lazy, va_flags, node, node_id, block, va, vm_addr = _AREA_GET(d)
-    vm = None
-    if vm_addr is not None:
-        addr, size, flags, names, pages, order, phys, caller, sym, req, arr = _VM_GET(d)
-        vm = VmStruct(vm_addr, addr, size, flags, tuple(names), pages, order, phys or 0, caller, sym, req, arr)
-    return Area(start, end, kind, lazy, va_flags, node, node_id, vm, block, va)
+    """The :class:`Area` of an :func:`area_to_json` dict."""
+    r = [d[k] for k in _V1_FIELDS]
+    if r[_VM_AT] is None:
+        r[_VM_AT:] = [None] * (len(r) - _VM_AT)
+    else:
+        r[_AT["flag_names"]] = tuple(r[_AT["flag_names"]])
+        r[_AT["phys_addr"]] = r[_AT["phys_addr"]] or 0
+    return row_area(tuple(r))
 
 
 def _seq(values: List[Any]) -> Any:
@@ -523,8 +523,9 @@ def _left_out(sections: Dict[str, List[Tuple[Any, ...]]]) -> List[str]:
             if why is None:
                 kept.append(r)
             else:
-                notes.append(f"snapshot: {name}: vmap_area {r[8]:#x} ({r[0]:#x}-{r[1]:#x}) left out: {why}"
-                             if type(r[8]) is int and type(r[0]) is int and type(r[1]) is int
+                va = r[_AT["vmap_area"]]
+                notes.append(f"snapshot: {name}: vmap_area {va:#x} ({r[0]:#x}-{r[1]:#x}) left out: {why}"
+                             if type(va) is int and type(r[0]) is int and type(r[1]) is int
                              else f"snapshot: {name}: an area left out: {why}")
         sections[name] = kept
     return notes
@@ -574,10 +575,10 @@ def _read_table(d: Any, max_rows: int = MAX_ROWS, busy: bool = False) -> AreaTab
     return AreaTable(cols)
 
 
-#: Version 1's AREA fields, in AREA_ROW_FIELDS order.
-_V1_FIELDS = ("start", "end", "kind", "lazy", "va_flags", "node", "flags_node_id", "vmap_block", "vmap_area",
-              "vm_struct", "vm_addr", "vm_size", "vm_flags", "flags", "pages", "page_order", "phys_addr",
-              "caller", "caller_symbol", "requested_size", "pages_array")
+#: Version 1's AREA fields, in row order: the area JSON's keys, and the
+#: field names of what is not in it.
+_V1_FIELDS = tuple(f.json_key or f.name for f in FIELDS)
+_AT = {f.name: i for i, f in enumerate(FIELDS)}
 
 
 def _read_v1(section: Any, max_rows: int, busy: bool = False) -> List[Area]:
@@ -585,21 +586,22 @@ def _read_v1(section: Any, max_rows: int, busy: bool = False) -> List[Area]:
     rows = _list(section, "the section", limit=max_rows) or []
     get = operator.itemgetter(*_V1_FIELDS)
     cols = [list(c) for c in zip(*(get(_dict(r, "an area")) for r in rows))] or [[] for _ in _V1_FIELDS]
-    cols[16] = [0 if v is None and vm is not None else v for v, vm in zip(cols[16], cols[9])]  # phys or 0
-    if None in cols[9]:
+    phys, vms = _AT["phys_addr"], cols[_VM_AT]
+    cols[phys] = [0 if v is None and vm is not None else v for v, vm in zip(cols[phys], vms)]  # phys or 0
+    if None in vms:
         # an area without a vm_struct has "pages" (its size in pages) and
         # "flags" ([]) all the same, and nulls for the rest
-        no_vm = [vm is None for vm in cols[9]]
-        for j in range(10, len(cols)):
+        no_vm = [vm is None for vm in vms]
+        for j in range(_VM_AT + 1, len(cols)):
             vals = list(compress(cols[j], no_vm))
-            if j == 13:
+            if j == _AT["flag_names"]:
                 if any(v != [] or type(v) is not list for v in vals):
                     raise ValueError("flags is not [] in an area without a vm_struct")
-            elif j == 14:
+            elif j == _AT["nr_pages"]:
                 _int_column(vals, "pages")
             elif any(v is not None for v in vals):
                 raise ValueError(f"{_V1_FIELDS[j]} has a value in an area without a vm_struct")
-            cols[j] = [None if vm is None else v for v, vm in zip(cols[j], cols[9])]
+            cols[j] = [None if vm is None else v for v, vm in zip(cols[j], vms)]
     _int_column(cols[0], "start")
     _int_column(cols[1], "end", 1, _U64 + 1)
     _check_rows(cols, busy)
@@ -615,7 +617,7 @@ def iter_area_dicts(section: Any, page_size: int = 4096,
     if isinstance(section, list):
         rows: Iterator[Dict[str, Any]] = iter(section)
     else:
-        rows = (area_to_json(AreaTable.area(r), page_size) for r in _read_table(section).rows())
+        rows = (area_to_json(row_area(r), page_size) for r in _read_table(section).rows())
     for d in rows:
         yield {**d, "owner": owners.get(f"{d['start']:#x}")} if owners else d
 

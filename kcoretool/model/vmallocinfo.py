@@ -24,7 +24,8 @@ from kcoretool.kernel.vmflags import (
     VM_USERMAP,
     VMAP_RAM,
 )
-from kcoretool.model.vmalloc import Area, VmallocModel, VmStruct
+from kcoretool.model.area import Area, VmStruct
+from kcoretool.model.vmalloc import VmallocModel
 
 __all__ = ("vmallocinfo_lines",)
 
@@ -94,7 +95,7 @@ def vmallocinfo_lines(
         elif a.vm is None:
             if lay.va_flags == "vmap_ram":
                 # 869176a09606 (v6.3): only VMAP_RAM areas print.
-                if (a.flags or 0) & VMAP_RAM:
+                if (a.va_flags or 0) & VMAP_RAM:
                     yield _ram_line(a, "vm_map_ram")
             else:
                 # <= 6.2: every busy area with vm == NULL prints.

@@ -33,7 +33,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional
 
-from kcoretool.model.vmalloc import Area
+from kcoretool.model.area import Area
 from kcoretool.reader.report import ZERO_STATES
 from kcoretool.reader.vread import CHUNK, VmallocReader
 

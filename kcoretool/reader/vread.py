@@ -49,7 +49,8 @@ import time
 from typing import Any, Callable, Iterator, List, Optional, Protocol, Tuple
 
 from kcoretool.errors import AddressError
-from kcoretool.model.vmalloc import Area, VmallocModel
+from kcoretool.model.area import Area
+from kcoretool.model.vmalloc import VmallocModel
 from kcoretool.reader.pagetable import PageTableWalker
 from kcoretool.reader.report import PageRun, ReadReport, check_range
 
@@ -348,4 +349,4 @@ def _identity(area: Area) -> Tuple[Any, ...]:
     vm = area.vm
     vm_id = None if vm is None else (vm.address, vm.addr, vm.size, vm.flags, vm.caller, vm.nr_pages,
                                       vm.pages_array)
-    return (area.start, area.end, area.kind, getattr(area, "lazy", False), area.address, vm_id)
+    return (area.start, area.end, area.kind, getattr(area, "lazy", False), area.vmap_area, vm_id)

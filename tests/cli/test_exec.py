@@ -263,7 +263,7 @@ def test_bulk_programs() -> None:
 
 
 def test_vmalloc_json_owner_stream_matches_dicts() -> None:
-    from kcoretool.model.vmalloc import iter_areas_json
+    from kcoretool.model.area_json import iter_areas_json
 
     k, _ = sx.standard("6.1", "layout")
     K = Kernel(k.prog)

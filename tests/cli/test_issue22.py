@@ -532,7 +532,7 @@ def test_a_damaged_dumps_bad_areas_are_left_out_of_its_snapshot_and_said(tmp_pat
     areas = s.model.areas
     bad = copy.copy(areas[5])
     bad.start = areas[4].start + 4096  # overlaps areas[4], as a damaged dump's walk can give
-    bad.address = 0xFFFF888000123400
+    bad.vmap_area = 0xFFFF888000123400
     s.model.areas = areas[:5] + [bad] + areas[6:]
     out = tmp_path / "s.json"
     s.save(str(out))

@@ -129,7 +129,7 @@ def test_multilevel_xarray(layout: str) -> None:
     k = build(layout, blocks_scene(300, stride_blocks=17), image_size=1 << 26)
     m = from_program(k.prog)
     assert len(m.blocks) == 300 and not m.warnings
-    assert all(a.kind == "vmap_block" and a.block is not None for a in m.areas)
+    assert all(a.kind == "vmap_block" and a.vmap_block is not None for a in m.areas)
 
 
 def test_xarray_cycle_and_bad_shift() -> None:

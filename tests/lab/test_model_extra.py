@@ -49,7 +49,7 @@ def test_crash_kmem_v_agrees(lab, which) -> None:
         err = next((l for l in out.splitlines() if l.startswith("crash:") or "error" in l.lower()),
                    out.strip().splitlines()[0] if out.strip() else "no output")
         pytest.skip(f"crash cannot read the {which} dump: {err.strip()}")
-    ours = {(a.start, a.end, a.end - a.start, a.address, a.vm.address)
+    ours = {(a.start, a.end, a.end - a.start, a.vmap_area, a.vm.address)
             for a in m.areas if a.vm is not None}
     assert rows == ours
     # sanity: the module's vmalloc_16p is there with its guard page

@@ -55,7 +55,7 @@ def test_drgn_agrees(lab) -> None:
     from drgn.helpers.linux.mm import for_each_vmap_area
 
     prog, m = _prog_model(lab)
-    assert {a.address for a in m.walk_order} == {va.value_() for va in for_each_vmap_area(prog)}
+    assert {a.vmap_area for a in m.walk_order} == {va.value_() for va in for_each_vmap_area(prog)}
 
 
 def test_module_areas(lab) -> None:

@@ -10,14 +10,9 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kcoretool.model.vmalloc import (
-    AREA_ROW_FIELDS,
-    KINDS,
-    AreaTable,
-    PackedAreaTable,
-    iter_areas_json,
-    iter_rows_json,
-)
+from kcoretool.model.area import AREA_ROW_FIELDS, KINDS, row_area
+from kcoretool.model.area_json import iter_areas_json, iter_rows_json
+from kcoretool.model.packed import PackedAreaTable
 
 U64 = st.integers(0, 2**64 - 1)
 U32 = st.integers(0, 2**32 - 1)
@@ -51,7 +46,7 @@ def test_rows_round_trip_and_json(rs):
     assert list(t.rows()) == rs
     assert [t.row(i) for i in range(len(rs))] == rs
     # the record writer's JSON is Area.to_dict's
-    areas = [AreaTable.area(r) for r in rs]
+    areas = [row_area(r) for r in rs]
     want = [a.to_dict(4096) for a in areas]
     assert json.loads("".join(iter_rows_json(t.rows(), 4096))) == want
     assert json.loads("".join(iter_areas_json(areas, 4096))) == want
@@ -76,7 +71,7 @@ def test_sort_in_place_keeps_the_walk_order():
     index = t.walk_index()
     rows = list(t.rows())
     assert [rows[i][0] for i in index] == starts  # the order they were added in
-    assert [r[8] for r in rows] == [0x1000 + starts.index(s) for s in sorted(starts)]
+    assert [r[AREA_ROW_FIELDS.index("vmap_area")] for r in rows] == [0x1000 + starts.index(s) for s in sorted(starts)]
 
 
 def test_sort_keeping_some():
@@ -100,14 +95,14 @@ def test_walked_by_node():
 def test_columns_and_kinds():
     t = _table([0, 4096, 8192])
     assert list(t.column("end")) == [4096, 8192, 12288]
-    assert list(t.column("address")) == [0x1000, 0x1001, 0x1002]
+    assert list(t.column("vmap_area")) == [0x1000, 0x1001, 0x1002]
     assert t.column("kind") == ["vm_map_ram"] * 3
     assert t.has_kind("vm_map_ram") and not t.has_kind("vmalloc") and not t.has_kind("nonsense")
     assert AREA_ROW_FIELDS[2] == "kind"
 
 
 def _area(start, sym, nr=1, node=None, kind="vmalloc"):
-    from kcoretool.model.vmalloc import Area, VmStruct
+    from kcoretool.model.area import Area, VmStruct
     return Area(start, start + 8192, kind, False, None, node, None,
                 VmStruct(0x10, start, 8192, 2, ("VM_ALLOC",), nr, None, 0, 0xffffffffc0001000, sym, None, 0),
                 None, 0x20)

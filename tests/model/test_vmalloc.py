@@ -14,7 +14,7 @@ from kcoretool.model import (
     from_program,
     vmallocinfo_lines,
 )
-from kcoretool.model.vmalloc import iter_areas_json
+from kcoretool.model.area_json import iter_areas_json
 from tests.synth.layouts import (
     BBMAP_BITS,
     BLOCK_SIZE,
@@ -85,7 +85,7 @@ def test_vm_struct_fields(layout: str) -> None:
     assert ram.vm is None and ram.kind == "vm_map_ram"
     if FEATURES[layout].nodes:
         # node id (pool origin) decoded from flags bits 8-15, masked for kind
-        assert ram.flags_node_id == 1 and ram.flags & 0x3 == 0x1
+        assert ram.flags_node_id == 1 and ram.va_flags & 0x3 == 0x1
         assert ram.node == (ram.start // (16 * PAGE)) % 2
 
 
@@ -130,11 +130,11 @@ def test_drgn_helpers_agree(layout: str) -> None:
     """drgn's own for_each_vmap_area/find_vmap_area see the same areas."""
     k = build(layout, standard_scene(layout))
     m = from_program(k.prog)
-    ours = {a.address for a in m.walk_order}
+    ours = {a.vmap_area for a in m.walk_order}
     theirs = {va.value_() for va in for_each_vmap_area(k.prog)}
     assert ours == theirs
     for a in m.areas:
-        assert find_vmap_area(k.prog, a.start + 1).value_() == a.address
+        assert find_vmap_area(k.prog, a.start + 1).value_() == a.vmap_area
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -15,9 +15,10 @@ import kcoretool
 from kcoretool.api import Kernel
 from kcoretool.cli import cli
 from kcoretool.errors import KcoreToolError
+from kcoretool.model.area import Area, VmStruct
 from kcoretool.model.diff import caller_name, caller_totals, diff
 from kcoretool.model.snapshot import VmallocSnapshot, area_to_json, iter_area_dicts, load_snapshot
-from kcoretool.model.vmalloc import Area, VmallocModel, VmStruct
+from kcoretool.model.vmalloc import VmallocModel
 from tests.synth.layouts import LAYOUTS, build, standard_scene
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -226,7 +227,7 @@ def changed_pair():
     top = max(x.end for x in areas if x.start < a.model.vmalloc_end)
     new = [vm_area(top + 0x10000 * i, 2 + i, LEAK, 0xFFFF888001000000 + i * 64, 0xFFFF888002000000 + i * 64)
            for i in range(3)]
-    reuse = dataclasses.replace(reused, address=reused.address + 0x40,
+    reuse = dataclasses.replace(reused, vmap_area=reused.vmap_area + 0x40,
                                 vm=dataclasses.replace(reused.vm, address=reused.vm.address + 0x40,
                                                        caller_symbol="other_fn+0x1/0x2"))
     more = dataclasses.replace(grown, vm=dataclasses.replace(grown.vm, nr_pages=grown.vm.nr_pages + 1))

@@ -4,7 +4,8 @@ bytes, bounded live retries."""
 import io
 import struct
 
-from kcoretool.model.vmalloc import Area, VmallocModel, VmapBlock, VmStruct
+from kcoretool.model.area import Area, VmapBlock, VmStruct
+from kcoretool.model.vmalloc import VmallocModel
 from kcoretool.reader.pagetable import PageTableWalker
 from kcoretool.reader.vread import MAX_ATTEMPTS, VmallocReader
 from tests.ptbuild import build
@@ -26,8 +27,8 @@ def vm(addr, size, flags=0x2, nr_pages=0, caller=0xFFFFFFFFC0001234):
 
 
 def area(start, npages, kind, v=None, lazy=False, block=None):
-    return Area(start=start, end=start + npages * PS, kind=kind, lazy=lazy, flags=None, node=None,
-                flags_node_id=None, vm=v, block=block, address=start ^ 0x5550)
+    return Area(start=start, end=start + npages * PS, kind=kind, lazy=lazy, va_flags=None, node=None,
+                flags_node_id=None, vm=v, vmap_block=block, vmap_area=start ^ 0x5550)
 
 
 class Kernel:
