@@ -39,6 +39,7 @@ from typing import (
     cast,
 )
 
+from kcoretool._args import as_address, as_count, as_pid
 from kcoretool.debuginfo.plan import DEBUGINFO_MODES, DebugInfoPlan, debug_info_candidates, plan_debuginfo
 from kcoretool.errors import (
     AccessError,
@@ -202,8 +203,10 @@ class TaskMemory:
         return build_task_list(self.task_reader(), threads=threads)
 
     @_translated
-    def raw_task(self, pid: int) -> RawTask:
+    def raw_task(self, pid: Any) -> RawTask:
         from kcoretool.kernel.walk import WalkLog
+
+        pid = as_pid(pid)
 
         log = WalkLog()
         t = self.task_reader().find_task(pid, log)
@@ -217,28 +220,31 @@ class TaskMemory:
         return t
 
     @_translated
-    def vmas(self, pid: int) -> VmaList:
+    def vmas(self, pid: Any) -> VmaList:
         """The task's VMAs, walked from its maple tree (6.1+) or VMA list,
         bounded and cycle-safe.
 
-        :param pid: the process id.
+        :param pid: the process id, or its ``struct task_struct *``.
         :returns: a :class:`kcoretool.model.task.VmaList`; ``maps_text()`` is
             /proc/PID/maps byte for byte, each ``Vma`` carries its lock state.
         :raises KcoreToolError: no such pid, or a kernel thread (no mm).
         """
         from kcoretool.model.task import build_vma_list
 
+        pid = as_pid(pid)
         t = self.raw_task(pid)
         if not t.mm:
             raise KcoreToolError(f"pid {pid} ({t.comm}) is a kernel thread: it has no user memory")
         return build_vma_list(self.task_reader(), t)
 
     @_translated
-    def user_reader(self, pid: int) -> UserReader:
-        """A :class:`kcoretool.reader.uread.UserReader` for the task: its
-        page tables, its VMAs (re-read live when a revalidation fails)."""
+    def user_reader(self, pid: Any) -> UserReader:
+        """A :class:`kcoretool.reader.uread.UserReader` for the task (a pid
+        or ``struct task_struct *``): its page tables, its VMAs (re-read
+        live when a revalidation fails)."""
         from kcoretool.reader.uread import user_reader_for
 
+        pid = as_pid(pid)
         t = self.raw_task(pid)
         if not t.mm:
             raise KcoreToolError(f"pid {pid} ({t.comm}) is a kernel thread: it has no user memory")
@@ -246,11 +252,11 @@ class TaskMemory:
                                self.read_phys_source(), live=self.live)  # type: ignore[attr-defined]
 
     @_translated
-    def read_user(self, pid: int, addr: int, size: int, sink: Optional[BinaryIO] = None
+    def read_user(self, pid: Any, addr: Any, size: Any, sink: Optional[BinaryIO] = None
                   ) -> Tuple[Optional[bytes], ReadReport]:
         """Read a process's memory through its own page tables.
 
-        :param pid: the process id.
+        :param pid: the process id, or its ``struct task_struct *``.
         :param addr: a user virtual address.
         :param size: bytes to read.
         :param sink: where the bytes go; without one they are returned.
@@ -261,6 +267,7 @@ class TaskMemory:
         :raises AddressError: the range runs past the top of the 64-bit
             address space (as :meth:`Kernel.read`).
         """
+        addr, size = as_address(addr, "addr"), as_count(size, "size")
         check_range(addr, size)
         if sink is not None:
             return None, self.user_reader(pid).read(addr, size, sink)
@@ -282,6 +289,36 @@ class Kernel(TaskMemory):
         self._exec: Optional[ExecModel] = None
         self._walker: Optional[PageTableWalker] = None
         self._readers: Dict[Tuple[bool, bool], VmallocReader] = {}
+        if prog is not None:
+            if "kcoretool_kernel" not in prog.cache:
+                prog.cache["kcoretool_kernel"] = self  # one Kernel per Program (from_program)
+            import drgn
+
+            try:
+                drgn.get_default_prog()
+            except drgn.NoDefaultProgramError:
+                # what record.object() and kcoretool.helpers use without a prog,
+                # as drgn's CLI sets it for its helpers
+                drgn.set_default_prog(prog)
+
+    def close(self) -> None:
+        """Close the core file kcoretool opened (a program from a drgn
+        session stays the session's) and drop the cached models."""
+        if self.core is not None:
+            self.core.close()
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop the cached models: the next call reads the kernel again
+        (live, each ``%kcoretool`` command starts from this)."""
+        self._model = self._exec = self._walker = None
+        self._readers.clear()
+
+    def __enter__(self) -> Kernel:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     @property
     def debuginfo(self) -> Optional[DebugInfoPlan]:
@@ -384,17 +421,18 @@ class Kernel(TaskMemory):
         return vm_page_physaddrs(self.prog, vm)
 
     @_translated
-    def whatis(self, addr: int) -> WhatIs:
+    def whatis(self, addr: Any) -> WhatIs:
         """What ``addr`` is: a :class:`kcoretool.model.identify.WhatIs`
         listing each thing that holds it (vmap area, block piece, BPF
         program, module region, task stack, slab object, direct map...);
         ``str()`` of it is what ``kcoretool whatis`` prints.
 
-        :raises AddressError: ``addr`` is not a 64-bit address.
+        :raises ArgumentError: ``addr`` is not a 64-bit address (an int,
+            or a drgn Object of integer or pointer type).
         """
         from kcoretool.model.identify import whatis
 
-        check_range(addr, 1)
+        addr = as_address(addr, "addr")
         return whatis(self.prog, addr, self.vmalloc(), self.exec_memory())
 
     @_translated
@@ -439,6 +477,16 @@ class Kernel(TaskMemory):
             kaslr_offset=info.kernel_offset if info is not None else None,
             time=when, time_source=when_source, source_path=path, source_kind=kind, live=live,
         )
+
+    @_translated
+    def panic_state(self) -> Tuple[Optional[bool], Optional[str]]:
+        """``(panicking, reason)``: whether a CPU had entered ``panic()``
+        (``panic_cpu`` set: a kdump after a panic), and the ``Kernel panic -
+        not syncing:`` reason from the kernel log when drgn can read it
+        (DWARF); None where the dump cannot say."""
+        from kcoretool.kernel.panic import panic_state
+
+        return panic_state(self.prog)
 
     # -- physical memory and page tables ---------------------------------------
 
@@ -502,8 +550,8 @@ class Kernel(TaskMemory):
     @_translated
     def read(
         self,
-        addr: int,
-        size: int,
+        addr: Any,
+        size: Any,
         sink: Optional[Sink] = None,
         *,
         via: str = "pagetable",
@@ -524,6 +572,9 @@ class Kernel(TaskMemory):
         :raises ArgumentError: a negative size or an unknown ``via``.
         :raises AddressError: the range runs past the 64-bit address space.
         """
+        addr = as_address(addr, "addr")
+        if not isinstance(size, int) or isinstance(size, bool):
+            size = as_count(size, "size")
         check_range(addr, size)
         if via not in READ_PATHS:
             raise ArgumentError(f"via={via!r}: unknown read path; one of {', '.join(READ_PATHS)}")
@@ -633,7 +684,12 @@ def diff(a: Kernel | VmallocSnapshot, b: Kernel | VmallocSnapshot, **filters: An
     snapshot is taken now) -- into a :class:`kcoretool.model.diff.VmallocDiff`.
     ``kinds=``, ``caller=`` (glob) and ``min_delta=`` (bytes) filter."""
     from kcoretool.model.diff import diff as _diff
+    from kcoretool.model.snapshot import VmallocSnapshot
 
+    for name, arg in (("a", a), ("b", b)):
+        if not isinstance(arg, (Kernel, VmallocSnapshot)):
+            raise ArgumentError(f"{name}={type(arg).__name__}: diff() compares Kernels or VmallocSnapshots "
+                                "(k.snapshot(), load_snapshot(path))")
     sa = a.snapshot() if isinstance(a, Kernel) else a
     sb = b.snapshot() if isinstance(b, Kernel) else b
     return _diff(sa, sb, **filters)
@@ -654,22 +710,25 @@ def from_program(prog: drgn.Program) -> Kernel:
     kernel's BTF and kallsyms, modules' symbols included, exactly as
     :func:`open_kernel` would load them; ``k.debuginfo`` and a log record
     on the ``kcoretool`` logger say so. A program with DWARF is used as
-    it is. On a dump the same Kernel (and its cached model) is returned
-    for the same program; live, a new one each time.
+    it is. The same Kernel (and its cached models) is returned for the
+    same program, ``from_program(k.prog) is k``; live, ``vmalloc(refresh=True)``
+    reads the kernel again.
 
+    :raises ArgumentError: ``prog`` is not a :class:`drgn.Program`.
     :raises CoreFormatError: the program is not a Linux kernel.
     :raises DebugInfoError: neither DWARF nor BTF can be had; the message
         says how to get either.
     """
     from kcoretool.kernel.program import adopt_program
 
-    adopt_program(prog)
-    live = bool(prog.flags & _drgn().ProgramFlags.IS_LIVE)
+    if not isinstance(prog, _drgn().Program):
+        raise ArgumentError(f"prog={type(prog).__name__}: from_program() takes a drgn.Program")
     kernel = prog.cache.get("kcoretool_kernel")
-    if live or not isinstance(kernel, Kernel):
-        kernel = Kernel(prog)
-        if not live:
-            prog.cache["kcoretool_kernel"] = kernel
+    if isinstance(kernel, Kernel):
+        return kernel
+    adopt_program(prog)
+    kernel = Kernel(prog)
+    prog.cache["kcoretool_kernel"] = kernel
     return kernel
 
 

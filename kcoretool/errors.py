@@ -10,6 +10,7 @@ CLI prints that line in its own (``--vmlinux``) and exits 1.
 
 from __future__ import annotations
 
+import errno
 import sys
 from typing import Optional
 
@@ -22,6 +23,8 @@ __all__ = (
     "LayoutError",
     "DebugInfoError",
     "KcoreToolError",
+    "UNEXPECTED",
+    "one_line",
     "translate",
 )
 
@@ -125,3 +128,34 @@ def translate(e: BaseException, release: Optional[str] = None) -> Optional[Kcore
         # drgn's plain Exception for a VMCOREINFO it cannot parse, for one.
         return KernelDataError(f"drgn cannot interpret the core: {e}")
     return None
+
+
+#: what a message starts with when kcoretool did not expect the error at all
+UNEXPECTED = "unexpected error"
+
+
+def one_line(e: BaseException, where_hint: str = "the traceback shows where") -> str:
+    """The message for ``e``, one line, without the ``kcoretool:`` prefix;
+    ``where_hint`` ends the line of an error kcoretool did not expect (the
+    CLI says ``--debug shows where``)."""
+    if isinstance(e, KcoreToolError):
+        text = str(e)
+    elif isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        if e.errno == errno.ENOSPC:
+            text = f"{where}no space left on device; the output is incomplete"
+        elif e.errno == errno.EBADF:
+            text = "an output stream is closed"
+        else:
+            text = f"{where}{e.strerror or e}"
+    else:
+        known = translate(e)
+        if known is not None:
+            text = str(known)
+        elif isinstance(e, MemoryError):
+            text = f"out of memory: the input asks for more than this machine has (a damaged core?); {where_hint}"
+        elif type(e) is Exception:
+            text = f"drgn cannot interpret the core: {e}"
+        else:
+            text = f"{UNEXPECTED} {type(e).__name__}: {e} -- a kcoretool bug or a damaged core; {where_hint}"
+    return " ".join(text.split()) or type(e).__name__

@@ -22,7 +22,7 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,docs]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,docs,fleet]'
 # Lint and type-check first (seconds); their config is in pyproject.toml.
 .venv/bin/ruff check kcoretool tests benchmarks
 .venv/bin/mypy
@@ -35,8 +35,9 @@ if [ ! -x "$fvenv/bin/python" ] || ! "$fvenv/bin/python" -c "import drgn, sys; s
     "$fvenv/bin/python" -m pip install -q --disable-pip-version-check "drgn==$floor" pyelftools click tabulate \
         pytest hypothesis
 fi
-# kcoretool itself and the manual's tools (the suite builds docs/); drgn stays at the floor.
-"$fvenv/bin/python" -m pip install -q --disable-pip-version-check "drgn==$floor" -e '.[docs]'
+# kcoretool itself, the manual's tools (the suite builds docs/) and the fleet extra's Dask and
+# pyarrow (the fleet tests run here too); drgn stays at the floor.
+"$fvenv/bin/python" -m pip install -q --disable-pip-version-check "drgn==$floor" -e '.[docs,fleet]'
 echo "tests/run.sh: the non-lab suite with drgn $floor (the campaigns run once, below)" >&2
 "$fvenv/bin/python" -m pytest -q -m "not lab and not campaign" -p no:cacheprovider
 echo "tests/run.sh: the whole suite with drgn $(.venv/bin/python -c 'import drgn; print(drgn.__version__)')" >&2

@@ -101,6 +101,47 @@ def test_every_page_has_a_title() -> None:
         assert first.startswith("# "), f"{page}: starts with {first!r}, not a '# Title' line"
 
 
+def test_readme_links_resolve() -> None:
+    """The README is read on the forge, not built by Sphinx: its relative
+    links must name files that exist (anchors are Sphinx's to check)."""
+    text = (REPO / "README.md").read_text()
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+        if "://" not in target:
+            assert (REPO / target).exists(), f"README.md links to {target}, which does not exist"
+
+
+def test_readme_is_a_front_door() -> None:
+    """At most ~250 lines, none over ~200 characters, the two commands on
+    its first screen (issue 23)."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    assert len(lines) <= 250, len(lines)
+    assert max(map(len, lines)) <= 200
+    first = "\n".join(lines[:40])
+    assert "kcoretool -c fixtures/demo/demo-6.12.kdump vmalloc list" in first
+    assert "\nbash tests/run.sh\n" in first
+    assert "exec bash tests/run.sh" in (REPO / ".ci" / "run").read_text()
+
+
+def test_readme_command_table_names_every_command() -> None:
+    """Each command `kcoretool --help` lists has a row of the README's
+    command table, and each subcommand of a group is named in that group's
+    rows (a command added without its row fails here)."""
+    import click
+
+    from kcoretool.cli import cli
+
+    rows = [line.split(" | ")[0].strip("| `") + " | " + line for line in
+            (REPO / "README.md").read_text().splitlines() if line.startswith("| `")]
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        mine = [r for r in rows if r == name or r.startswith((name + " ", name + "|"))]
+        assert mine, f"the README's command table has no row for `{name}`"
+        cmd = cli.get_command(ctx, name)
+        if isinstance(cmd, click.Group):
+            for sub in cmd.list_commands(click.Context(cmd)):
+                assert any(sub in r for r in mine), f"the README's command table does not name `{name} {sub}`"
+
+
 def test_manual_builds_without_warnings(tmp_path) -> None:
     """`sphinx-build -W --keep-going` on docs/: a broken link, a page no
     toctree reaches, a heading out of order or a bad block fail the suite."""

@@ -135,6 +135,87 @@ def test_plain_drgn_uses_btf_and_kallsyms() -> None:
     assert cp.stdout.splitlines() == ["59 125 4294894301", "swapper/0", "__schedule"]
 
 
+def test_plain_drgn_unwinds_every_task_with_the_kernels_orc() -> None:
+    """drgn's own unwinder, fed the kernel's address range: every task's
+    stack runs to where the kernel's stacks start (the demo dump has no
+    vmlinux; the lab compares each frame with DWARF's, tests/lab/test_drgn_helpers.py)."""
+    code = textwrap.dedent("""
+        import collections
+        from drgn.helpers.linux.pid import for_each_task
+        tasks = list(for_each_task(prog))
+        kernel = [[f for f in prog.stack_trace(t) if f.pc >= 0xffff800000000000] for t in tasks]
+        print(len(tasks), sum(map(len, kernel)), sum(1 for k in kernel if all(f.name for f in k)))
+        print(sorted(collections.Counter(k[-1].name for k in kernel).items()))
+        print(" ".join(f.name for f in kernel[[t.pid.value_() for t in tasks].index(1)]))
+    """)
+    cp = subprocess.run([sys.executable, "-m", "drgn", "-q", "-c", str(CORE), "-e", code], capture_output=True,
+                        text=True, timeout=180, cwd=REPO, env={**os.environ, "DRGN_DISABLE_PLUGINS": ""})
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.splitlines() == [
+        "59 363 59",
+        "[('entry_SYSCALL_64_after_hwframe', 1), ('ret_from_fork_asm', 58)]",
+        "__schedule schedule do_nanosleep hrtimer_nanosleep common_nsleep_timens __x64_sys_clock_nanosleep "
+        "do_syscall_64 entry_SYSCALL_64_after_hwframe",
+    ]
+
+
+def test_plain_drgn_types_the_globals_its_helpers_read() -> None:
+    """Globals BTF has no VAR for (kcoretool.kernel.globals), as drgn's
+    helpers read them; the lab checks each against DWARF."""
+    code = textwrap.dedent("""
+        from drgn.helpers.linux.net import for_each_net
+        from drgn.helpers.linux.pid import for_each_task
+        from drgn.helpers.linux.printk import get_dmesg
+        from drgn.helpers.linux.sched import task_state_to_char
+        print("".join(sorted(task_state_to_char(t) for t in for_each_task(prog))))
+        print(prog["init_uts_ns"].name.release.string_().decode(), len(list(for_each_net(prog))))
+        print(get_dmesg(prog).decode().splitlines()[-1])
+        print(prog["linux_banner"].string_().decode().split(" (")[0], prog["nr_threads"].value_())
+        for name in ("prb", "task_state_array", "taint_flags", "timer_bases", "tk_core", "cpu_bit_bitmap",
+                     "nr_swapper_spaces", "softirq_vec", "vm_node_stat", "panic_cpu"):
+            print(name, prog[name].type_.type_name())
+    """)
+    cp = subprocess.run([sys.executable, "-m", "drgn", "-q", "-c", str(CORE), "-e", code], capture_output=True,
+                        text=True, timeout=180, cwd=REPO, env={**os.environ, "DRGN_DISABLE_PLUGINS": ""})
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.splitlines() == [
+        "I" * 38 + "S" * 21,
+        "6.12.117+deb12-amd64 1",
+        "[    6.773921] kcoretool_test: 13 areas, vmap block size 1048576",
+        "Linux version 6.12.117+deb12-amd64 59",
+        "prb struct printk_ringbuffer *",
+        "task_state_array const char * const [9]",
+        "taint_flags const struct taint_flag [19]",
+        "timer_bases struct timer_base [3]",
+        "tk_core struct <anonymous>",
+        "cpu_bit_bitmap const unsigned long [65][128]",
+        "nr_swapper_spaces unsigned int [27]",
+        "softirq_vec struct softirq_action [10]",
+        "vm_node_stat atomic_long_t [47]",
+        "panic_cpu atomic_t",
+    ]
+
+
+@needs_commands
+def test_plain_drgn_crash_commands() -> None:
+    """drgn's %crash commands that read globals BTF does not type."""
+    code = textwrap.dedent("""
+        from drgn.commands import run_command
+        for cmd in ("ps", "log", "sys", "mod", "kmem -v", "foreach bt"):
+            print("==", cmd)
+            run_command(prog, "crash " + cmd)
+    """)
+    cp = subprocess.run([sys.executable, "-m", "drgn", "-q", "-c", str(CORE), "-e", code], capture_output=True,
+                        text=True, timeout=300, cwd=REPO, env={**os.environ, "DRGN_DISABLE_PLUGINS": ""})
+    assert cp.returncode == 0, cp.stderr
+    parts = dict(p.split("\n", 1) for p in cp.stdout.split("== ")[1:])
+    assert {cmd: len(out.splitlines()) for cmd, out in parts.items()} == {
+        "ps": 62, "log": 375, "sys": 12, "mod": 7, "kmem -v": 126, "foreach bt": 522}
+    assert "RELEASE: 6.12.117+deb12-amd64" in parts["sys"] and "TASKS: 61" in parts["sys"]
+    assert "kcoretool_test" in parts["mod"]
+    assert parts["foreach bt"].count("ret_from_fork_asm") == 58
+
+
 def test_plugin_is_turned_off_by_drgns_switch() -> None:
     cp = subprocess.run([sys.executable, "-m", "drgn", "-q", "-c", str(CORE), "-e", "prog['jiffies']"],
                         capture_output=True, text=True, timeout=180, cwd=REPO,
@@ -297,3 +378,106 @@ def test_api_errors_are_kcoretool_errors(kernel, monkeypatch) -> None:
                        r"\(could not find memory segment\): the core is damaged or lacks that page$") as e:
         kcoretool.Kernel(kernel.prog).vmalloc()
     assert isinstance(e.value.__cause__, drgn.FaultError)
+
+
+# -- drgn's values and drgn's shape (issue 25) ----------------------------------------
+
+
+def test_api_takes_drgn_objects(kernel) -> None:
+    """Addresses and pids as drgn hands them out: anything with __index__,
+    a struct task_struct * where a task is meant."""
+    from drgn.helpers.linux.pid import find_task
+
+    prog = kernel.prog
+    m = kernel.vmalloc()
+    va = m.find(0xff4222ae40010010).object(prog)
+    assert kernel.whatis(va.va_start).kinds() == ["vmalloc", "task stack"]
+    assert kernel.read(va.va_start, 16) == kernel.read(0xff4222ae40010000, 16)
+    assert m.find(va.va_start + 0x10).start == 0xff4222ae40010000
+    assert m.find(prog["init_task"].address_of_()) is None  # not in vmalloc space
+    task = find_task(prog, 1)
+    assert kernel.vmas(task).maps_text() == kernel.vmas(1).maps_text()
+    assert kernel.tasks().find(task).comm == "python"
+
+
+def test_model_objects_default_to_drgns_program(kernel) -> None:
+    """``record.object()`` with no program: drgn's default program, which a
+    Kernel sets when there is none (drgn's CLI sets it for its helpers)."""
+    import drgn
+
+    cp = run_py(f'''
+        import drgn, kcoretool
+        k = kcoretool.open_kernel({str(CORE)!r})
+        print(drgn.get_default_prog() is k.prog, hex(k.vmalloc().areas[0].object().va_start))
+    ''')
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout == "True 0xff4222ae40000000\n"
+    drgn.set_default_prog(kernel.prog)  # other tests' Kernels may have set theirs first
+    m = kernel.vmalloc()
+    a = m.find(0xff4222ae40010010)
+    assert a.object().va_start.value_() == a.start
+    assert a.vm.object().nr_pages.value_() == a.vm.nr_pages
+    assert m.blocks[0].object().va.va_start.value_() == m.blocks[0].start
+    t = kernel.tasks().find(1)
+    assert t.object().comm.string_() == b"python" and t.mm.object().map_count.value_() == t.mm.map_count
+    v = kernel.vmas(1).vmas[0]
+    assert v.object().vm_start.value_() == v.start
+    region = next(r for r in kernel.exec_memory().regions if r.area is not None)
+    assert region.object().type_.type_name() == "struct vmap_area *"
+    pack = kernel.exec_memory().packs[0]
+    assert pack.object().type_.type_name() == "struct bpf_prog_pack *"
+
+
+def test_one_exception_family_for_wrong_arguments(kernel) -> None:
+    import drgn
+
+    m = kernel.vmalloc()
+    cases = [
+        (lambda: list(m.select(min_size="4K")), r"^min_size='4K': not a number of bytes"),
+        (lambda: kcoretool.diff(m, kernel), r"^a=VmallocModel: diff\(\) compares Kernels or VmallocSnapshots"),
+        (lambda: kcoretool.from_program(None), r"^prog=NoneType: from_program\(\) takes a drgn.Program$"),
+        (lambda: m.areas[0].object(drgn.Program()), r"^prog has no type 'struct vmap_area \*': pass the drgn"),
+        (lambda: m.find(-1), r"^addr=-0x1: not a 64-bit address$"),
+        (lambda: kernel.whatis(-1), r"^addr=-0x1: not a 64-bit address$"),
+        (lambda: kernel.whatis(1.5), r"^addr=1.5: not an address"),
+        (lambda: kernel.vmas("1"), r"^pid='1': not a pid or a struct task_struct \*"),
+        (lambda: kernel.read(-1, 1), r"^addr=-0x1: not a 64-bit address$"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ArgumentError, match=message):
+            call()
+
+
+def test_one_kernel_per_program_and_close() -> None:
+    closed = []
+    with open_kernel(str(CORE)) as k:
+        assert kcoretool.from_program(k.prog) is k
+        assert k.vmalloc() is kcoretool.from_program(k.prog).vmalloc()
+        k.core.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    assert closed == [True]
+
+
+def test_helpers_in_drgns_shape(kernel) -> None:
+    """kcoretool.helpers: program first, records whose object() is the struct."""
+    import drgn
+    from drgn.helpers.linux.pid import find_task
+
+    from kcoretool import helpers
+
+    prog = kernel.prog
+    drgn.set_default_prog(prog)  # object() without a program, as in drgn's CLI
+    assert helpers.kernel(prog) is kernel
+    areas = list(helpers.for_each_vmalloc_area(prog, kinds=["vm_map_ram"]))
+    assert len(areas) == 1 and areas[0].object().va_start.value_() == areas[0].start
+    assert helpers.vmalloc_model(prog) is kernel.vmalloc()
+    va = areas[0].object()
+    data, report = helpers.read_with_provenance(prog, va.va_start, 4096)
+    assert (data, report.pages_by_state()) == (kernel.read(areas[0].start, 4096)[0], report.pages_by_state())
+    assert helpers.whatis(prog, va.va_start).kinds() == kernel.whatis(areas[0].start).kinds()
+    texts = list(helpers.for_each_exec_region(prog, kinds=["module-text"]))
+    assert sorted(r.owner for r in texts) == ["9p", "9pnet", "9pnet_virtio", "kcoretool_test", "netfs", "qemu_fw_cfg"]
+    assert [p.address for p in helpers.for_each_bpf_prog_pack(prog)] == [p.address for p in kernel.exec_memory().packs]
+    vmas = list(helpers.for_each_task_vma(find_task(prog, 1)))
+    assert [v.start for v in vmas] == [v.start for v in kernel.vmas(1).vmas]
+    with pytest.raises(ArgumentError, match=r"^task=int: give a struct task_struct \*"):
+        list(helpers.for_each_task_vma(1))

@@ -26,6 +26,7 @@ from kcoretool import __version__
 from kcoretool._outfile import discard_unfinished
 from kcoretool.api import DEBUGINFO_MODES, Kernel, debug_info_candidates
 from kcoretool.cli.failures import Interrupted
+from kcoretool.cli.options import IN_PROGRAM, SourceOption
 from kcoretool.errors import KcoreToolError
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ _LAZY_COMMANDS = {
     "whatis": ("kcoretool.cli.vmalloc", "whatis"),
     "exec": ("kcoretool.cli.exec", "exec_"),
     "task": ("kcoretool.cli.task", "task"),
+    "fleet": ("kcoretool.cli.fleet", "fleet"),
 }
 
 
@@ -86,12 +88,17 @@ class Options:
         if self.preset is not None and self.preset.core is not None:
             return self.preset.core
         if self._core is None:
-            from kcoretool.api import LIVE, open_core
+            from kcoretool.api import open_core
 
-            if self.preset is not None and not self.preset.live and self.core_path == LIVE:
-                raise KcoreToolError("this command reads the dump file itself, and drgn does not say which "
-                                     "file it opened: add -c PATH")
-            self._core = open_core(self.core_path)
+            path = self.core_path
+            if self.preset is not None and not self.preset.live:
+                # the session's dump, as drgn opened it (drgn 0.1.0+)
+                dumped = getattr(self.preset.prog, "core_dump_path", None)
+                if dumped is None:
+                    raise KcoreToolError("this command reads the dump file itself, and this drgn program "
+                                         "does not say which file it opened (Program.core_dump_path)")
+                path = dumped
+            self._core = open_core(path)
         return self._core
 
     def close(self) -> None:
@@ -125,7 +132,7 @@ class _LazyGroup(click.Group):
                 for sub in (readcmds.dump, readcmds.extract, readcmds.check,
                             vmalloc_time.snapshot, vmalloc_time.diff, vmalloc_time.top):
                     cmd.add_command(sub)
-            if cmd is not None:
+            if cmd is not None and name != "fleet":  # fleet takes many dumps, not -c
                 from kcoretool.cli.options import add_global_options
 
                 add_global_options(cmd)
@@ -143,6 +150,7 @@ class _LazyGroup(click.Group):
     "-c",
     "--core",
     "core_path",
+    cls=SourceOption,
     default="/proc/kcore",
     envvar="KCORETOOL_CORE",
     show_default=True,
@@ -152,6 +160,7 @@ class _LazyGroup(click.Group):
 )
 @click.option(
     "--vmlinux",
+    cls=SourceOption,
     metavar="PATH",
     help="Kernel debug info: a vmlinux with DWARF. Without it kcoretool looks in "
     + ", ".join(debug_info_candidates("RELEASE"))
@@ -159,6 +168,7 @@ class _LazyGroup(click.Group):
 )
 @click.option(
     "--debuginfo",
+    cls=SourceOption,
     type=click.Choice(DEBUGINFO_MODES),
     default="auto",
     envvar="KCORETOOL_DEBUGINFO",
@@ -176,9 +186,6 @@ def cli(ctx: click.Context, core_path: str, vmlinux: Optional[str], debuginfo: s
     """Inspect and read Linux kernel memory: /proc/kcore (live, as root)
     or a saved vmcore."""
     preset = ctx.obj if isinstance(ctx.obj, Kernel) else None
-    if preset is not None and (vmlinux is not None or debuginfo != "auto"):
-        raise click.UsageError("inside drgn, kcoretool uses the program's own types and symbols; "
-                               "drop --vmlinux/--debuginfo")
     opts = Options(core_path, vmlinux, as_json, debug, debuginfo, preset)
     ctx.obj = opts
     ctx.call_on_close(opts.close)
@@ -195,12 +202,35 @@ def run_in_program(prog: Any, argv: List[str]) -> int:
     from kcoretool.api import from_program
     from kcoretool.cli.failures import end_command
 
+    chosen = _source_options(argv)
+    if chosen:
+        click.echo(f"kcoretool: {chosen}: inside drgn, kcoretool reads the session's program -- its dump "
+                   "and its types; open another dump in another drgn session", err=True)
+        return 2
+    token = IN_PROGRAM.set(True)
     try:
         kernel = from_program(prog)
+        if kernel.live:
+            kernel.forget()  # each command reads the running kernel anew
         rv = cli.main(args=argv, prog_name="kcoretool", standalone_mode=False, obj=kernel)
     except (Exception, KeyboardInterrupt) as e:
         return end_command(e, "--debug" in argv)
+    finally:
+        IN_PROGRAM.reset(token)
     return rv if isinstance(rv, int) else 0
+
+
+def _source_options(argv: List[str]) -> Optional[str]:
+    """The first option in ``argv`` that would pick another core or debug
+    info (``-c``, ``--core``, ``--vmlinux``, ``--debuginfo``), or None."""
+    for arg in argv:
+        if arg == "--":
+            break
+        name = arg.split("=", 1)[0]
+        if name in ("--core", "--vmlinux", "--debuginfo") or arg == "-c" or (
+                arg.startswith("-c") and not arg.startswith("--")):
+            return name if name.startswith("--") else "-c"
+    return None
 
 
 def main(args: Optional[List[str]] = None, prog_name: str = "kcoretool") -> None:

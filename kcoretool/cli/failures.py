@@ -7,7 +7,8 @@ expects.  Damaged input still reaches code that raises something else --
 drgn's ``FaultError`` from a page-table walk over a damaged dump, an
 ``OverflowError`` from a header field too big for a C type, an
 ``OSError`` from an output file.  :func:`one_line` turns each into the
-same kind of line, in the CLI's words (:func:`kcoretool.cli.words.cli_words`),
+same kind of line (:func:`kcoretool.errors.one_line`: ``fleet scan`` writes
+it into a row), in the CLI's words (:func:`kcoretool.cli.words.cli_words`),
 so no traceback reaches a user without ``--debug``; :func:`end_command`
 is how a command that failed ends, for the console command and for
 drgn's ``%kcoretool`` alike.
@@ -22,14 +23,12 @@ from typing import Optional, Tuple
 
 import click
 
+from kcoretool import errors
 from kcoretool._outfile import discard_unfinished
 from kcoretool.cli.words import cli_words
-from kcoretool.errors import KcoreToolError, translate
+from kcoretool.errors import UNEXPECTED
 
 __all__ = ("Interrupted", "UNEXPECTED", "end_command", "failure", "one_line")
-
-#: what a message starts with when kcoretool did not expect the error at all
-UNEXPECTED = "unexpected error"
 
 #: the exit status of an interrupted command (128 + SIGINT)
 INTERRUPTED = 130
@@ -82,29 +81,12 @@ def end_command(e: BaseException, debug: bool) -> int:
 
 
 def one_line(e: BaseException) -> str:
-    """The message for ``e``, one line, without the ``kcoretool:`` prefix."""
-    if isinstance(e, KcoreToolError):
-        text = cli_words(str(e))
-    elif isinstance(e, OSError):
-        where = f"{e.filename}: " if e.filename else ""
-        if e.errno == errno.ENOSPC:
-            text = f"{where}no space left on device; the output is incomplete"
-        elif e.errno == errno.EBADF:
-            text = "an output stream is closed"
-        else:
-            text = f"{where}{e.strerror or e}"
-    else:
-        known = translate(e)
-        if known is not None:
-            text = cli_words(str(known))
-        elif isinstance(e, MemoryError):
-            text = "out of memory: the input asks for more than this machine has (a damaged core?); --debug shows where"
-        elif type(e) is Exception:
-            text = f"drgn cannot interpret the core: {e}"
-        else:
-            text = (f"{UNEXPECTED} {type(e).__name__}: {e} -- a kcoretool bug or a damaged core; "
-                    "--debug shows where")
-    return " ".join(text.split()) or type(e).__name__
+    """The message for ``e``, one line, without the ``kcoretool:`` prefix,
+    in the CLI's words (the library's line: :func:`kcoretool.errors.one_line`)."""
+    text = errors.one_line(e, "--debug shows where")
+    if isinstance(e, OSError):
+        return text
+    return " ".join(cli_words(text).split()) or type(e).__name__
 
 
 def stdout_usable() -> bool:

@@ -14,11 +14,30 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from contextvars import ContextVar
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional, TypeVar
 
 import click
 
-__all__ = ("PROGRESS_BYTES", "ProgressSink", "add_global_options", "byte_progress", "example", "item_progress")
+__all__ = ("IN_PROGRAM", "PROGRESS_BYTES", "ProgressSink", "SourceOption", "add_global_options",
+           "byte_progress", "example", "item_progress")
+
+#: True while a command runs against a drgn session's program (``%kcoretool``):
+#: the program decides the core and the debug info.
+IN_PROGRAM: ContextVar[bool] = ContextVar("kcoretool_in_program", default=False)
+
+
+class SourceOption(click.Option):
+    """An option that picks the core or the debug info (``-c``,
+    ``--vmlinux``, ``--debuginfo``): not offered in help inside drgn."""
+
+    @property
+    def hidden(self) -> bool:
+        return self._hidden or IN_PROGRAM.get()
+
+    @hidden.setter
+    def hidden(self, value: bool) -> None:
+        self._hidden = value
 
 #: Reads at least this big show a progress bar (on a terminal).
 PROGRESS_BYTES = 4 << 20
@@ -34,13 +53,13 @@ def _setter(attr: str) -> Callable[[click.Context, click.Parameter, Any], None]:
 
 
 def _global_options() -> Iterator[click.Option]:
-    yield click.Option(["-c", "--core", "core_path"], metavar="PATH", expose_value=False,
+    yield SourceOption(["-c", "--core", "core_path"], metavar="PATH", expose_value=False,
                        callback=_setter("core_path"), help="The core, as before the command.")
     yield click.Option(["--json", "json"], is_flag=True, expose_value=False, callback=_setter("json"),
                        help="Machine-readable output, as before the command.")
-    yield click.Option(["--vmlinux"], metavar="PATH", expose_value=False, callback=_setter("vmlinux"),
+    yield SourceOption(["--vmlinux"], metavar="PATH", expose_value=False, callback=_setter("vmlinux"),
                        hidden=True)
-    yield click.Option(["--debuginfo"], type=click.Choice(["auto", "dwarf", "btf"]), expose_value=False,
+    yield SourceOption(["--debuginfo"], type=click.Choice(["auto", "dwarf", "btf"]), expose_value=False,
                        callback=_setter("debuginfo"), hidden=True)
     yield click.Option(["--debug"], is_flag=True, expose_value=False, callback=_setter("debug"), hidden=True)
 

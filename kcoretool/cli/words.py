@@ -25,6 +25,7 @@ FLAGS: Dict[str, str] = {
     "via": "--via",
     "force_io": "--force-io",
     "sparse": "--sparse",
+    "dask": "--dask",
 }
 
 #: API call (or an API user's remedy) -> the command (or flag) that does it

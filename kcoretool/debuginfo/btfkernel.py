@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import drgn
@@ -37,7 +38,8 @@ from kcoretool.debuginfo.kallsyms import kallsyms_locations, load_kallsyms, use_
 from kcoretool.debuginfo.plan import BTF_SYSFS
 from kcoretool.errors import DebugInfoError, KernelDataError
 
-__all__ = ("PLUGIN_FINDER", "BtfKernel", "load_btf_kernel", "plugin_btf", "register_plugin_finders")
+__all__ = ("PLUGIN_FINDER", "BtfKernel", "load_btf_kernel", "plugin_btf", "register_plugin_finders",
+           "set_kernel_address_range")
 
 @dataclasses.dataclass
 class BtfKernel:
@@ -58,6 +60,32 @@ class BtfKernel:
 def _first_address(index: drgn.SymbolIndex, prog: drgn.Program, name: str) -> Optional[int]:
     syms = index(prog, name, None, True)
     return syms[0].address if syms else None
+
+
+def set_kernel_address_range(prog: drgn.Program, index: drgn.SymbolIndex) -> bool:
+    """
+    Give drgn's main module (the kernel) its address range, ``_text`` ..
+    ``_end`` from kallsyms, when no vmlinux did: drgn then finds the module
+    for a kernel PC and unwinds it with the kernel's own ORC tables, which it
+    reads from memory through ``__start_orc_unwind_ip`` ..
+    ``__stop_orc_unwind`` (and ``__start_orc_header`` since b9f174c811e3,
+    v6.4) -- symbols kallsyms has (libdrgn/orc_info.c,
+    ``drgn_read_vmlinux_orc()``). Without a range every kernel frame is
+    unknown to drgn and its stack traces stop or wander. True if set.
+    """
+    if not hasattr(prog, "main_module"):
+        return False  # drgn without the module API
+    try:
+        main = prog.main_module("kernel", create=True)
+        if main.address_ranges:
+            return False  # from a vmlinux, or set before
+        text, end = _first_address(index, prog, "_text"), _first_address(index, prog, "_end")
+        if text is None or end is None or not 0 < end - text <= 1 << 30:
+            return False
+        main.address_range = (text, end)
+    except (ValueError, LookupError):
+        return False  # another module claims the range: leave drgn's state alone
+    return True
 
 
 def read_vmlinux_btf(prog: drgn.Program, index: drgn.SymbolIndex, live: bool) -> Tuple[bytes, str]:
@@ -116,7 +144,7 @@ class _ObjectFinder:
         if flags & drgn.FindObjectFlags.VARIABLE:
             t = self.types.variable_type(name)
             if t is None and name in self.globals:
-                t = prog.type(self.globals[name])
+                t = self._table_type(prog, self.globals[name], syms)
             if t is not None:
                 return drgn.Object(prog, t, address=_pick(syms, t).address)
         if syms[0].kind == drgn.SymbolKind.FUNC and flags & drgn.FindObjectFlags.FUNCTION:
@@ -126,6 +154,84 @@ class _ObjectFinder:
         # A variable of unknown type is not found (KeyError), as drgn's
         # helpers expect of an absent one; GLOBALS must list what is read.
         return None
+
+    def _table_type(self, prog: drgn.Program, spec: str, syms: List[drgn.Symbol]) -> Optional[drgn.Type]:
+        """The type a GLOBALS entry names; array lengths the kernel's
+        configuration decides are written as rules (:data:`GLOBALS`' doc)."""
+        if spec.startswith("struct {"):
+            return _anonymous_struct(prog, spec)
+        m = _DIMS.search(spec)
+        if m is None or all(d.isdigit() or not d for d in _DIM.findall(m.group(0))):
+            return prog.type(spec)
+        elem = prog.type(spec[:m.start()].strip())
+        dims: List[Optional[int]] = []
+        rule = None
+        for d in _DIM.findall(m.group(0)):
+            if d.isdigit():
+                dims.append(int(d))
+                continue
+            rule = d
+            dims.append(None)
+        assert rule is not None
+        if rule in ("extent", "extent nonzero"):
+            # the symbol's extent in kallsyms (up to the next symbol, which
+            # drgn caps below 64 KiB), in whole elements
+            if len(syms) != 1 or not syms[0].size:
+                return None
+            other = drgn.sizeof(elem)
+            for d in dims:
+                other *= d or 1
+            n = syms[0].size // other
+            if rule == "extent nonzero":
+                # alignment padding after the array reads as zero elements
+                try:
+                    data = prog.read(syms[0].address, n * other)
+                except drgn.FaultError:
+                    return None
+                while n and not any(data[(n - 1) * other:n * other]):
+                    n -= 1
+        elif rule.startswith("sizeof("):
+            m2 = re.fullmatch(r"sizeof\((.+)\) / (\d+)", rule)
+            if m2 is None:
+                return None
+            n = drgn.sizeof(prog.type(m2.group(1))) // int(m2.group(2))
+        elif rule.startswith("len "):
+            other_obj = self(prog, rule[4:], drgn.FindObjectFlags.VARIABLE, None)
+            if other_obj is None:
+                return None
+            n = len(other_obj)
+        else:
+            found = self.types.enumerator(rule)  # NR_SOFTIRQS, NR_VM_NODE_STAT_ITEMS, ...
+            if found is None:
+                return None
+            n = found[1]
+        t = elem
+        for d in reversed(dims):
+            t = prog.array_type(t, n if d is None else d)
+        return t
+
+
+def _anonymous_struct(prog: drgn.Program, spec: str) -> drgn.Type:
+    """``struct { T a; U b; }`` (a static variable's unnamed type), each
+    member at its natural alignment."""
+    members = []
+    offset = 0
+    for decl in spec[len("struct {"):].rstrip("} ").split(";"):
+        if not decl.strip():
+            continue
+        tname, _, mname = decl.strip().rpartition(" ")
+        t = prog.type(tname)
+        align = drgn.alignof(t)
+        offset = -(-offset // align) * align
+        members.append(drgn.TypeMember(t, mname, offset * 8))
+        offset += drgn.sizeof(t)
+    align = max(drgn.alignof(m.type) for m in members)
+    return prog.struct_type(None, -(-offset // align) * align, members)
+
+
+#: the array dimensions at the end of a GLOBALS entry, and one of them
+_DIMS = re.compile(r"(\[[^\]]*\])+$")
+_DIM = re.compile(r"\[([^\]]*)\]")
 
 
 def _pick(syms: List[drgn.Symbol], t: drgn.Type) -> drgn.Symbol:
@@ -234,10 +340,14 @@ def load_btf_kernel(prog: drgn.Program, live: bool, globals_: Mapping[str, str],
     if register:
         types.register(prog)
         prog.register_object_finder("kcoretool-btf", objects, enable_index=-1)
+        set_kernel_address_range(prog, index)
     return loaded
 
 
 # -- the drgn plugin's finders (kcoretool.drgn_plugin) ------------------------------
+
+#: the kernel half of the x86-64 address space: every kernel symbol's address is in it
+KERNEL_HALF = 0xffff800000000000
 
 #: names of the plugin's finders (type, object and symbol finder alike)
 PLUGIN_FINDER = "kcoretool-plugin"
@@ -291,7 +401,18 @@ class _PluginFinders:
             logging.getLogger("kcoretool").info(
                 "kcoretool plugin: no DWARF for the kernel; types from its BTF (%s), symbols from kallsyms (%s)",
                 self.loaded.btf_source, self.loaded.kallsyms_source)
+            set_kernel_address_range(prog, self.loaded.finders[2])
         return True
+
+    def find_debug_info(self, modules: List[Any]) -> None:
+        """drgn's debug info finder hook, after drgn's own: when the kernel
+        is left without a file, load kallsyms and BTF now, which gives the
+        kernel its address range (:func:`set_kernel_address_range`) before
+        anything is unwound -- the crashed thread's stack needs no lookup
+        that would load them."""
+        for module in modules:
+            if isinstance(module, drgn.MainModule) and module.wants_debug_file():
+                self._active(module.prog)
 
     def find_type(self, prog: drgn.Program, kinds: drgn.TypeKindSet, name: str,
                   filename: Optional[str]) -> Optional[drgn.Type]:
@@ -312,7 +433,26 @@ class _PluginFinders:
         if not self._active(prog):
             return []
         assert self.loaded is not None
-        found = list(self.loaded.finders[2](prog, name, address, one))
+        if address is not None and address < KERNEL_HALF:
+            # kallsyms' per-CPU symbols are offsets from 0 (__per_cpu_start
+            # is 0): no pointer is one of them, so NULL prints as 0x0
+            return []
+        if address is not None:
+            # Aliases share an address (__do_sys_pause, __x64_sys_pause);
+            # drgn's kallsyms index gives all but the last a size of 0. Name
+            # it as %pS does, the first in kallsyms' order (get_symbol_pos()),
+            # as the kernel's own stack dumps and DWARF name it.
+            found = list(self.loaded.finders[2](prog, None, address, one))
+            if found:
+                from kcoretool.debuginfo.kallsyms import kallsyms_table
+
+                table = kallsyms_table(prog)
+                pS = table.lookup(address) if table is not None else None
+                s0 = found[0]
+                if pS is not None and pS[0] != s0.name and pS[1] == s0.address:
+                    found[0] = drgn.Symbol(pS[0], s0.address, s0.size, s0.binding, s0.kind)
+        else:
+            found = list(self.loaded.finders[2](prog, name, address, one))
         if found:
             return found
         if self._modules is None:
@@ -336,3 +476,5 @@ def register_plugin_finders(prog: drgn.Program, globals_: Mapping[str, str]) -> 
     prog.register_type_finder(PLUGIN_FINDER, lazy.find_type, enable_index=-1)
     prog.register_object_finder(PLUGIN_FINDER, lazy.find_object, enable_index=-1)
     prog.register_symbol_finder(PLUGIN_FINDER, lazy.find_symbols, enable_index=-1)
+    if hasattr(prog, "register_debug_info_finder"):  # drgn's module API
+        prog.register_debug_info_finder(PLUGIN_FINDER, lazy.find_debug_info, enable_index=-1)

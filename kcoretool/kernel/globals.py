@@ -4,8 +4,10 @@ Globals without DWARF
 ---------------------
 
 BTF describes functions and (from pahole 1.18 on) per-CPU variables but
-not other globals, so
-without a vmlinux the type of every global kcoretool reads comes from this
+not other globals (pahole's ``global_var`` feature is off in every lab
+kernel's build: 5.10 has no VAR at all, 6.1/6.12/7.3 only the per-CPU
+ones), so without a vmlinux the type of every global kcoretool or drgn's
+own Linux helpers and ``%crash`` commands read comes from this
 table (:func:`kcoretool.debuginfo.btfkernel.load_btf_kernel` gets it from
 :func:`kcoretool.kernel.program.open_program`).  A walk that reads a new
 global adds it here; a test checks that every ``prog["..."]`` in the
@@ -21,7 +23,14 @@ __all__ = ("GLOBALS",)
 #: The type of every global kcoretool (or a drgn helper it calls) reads whose
 #: type BTF does not carry. Names absent from a kernel are simply not found,
 #: so one table serves every layout (kcoretool.kernel.layout decides which
-#: of them a kernel has).
+#: of them a kernel has). Struct sizes follow the kernel's BTF; an array
+#: length the kernel's configuration decides is a rule in brackets:
+#: ``[NR_SOFTIRQS]`` an enumerator BTF has; ``[extent]`` the symbol's extent
+#: in kallsyms (to the next symbol; under 64 KiB) in whole elements,
+#: ``[extent nonzero]`` the same less trailing all-zero elements (alignment
+#: padding); ``[len NAME]`` the length of global NAME; ``[sizeof(T) / N]``. ``struct { T a; U b; }`` is an
+#: anonymous struct laid out with natural alignment. Each entry is checked
+#: against the vmlinux's DWARF on every lab kernel (tests/lab/test_drgn_face.py).
 GLOBALS: Dict[str, str] = {
     # mm/vmalloc.c, busy areas: <= 6.8 list + tree, 6.9+ per-node.
     "vmap_area_list": "struct list_head",
@@ -74,7 +83,7 @@ GLOBALS: Dict[str, str] = {
     "max_mapnr": "unsigned long",
     "memblock": "struct memblock",
     "memory_subsys": "struct bus_type",
-    "sections_per_block": "unsigned long",
+    "sections_per_block": "int",
     "_totalram_pages": "atomic_long_t",
     "vm_committed_as": "struct percpu_counter",
     "total_swap_pages": "long",
@@ -102,4 +111,104 @@ GLOBALS: Dict[str, str] = {
     "execmem_cache": "struct execmem_cache",
     "jiffies": "volatile unsigned long",
     "jiffies_64": "u64",
+    # -- read by drgn's Linux helpers and %crash commands (drgn 0.3.0) --
+    "init_uts_ns": "struct uts_namespace",
+    "linux_banner": "const char []",
+    "saved_command_line": "char *",
+    "boot_command_line": "char [2048]",  # COMMAND_LINE_SIZE on x86
+    "nr_threads": "int",
+    "max_threads": "int",
+    "total_forks": "unsigned long",
+    "panic_cpu": "atomic_t",
+    "oops_in_progress": "int",
+    "tainted_mask": "unsigned long",
+    # printk: the lockless ring buffer (896a8ff6c2f5, v5.10) and its text
+    "prb": "struct printk_ringbuffer *",
+    "printk_rb_static": "struct printk_ringbuffer",
+    "log_buf": "char *",
+    # task states: 9 letters since 06eb61844d84 ("sched/debug: Add explicit
+    # TASK_IDLE printing", v4.14); drgn's task_state_to_char() reads its length
+    "task_state_array": "const char *const [9]",
+    "init_nsproxy": "struct nsproxy",
+    "init_user_ns": "struct user_namespace",
+    "init_ipc_ns": "struct ipc_namespace",
+    "init_time_ns": "struct time_namespace",
+    "init_cgroup_ns": "struct cgroup_namespace",
+    "ipc_mni_shift": "int",
+    "init_fs": "struct fs_struct",
+    "userspace_init_fs": "struct fs_struct *",
+    "init_files": "struct files_struct",
+    "root_task_group": "struct task_group",
+    "task_groups": "struct list_head",
+    "cgrp_dfl_root": "struct cgroup_root",
+    "uidhash_table": "struct hlist_head [128]",  # UIDHASH_SZ
+    # time: tk_core is timekeeper_data[TIMEKEEPER_CORE] since 22c62b9a84b8
+    # ("timekeeping: Introduce auxiliary timekeepers", v6.17)
+    "tk_core": "struct { seqcount_raw_spinlock_t seq; struct timekeeper timekeeper; }",
+    "timekeeper_data": "struct tk_data [extent]",
+    "avenrun": "unsigned long [3]",
+    "loops_per_jiffy": "unsigned long",
+    "tsc_khz": "unsigned int",
+    "cpu_khz": "unsigned int",
+    "tick_do_timer_cpu": "int",
+    # networking and BPF
+    "init_net": "struct net",
+    "net_namespace_list": "struct list_head",
+    "arp_tbl": "struct neigh_table",
+    "map_idr": "struct idr",
+    "link_idr": "struct idr",
+    "btf_idr": "struct idr",
+    # modules, taints
+    "taint_flags": "const struct taint_flag [extent nonzero]",  # TAINT_FLAGS_COUNT
+    "module_ktype": "struct kobj_type",
+    # devices, block, sysfs
+    "chrdevs": "struct char_device_struct *[255]",  # CHRDEV_MAJOR_HASH_SIZE
+    "major_names": "struct blk_major_name *[255]",  # BLKDEV_MAJOR_HASH_SIZE
+    "cdev_map": "struct kobj_map *",
+    "blockdev_superblock": "struct super_block *",
+    "super_blocks": "struct list_head",
+    "block_class": "struct class",
+    "bus_kset": "struct kset *",
+    "class_kset": "struct kset *",
+    "bus_ktype": "struct kobj_type",
+    "class_ktype": "struct kobj_type",
+    "device_ktype": "struct kobj_type",
+    "driver_ktype": "struct kobj_type",
+    "sysfs_root_kn": "struct kernfs_node *",
+    "pci_bus_type": "struct bus_type",
+    "pci_root_buses": "struct list_head",
+    "ioport_resource": "struct resource",
+    "iomem_resource": "struct resource",
+    "ns_file_operations": "struct file_operations",
+    # interrupts
+    "idt_table": "gate_desc [256]",  # IDT_ENTRIES
+    "softirq_vec": "struct softirq_action [NR_SOFTIRQS]",
+    "irq_desc_tree": "struct xarray",  # sparse_irqs since 721255b9826b (v6.5)
+    "sparse_irqs": "struct maple_tree",
+    "nr_irqs": "int",
+    "total_nr_irqs": "unsigned int",
+    "poll_spurious_irq_timer": "struct timer_list",
+    # [BITS_PER_LONG + 1][BITS_TO_LONGS(NR_CPUS)]
+    "cpu_bit_bitmap": "const unsigned long [65][sizeof(struct cpumask) / 8]",
+    # memory statistics and swap
+    "vm_node_stat": "atomic_long_t [NR_VM_NODE_STAT_ITEMS]",
+    "vm_zone_stat": "atomic_long_t [NR_VM_ZONE_STAT_ITEMS]",
+    "vm_numa_event": "atomic_long_t [NR_VM_NUMA_EVENT_ITEMS]",  # f19298b9516c (v5.14)
+    "vm_numa_stat": "atomic_long_t [NR_VM_NUMA_STAT_ITEMS]",  # before it
+    "hstates": "struct hstate [2]",  # HUGE_MAX_HSTATE on x86
+    "hugetlb_max_hstate": "int",
+    "nr_swap_pages": "atomic_long_t",
+    "nr_swapfiles": "unsigned int",
+    "swap_info": "struct swap_info_struct *[extent]",  # MAX_SWAPFILES
+    "swapper_spaces": "struct address_space *[extent]",
+    "nr_swapper_spaces": "unsigned int [len swapper_spaces]",
+    "stack_slabs": "void *[8192]",  # DEPOT_MAX_SLABS, before 6.8's stack_pools
+    # per-CPU variables, for kernels whose BTF has no VARs (pahole < 1.18: Debian's 5.10)
+    "runqueues": "struct rq",
+    "hrtimer_bases": "struct hrtimer_cpu_base",
+    "timer_bases": "struct timer_base [extent]",  # NR_BASES
+    "vm_event_states": "struct vm_event_state",
+    "exception_stacks": "struct exception_stacks",
+    "hardirq_stack_ptr": "struct irq_stack *",
+    "tick_cpu_device": "struct tick_device",
 }

@@ -141,11 +141,9 @@ def _repr(self: Any) -> str:
 
 def _object(prog: Any, type_name: str, address: Optional[int], what: str) -> Any:
     """``(type_name)address`` in ``prog``: a model object's kernel struct."""
-    import drgn
+    from kcoretool.model.kobject import kernel_object
 
-    if address is None:
-        raise ArgumentError(f"this {what} has no struct address (a synthetic or snapshot-only entry)")
-    return drgn.Object(prog, type_name, address)
+    return kernel_object(prog, type_name, address, what)
 
 
 _ADDR = Col(hex=True, per_row=True)
@@ -189,10 +187,11 @@ class VmStruct:
         """End of the part that can hold data (the guard page excluded)."""
         return self.addr + max(0, self.size - self.guard_size(page_size))
 
-    def object(self, prog: Any) -> Any:
-        """The ``struct vm_struct *`` in ``prog`` (a :class:`drgn.Object`)::
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct vm_struct *`` in ``prog`` (a :class:`drgn.Object`;
+        default: drgn's default program)::
 
-            >>> area.vm.object(prog).nr_pages
+            >>> area.vm.object().nr_pages
             (unsigned int)3
         """
         return _object(prog, "struct vm_struct *", self.address, "vm_struct")
@@ -258,11 +257,12 @@ class Area:
             return self.vm.nr_pages
         return self.size // page_size
 
-    def object(self, prog: Any) -> Any:
-        """The ``struct vmap_area *`` in ``prog`` (a :class:`drgn.Object`),
-        for drgn's helpers and members kcoretool does not model::
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct vmap_area *`` in ``prog`` (a :class:`drgn.Object`;
+        default: drgn's default program), for drgn's helpers and members
+        kcoretool does not model::
 
-            >>> hex(area.object(prog).va_start)
+            >>> hex(area.object().va_start)
             '0xffffc90000101000'
         """
         return _object(prog, "struct vmap_area *", self.vmap_area, "vmap area")
@@ -324,8 +324,9 @@ class VmapBlock:
             return None
         return sum(b - a for a, b in self.used)
 
-    def object(self, prog: Any) -> Any:
-        """The ``struct vmap_block *`` in ``prog`` (a :class:`drgn.Object`)."""
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct vmap_block *`` in ``prog`` (a :class:`drgn.Object`;
+        default: drgn's default program)."""
         return _object(prog, "struct vmap_block *", self.address, "vmap block")
 
     def to_dict(self, page_size: int = 4096) -> Dict[str, Any]:

@@ -19,6 +19,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
+from kcoretool._args import as_address
 from kcoretool.model.area import check_kinds
 from kcoretool.model.record import Column, Field, Record
 from kcoretool.model.vmalloc import VmallocModel
@@ -103,6 +104,13 @@ class ExecRegion(Record):
     def size(self) -> int:
         return self.end - self.start
 
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct vmap_area *`` of the vmap area that holds the region
+        (a :class:`drgn.Object` in ``prog``, default drgn's default program)."""
+        from kcoretool.model.kobject import kernel_object
+
+        return kernel_object(prog, "struct vmap_area *", self.area, "exec region")
+
     @property
     def alloc_size(self) -> int:
         """What the allocator handed out (the region itself where it says nothing more)."""
@@ -128,6 +136,12 @@ class BpfProg:
     alloc_size: Optional[int]
     address: int  #: struct bpf_prog *
 
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct bpf_prog *`` (default program: drgn's)."""
+        from kcoretool.model.kobject import kernel_object
+
+        return kernel_object(prog, "struct bpf_prog *", self.address, "BPF program")
+
     def to_dict(self) -> Dict[str, Any]:
         return dict(self.__dict__)
 
@@ -149,6 +163,12 @@ class BpfPack:
     images: List[Tuple[int, int, str]] = field(default_factory=list)
     #: used chunk runs [start, end) that nothing the kernel lists owns
     unattributed: List[Tuple[int, int]] = field(default_factory=list)
+
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct bpf_prog_pack *`` (default program: drgn's)."""
+        from kcoretool.model.kobject import kernel_object
+
+        return kernel_object(prog, "struct bpf_prog_pack *", self.address, "BPF pack")
 
     @property
     def nchunks(self) -> int:
@@ -252,7 +272,10 @@ class ExecModel:
         self._starts = [r.start for r in self.regions]
 
     def find(self, addr: int) -> Optional[ExecRegion]:
-        """The innermost region containing ``addr`` (a program before its pack's runs)."""
+        """The innermost region containing ``addr`` (a program before its
+        pack's runs); ``addr`` as :meth:`VmallocModel.find` takes it."""
+        if type(addr) is not int or not 0 <= addr < 1 << 64:
+            addr = as_address(addr, "addr")
         i = bisect.bisect_right(self._starts, addr) - 1
         best = None
         # Regions do not nest, except ROX-cache sub-allocations; look back a little.

@@ -13,7 +13,7 @@ raw readers of :mod:`kcoretool.kernel.task`.  A :class:`Vma` knows how
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from kcoretool.kernel.task import PF_KTHREAD, NamedVma, RawMm, RawTask, TaskReader, dev_major_minor
 from kcoretool.kernel.vmflags import VM_EXEC, VM_MAYSHARE, VM_READ, VM_WRITE, VMA_FLAG_NAMES, vm_flag_names
@@ -208,6 +208,11 @@ class Vma(Record):
             return head
         return head.ljust(72) + " " + self.name
 
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct vm_area_struct *`` (a :class:`drgn.Object` in ``prog``, default drgn's default program)."""
+        from kcoretool.model.kobject import kernel_object
+
+        return kernel_object(prog, "struct vm_area_struct *", self.address, "VMA")
 
 
 @dataclass(repr=False)
@@ -248,6 +253,11 @@ class Mm(Record):
     def rss_pages(self) -> int:
         return self.rss["file"] + self.rss["anon"] + self.rss["shmem"]
 
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct mm_struct *`` (a :class:`drgn.Object` in ``prog``, default drgn's default program)."""
+        from kcoretool.model.kobject import kernel_object
+
+        return kernel_object(prog, "struct mm_struct *", self.address, "mm")
 
 @dataclass(repr=False)
 class Task(Record):
@@ -301,6 +311,12 @@ class Task(Record):
         """The name ps shows: a kernel thread's in [brackets]."""
         return f"[{self.comm}]" if self.kthread else self.comm
 
+    def object(self, prog: Any = None) -> Any:
+        """The ``struct task_struct *`` (a :class:`drgn.Object` in ``prog``, default drgn's default program)."""
+        from kcoretool.model.kobject import kernel_object
+
+        return kernel_object(prog, "struct task_struct *", self.address, "task")
+
 
 @dataclass
 class TaskList:
@@ -308,7 +324,11 @@ class TaskList:
     layout: str
     warnings: List[str] = field(default_factory=list)
 
-    def find(self, pid: int) -> Optional[Task]:
+    def find(self, pid: Any) -> Optional[Task]:
+        """The task with ``pid`` (an int-like or a ``struct task_struct *``), or None."""
+        from kcoretool._args import as_pid
+
+        pid = as_pid(pid)
         return next((t for t in self.tasks if t.pid == pid), None)
 
     @staticmethod
@@ -324,9 +344,13 @@ class VmaList:
     layout: str
     warnings: List[str] = field(default_factory=list)
 
-    def find(self, addr: int) -> Optional[Vma]:
+    def find(self, addr: Any) -> Optional[Vma]:
+        """The VMA containing ``addr`` (an int or drgn Object), or None."""
         import bisect
 
+        from kcoretool._args import as_address
+
+        addr = as_address(addr, "addr")
         i = bisect.bisect_right([v.start for v in self.vmas], addr) - 1
         if i >= 0 and addr < self.vmas[i].end:
             return self.vmas[i]

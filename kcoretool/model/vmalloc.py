@@ -17,6 +17,7 @@ import fnmatch
 import json
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from kcoretool._args import as_address, as_count
 from kcoretool.model.area import KINDS, ROW_AT, Area, FreeHole, VmapBlock, area_row, check_kinds, row_area
 from kcoretool.model.packed import AreaTable, summary_counts
 
@@ -27,6 +28,9 @@ def _row_filter(
 ) -> Any:
     """The test :meth:`VmallocModel.select` applies, on one row (None: no test)."""
     ks = check_kinds(kinds, KINDS)
+    min_size = as_count(min_size, "min_size")
+    lo = None if lo is None else as_address(lo, "lo")
+    hi = None if hi is None else as_address(hi, "hi")
     if ks is None and caller is None and min_size <= 0 and lo is None and hi is None:
         return None
 
@@ -200,7 +204,12 @@ class VmallocModel:
 
     def find(self, addr: int, include_lazy: bool = True) -> Optional[Area]:
         """The area containing ``addr`` (busy first, then lazy and pooled).
-        While the model holds rows, each call builds a new :class:`Area`."""
+        While the model holds rows, each call builds a new :class:`Area`.
+
+        :param addr: an int or a drgn Object of integer or pointer type.
+        :raises ArgumentError: ``addr`` is not a 64-bit address."""
+        if type(addr) is not int or not 0 <= addr < 1 << 64:
+            addr = as_address(addr, "addr")
         starts = self._start_index()
         i = bisect.bisect_right(starts, addr) - 1
         if i >= 0:

@@ -131,7 +131,8 @@ def check_range(addr: int, size: int) -> None:
     if size < 0:
         raise ArgumentError(f"size {size}: a read needs a length of 0 or more bytes")
     if not 0 <= addr < 1 << 64:
-        raise AddressError(f"{addr:#x} is not a 64-bit address", addr)
+        # the caller's mistake, not an address the core lacks
+        raise ArgumentError(f"{addr:#x} is not a 64-bit address")
     if addr + size > 1 << 64:
         raise AddressError(f"{addr:#x}+{size:#x} runs past the top of the 64-bit address space "
                            f"({(1 << 64) - 1:#x}); shorten the length", addr)
