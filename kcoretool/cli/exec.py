@@ -151,6 +151,47 @@ def cache(ctx: click.Context) -> None:
         click.echo(table(rows, ("START", "SIZE", "KIND", "OWNER", ""), ("left", "right", "left", "left", "left")))
 
 
+@exec_.command("audit", short_help="Every executable page and its owner; flags what has none (exit 3).",
+               epilog=example("kcoretool -c vmcore exec audit --json"))
+@click.option("--census", is_flag=True, help="Also list every executable range with its owner.")
+@click.pass_context
+def audit(ctx: click.Context, census: bool) -> None:
+    """Walk the kernel half of the page tables, give every executable page
+    (or sub-page range) its owner -- kernel text, modules, BPF programs and
+    packs, trampolines, kprobe and ftrace pages, the ROX cache -- and flag
+    what has none or is wrong for its owner: unowned code, W+X, code not
+    executable, data executable, pack space nobody owns, free JIT space
+    without its trapping fill, BPF programs missing from prog_idr, modules
+    hidden from the module list.  Exit status 3 when anything is flagged."""
+    k = _kernel(ctx)
+    _model(ctx)  # its warnings, once
+    a = k.exec_audit()
+    if _json(ctx):
+        emit_json(a.to_dict())
+    else:
+        totals = a.totals()
+        click.echo(table([(kind, human(n), str(n)) for kind, n in totals.items()], ("OWNER KIND", "SIZE", "BYTES"),
+                         ("left", "right", "right")))
+        if census:
+            click.echo("")
+            click.echo(table([(hx(c.start), hx(c.end), human(c.size), c.kind, c.owner, "W+X" if c.writable else "X",
+                               human(c.page_size)) for c in a.census],
+                             ("START", "END", "SIZE", "KIND", "OWNER", "RIGHTS", "PAGE"),
+                             ("left", "left", "right", "left", "left", "left", "right")))
+        if a.flags:
+            click.echo("")
+            click.echo(table([(f.reason, hx(f.start), hx(f.end), human(f.size), hx(f.area), f.caller or "-", f.detail)
+                              for f in a.flags], ("REASON", "START", "END", "SIZE", "AREA", "CALLER", "WHAT"),
+                             ("left", "left", "left", "right", "left", "left", "left")))
+        for n in a.notes:
+            click.echo(f"note: {n}")
+        reasons = ", ".join(sorted({f.reason for f in a.flags}))
+        click.echo(f"{human(a.executable_bytes)} executable in {len(a.runs)} run(s), {human(a.unowned_bytes)} unowned; "
+                   f"{len(a.flags)} flag(s)" + (f": {reasons}" if a.flags else ""))
+    if a.flags:
+        ctx.exit(3)
+
+
 def _pick(ctx: click.Context, owner: str, kind: Optional[str]) -> ExecRegion:
     """The region OWNER names: an address inside it, a BPF program's name or
     symbol, or a module (its text unless --kind)."""

@@ -48,6 +48,7 @@ EXEC_KINDS = (
     "bpf-dispatcher",
     "bpf-struct-ops",
     "bpf-other",
+    "bpf-classic",
     "kprobe-insn",
     "kprobe-optinsn",
     "ftrace-trampoline",
@@ -451,6 +452,23 @@ def exec_from_program(prog: drgn.Program, vmalloc: Optional[VmallocModel] = None
             if pack is not None:
                 pack.images.append((s.start, s.end, s.name))
                 taken[pack.start].append((s.start, s.end))
+
+    # Classic BPF (seccomp, the boot-time PTP classifier) has no ID and no
+    # symbol: found from its owners, it starts at its bpf_binary_header.
+    for who, func, jited_len in raw.classic_bpf(log):
+        hdr = raw.header_of(func)
+        size = raw.header_size(hdr)
+        if not size or size > (64 << 20) or not hdr <= func < func + jited_len <= hdr + size:
+            log.warn(f"classic BPF {who} at {func:#x}: its JIT header does not hold it")
+            continue
+        pack = pack_of(hdr)
+        name = f"{who} (classic BPF)"
+        regions.append(ExecRegion(func, func + jited_len, "bpf-classic", name, _area_of(vmalloc, func),
+                                  prog_type="classic", alloc_start=hdr, alloc_end=hdr + size,
+                                  container=pack.start if pack is not None else None))
+        if pack is not None:
+            pack.images.append((hdr, hdr + size, name))
+            taken[pack.start].append((hdr, hdr + size))
 
     for p in packs:
         # Chunk granularity: a partly used chunk belongs to its user.
