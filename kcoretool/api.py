@@ -210,12 +210,11 @@ class TaskMemory:
     @_translated
     def raw_task(self, pid: Any) -> RawTask:
         from kcoretool.kernel.walk import WalkLog
-        from kcoretool.model.task import find_task
 
         pid = as_pid(pid)
 
         log = WalkLog()
-        t = find_task(self.task_reader(), pid, log=log)
+        t = self.task_reader().find_task(pid, log)
         if t is None:
             if log:
                 n = len(log.messages) + log.suppressed

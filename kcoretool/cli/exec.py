@@ -13,14 +13,14 @@ Thin: everything comes from :meth:`kcoretool.api.Kernel.exec_memory`.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import click
 
 from kcoretool._outfile import OutputFile
 from kcoretool.api import EXEC_KINDS, ExecModel, ExecRegion, Kernel
-from kcoretool.cli.options import example
-from kcoretool.cli.output import emit_json, human, hx, parse_address, stream_table, table
+from kcoretool.cli.options import check_kind_option, example
+from kcoretool.cli.output import emit_json, human, hx, parse_address, record_cells, stream_table, table
 from kcoretool.errors import KcoreToolError
 
 __all__ = ("exec_",)
@@ -66,22 +66,21 @@ def _row_json(r: ExecRegion) -> Dict[str, Any]:
 def list_(ctx: click.Context, kinds: List[str], owner: Optional[str]) -> None:
     """One row per executable allocation: start, end, size, kind, owner, BPF tag
     and id, and the vmap area holding it."""
-    for k in kinds:
-        if k not in EXEC_KINDS:
-            raise click.BadParameter(f"unknown kind {k!r}; one of {', '.join(EXEC_KINDS)}", param_hint="--kind")
+    check_kind_option(kinds, EXEC_KINDS)
     m = _model(ctx)
     rows = list(m.select(kinds=kinds or None, owner=owner))
     if _json(ctx):
         # One compact row per line: tens of thousands of programs stay fast.
         click.echo("[" + ",\n".join(json.dumps(_row_json(r)) for r in rows) + "]")
         return
-    cells: List[Tuple[str, ...]] = [(hx(r.start), hx(r.end), human(r.size), r.kind, r.owner, r.tag or "-",
-              "-" if r.id is None else str(r.id), hx(r.area)) for r in rows]
-    headers = ("START", "END", "SIZE", "KIND", "OWNER", "TAG", "ID", "AREA")
+    cols = ExecRegion.columns()
+    cells = [record_cells(r, cols) for r in rows]
+    headers = [c.header for _, c in cols]
     if len(cells) <= 5000:
-        click.echo(table(cells, headers, ("left", "left", "right", "left", "left", "left", "right", "left")))
+        click.echo(table(cells, headers, [c.align for _, c in cols]))
     else:  # tabulate costs too much per cell; the same look, streamed
-        click.echo("\n".join(stream_table(cells, headers, (2, 6))))
+        click.echo("\n".join(stream_table(cells, headers, tuple(i for i, (_, c) in enumerate(cols)
+                                                                if c.align == "right"))))
     progs = sum(1 for r in rows if r.kind == "bpf-prog")
     mods = len({r.owner for r in rows if r.kind.startswith("module-")})
     click.echo(f"{len(rows)} region(s): {mods} module(s), {progs} BPF program(s), {len(m.packs)} pack(s)")

@@ -30,6 +30,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Set, Tu
 import drgn
 
 from kcoretool.kernel.layout import has_member, has_symbol, type_or_none
+from kcoretool.kernel.maple import mt_for_each
 from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog, is_kernel_pointer, list_walk, xarray_walk
 
 __all__ = (
@@ -763,79 +764,7 @@ class ExecReader:
         except (KeyError, LookupError, drgn.FaultError):
             return None
         busy = [(lo, hi + 1, bool(v & PENDING_FREE_MASK))
-                for lo, hi, v in maple_entries(self.prog, busy_mt, log, "execmem_cache.busy_areas", self.limit)]
+                for lo, hi, v in mt_for_each(self.prog, busy_mt, log, "execmem_cache.busy_areas", limit=self.limit)]
         free = [(lo, hi + 1) for lo, hi, _v in
-                maple_entries(self.prog, free_mt, log, "execmem_cache.free_areas", self.limit)]
+                mt_for_each(self.prog, free_mt, log, "execmem_cache.free_areas", limit=self.limit)]
         return RawRoxCache(busy, free)
-
-
-# lib/maple_tree.c, 64-bit: node types and the slots/pivots of each.
-_MAPLE_LEAF_64, _MAPLE_RANGE_64, _MAPLE_ARANGE_64 = 1, 2, 3
-_MAPLE_NODE_SLOTS = {_MAPLE_LEAF_64: 16, _MAPLE_RANGE_64: 16, _MAPLE_ARANGE_64: 10}
-_XA_ZERO_ENTRY = 0x406
-_ULONG_MAX = (1 << 64) - 1
-
-
-def maple_entries(prog: drgn.Program, tree: int, log: WalkLog, what: str,
-                  limit: int = DEFAULT_LIMIT) -> Iterator[Tuple[int, int, int]]:
-    """``(first, last, entry)`` of every non-NULL entry of the maple tree at
-    ``tree``, in index order (drgn's ``mt_for_each``, bounded): range64 and
-    arange64 internal nodes, leaf64 leaves; data end from the metadata or
-    the pivots (``ma_data_end``)."""
-    # ma_root moved before ma_flags in 6.12: by name, never by position.
-    o_root = drgn.offsetof(prog.type("struct maple_tree"), "ma_root")
-    try:
-        root = prog.read_u64(tree + o_root)
-    except drgn.FaultError:
-        log.warn(f"{what}: maple tree {tree:#x} is unreadable")
-        return
-    if not root:
-        return
-    if not (root & 3 == 2 and root > 4096):
-        yield 0, 0, root  # a single entry at index 0
-        return
-    count = 0
-    seen = set()
-    # depth-first, children pushed in reverse: entries come out in order
-    stack: List[Tuple[int, int, int]] = [(root, 0, _ULONG_MAX)]
-    while stack:
-        enode, lo, hi = stack.pop()
-        node = enode & ~0xFF
-        ntype = (enode >> 3) & 0xF
-        if ntype not in _MAPLE_NODE_SLOTS or not is_kernel_pointer(node) or node in seen:
-            log.warn(f"{what}: bad maple node {enode:#x}")
-            continue
-        seen.add(node)
-        try:
-            buf = prog.read(node, 256)
-        except drgn.FaultError:
-            log.warn(f"{what}: maple node {node:#x} is unreadable")
-            continue
-        nslots = _MAPLE_NODE_SLOTS[ntype]
-        pivots = [_U64.unpack_from(buf, 8 + 8 * i)[0] for i in range(nslots - 1)]
-        slot_off = 8 + 8 * (nslots - 1)
-        slots = [_U64.unpack_from(buf, slot_off + 8 * i)[0] for i in range(nslots)]
-        if ntype == _MAPLE_ARANGE_64:
-            end = buf[slot_off + 8 * nslots + 8 * nslots]  # meta.end after gap[10]
-        else:
-            p = pivots[nslots - 2]
-            end = buf[8 + 8 * (nslots - 1) + 8 * (nslots - 1)] if p == 0 else (nslots - 2 if p == hi else nslots - 1)
-        end = min(end, nslots - 1)
-        children = []
-        prev = lo
-        for i in range(end + 1):
-            last = pivots[i] if i < end and i < nslots - 1 else hi
-            v = slots[i]
-            if ntype == _MAPLE_LEAF_64:
-                if v and v != _XA_ZERO_ENTRY and not (v < 4096 and v & 3 == 2):
-                    if count >= limit:
-                        log.warn(f"{what}: stopped after {limit} entries (limit)")
-                        return
-                    count += 1
-                    yield prev, last, v
-            elif v:
-                children.append((v, prev, last))
-            if last == _ULONG_MAX:
-                break
-            prev = last + 1
-        stack.extend(reversed(children))

@@ -35,6 +35,7 @@ from kcoretool.kernel.vmflags import (
     VMAP_FLAGS_MASK,
     VMAP_RAM,
     vm_flag_names,
+    vm_struct_flag_names,
 )
 from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog
 from kcoretool.model.area import ROW_AT, Area, FreeHole, VmapBlock, VmStruct, row_area
@@ -326,7 +327,7 @@ def _area_maker(
                 fc = flags_get(fl)
                 if fc is None:
                     k = _vm_kind(fl, 0, START_KERNEL_MAP, exec_hi, None, sparse)
-                    names[fl] = vm_flag_names(fl, allow_huge, sparse)
+                    names[fl] = vm_flag_names(fl, vm_struct_flag_names(allow_huge, sparse))
                     fc = flags_cache[fl] = (code[k], k in not_exec)
                 kind, overridable = fc
                 if overridable and (exec_caller or START_KERNEL_MAP <= start < exec_hi):

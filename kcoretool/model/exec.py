@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional,
 
 from kcoretool._args import as_address
 from kcoretool.model.area import check_kinds
+from kcoretool.model.record import Column, Field, Record
 from kcoretool.model.vmalloc import VmallocModel
 
 if TYPE_CHECKING:  # the builder's imports (drgn) load only when it runs
@@ -57,10 +58,28 @@ EXEC_KINDS = (
 )
 
 
-@dataclass
-class ExecRegion:
+@dataclass(repr=False)
+class ExecRegion(Record):
     """One executable (or module) allocation, or a free/unattributed run of
     a sub-allocator."""
+
+    FIELDS = (
+        Field("start", address=True, column=Column(0, "START", "hex")),
+        Field("end", address=True, column=Column(1, "END", "hex")),
+        Field("size", column=Column(2, "SIZE", "bytes", "right")),
+        Field("kind", column=Column(3, "KIND")),
+        Field("owner", column=Column(4, "OWNER")),
+        Field("tag", presence="BPF programs", column=Column(5, "TAG")),
+        Field("id", presence="BPF programs", column=Column(6, "ID", "int", "right")),
+        Field("prog_type", presence="BPF programs"),
+        Field("symbol"),
+        Field("area", address=True, column=Column(7, "AREA", "hex")),
+        Field("container", address=True),
+        Field("alloc_start", address=True),
+        Field("alloc_end", address=True),
+        # what else the walk knows ("ops", "pending_free", ...): keys of its own
+        Field("detail", nested="spread"),
+    )
 
     start: int
     end: int
@@ -100,13 +119,6 @@ class ExecRegion:
             return self.alloc_end - self.alloc_start
         return self.end - self.start
 
-    def to_dict(self) -> Dict[str, Any]:
-        return {
-            "start": self.start, "end": self.end, "size": self.end - self.start, "kind": self.kind,
-            "owner": self.owner, "tag": self.tag, "id": self.id, "prog_type": self.prog_type,
-            "symbol": self.symbol, "area": self.area, "container": self.container,
-            "alloc_start": self.alloc_start, "alloc_end": self.alloc_end, **self.detail,
-        }
 
 
 @dataclass
