@@ -57,6 +57,7 @@ from kcoretool.model.area_json import iter_areas_json, iter_rows_json
 from kcoretool.model.exec import EXEC_KINDS, ExecModel, ExecRegion
 from kcoretool.model.vmalloc import VmallocModel
 from kcoretool.reader.check import DEFECTS, AreaCheck, KcoreChecker, summarize
+from kcoretool.reader.execaudit import REASONS, AuditFlag, CensusRange, ExecAudit
 from kcoretool.reader.report import PAGE_STATES, ZERO_STATES, PageRun, ReadReport, check_range
 from kcoretool.reader.vread import Sink
 from kcoretool.source import Core, NoteInfo, open_core
@@ -94,6 +95,10 @@ __all__ = (
     "ZERO_STATES",
     "Area",
     "AreaCheck",
+    "AuditFlag",
+    "CensusRange",
+    "ExecAudit",
+    "REASONS",
     "Core",
     "DebugInfoPlan",
     "ExecModel",
@@ -205,12 +210,11 @@ class TaskMemory:
     @_translated
     def raw_task(self, pid: Any) -> RawTask:
         from kcoretool.kernel.walk import WalkLog
-        from kcoretool.model.task import find_task
 
         pid = as_pid(pid)
 
         log = WalkLog()
-        t = find_task(self.task_reader(), pid, log=log)
+        t = self.task_reader().find_task(pid, log)
         if t is None:
             if log:
                 n = len(log.messages) + log.suppressed
@@ -288,6 +292,7 @@ class Kernel(TaskMemory):
         self.core = core
         self._model: Optional[VmallocModel] = None
         self._exec: Optional[ExecModel] = None
+        self._exec_vm: Optional[VmallocModel] = None
         self._walker: Optional[PageTableWalker] = None
         self._readers: Dict[Tuple[bool, bool], VmallocReader] = {}
         if prog is not None:
@@ -392,8 +397,27 @@ class Kernel(TaskMemory):
 
                 vm = model_from_program(self.prog, blocks=False, lazy=False, free=False, symbolize=False,
                                         page_tables=False)
+            self._exec_vm = vm
             self._exec = exec_from_program(self.prog, vm)
         return self._exec
+
+    @_translated
+    def exec_audit(self, refresh: bool = False) -> ExecAudit:
+        """Every executable page of the kernel half of the page tables and
+        its owner, with what looks wrong: an
+        :class:`kcoretool.reader.execaudit.ExecAudit` (``flags`` empty on
+        a clean kernel; each :class:`~kcoretool.reader.execaudit.AuditFlag`
+        has a ``reason`` from :data:`~kcoretool.reader.execaudit.REASONS`).
+        Live, ``refresh=True`` reads the kernel and its page tables again."""
+        from kcoretool.kernel.symbolize import Symbolizer
+        from kcoretool.reader.execaudit import audit_exec
+
+        model = self.exec_memory(refresh=refresh)
+        walker = self.walker()
+        if refresh:
+            walker.invalidate()
+        vm = self._exec_vm if self._exec_vm is not None else self.vmalloc()
+        return audit_exec(self.prog, model, vm, walker.executable_runs(), Symbolizer(self.prog))
 
     def vmallocinfo_lines(self, warnings: Optional[List[str]] = None) -> Iterator[str]:
         """``/proc/vmallocinfo`` of this kernel, line by line, callers named

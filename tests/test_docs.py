@@ -101,6 +101,19 @@ def test_every_page_has_a_title() -> None:
         assert first.startswith("# "), f"{page}: starts with {first!r}, not a '# Title' line"
 
 
+def test_every_block_says_what_it_is() -> None:
+    """A bare ``` fence is neither run nor marked as captured elsewhere:
+    every block names its kind (pycon, console, text, sh, ...)."""
+    for page in PAGES:
+        inside = False
+        for n, line in enumerate((REPO / page).read_text().splitlines(), 1):
+            if line.startswith("```"):
+                assert inside or line.strip() != "```", (
+                    f"{page}:{n}: a bare ``` block; say ```pycon, ```console (run on fixtures) or ```text "
+                    "(output captured elsewhere, with a sentence saying where)")
+                inside = not inside
+
+
 def test_readme_links_resolve() -> None:
     """The README is read on the forge, not built by Sphinx: its relative
     links must name files that exist (anchors are Sphinx's to check)."""

@@ -13,14 +13,14 @@ Thin: everything comes from :meth:`kcoretool.api.Kernel.exec_memory`.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import click
 
 from kcoretool._outfile import OutputFile
 from kcoretool.api import EXEC_KINDS, ExecModel, ExecRegion, Kernel
-from kcoretool.cli.options import example
-from kcoretool.cli.output import emit_json, human, hx, parse_address, stream_table, table
+from kcoretool.cli.options import check_kind_option, example
+from kcoretool.cli.output import emit_json, human, hx, parse_address, record_cells, stream_table, table
 from kcoretool.errors import KcoreToolError
 
 __all__ = ("exec_",)
@@ -66,22 +66,21 @@ def _row_json(r: ExecRegion) -> Dict[str, Any]:
 def list_(ctx: click.Context, kinds: List[str], owner: Optional[str]) -> None:
     """One row per executable allocation: start, end, size, kind, owner, BPF tag
     and id, and the vmap area holding it."""
-    for k in kinds:
-        if k not in EXEC_KINDS:
-            raise click.BadParameter(f"unknown kind {k!r}; one of {', '.join(EXEC_KINDS)}", param_hint="--kind")
+    check_kind_option(kinds, EXEC_KINDS)
     m = _model(ctx)
     rows = list(m.select(kinds=kinds or None, owner=owner))
     if _json(ctx):
         # One compact row per line: tens of thousands of programs stay fast.
         click.echo("[" + ",\n".join(json.dumps(_row_json(r)) for r in rows) + "]")
         return
-    cells: List[Tuple[str, ...]] = [(hx(r.start), hx(r.end), human(r.size), r.kind, r.owner, r.tag or "-",
-              "-" if r.id is None else str(r.id), hx(r.area)) for r in rows]
-    headers = ("START", "END", "SIZE", "KIND", "OWNER", "TAG", "ID", "AREA")
+    cols = ExecRegion.columns()
+    cells = [record_cells(r, cols) for r in rows]
+    headers = [c.header for _, c in cols]
     if len(cells) <= 5000:
-        click.echo(table(cells, headers, ("left", "left", "right", "left", "left", "left", "right", "left")))
+        click.echo(table(cells, headers, [c.align for _, c in cols]))
     else:  # tabulate costs too much per cell; the same look, streamed
-        click.echo("\n".join(stream_table(cells, headers, (2, 6))))
+        click.echo("\n".join(stream_table(cells, headers, tuple(i for i, (_, c) in enumerate(cols)
+                                                                if c.align == "right"))))
     progs = sum(1 for r in rows if r.kind == "bpf-prog")
     mods = len({r.owner for r in rows if r.kind.startswith("module-")})
     click.echo(f"{len(rows)} region(s): {mods} module(s), {progs} BPF program(s), {len(m.packs)} pack(s)")
@@ -150,6 +149,47 @@ def cache(ctx: click.Context) -> None:
                  "-" if r.kind == "free" else ("(unattributed)" if r.kind == "unattributed" else r.owner),
                  "pending free" if r.detail.get("pending_free") else "") for r in p.ranges]
         click.echo(table(rows, ("START", "SIZE", "KIND", "OWNER", ""), ("left", "right", "left", "left", "left")))
+
+
+@exec_.command("audit", short_help="Every executable page and its owner; flags what has none (exit 3).",
+               epilog=example("kcoretool -c vmcore exec audit --json"))
+@click.option("--census", is_flag=True, help="Also list every executable range with its owner.")
+@click.pass_context
+def audit(ctx: click.Context, census: bool) -> None:
+    """Walk the kernel half of the page tables, give every executable page
+    (or sub-page range) its owner -- kernel text, modules, BPF programs and
+    packs, trampolines, kprobe and ftrace pages, the ROX cache -- and flag
+    what has none or is wrong for its owner: unowned code, W+X, code not
+    executable, data executable, pack space nobody owns, free JIT space
+    without its trapping fill, BPF programs missing from prog_idr, modules
+    hidden from the module list.  Exit status 3 when anything is flagged."""
+    k = _kernel(ctx)
+    _model(ctx)  # its warnings, once
+    a = k.exec_audit()
+    if _json(ctx):
+        emit_json(a.to_dict())
+    else:
+        totals = a.totals()
+        click.echo(table([(kind, human(n), str(n)) for kind, n in totals.items()], ("OWNER KIND", "SIZE", "BYTES"),
+                         ("left", "right", "right")))
+        if census:
+            click.echo("")
+            click.echo(table([(hx(c.start), hx(c.end), human(c.size), c.kind, c.owner, "W+X" if c.writable else "X",
+                               human(c.page_size)) for c in a.census],
+                             ("START", "END", "SIZE", "KIND", "OWNER", "RIGHTS", "PAGE"),
+                             ("left", "left", "right", "left", "left", "left", "right")))
+        if a.flags:
+            click.echo("")
+            click.echo(table([(f.reason, hx(f.start), hx(f.end), human(f.size), hx(f.area), f.caller or "-", f.detail)
+                              for f in a.flags], ("REASON", "START", "END", "SIZE", "AREA", "CALLER", "WHAT"),
+                             ("left", "left", "left", "right", "left", "left", "left")))
+        for n in a.notes:
+            click.echo(f"note: {n}")
+        reasons = ", ".join(sorted({f.reason for f in a.flags}))
+        click.echo(f"{human(a.executable_bytes)} executable in {len(a.runs)} run(s), {human(a.unowned_bytes)} unowned; "
+                   f"{len(a.flags)} flag(s)" + (f": {reasons}" if a.flags else ""))
+    if a.flags:
+        ctx.exit(3)
 
 
 def _pick(ctx: click.Context, owner: str, kind: Optional[str]) -> ExecRegion:

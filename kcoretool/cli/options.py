@@ -78,6 +78,18 @@ def add_global_options(cmd: click.Command) -> click.Command:
     return cmd
 
 
+def check_kind_option(kinds: Iterable[str], known: Iterable[str]) -> None:
+    """``--kind`` values, checked by the library's own rule and message
+    (:func:`kcoretool.api.check_kinds`), as a usage error of the option."""
+    from kcoretool.api import check_kinds
+    from kcoretool.errors import ArgumentError
+
+    try:
+        check_kinds(list(kinds), known)
+    except ArgumentError as e:
+        raise click.BadParameter(str(e), param_hint="--kind") from None
+
+
 def example(command_line: str) -> str:
     """A command's help epilog: one example, kept on its own line."""
     return "\b\nExample: " + command_line

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import click
 
@@ -34,6 +34,25 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], colalign: Optio
 
     return tabulate(list(rows), headers=list(headers), tablefmt="simple", disable_numparse=True,
                     colalign=colalign)
+
+
+def record_cells(record: Any, columns: Sequence[Tuple[str, Any]]) -> List[str]:
+    """One table row of a model record: each column's field, written as its
+    ``fmt`` says (:class:`kcoretool.model.record.Column`)."""
+    out = []
+    for name, col in columns:
+        v = getattr(record, name)
+        if v is None:
+            out.append("-")
+        elif col.fmt == "hex":
+            out.append(hx(v))
+        elif col.fmt == "bytes":
+            out.append(human(v))
+        elif col.fmt == "words":
+            out.append(" ".join(w.lower() for w in v) or "-")
+        else:
+            out.append(str(v))
+    return out
 
 
 def hx(value: Optional[int], width: int = 0) -> str:

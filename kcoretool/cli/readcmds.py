@@ -24,7 +24,7 @@ from kcoretool.api import (
     needs_pagetables,
     summarize,
 )
-from kcoretool.cli.options import ProgressSink, byte_progress, example, item_progress
+from kcoretool.cli.options import ProgressSink, byte_progress, check_kind_option, example, item_progress
 from kcoretool.cli.output import HexdumpWriter, emit_json, hx, json_limit, parse_address, parse_size, table
 from kcoretool.cli.words import cli_words
 from kcoretool.errors import AddressError, KcoreToolError
@@ -269,9 +269,7 @@ def extract(ctx: click.Context, outdir: str, kinds: Tuple[str, ...], caller: Opt
             min_size: Optional[str], addr_range: Optional[str], force_io: bool, sparse: bool) -> None:
     """Write each selected area to DIR, with a manifest.json (area, kind,
     caller, sha256, what each page was)."""
-    for kind in kinds:
-        if kind not in KINDS:
-            raise click.BadParameter(f"unknown kind {kind!r}; one of {', '.join(KINDS)}", param_hint="--kind")
+    check_kind_option(kinds, KINDS)
     k = kernel_of(ctx)
     model = k.vmalloc()
     lo = hi = None

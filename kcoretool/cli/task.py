@@ -11,7 +11,7 @@ import click
 from kcoretool._outfile import OutputFile
 from kcoretool.api import PAGE_STATES
 from kcoretool.cli.options import example
-from kcoretool.cli.output import emit_json, human, hx, table
+from kcoretool.cli.output import emit_json, hx, record_cells, table
 from kcoretool.cli.words import cli_words
 
 __all__ = ("read_user", "task", "whatis_user")
@@ -53,15 +53,9 @@ def task_list(ctx: click.Context, threads: bool, user_only: bool) -> None:
     if _json(ctx):
         emit_json({"layout": tl.layout, "tasks": [t.to_dict() for t in tasks], "warnings": tl.warnings})
         return
-    rows = []
-    for t in tasks:
-        mm = t.mm
-        rows.append((str(t.pid), str(t.tgid) if threads else str(t.nr_threads), "-" if t.parent_pid is None else
-                     str(t.parent_pid), t.state,
-                     human(mm.rss_pages * 4096) if mm else "-", human(mm.total_vm * 4096) if mm else "-",
-                     str(mm.map_count) if mm else "-", hx(t.address), f"[{t.comm}]" if t.kthread else t.comm))
-    click.echo(table(rows, ["PID", "TGID" if threads else "THR", "PPID", "ST", "RSS", "VM", "VMAS", "TASK", "COMM"],
-                     ("right", "right", "right", "left", "right", "right", "right", "right", "left")))
+    cols = tl.columns(threads)
+    rows = [record_cells(t, cols) for t in tasks]
+    click.echo(table(rows, [c.header for _, c in cols], [c.align for _, c in cols]))
     click.echo(f"{len(rows)} {'thread' if threads else 'process'}{'es' if not threads and len(rows) != 1 else ''}"
                f"{'s' if threads and len(rows) != 1 else ''}; layout {tl.layout}")
     _warn(tl.warnings)
@@ -88,18 +82,8 @@ def task_vmas(ctx: click.Context, pid: int, fmt: str) -> None:
         sys.stdout.flush()
         _warn(vl.warnings)
         return
-    has_lock = k.task_layout().vma_lock != "none"
-    rows = []
-    for v in vl.vmas:
-        row = [hx(v.start), hx(v.end), human(v.size), v.perms, hx(v.pgoff << 12 if v.file else 0),
-               " ".join(f.lower() for f in v.flag_names if f not in ("READ", "WRITE", "EXEC", "MAYREAD",
-                                                                     "MAYWRITE", "MAYEXEC")) or "-"]
-        if has_lock:
-            row.append(v.lock.describe())
-        row.append(v.name or "")
-        rows.append(row)
-    headers = ["START", "END", "SIZE", "PERM", "OFFSET", "FLAGS"] + (["LOCK"] if has_lock else []) + ["NAME"]
-    click.echo(table(rows, headers))
+    cols = vl.columns(lock=k.task_layout().vma_lock != "none")
+    click.echo(table([record_cells(v, cols) for v in vl.vmas], [c.header for _, c in cols]))
     mm = vl.task.mm
     line = f"pid {vl.task.pid} ({vl.task.comm}): {len(vl.vmas)} VMA(s); layout {vl.layout}"
     if mm is not None:

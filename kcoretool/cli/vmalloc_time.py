@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import click
 
-from kcoretool.cli.options import example
+from kcoretool.cli.options import check_kind_option, example
 from kcoretool.cli.output import human
 from kcoretool.errors import KcoreToolError
 
@@ -32,9 +32,7 @@ def _obj(ctx: click.Context) -> Any:
 def _check_kinds(kinds: Sequence[str]) -> None:
     from kcoretool.api import KINDS
 
-    for k in kinds:
-        if k not in KINDS:
-            raise click.BadParameter(f"unknown kind {k!r}; one of {', '.join(KINDS)}", param_hint="--kind")
+    check_kind_option(kinds, KINDS)
 
 
 def _warn_model(ctx: click.Context, model: Any, what: str) -> None:

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 import drgn
 
 from kcoretool.kernel.layout import has_member, has_symbol, type_or_none
+from kcoretool.kernel.maple import mt_for_each
 from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog, is_kernel_pointer, list_walk, xarray_walk
 
 __all__ = (
@@ -84,12 +85,28 @@ class ExecLayout:
     rox_cache: bool
     #: ``bpf_binary_header.pages`` (< 5.18): a page count, the header page-aligned
     bpf_header_pages: bool
+    #: ``bpf_jit_alloc_exec_page()`` exists: BPF trampoline and dispatcher
+    #: images are kept writable and executable by design.
+    bpf_images_writable: bool = False
+    #: ``bpf_jit_fill_hole_with_zero()`` exists: a pack the dispatcher
+    #: created is zero-filled, not INT3-filled.
+    bpf_fill_zero: bool = False
+    #: ``mod_tree`` (CONFIG_MODULES_TREE_LOOKUP): every module's memory by address.
+    mod_tree: bool = False
     evidence: Tuple[Tuple[str, str, str, str], ...] = dataclasses.field(
         default=(), compare=False, repr=False
     )
 
     def describe(self) -> List[Dict[str, str]]:
         return [{"feature": f, "value": v, "evidence": e, "commit": c} for f, v, e, c in self.evidence]
+
+
+def _has_function(prog: drgn.Program, name: str) -> bool:
+    try:
+        prog.symbol(name)
+        return True
+    except LookupError:
+        return False
 
 
 def detect_exec_layout(prog: drgn.Program) -> ExecLayout:
@@ -144,8 +161,25 @@ def detect_exec_layout(prog: drgn.Program) -> ExecLayout:
     ev.append(("rox_cache", str(rox_cache), "symbol execmem_cache",
                '"execmem: add support for cache of large ROX pages" (Rapoport, 6.13 code)'))
 
+    # 5.10: "Keep image as writeable" in bpf_jit_alloc_exec_page(); gone
+    # when trampolines and the dispatcher moved to read-only images
+    # (19c02415da25 "bpf: use bpf_prog_pack for bpf_dispatcher", v6.1).
+    # A function gone from later kernels: kallsyms (DWARF or not) has it or not.
+    images_writable = _has_function(prog, "bpf_jit_alloc_exec_page")
+    ev.append(("bpf_images_writable", str(images_writable), "symbol bpf_jit_alloc_exec_page",
+               '98e8627efcad ("bpf: Move BPF trampoline and dispatcher images to a W+X page") (v5.5)'))
+
+    fill_zero = has_symbol(prog, "bpf_jit_fill_hole_with_zero")
+    ev.append(("bpf_fill_zero", str(fill_zero), "symbol bpf_jit_fill_hole_with_zero",
+               '19c02415da25 ("bpf: use bpf_prog_pack for bpf_dispatcher") (v6.1)'))
+
+    mod_tree = has_symbol(prog, "mod_tree")
+    ev.append(("mod_tree", str(mod_tree), "symbol mod_tree",
+               '93c2e105f6bc ("module: Optimize __module_address() using a latched RB-tree") (v4.2)'))
+
     return ExecLayout(module_memory, prog_pack, bpf_kallsyms, prog_idr, dispatcher_rw_image,
-                      kprobe_insn, ftrace_trampolines, execmem, rox_cache, header_pages, tuple(ev))
+                      kprobe_insn, ftrace_trampolines, execmem, rox_cache, header_pages, images_writable,
+                      fill_zero, mod_tree, tuple(ev))
 
 
 class RawModuleRegion(NamedTuple):
@@ -249,16 +283,260 @@ class ExecReader:
         # Members read through drgn objects: a few dozen modules, and the
         # nested module_memory / module_layout arrays differ by version.
         for addr, _buf in list_walk(prog, head, off_list, off_list + 8, log, "modules", self.limit):
+            out.extend(self.regions_of_module(addr, log, mt))
+        return out
+
+    def module_list(self, log: WalkLog) -> List[int]:
+        """``struct module *`` of every module on ``modules``."""
+        head = self._address("modules")
+        if self.layout.module_memory == "none" or head is None:
+            return []
+        off_list = drgn.offsetof(self.prog.type("struct module"), "list")
+        return [a for a, _b in list_walk(self.prog, head, off_list, off_list + 8, log, "modules", self.limit)]
+
+    def regions_of_module(self, addr: int, log: WalkLog, mt: Optional[drgn.Type] = None) -> List[RawModuleRegion]:
+        """The memory regions of the ``struct module`` at ``addr``."""
+        prog = self.prog
+        try:
+            mod = drgn.Object(prog, mt if mt is not None else prog.type("struct module"), address=addr)
+            name = mod.name.string_().decode("utf-8", "replace")
+            state = int(mod.state.value_())
+            if self.layout.module_memory == "mem":
+                return list(self._mem_regions(mod, name, addr, state))
+            return list(self._layout_regions(mod, name, addr, state))
+        except drgn.FaultError as e:
+            log.warn(f"module at {addr:#x}: unreadable ({e})")
+            return []
+
+    def module_tree(self, log: WalkLog) -> List[int]:
+        """``struct module *`` of every module in ``mod_tree``, the latched
+        rb-tree ``__module_address()`` searches -- independent of the
+        ``modules`` list (:linux:`kernel/module/tree_lookup.c`)."""
+        if not self.layout.mod_tree or self.layout.module_memory == "none":
+            return []
+        prog = self.prog
+        try:
+            root = self._address("mod_tree")
+            rt = prog.type("struct mod_tree_root")
+            lt = prog.type("struct latch_tree_root")
+            nt = prog.type("struct mod_tree_node")
+            seq = prog.read_u32(root + drgn.offsetof(rt, "root") + drgn.offsetof(lt, "seq"))
+        except (LookupError, TypeError, ValueError, drgn.FaultError) as e:
+            log.warn(f"mod_tree unreadable ({e})")
+            return []
+        if root is None:
+            return []
+        # latch_tree_find(): the copy the sequence's low bit selects (drgn _addrmod_tree)
+        idx = seq & 1
+        tree = root + drgn.offsetof(rt, "root") + drgn.offsetof(lt, "tree") + 8 * idx
+        node_off = drgn.offsetof(nt, "node") + 24 * idx  # latch_tree_node.node[idx], rb_node is 24 bytes
+        mod_off = drgn.offsetof(nt, "mod")
+        out: List[int] = []
+        seen: Set[int] = set()
+        stack: List[int] = []
+        try:
+            top = prog.read_u64(tree)
+        except drgn.FaultError:
+            log.warn("mod_tree root unreadable")
+            return []
+        if top:
+            stack.append(top)
+        while stack and len(seen) < self.limit:
+            rb = stack.pop()
+            if rb in seen or not is_kernel_pointer(rb):
+                log.warn(f"mod_tree: bad node {rb:#x}")
+                continue
+            seen.add(rb)
             try:
-                mod = drgn.Object(prog, mt, address=addr)
-                name = mod.name.string_().decode("utf-8", "replace")
-                state = int(mod.state.value_())
-                if lay.module_memory == "mem":
-                    out.extend(self._mem_regions(mod, name, addr, state))
-                else:
-                    out.extend(self._layout_regions(mod, name, addr, state))
-            except drgn.FaultError as e:
-                log.warn(f"module at {addr:#x}: unreadable ({e})")
+                b = prog.read(rb, 24)
+                mod = prog.read_u64(rb - node_off + mod_off)
+            except drgn.FaultError:
+                log.warn(f"mod_tree: node {rb:#x} unreadable")
+                continue
+            right, left = _U64.unpack_from(b, 8)[0], _U64.unpack_from(b, 16)[0]
+            if mod not in out:
+                out.append(mod)
+            stack.extend(c for c in (right, left) if c)
+        return out
+
+    def module_kobjects(self, log: WalkLog) -> List[int]:
+        """``struct module *`` of each loaded module's ``/sys/module/NAME``
+        kobject (``module_kset``; built-in modules' have none)."""
+        prog = self.prog
+        try:
+            kset = prog.read_u64(self._address("module_kset") or 0)
+            kt, ko = prog.type("struct kset"), prog.type("struct kobject")
+            mk = prog.type("struct module_kobject")
+        except (LookupError, TypeError, ValueError, drgn.FaultError):
+            return []
+        if not kset:
+            return []
+        head = kset + drgn.offsetof(kt, "list")
+        o_entry = drgn.offsetof(ko, "entry")
+        o_kobj, o_mod = drgn.offsetof(mk, "kobj"), drgn.offsetof(mk, "mod")
+        out = []
+        for kobj, _b in list_walk(prog, head, o_entry, o_entry + 16, log, "module_kset", self.limit):
+            try:
+                mod = prog.read_u64(kobj - o_kobj + o_mod)
+            except drgn.FaultError:
+                continue
+            if mod:
+                out.append(mod)
+        return out
+
+    def module_name(self, addr: int) -> Optional[str]:
+        try:
+            mt = self.prog.type("struct module")
+            return _cstr(self.prog.read(addr + drgn.offsetof(mt, "name"), 56))
+        except (LookupError, drgn.FaultError):
+            return None
+
+    def init_free_pending(self, log: WalkLog) -> List[int]:
+        """Module init memory ``do_init_module()`` queued on
+        ``init_free_list`` and not yet freed (``struct mod_initfree``: one
+        pointer before 6.4, one per init type after)."""
+        from kcoretool.kernel.walk import llist_walk
+
+        prog = self.prog
+        head = self._address("init_free_list")
+        try:
+            t = prog.type("struct mod_initfree")
+        except LookupError:
+            return []
+        if head is None:
+            return []
+        ptrs = [m.offset // 8 for m in t.members or () if m.name != "node" and m.offset is not None]
+        o_node = drgn.offsetof(t, "node")
+        out: List[int] = []
+        try:
+            first = prog.read_u64(head)
+        except drgn.FaultError:
+            return []
+        for _addr, buf in llist_walk(prog, first, o_node, t.size or 8, log, "init_free_list", self.limit):
+            out.extend(v for i in ptrs if (v := _U64.unpack_from(buf, 8 * i)[0]))
+        return out
+
+    def bpf_idr(self, log: WalkLog) -> Tuple[Dict[int, int], Set[int]]:
+        """(``struct bpf_prog *`` -> id of every program in ``prog_idr``,
+        the subprograms those programs own: ``aux->func[0..func_cnt)``)."""
+        prog = self.prog
+        xa = self._address("prog_idr") if self.layout.prog_idr else None
+        progs: Dict[int, int] = {}
+        subs: Set[int] = set()
+        if xa is None:
+            return progs, subs
+        try:
+            at, pt = prog.type("struct bpf_prog_aux"), prog.type("struct bpf_prog")
+            o_aux, o_func, o_cnt = drgn.offsetof(pt, "aux"), drgn.offsetof(at, "func"), drgn.offsetof(at, "func_cnt")
+        except LookupError:
+            return progs, subs
+        idr_rt = xa + drgn.offsetof(prog.type("struct idr"), "idr_rt")
+        for index, p in xarray_walk(prog, idr_rt, log, "prog_idr", self.limit):
+            progs[p] = index
+            try:
+                aux = prog.read_u64(p + o_aux)
+                cnt = prog.read_u32(aux + o_cnt)
+                arr = prog.read_u64(aux + o_func)
+                if arr and 0 < cnt < 4096:
+                    b = prog.read(arr, 8 * cnt)
+                    subs.update(_U64.unpack_from(b, 8 * i)[0] for i in range(cnt))
+            except drgn.FaultError:
+                log.warn(f"prog_idr {index}: subprograms unreadable")
+        return progs, subs
+
+    # -- the kernel image and the other executable memory ----------------------
+
+    def symbol(self, name: str) -> Optional[int]:
+        try:
+            return int(self.prog.symbol(name).address)
+        except (LookupError, ValueError):
+            return None
+
+    def realmode_text(self, log: WalkLog) -> Optional[Tuple[int, int]]:
+        """The real-mode trampoline's text in the direct map, which
+        ``set_real_mode_permissions()`` makes executable
+        (:linux:`arch/x86/realmode/init.c`): ``__va(text_start)`` to
+        ``__va(PAGE_ALIGN(ro_end))``."""
+        prog = self.prog
+        hdr_sym, pob = self._address("real_mode_header"), self._address("page_offset_base")
+        if hdr_sym is None:
+            return None
+        try:
+            t = prog.type("struct real_mode_header")
+            o_text, o_ro = drgn.offsetof(t, "text_start"), drgn.offsetof(t, "ro_end")
+        except LookupError:
+            return None
+        try:
+            hdr = prog.read_u64(hdr_sym)
+            text = prog.read_u32(hdr + o_text)
+            ro_end = prog.read_u32(hdr + o_ro)
+            base = prog.read_u64(pob) if pob is not None else 0xFFFF_8880_0000_0000
+        except drgn.FaultError as e:
+            log.warn(f"real_mode_header unreadable ({e})")
+            return None
+        return base + text, base + ((ro_end + 4095) & ~4095)
+
+    def classic_bpf(self, log: WalkLog) -> List[Tuple[str, int, int]]:
+        """(owner, bpf_func, jited_len) of the JIT'd classic BPF filters the
+        kernel keeps without an ID or a symbol: the PTP classifier that
+        ``sock_init()`` creates at boot (``ptp_insns``,
+        :linux:`net/core/ptp_classifier.c`) and every task's seccomp
+        filters (``task->seccomp.filter``, then ``->prev``)."""
+        prog = self.prog
+        out: List[Tuple[str, int]] = []
+        try:
+            pt = prog.type("struct bpf_prog")
+            o_func, o_len = drgn.offsetof(pt, "bpf_func"), drgn.offsetof(pt, "jited_len")
+        except LookupError:
+            return []
+        ptp = self._address("ptp_insns")
+        if ptp is not None:
+            try:
+                p = prog.read_u64(ptp)
+                if p:
+                    out.append(("ptp_classifier", p))
+            except drgn.FaultError:
+                log.warn("ptp_insns unreadable")
+        out.extend(self._seccomp_filters(log))
+        res = []
+        for who, p in out:
+            try:
+                func, n = prog.read_u64(p + o_func), prog.read_u32(p + o_len)
+            except drgn.FaultError:
+                log.warn(f"{who} filter {p:#x} unreadable")
+                continue
+            if func and n and is_kernel_pointer(func & ~7):
+                res.append((who, func, n))
+        return res
+
+    def _seccomp_filters(self, log: WalkLog) -> List[Tuple[str, int]]:
+        from kcoretool.kernel.task import TaskReader
+
+        prog = self.prog
+        try:
+            tt = prog.type("struct task_struct")
+            o_filter = drgn.offsetof(tt, "seccomp") + drgn.offsetof(prog.type("struct seccomp"), "filter")
+            ft = prog.type("struct seccomp_filter")
+            o_prev, o_prog = drgn.offsetof(ft, "prev"), drgn.offsetof(ft, "prog")
+            tasks = TaskReader(prog)
+        except (LookupError, ValueError):
+            return []  # no seccomp (CONFIG_SECCOMP_FILTER) or no task types
+        out: List[Tuple[str, int]] = []
+        seen = set()
+        for leader in tasks.for_each_process(log, self.limit):
+            rt = tasks.read_task(leader)
+            threads = list(tasks.for_each_thread(rt, log, self.limit)) if rt is not None else [leader]
+            for t in threads or [leader]:
+                try:
+                    f = prog.read_u64(t + o_filter)
+                    n = 0
+                    while f and f not in seen and n < 1024:
+                        seen.add(f)
+                        out.append(("seccomp", prog.read_u64(f + o_prog)))
+                        f = prog.read_u64(f + o_prev)
+                        n += 1
+                except drgn.FaultError:
+                    log.warn(f"task {t:#x}: seccomp filter unreadable")
         return out
 
     def _mem_types(self) -> List[Tuple[int, str]]:
@@ -486,79 +764,7 @@ class ExecReader:
         except (KeyError, LookupError, drgn.FaultError):
             return None
         busy = [(lo, hi + 1, bool(v & PENDING_FREE_MASK))
-                for lo, hi, v in maple_entries(self.prog, busy_mt, log, "execmem_cache.busy_areas", self.limit)]
+                for lo, hi, v in mt_for_each(self.prog, busy_mt, log, "execmem_cache.busy_areas", limit=self.limit)]
         free = [(lo, hi + 1) for lo, hi, _v in
-                maple_entries(self.prog, free_mt, log, "execmem_cache.free_areas", self.limit)]
+                mt_for_each(self.prog, free_mt, log, "execmem_cache.free_areas", limit=self.limit)]
         return RawRoxCache(busy, free)
-
-
-# lib/maple_tree.c, 64-bit: node types and the slots/pivots of each.
-_MAPLE_LEAF_64, _MAPLE_RANGE_64, _MAPLE_ARANGE_64 = 1, 2, 3
-_MAPLE_NODE_SLOTS = {_MAPLE_LEAF_64: 16, _MAPLE_RANGE_64: 16, _MAPLE_ARANGE_64: 10}
-_XA_ZERO_ENTRY = 0x406
-_ULONG_MAX = (1 << 64) - 1
-
-
-def maple_entries(prog: drgn.Program, tree: int, log: WalkLog, what: str,
-                  limit: int = DEFAULT_LIMIT) -> Iterator[Tuple[int, int, int]]:
-    """``(first, last, entry)`` of every non-NULL entry of the maple tree at
-    ``tree``, in index order (drgn's ``mt_for_each``, bounded): range64 and
-    arange64 internal nodes, leaf64 leaves; data end from the metadata or
-    the pivots (``ma_data_end``)."""
-    # ma_root moved before ma_flags in 6.12: by name, never by position.
-    o_root = drgn.offsetof(prog.type("struct maple_tree"), "ma_root")
-    try:
-        root = prog.read_u64(tree + o_root)
-    except drgn.FaultError:
-        log.warn(f"{what}: maple tree {tree:#x} is unreadable")
-        return
-    if not root:
-        return
-    if not (root & 3 == 2 and root > 4096):
-        yield 0, 0, root  # a single entry at index 0
-        return
-    count = 0
-    seen = set()
-    # depth-first, children pushed in reverse: entries come out in order
-    stack: List[Tuple[int, int, int]] = [(root, 0, _ULONG_MAX)]
-    while stack:
-        enode, lo, hi = stack.pop()
-        node = enode & ~0xFF
-        ntype = (enode >> 3) & 0xF
-        if ntype not in _MAPLE_NODE_SLOTS or not is_kernel_pointer(node) or node in seen:
-            log.warn(f"{what}: bad maple node {enode:#x}")
-            continue
-        seen.add(node)
-        try:
-            buf = prog.read(node, 256)
-        except drgn.FaultError:
-            log.warn(f"{what}: maple node {node:#x} is unreadable")
-            continue
-        nslots = _MAPLE_NODE_SLOTS[ntype]
-        pivots = [_U64.unpack_from(buf, 8 + 8 * i)[0] for i in range(nslots - 1)]
-        slot_off = 8 + 8 * (nslots - 1)
-        slots = [_U64.unpack_from(buf, slot_off + 8 * i)[0] for i in range(nslots)]
-        if ntype == _MAPLE_ARANGE_64:
-            end = buf[slot_off + 8 * nslots + 8 * nslots]  # meta.end after gap[10]
-        else:
-            p = pivots[nslots - 2]
-            end = buf[8 + 8 * (nslots - 1) + 8 * (nslots - 1)] if p == 0 else (nslots - 2 if p == hi else nslots - 1)
-        end = min(end, nslots - 1)
-        children = []
-        prev = lo
-        for i in range(end + 1):
-            last = pivots[i] if i < end and i < nslots - 1 else hi
-            v = slots[i]
-            if ntype == _MAPLE_LEAF_64:
-                if v and v != _XA_ZERO_ENTRY and not (v < 4096 and v & 3 == 2):
-                    if count >= limit:
-                        log.warn(f"{what}: stopped after {limit} entries (limit)")
-                        return
-                    count += 1
-                    yield prev, last, v
-            elif v:
-                children.append((v, prev, last))
-            if last == _ULONG_MAX:
-                break
-            prev = last + 1
-        stack.extend(reversed(children))

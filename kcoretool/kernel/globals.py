@@ -109,6 +109,12 @@ GLOBALS: Dict[str, str] = {
     "kprobe_optinsn_slots": "struct kprobe_insn_cache",
     "ftrace_ops_trampoline_list": "struct list_head",
     "execmem_cache": "struct execmem_cache",
+    # exec audit (kcoretool.reader.execaudit): modules off the list, the
+    # real-mode trampoline, the kernel's own classic BPF filter
+    "module_kset": "struct kset *",
+    "real_mode_header": "struct real_mode_header *",
+    "ptp_insns": "struct bpf_prog *",
+    "init_free_list": "struct llist_head",
     "jiffies": "volatile unsigned long",
     "jiffies_64": "u64",
     # -- read by drgn's Linux helpers and %crash commands (drgn 0.3.0) --

@@ -19,6 +19,7 @@ does, relative to the task's own root (what that task sees in
 
 from __future__ import annotations
 
+import bisect
 import operator
 import struct
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
@@ -30,7 +31,21 @@ from kcoretool.kernel.task_layout import TaskLayout, detect_task_layout
 from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog, is_kernel_pointer, list_walk
 from kcoretool.x86_64 import KERNEL_HALF, VMEMMAP_START_L4
 
-__all__ = ("MmGuard", "RawMm", "RawTask", "RawVma", "TaskReader", "task_state_letter", "user_constants")
+__all__ = (
+    "MmGuard",
+    "MmView",
+    "MmVmas",
+    "NamedVma",
+    "RawMm",
+    "RawTask",
+    "RawVma",
+    "TaskReader",
+    "TaskRecord",
+    "VmaName",
+    "dev_major_minor",
+    "task_state_letter",
+    "user_constants",
+)
 
 _U64 = struct.Struct("<Q")
 _I32 = struct.Struct("<i")
@@ -105,6 +120,41 @@ class RawVma(NamedTuple):
     refcnt: Optional[int]
     #: where the tree holding it says it lives (maple), None for lists
     tree_range: Optional[Tuple[int, int]] = None
+
+
+class VmaName(NamedTuple):
+    """What /proc/PID/maps names a VMA by (``show_map_vma()``)."""
+
+    name: str  #: the maps name column: a path, [heap], [stack], [vdso], [anon:x], ...
+    anon_name: Optional[str]
+    path: Optional[str]
+    dev: int
+    inode: int
+
+
+class NamedVma(NamedTuple):
+    raw: RawVma
+    name: VmaName
+    #: the gate VMA (vsyscall page): not in the tree, appended like /proc does
+    gate: bool = False
+
+
+class MmVmas(NamedTuple):
+    """A task's mm and its VMAs in address order, then the gate VMA: what
+    /proc/PID/maps shows, read in one pass (:meth:`TaskReader.mm_vmas`)."""
+
+    mm: Optional[RawMm]
+    vmas: List[NamedVma]
+
+
+class TaskRecord(NamedTuple):
+    """One entry of :meth:`TaskReader.tasks`: a task, its mm, its parent's pid."""
+
+    task: RawTask
+    mm: Optional[RawMm]
+    parent_pid: Optional[int]
+    #: threads in the group (the leader included), when listed by process
+    nr_threads: int
 
 
 class MmGuard(NamedTuple):
@@ -310,6 +360,76 @@ class TaskReader:
             root = self._roots.get(fs) or self._fs_root_of(fs)
         return RawTask(addr, pid, tgid, comm, task_state_letter(state, exit_state & 0xFFFFFFFF), flags, mm,
                        active_mm, parent, root, tuple(rss), signal)
+
+    def tasks(self, log: WalkLog, threads: bool = False, with_mm: bool = True,
+              limit: int = DEFAULT_LIMIT) -> List[TaskRecord]:
+        """Every process (``for_each_process``), or every thread with
+        ``threads``, each with its mm (one read per mm) and its parent's
+        pid; a process's unflushed per-thread RSS counts (<= 6.1) summed
+        into its leader's ``rss_delta``."""
+        raws: List[Tuple[RawTask, int]] = []
+        for leader in self.for_each_process(log, limit):
+            lt = self.read_task(leader)
+            if lt is None:
+                log.warn(f"task_struct {leader:#x} is unreadable")
+                continue
+            group = [lt]
+            nr = None if threads or lt.rss_delta else self.nr_threads(lt)
+            tids = list(self.for_each_thread(lt, log, limit)) if nr is None else [leader] * nr
+            if threads or lt.rss_delta:
+                for t in tids:
+                    if t == leader:
+                        continue
+                    rt = self.read_task(t)
+                    if rt is None:
+                        log.warn(f"thread {t:#x} of {lt.pid} is unreadable")
+                        continue
+                    group.append(rt)
+            if threads:
+                raws.extend((t, len(tids) or 1) for t in group)
+            else:
+                deltas = tuple(sum(t.rss_delta[i] for t in group) for i in range(4)) if lt.rss_delta else ()
+                raws.append((lt._replace(rss_delta=deltas), len(tids) or 1))
+        pids: Dict[int, Optional[int]] = {t.address: t.pid for t, _ in raws}
+        mms: Dict[int, RawMm] = {}
+        out = []
+        for rt, n in raws:
+            mm = None
+            if with_mm and rt.mm:
+                mm = mms.get(rt.mm)
+                if mm is None:
+                    mm = self.read_mm(rt.mm)
+                    if mm is None:
+                        log.warn(f"task {rt.pid}: mm_struct {rt.mm:#x} is unreadable")
+                    else:
+                        mms[rt.mm] = mm
+            parent = pids.get(rt.real_parent)
+            if parent is None and rt.real_parent:
+                p = self.read_task(rt.real_parent)
+                parent = pids[rt.real_parent] = p.pid if p is not None else None
+            out.append(TaskRecord(rt, mm, parent, n))
+        return out
+
+    def find_task(self, pid: int, log: WalkLog, limit: int = DEFAULT_LIMIT) -> Optional[RawTask]:
+        """The task with this pid (a thread id works too); ``log`` gets a
+        message for each task or list that could not be read, so that None can
+        say whether the pid may be among them."""
+        for leader in self.for_each_process(log, limit):
+            lt = self.read_task(leader)
+            if lt is None:
+                log.warn(f"task_struct {leader:#x} is unreadable")
+                continue
+            if lt.pid == pid:
+                return lt
+            if lt.tgid != pid:
+                for t in self.for_each_thread(lt, log, limit):
+                    if t != leader:
+                        rt = self.read_task(t)
+                        if rt is None:
+                            log.warn(f"task_struct {t:#x} is unreadable")
+                        elif rt.pid == pid:
+                            return rt
+        return None
 
     def _fs_root_of(self, fs: int) -> Tuple[int, int]:
         try:
@@ -629,6 +749,70 @@ class TaskReader:
             return None
         return self.read_vma(addr)
 
+    def mm_vmas(self, task: RawTask, log: WalkLog, limit: int = DEFAULT_LIMIT, gate: bool = True) -> MmVmas:
+        """``task``'s mm and its VMAs with their names, in address order, then
+        the gate VMA the way /proc/PID/maps appends it; what does not add up
+        (a VMA where the tree does not put it, overlaps, another mm's VMA)
+        is logged."""
+        mm = self.read_mm(task.mm) if task.mm else None
+        if mm is None:
+            if task.mm:
+                log.warn(f"task {task.pid}: mm_struct {task.mm:#x} is unreadable")
+            return MmVmas(None, [])
+        what = f"pid {task.pid} mm {mm.address:#x}"
+        vmas: List[NamedVma] = []
+        prev_end = 0
+        for raw in self.vmas(mm, log, what, limit):
+            if raw.tree_range is not None and raw.tree_range != (raw.start, raw.end):
+                log.warn(f"{what}: VMA {raw.address:#x} is [{raw.start:#x}-{raw.end:#x}] but the tree has it at "
+                         f"[{raw.tree_range[0]:#x}-{raw.tree_range[1]:#x}]")
+            if raw.start < prev_end:
+                log.warn(f"{what}: VMA {raw.address:#x} at {raw.start:#x} overlaps the previous one")
+            prev_end = max(prev_end, raw.end)
+            vmas.append(NamedVma(raw, self.vma_name(raw, mm, task.fs_root, log)))
+            if raw.mm and raw.mm != mm.address:
+                log.warn(f"{what}: VMA {raw.address:#x} belongs to mm {raw.mm:#x} (fork in progress or damage)")
+        if gate:
+            g = self.gate_vma(mm)
+            if g is not None:
+                vmas.append(NamedVma(g, self.vma_name(g, mm, task.fs_root, log), gate=True))
+        return MmVmas(mm, vmas)
+
+    def vma_name(self, raw: RawVma, mm: Optional[RawMm], root: Tuple[int, int],
+                 log: Optional[WalkLog] = None) -> VmaName:
+        """``show_map_vma()`` / ``get_vma_name()``, first match wins."""
+        lay = self.layout
+        anon = self.anon_vma_name(raw.anon_name) if raw.anon_name else None
+        if raw.file:
+            path, dev, ino = self.file_info(raw.file, root)
+            if lay.anon_shmem_name and anon is not None:
+                return VmaName(f"[anon_shmem:{anon}]", anon, path, dev, ino)
+            return VmaName(path, anon, path, dev, ino)
+        if raw.ops:
+            fn = self.ops_name_fn(raw.ops)
+            if fn == "special_mapping_name":
+                name = self.special_mapping_name(raw.private_data)
+                if name:
+                    return VmaName(name, anon, None, 0, 0)
+            elif fn == "gate_vma_name":
+                return VmaName("[vsyscall]", anon, None, 0, 0)
+            elif fn is not None and log is not None:
+                log.warn(f"VMA {raw.start:#x}: vm_ops->name is {fn}(), which kcoretool cannot evaluate")
+        if not raw.mm:
+            return VmaName("[vdso]", anon, None, 0, 0)
+        if mm is not None:
+            if lay.heap_test == "strict":
+                heap = raw.start < mm.brk and raw.end > mm.start_brk
+            else:
+                heap = raw.start <= mm.brk and raw.end >= mm.start_brk
+            if heap:
+                return VmaName("[heap]", anon, None, 0, 0)
+            if raw.start <= mm.start_stack <= raw.end:
+                return VmaName("[stack]", anon, None, 0, 0)
+        if anon is not None:
+            return VmaName(f"[anon:{anon}]", anon, None, 0, 0)
+        return VmaName("", anon, None, 0, 0)
+
     # -- names ---------------------------------------------------------------
 
     def ops_name_fn(self, ops: int) -> Optional[str]:
@@ -771,6 +955,57 @@ class TaskReader:
         if name == "sockfs_dname":
             return f"socket:[{ino}]"
         return f"[{name or 'd_dname'}:{dn}]"
+
+
+class MmView:
+    """One mm's VMAs as a reader of its memory needs them, found by address
+    rather than listed: fresh lookups (the gate VMA, never in the tree, by
+    its fixed range), the mm's guard and the rules of the kernel's own
+    lockless lookup -- the ``LiveMm`` of :mod:`kcoretool.reader.uread` --
+    and, for a dump, :meth:`vma_range`."""
+
+    def __init__(self, r: TaskReader, mm: RawMm, gate: Optional[RawVma]) -> None:
+        self.r = r
+        self.mm = mm
+        self.gate = gate
+        self._walked: Optional[Tuple[List[int], List[RawVma]]] = None
+
+    def guard(self) -> Optional[MmGuard]:
+        return self.r.mm_guard(self.mm.address)
+
+    def lookup(self, addr: int) -> Optional[Tuple[Optional[RawVma], int, int]]:
+        got = self.r.vma_lookup(self.mm, addr)
+        g = self.gate
+        if got is not None and got[0] is None and g is not None and got[1] <= addr < got[2]:
+            if g.start <= addr < g.end:
+                return g, g.start, g.end
+            if addr < g.start:
+                return None, got[1], min(got[2], g.start)
+        return got
+
+    def unusable(self, vma: RawVma, guard: Any) -> Optional[str]:
+        if self.gate is not None and vma.address == self.gate.address:
+            return None
+        return self.r.vma_unusable(vma, self.mm.address, guard)
+
+    def vma_range(self, addr: int) -> Tuple[Optional[RawVma], int, int]:
+        """``(vma or None, start, end)`` covering ``addr`` in a dump: a
+        lookup, or where the index is damaged under ``addr``, the VMAs a
+        whole walk finds (a gap then ends at the next one's start)."""
+        got = self.lookup(addr)
+        if got is not None and (got[0] is not None or got[2] > addr):
+            return got
+        if self._walked is None:
+            vmas = list(self.r.vmas(self.mm, WalkLog(), "vma_range"))
+            if self.gate is not None:
+                vmas.append(self.gate)
+            self._walked = ([v.start for v in vmas], vmas)
+        starts, vmas = self._walked
+        i = bisect.bisect_right(starts, addr) - 1
+        if i >= 0 and addr < vmas[i].end:
+            return vmas[i], vmas[i].start, vmas[i].end
+        nxt = next((v.start for v in vmas if v.start > addr), 1 << 64)
+        return None, vmas[i].end if i >= 0 else 0, nxt
 
 
 def _symbol_address(prog: drgn.Program, name: str) -> Optional[int]:

@@ -35,6 +35,7 @@ from kcoretool.kernel.vmflags import (
     VMAP_FLAGS_MASK,
     VMAP_RAM,
     vm_flag_names,
+    vm_struct_flag_names,
 )
 from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog
 from kcoretool.model.area import ROW_AT, Area, FreeHole, VmapBlock, VmStruct, row_area
@@ -315,7 +316,7 @@ def _area_maker(
                 fc = flags_get(fl)
                 if fc is None:
                     k = _flags_kind(fl, sparse)
-                    names[fl] = vm_flag_names(fl, allow_huge, sparse)
+                    names[fl] = vm_flag_names(fl, vm_struct_flag_names(allow_huge, sparse))
                     fc = flags_cache[fl] = (code[k], k in _EXEC_OVERRIDES)
                 kind, overridable = fc
                 # the exec rule: an exec allocator's area, or one in the module range

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional,
 
 from kcoretool._args import as_address
 from kcoretool.model.area import check_kinds
+from kcoretool.model.record import Column, Field, Record
 from kcoretool.model.vmalloc import VmallocModel
 
 if TYPE_CHECKING:  # the builder's imports (drgn) load only when it runs
@@ -47,6 +48,7 @@ EXEC_KINDS = (
     "bpf-dispatcher",
     "bpf-struct-ops",
     "bpf-other",
+    "bpf-classic",
     "kprobe-insn",
     "kprobe-optinsn",
     "ftrace-trampoline",
@@ -56,10 +58,28 @@ EXEC_KINDS = (
 )
 
 
-@dataclass
-class ExecRegion:
+@dataclass(repr=False)
+class ExecRegion(Record):
     """One executable (or module) allocation, or a free/unattributed run of
     a sub-allocator."""
+
+    FIELDS = (
+        Field("start", address=True, column=Column(0, "START", "hex")),
+        Field("end", address=True, column=Column(1, "END", "hex")),
+        Field("size", column=Column(2, "SIZE", "bytes", "right")),
+        Field("kind", column=Column(3, "KIND")),
+        Field("owner", column=Column(4, "OWNER")),
+        Field("tag", presence="BPF programs", column=Column(5, "TAG")),
+        Field("id", presence="BPF programs", column=Column(6, "ID", "int", "right")),
+        Field("prog_type", presence="BPF programs"),
+        Field("symbol"),
+        Field("area", address=True, column=Column(7, "AREA", "hex")),
+        Field("container", address=True),
+        Field("alloc_start", address=True),
+        Field("alloc_end", address=True),
+        # what else the walk knows ("ops", "pending_free", ...): keys of its own
+        Field("detail", nested="spread"),
+    )
 
     start: int
     end: int
@@ -99,13 +119,6 @@ class ExecRegion:
             return self.alloc_end - self.alloc_start
         return self.end - self.start
 
-    def to_dict(self) -> Dict[str, Any]:
-        return {
-            "start": self.start, "end": self.end, "size": self.end - self.start, "kind": self.kind,
-            "owner": self.owner, "tag": self.tag, "id": self.id, "prog_type": self.prog_type,
-            "symbol": self.symbol, "area": self.area, "container": self.container,
-            "alloc_start": self.alloc_start, "alloc_end": self.alloc_end, **self.detail,
-        }
 
 
 @dataclass
@@ -439,6 +452,23 @@ def exec_from_program(prog: drgn.Program, vmalloc: Optional[VmallocModel] = None
             if pack is not None:
                 pack.images.append((s.start, s.end, s.name))
                 taken[pack.start].append((s.start, s.end))
+
+    # Classic BPF (seccomp, the boot-time PTP classifier) has no ID and no
+    # symbol: found from its owners, it starts at its bpf_binary_header.
+    for who, func, jited_len in raw.classic_bpf(log):
+        hdr = raw.header_of(func)
+        size = raw.header_size(hdr)
+        if not size or size > (64 << 20) or not hdr <= func < func + jited_len <= hdr + size:
+            log.warn(f"classic BPF {who} at {func:#x}: its JIT header does not hold it")
+            continue
+        pack = pack_of(hdr)
+        name = f"{who} (classic BPF)"
+        regions.append(ExecRegion(func, func + jited_len, "bpf-classic", name, _area_of(vmalloc, func),
+                                  prog_type="classic", alloc_start=hdr, alloc_end=hdr + size,
+                                  container=pack.start if pack is not None else None))
+        if pack is not None:
+            pack.images.append((hdr, hdr + size, name))
+            taken[pack.start].append((hdr, hdr + size))
 
     for p in packs:
         # Chunk granularity: a partly used chunk belongs to its user.

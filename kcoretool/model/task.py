@@ -12,11 +12,13 @@ raw readers of :mod:`kcoretool.kernel.task`.  A :class:`Vma` knows how
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from kcoretool.kernel.task import PF_KTHREAD, RawMm, RawTask, RawVma, TaskReader, dev_major_minor
+from kcoretool.kernel.task import PF_KTHREAD, NamedVma, RawMm, RawTask, TaskReader, dev_major_minor
+from kcoretool.kernel.vmflags import VM_EXEC, VM_MAYSHARE, VM_READ, VM_WRITE, VMA_FLAG_NAMES, vm_flag_names
 from kcoretool.kernel.walk import DEFAULT_LIMIT, WalkLog
+from kcoretool.model.record import Column, Field, Record
 
 __all__ = (
     "Mm",
@@ -25,45 +27,33 @@ __all__ = (
     "Vma",
     "VmaList",
     "VmaLock",
-    "VM_FLAG_NAMES",
     "build_task_list",
     "build_vma_list",
-    "vm_flag_names",
 )
 
-# include/linux/mm.h (same bits in 6.1 and 6.12; pkey bits 32-35)
-VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
-VM_MAYSHARE = 0x80
-VM_FLAG_NAMES: Tuple[Tuple[int, str], ...] = (
-    (0x1, "READ"), (0x2, "WRITE"), (0x4, "EXEC"), (0x8, "SHARED"), (0x10, "MAYREAD"),
-    (0x20, "MAYWRITE"), (0x40, "MAYEXEC"), (0x80, "MAYSHARE"), (0x100, "GROWSDOWN"),
-    (0x200, "UFFD_MISSING"), (0x400, "PFNMAP"), (0x1000, "UFFD_WP"), (0x2000, "LOCKED"),
-    (0x4000, "IO"), (0x8000, "SEQ_READ"), (0x10000, "RAND_READ"), (0x20000, "DONTCOPY"),
-    (0x40000, "DONTEXPAND"), (0x80000, "LOCKONFAULT"), (0x100000, "ACCOUNT"),
-    (0x200000, "NORESERVE"), (0x400000, "HUGETLB"), (0x800000, "SYNC"), (0x1000000, "PAT"),
-    (0x2000000, "WIPEONFORK"), (0x4000000, "DONTDUMP"), (0x8000000, "SOFTDIRTY"),
-    (0x10000000, "MIXEDMAP"), (0x20000000, "HUGEPAGE"), (0x40000000, "NOHUGEPAGE"),
-    (0x80000000, "MERGEABLE"),
-)
 #: vm_refcnt's "readers excluded" bit (VMA_LOCK_OFFSET, 6.15+)
 VMA_LOCK_OFFSET = 0x40000000
 RSS_NAMES = ("file", "anon", "swapents", "shmem")
+_PERM_FLAGS = frozenset(("READ", "WRITE", "EXEC", "MAYREAD", "MAYWRITE", "MAYEXEC"))
 #: the rwxs/p column by (READ|WRITE|EXEC) | 8 for MAYSHARE
 _PERMS = tuple(("r" if i & 1 else "-") + ("w" if i & 2 else "-") + ("x" if i & 4 else "-") + ("s" if i & 8 else "p")
                for i in range(16))
 
 
-def vm_flag_names(flags: int) -> List[str]:
-    out = [name for bit, name in VM_FLAG_NAMES if flags & bit]
-    rest = flags & ~sum(bit for bit, _ in VM_FLAG_NAMES)
-    if rest:
-        out.append(hex(rest))
-    return out
-
-
-@dataclass
-class VmaLock:
+@dataclass(repr=False)
+class VmaLock(Record):
     """A VMA's per-VMA lock state (6.4+)."""
+
+    FIELDS = (
+        Field("kind"),
+        Field("vm_lock_seq", presence="6.4+"),
+        Field("mm_lock_seq", presence="6.4+"),
+        Field("detached_flag", presence="6.4-6.14"),
+        Field("refcnt", presence="6.15+"),
+        Field("write_locked", presence="6.4+"),
+        Field("detached", presence="6.4+"),
+        Field("state"),
+    )
 
     #: "none" (no per-VMA lock in this kernel), "seq_detached" (6.4-6.14)
     #: or "refcnt" (6.15+)
@@ -98,6 +88,10 @@ class VmaLock:
         n = self.refcnt & (VMA_LOCK_OFFSET - 1)
         return max(0, n - 1)
 
+    @property
+    def state(self) -> str:
+        return self.describe()
+
     def describe(self) -> str:
         """The lock column: "-" where the kernel has no per-VMA lock."""
         if self.kind == "none":
@@ -116,8 +110,33 @@ class VmaLock:
         return ",".join(parts) if parts else "unlocked"
 
 
-@dataclass
-class Vma:
+@dataclass(repr=False)
+class Vma(Record):
+    FIELDS = (
+        Field("address", address=True),
+        Field("start", address=True, column=Column(0, "START", "hex")),
+        Field("end", address=True, column=Column(1, "END", "hex")),
+        Field("flags", address=True),
+        Field("pgoff"),
+        Field("file", address=True),
+        Field("path"),
+        Field("dev"),
+        Field("inode"),
+        Field("name", column=Column(7, "NAME")),
+        Field("anon_name", presence="5.17+ (anon_vma_name)"),
+        Field("anon"),
+        Field("lock"),
+        Field("gate"),
+        Field("foreign_mm"),
+        Field("perms", column=Column(3, "PERM")),
+        Field("flag_names"),
+        Field("size", column=Column(2, "SIZE", "bytes")),
+        Field("kind"),
+        Field("offset", json=None, column=Column(4, "OFFSET", "hex")),
+        Field("extra_flags", json=None, column=Column(5, "FLAGS", "words")),
+        Field("lock_state", json=None, column=Column(6, "LOCK", view="lock")),
+    )
+
     address: int  #: of the struct vm_area_struct
     start: int
     end: int
@@ -149,7 +168,21 @@ class Vma:
 
     @property
     def flag_names(self) -> List[str]:
-        return vm_flag_names(self.flags)
+        return list(vm_flag_names(self.flags, VMA_FLAG_NAMES))
+
+    @property
+    def extra_flags(self) -> List[str]:
+        """The flags the perms column does not show."""
+        return [f for f in self.flag_names if f not in _PERM_FLAGS]
+
+    @property
+    def offset(self) -> int:
+        """The file offset /proc/PID/maps prints (0 for an anonymous VMA)."""
+        return self.pgoff << 12 if self.file else 0
+
+    @property
+    def lock_state(self) -> str:
+        return self.lock.describe()
 
     @property
     def kind(self) -> str:
@@ -181,16 +214,26 @@ class Vma:
 
         return kernel_object(prog, "struct vm_area_struct *", self.address, "VMA")
 
-    def to_dict(self) -> Dict[str, Any]:
-        d = asdict(self)
-        d.update(perms=self.perms, flag_names=self.flag_names, size=self.size, kind=self.kind,
-                 lock=dict(d["lock"], write_locked=self.lock.write_locked, detached=self.lock.detached,
-                           state=self.lock.describe()))
-        return d
 
+@dataclass(repr=False)
+class Mm(Record):
+    FIELDS = (
+        Field("address", address=True),
+        Field("pgd", address=True),
+        Field("map_count"),
+        Field("total_vm"),
+        Field("locked_vm"),
+        Field("data_vm"),
+        Field("exec_vm"),
+        Field("stack_vm"),
+        Field("start_brk", address=True),
+        Field("brk", address=True),
+        Field("start_stack", address=True),
+        Field("rss"),
+        Field("mm_lock_seq", presence="6.4+"),
+        Field("rss_pages"),
+    )
 
-@dataclass
-class Mm:
     address: int
     pgd: int
     map_count: int
@@ -216,12 +259,26 @@ class Mm:
 
         return kernel_object(prog, "struct mm_struct *", self.address, "mm")
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dict(asdict(self), rss_pages=self.rss_pages)
+@dataclass(repr=False)
+class Task(Record):
+    FIELDS = (
+        Field("address", address=True, column=Column(7, "TASK", "hex", "right")),
+        Field("pid", column=Column(0, "PID", "int", "right")),
+        Field("tgid", column=Column(1, "TGID", "int", "right", view="threads")),
+        Field("comm"),
+        Field("state", column=Column(3, "ST")),
+        Field("flags", address=True),
+        # the mm's stored fields (task vmas --json has its rss_pages too)
+        Field("mm", nested="fields"),
+        Field("parent_pid", column=Column(2, "PPID", "int", "right")),
+        Field("nr_threads", column=Column(1, "THR", "int", "right", view="processes")),
+        Field("kthread"),
+        Field("rss_bytes", json=None, column=Column(4, "RSS", "bytes", "right")),
+        Field("vm_bytes", json=None, column=Column(5, "VM", "bytes", "right")),
+        Field("nr_vmas", json=None, column=Column(6, "VMAS", "int", "right")),
+        Field("ps_comm", json=None, column=Column(8, "COMM")),
+    )
 
-
-@dataclass
-class Task:
     address: int
     pid: int
     tgid: int
@@ -237,16 +294,28 @@ class Task:
     def kthread(self) -> bool:
         return bool(self.flags & PF_KTHREAD)
 
+    @property
+    def rss_bytes(self) -> Optional[int]:
+        return self.mm.rss_pages * 4096 if self.mm else None
+
+    @property
+    def vm_bytes(self) -> Optional[int]:
+        return self.mm.total_vm * 4096 if self.mm else None
+
+    @property
+    def nr_vmas(self) -> Optional[int]:
+        return self.mm.map_count if self.mm else None
+
+    @property
+    def ps_comm(self) -> str:
+        """The name ps shows: a kernel thread's in [brackets]."""
+        return f"[{self.comm}]" if self.kthread else self.comm
+
     def object(self, prog: Any = None) -> Any:
         """The ``struct task_struct *`` (a :class:`drgn.Object` in ``prog``, default drgn's default program)."""
         from kcoretool.model.kobject import kernel_object
 
         return kernel_object(prog, "struct task_struct *", self.address, "task")
-
-    def to_dict(self) -> Dict[str, Any]:
-        d = asdict(self)
-        d["kthread"] = self.kthread
-        return d
 
 
 @dataclass
@@ -261,6 +330,11 @@ class TaskList:
 
         pid = as_pid(pid)
         return next((t for t in self.tasks if t.pid == pid), None)
+
+    @staticmethod
+    def columns(threads: bool = False) -> List[Tuple[str, Column]]:
+        """The table of ``task list`` (``threads``: one row per thread)."""
+        return Task.columns("threads" if threads else "processes")
 
 
 @dataclass
@@ -285,11 +359,16 @@ class VmaList:
     def maps_text(self) -> str:
         return "".join(v.maps_line() + "\n" for v in self.vmas)
 
+    @staticmethod
+    def columns(lock: bool) -> List[Tuple[str, Column]]:
+        """The table of ``task vmas`` (``lock``: the kernel has per-VMA locks)."""
+        return Vma.columns("lock" if lock else "")
+
 
 # -- building ------------------------------------------------------------------
 
 
-def _mm(r: TaskReader, raw: RawMm, deltas: Tuple[int, ...] = ()) -> Mm:
+def _mm(raw: RawMm, deltas: Tuple[int, ...] = ()) -> Mm:
     rss = list(raw.rss)
     for i, d in enumerate(deltas[:4]):
         rss[i] += d
@@ -300,151 +379,38 @@ def _mm(r: TaskReader, raw: RawMm, deltas: Tuple[int, ...] = ()) -> Mm:
 
 def build_task_list(r: TaskReader, threads: bool = False, with_mm: bool = True,
                     limit: int = DEFAULT_LIMIT) -> TaskList:
-    """Every process (``for_each_process``), or every thread with ``threads``."""
+    """Every process (``for_each_process``), or every thread with ``threads``,
+    from the kernel layer's one walk (:meth:`TaskReader.tasks`)."""
     log = WalkLog()
-    raws: List[Tuple[RawTask, int]] = []
-    for leader in r.for_each_process(log, limit):
-        lt = r.read_task(leader)
-        if lt is None:
-            log.warn(f"task_struct {leader:#x} is unreadable")
-            continue
-        group = [lt]
-        nr = None if threads or lt.rss_delta else r.nr_threads(lt)
-        tids = list(r.for_each_thread(lt, log, limit)) if nr is None else [leader] * nr
-        if threads or lt.rss_delta:
-            for t in tids:
-                if t == leader:
-                    continue
-                rt = r.read_task(t)
-                if rt is None:
-                    log.warn(f"thread {t:#x} of {lt.pid} is unreadable")
-                    continue
-                group.append(rt)
-        if threads:
-            raws.extend((t, len(tids) or 1) for t in group)
-        else:
-            deltas = tuple(sum(t.rss_delta[i] for t in group) for i in range(4)) if lt.rss_delta else ()
-            raws.append((lt._replace(rss_delta=deltas), len(tids) or 1))
-    pids: Dict[int, Optional[int]] = {t.address: t.pid for t, _ in raws}
     mms: Dict[int, Mm] = {}
     tasks = []
-    for rt, n in raws:
-        mm = None
-        if with_mm and rt.mm:
-            mm = mms.get(rt.mm)
+    for rec in r.tasks(log, threads, with_mm, limit):
+        rt, mm = rec.task, None
+        if rec.mm is not None:
+            # one Mm per mm_struct: the threads of a process share it
+            mm = mms.get(rec.mm.address)
             if mm is None:
-                raw_mm = r.read_mm(rt.mm)
-                if raw_mm is None:
-                    log.warn(f"task {rt.pid}: mm_struct {rt.mm:#x} is unreadable")
-                else:
-                    mm = mms[rt.mm] = _mm(r, raw_mm, rt.rss_delta)
-        parent = pids.get(rt.real_parent)
-        if parent is None and rt.real_parent:
-            p = r.read_task(rt.real_parent)
-            parent = pids[rt.real_parent] = p.pid if p is not None else None
-        tasks.append(Task(rt.address, rt.pid, rt.tgid, rt.comm, rt.state, rt.flags, mm, parent, n))
+                mm = mms[rec.mm.address] = _mm(rec.mm, rt.rss_delta)
+        tasks.append(Task(rt.address, rt.pid, rt.tgid, rt.comm, rt.state, rt.flags, mm, rec.parent_pid,
+                          rec.nr_threads))
     return TaskList(tasks, r.layout.label, log.summary())
 
 
-def find_task(r: TaskReader, pid: int, limit: int = DEFAULT_LIMIT,
-              log: Optional[WalkLog] = None) -> Optional[RawTask]:
-    """The task with this pid (a thread id works too); ``log`` gets a
-    message for each task or list that could not be read, so that None can
-    say whether the pid may be among them."""
-    if log is None:
-        log = WalkLog()
-    for leader in r.for_each_process(log, limit):
-        lt = r.read_task(leader)
-        if lt is None:
-            log.warn(f"task_struct {leader:#x} is unreadable")
-            continue
-        if lt.pid == pid:
-            return lt
-        if lt.tgid != pid:
-            for t in r.for_each_thread(lt, log, limit):
-                if t != leader:
-                    rt = r.read_task(t)
-                    if rt is None:
-                        log.warn(f"task_struct {t:#x} is unreadable")
-                    elif rt.pid == pid:
-                        return rt
-    return None
-
-
-def vma_name(r: TaskReader, raw: RawVma, mm: Optional[RawMm], root: Tuple[int, int],
-             log: Optional[WalkLog] = None) -> Tuple[str, Optional[str], Optional[str], int, int]:
-    """(maps name, anon name, file path, dev, ino): ``show_map_vma()`` /
-    ``get_vma_name()``, first match wins."""
-    lay = r.layout
-    anon = r.anon_vma_name(raw.anon_name) if raw.anon_name else None
-    if raw.file:
-        path, dev, ino = r.file_info(raw.file, root)
-        if lay.anon_shmem_name and anon is not None:
-            return f"[anon_shmem:{anon}]", anon, path, dev, ino
-        return path, anon, path, dev, ino
-    if raw.ops:
-        fn = r.ops_name_fn(raw.ops)
-        if fn == "special_mapping_name":
-            name = r.special_mapping_name(raw.private_data)
-            if name:
-                return name, anon, None, 0, 0
-        elif fn == "gate_vma_name":
-            return "[vsyscall]", anon, None, 0, 0
-        elif fn is not None and log is not None:
-            log.warn(f"VMA {raw.start:#x}: vm_ops->name is {fn}(), which kcoretool cannot evaluate")
-    if not raw.mm:
-        return "[vdso]", anon, None, 0, 0
-    if mm is not None:
-        if lay.heap_test == "strict":
-            heap = raw.start < mm.brk and raw.end > mm.start_brk
-        else:
-            heap = raw.start <= mm.brk and raw.end >= mm.start_brk
-        if heap:
-            return "[heap]", anon, None, 0, 0
-        if raw.start <= mm.start_stack <= raw.end:
-            return "[stack]", anon, None, 0, 0
-    if anon is not None:
-        return f"[anon:{anon}]", anon, None, 0, 0
-    return "", anon, None, 0, 0
-
-
-def make_vma(r: TaskReader, raw: RawVma, mm: Optional[RawMm], root: Tuple[int, int],
-             log: Optional[WalkLog] = None, gate: bool = False) -> Vma:
-    name, anon, path, dev, ino = vma_name(r, raw, mm, root, log)
-    lock = VmaLock(r.layout.vma_lock, raw.lock_seq, mm.mm_lock_seq if mm is not None else None,
-                   raw.detached, raw.refcnt)
-    foreign = bool(not gate and mm is not None and raw.mm and raw.mm != mm.address)
-    return Vma(raw.address, raw.start, raw.end, raw.flags, raw.pgoff, raw.file, path, dev, ino, name, anon,
-               bool(raw.anon_vma), lock, gate, foreign)
+def _vma(vma_lock: str, v: NamedVma, mm: Optional[RawMm]) -> Vma:
+    raw, n = v.raw, v.name
+    lock = VmaLock(vma_lock, raw.lock_seq, mm.mm_lock_seq if mm is not None else None, raw.detached, raw.refcnt)
+    foreign = bool(not v.gate and mm is not None and raw.mm and raw.mm != mm.address)
+    return Vma(raw.address, raw.start, raw.end, raw.flags, raw.pgoff, raw.file, n.path, n.dev, n.inode, n.name,
+               n.anon_name, bool(raw.anon_vma), lock, v.gate, foreign)
 
 
 def build_vma_list(r: TaskReader, task: RawTask, limit: int = DEFAULT_LIMIT, gate: bool = True) -> VmaList:
     """The VMAs of ``task``'s mm, in address order, then the gate VMA the
-    way /proc/PID/maps appends it."""
+    way /proc/PID/maps appends it, from the kernel layer's one pass
+    (:meth:`TaskReader.mm_vmas`)."""
     log = WalkLog()
-    raw_mm = r.read_mm(task.mm) if task.mm else None
-    mm = _mm(r, raw_mm) if raw_mm is not None else None
+    got = r.mm_vmas(task, log, limit, gate)
+    mm = _mm(got.mm) if got.mm is not None else None
     model_task = Task(task.address, task.pid, task.tgid, task.comm, task.state, task.flags, mm, None)
-    if raw_mm is None:
-        if task.mm:
-            log.warn(f"task {task.pid}: mm_struct {task.mm:#x} is unreadable")
-        return VmaList(model_task, [], r.layout.label, log.summary())
-    what = f"pid {task.pid} mm {raw_mm.address:#x}"
-    vmas: List[Vma] = []
-    prev_end = 0
-    for raw in r.vmas(raw_mm, log, what, limit):
-        if raw.tree_range is not None and raw.tree_range != (raw.start, raw.end):
-            log.warn(f"{what}: VMA {raw.address:#x} is [{raw.start:#x}-{raw.end:#x}] but the tree has it at "
-                     f"[{raw.tree_range[0]:#x}-{raw.tree_range[1]:#x}]")
-        if raw.start < prev_end:
-            log.warn(f"{what}: VMA {raw.address:#x} at {raw.start:#x} overlaps the previous one")
-        prev_end = max(prev_end, raw.end)
-        v = make_vma(r, raw, raw_mm, task.fs_root, log)
-        if v.foreign_mm:
-            log.warn(f"{what}: VMA {raw.address:#x} belongs to mm {raw.mm:#x} (fork in progress or damage)")
-        vmas.append(v)
-    if gate:
-        g = r.gate_vma(raw_mm)
-        if g is not None:
-            vmas.append(make_vma(r, g, raw_mm, task.fs_root, log, gate=True))
+    vmas = [_vma(r.layout.vma_lock, v, got.mm) for v in got.vmas]
     return VmaList(model_task, vmas, r.layout.label, log.summary())

@@ -17,18 +17,20 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from kcoretool.errors import KcoreToolError
 from kcoretool.source.vmcoreinfo import VmcoreInfo
 from kcoretool.x86_64 import START_KERNEL_MAP
 
-__all__ = ("PageTableWalker", "Translation", "kernel_page_table_root")
+__all__ = ("ExecRun", "PageTableWalker", "Translation", "kernel_page_table_root")
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 _PRESENT = 1 << 0
+_RW = 1 << 1
 _PSE = 1 << 7  # a leaf at PUD or PMD level
+_NX = 1 << 63
 # Physical address bits 12..51 (__PHYSICAL_MASK_SHIFT = 52); above are NX,
 # protection keys and software bits.
 _PHYS_MASK = ((1 << 52) - 1) & ~(PAGE_SIZE - 1)
@@ -41,6 +43,23 @@ class Translation:
     phys: int
     #: Bytes mapped by the leaf entry: 4 KiB, 2 MiB or 1 GiB.
     page_size: int
+
+
+@dataclass(frozen=True)
+class ExecRun:
+    """Executable kernel memory: ``[start, end)`` mapped by present leaves
+    that no level marks NX, all of one writability and leaf size."""
+
+    start: int
+    end: int
+    #: writable too (RW at every level: CR0.WP makes it binding for the kernel)
+    writable: bool
+    #: bytes mapped by each leaf: 4 KiB, 2 MiB or 1 GiB
+    page_size: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
 
 
 def kernel_page_table_root(vmcoreinfo: VmcoreInfo) -> Tuple[int, int, int]:
@@ -198,3 +217,47 @@ class PageTableWalker:
             pos += n
         if run_v is not None:
             yield run_v, run_p, run_len
+
+    def executable_runs(self) -> List[ExecRun]:
+        """Every executable run of the kernel half (PGD entries 256..511).
+
+        Level by level, one read of each table page, non-present and NX
+        entries skipped where they stand (an NX PMD hides its 512 PTEs);
+        the effective rights are those of x86: NX if any level says NX,
+        writable only if every level says RW.  Adjacent runs of the same
+        rights and leaf size are merged."""
+        top = 57 if self.levels == 5 else 48
+        base = (-1 << (top - 1)) & ((1 << 64) - 1)  # sign-extended kernel half
+        shifts = self._shifts
+        mask = self._mask
+        leaves: List[Tuple[int, int, bool]] = []
+        # (table phys, level index, va of its entry 0, writable so far)
+        level: List[Tuple[int, int, int, bool]] = [(self.root, 0, base, True)]
+        first = True
+        while level:
+            nxt: List[Tuple[int, int, int, bool]] = []
+            for table, li, va0, w_ok in level:
+                shift = shifts[li]
+                ents = _ENTRIES.unpack(self._table(table))
+                lo = 256 if first else 0
+                for i in range(lo, 512):
+                    e = ents[i]
+                    if not e & _PRESENT or e & _NX:
+                        continue
+                    va = va0 | (i << shift)
+                    w = w_ok and bool(e & _RW)
+                    if shift == 12 or (shift in (30, 21) and e & _PSE):
+                        leaves.append((va, 1 << shift, w))
+                    elif shift > 12:
+                        nxt.append((e & mask, li + 1, va, w))
+            first = False
+            level = nxt
+        leaves.sort()
+        out: List[ExecRun] = []
+        for va, size, w in leaves:
+            last = out[-1] if out else None
+            if last is not None and last.end == va and last.writable == w and last.page_size == size:
+                out[-1] = ExecRun(last.start, va + size, w, size)
+            else:
+                out.append(ExecRun(va, va + size, w, size))
+        return out

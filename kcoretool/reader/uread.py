@@ -69,8 +69,8 @@ BACKOFF = (0.0005, 0.002, 0.01)
 
 
 class LiveMm(Protocol):
-    """What a live read asks of the kernel layer (``user_reader_for`` makes
-    one from a :class:`kcoretool.kernel.task.TaskReader`)."""
+    """What a live read asks of the kernel layer (``user_reader_for`` gives
+    one: :class:`kcoretool.kernel.task.MmView`)."""
 
     def guard(self) -> Optional[Hashable]:
         """The mm's guard now; None: a read must not start now."""
@@ -81,6 +81,14 @@ class LiveMm(Protocol):
 
     def unusable(self, vma: Any, guard: Hashable) -> Optional[str]:
         """Why ``vma`` must not be read as the VMA of its range (None: ok)."""
+
+
+class VmaIndex(Protocol):
+    """How a read finds the VMAs of its range (:class:`kcoretool.kernel.task.MmView`)."""
+
+    def vma_range(self, addr: int) -> Tuple[Optional[Any], int, int]:
+        """(VMA or None, start, end) covering ``addr``: for None, the gap's end
+        is where the next VMA starts."""
 
 
 class _Moved(Exception):
@@ -96,7 +104,8 @@ def decode_swap_entry(v: int) -> Tuple[int, int]:
 class UserReader:
     """Read one task's user memory.
 
-    :param vmas: a :class:`kcoretool.model.task.VmaList` of the task.
+    :param vmas: a :class:`VmaIndex` of the task's mm (only its VMAs
+        covering the range are looked up).
     :param walker: a :class:`PageTableWalker` rooted at the mm's PGD.
     :param read_phys: physical reads; AddressError for what the source lacks.
     :param page_cache: ``page_cache(vma, index) -> ("page", phys) |
@@ -107,7 +116,7 @@ class UserReader:
         lookups, not from ``vmas``, and every read is validated.
     """
 
-    def __init__(self, vmas: Any, walker: PageTableWalker, read_phys: Callable[[int, int], bytes], *,
+    def __init__(self, vmas: VmaIndex, walker: PageTableWalker, read_phys: Callable[[int, int], bytes], *,
                  page_cache: Optional[Callable[[object, int], Optional[Tuple[str, int]]]] = None,
                  zero_pfns: Tuple[int, ...] = (), nr_swapfiles: Optional[int] = None,
                  live: Optional[LiveMm] = None, missing_state: str = "excluded") -> None:
@@ -173,9 +182,8 @@ class UserReader:
         pos = lo
         vmas = self.vmas
         while pos < hi:
-            vma = vmas.find(pos)
+            vma, _, nxt = vmas.vma_range(pos)
             if vma is None:
-                nxt = next((v.start for v in vmas.vmas if v.start > pos), 1 << 64)
                 n = min(hi, nxt) - pos
                 yield PageRun(pos, n, "no-vma"), None
                 pos += n
@@ -415,60 +423,31 @@ def page_cache_lookup(prog: drgn.Program, struct_page_size: int, vmemmap: int) -
     return lookup
 
 
-class _LiveTask:
-    """:class:`LiveMm` over a :class:`kcoretool.kernel.task.TaskReader`: the
-    mm's guard, fresh VMA lookups (the gate VMA, never in the tree, by its
-    fixed range) and the kernel layer's usability rules."""
-
-    def __init__(self, r: Any, raw_mm: Any, gate: Any) -> None:
-        self.r = r
-        self.mm = raw_mm
-        self.gate = gate
-
-    def guard(self) -> Optional[Hashable]:
-        return self.r.mm_guard(self.mm.address)
-
-    def lookup(self, addr: int) -> Optional[Tuple[Optional[Any], int, int]]:
-        got = self.r.vma_lookup(self.mm, addr)
-        g = self.gate
-        if got is not None and got[0] is None and g is not None and got[1] <= addr < got[2]:
-            if g.start <= addr < g.end:
-                return g, g.start, g.end
-            if addr < g.start:
-                return None, got[1], min(got[2], g.start)
-        return got
-
-    def unusable(self, vma: Any, guard: Hashable) -> Optional[str]:
-        if self.gate is not None and vma.address == self.gate.address:
-            return None
-        return self.r.vma_unusable(vma, self.mm.address, guard)
-
-
 def user_reader_for(task_reader: Any, task: Any, kernel_walker: PageTableWalker,
                     read_phys: Callable[[int, int], bytes], *, live: bool) -> UserReader:
     """A :class:`UserReader` for ``task`` (a :class:`kcoretool.kernel.task.RawTask`
     with an mm): its page tables from ``mm->pgd`` (translated through the
-    kernel's), its VMAs; live, VMAs are looked up afresh for every read and
-    each read is validated (:meth:`UserReader.read`)."""
+    kernel's), its VMAs found by address (:class:`kcoretool.kernel.task.MmView`);
+    live, VMAs are looked up afresh for every read and each read is
+    validated (:meth:`UserReader.read`)."""
     from kcoretool.errors import KcoreToolError
-    from kcoretool.kernel.task import user_constants
-    from kcoretool.model.task import build_vma_list
+    from kcoretool.kernel.task import MmView, user_constants
 
     r, t = task_reader, task
-    vmas = build_vma_list(r, t)
     raw_mm = r.read_mm(t.mm)
     if raw_mm is None:
         raise KcoreToolError(f"pid {t.pid}: its mm_struct {t.mm:#x} is unreadable")
+    view = MmView(r, raw_mm, r.gate_vma(raw_mm))
     tr = kernel_walker.translate(raw_mm.pgd)
     if tr is None:
         raise KcoreToolError(f"pid {t.pid}: its page-table root {raw_mm.pgd:#x} is not mapped")
     walker = PageTableWalker(read_phys, tr.phys, levels=kernel_walker.levels, sme_mask=kernel_walker.sme_mask)
     consts = user_constants(r.prog)
     return UserReader(
-        vmas, walker, read_phys,
+        view, walker, read_phys,
         page_cache=page_cache_lookup(r.prog, consts["page_size"], consts["vmemmap"]),
         zero_pfns=(consts["zero_pfn"], consts["huge_zero_pfn"]),
         nr_swapfiles=consts["nr_swapfiles"],
-        live=_LiveTask(r, raw_mm, r.gate_vma(raw_mm)) if live else None,
+        live=view if live else None,
         missing_state="unreadable" if live else "excluded",
     )

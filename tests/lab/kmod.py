@@ -12,6 +12,8 @@ from .config import KMOD_SRC, SERIES_BY_NAME, LabError, cache_dir, cache_lock, l
 from .fetch import KernelFiles
 
 MODULE_NAME = "kcoretool_test"
+#: issue 24's opt-in rootkit stand-in, built beside it (kcoretool_hide.c)
+HIDE_MODULE_NAME = "kcoretool_hide"
 
 
 def source_hash() -> str:
@@ -36,11 +38,12 @@ def _fix_headers(kf: KernelFiles) -> None:
 
 
 def build(kf: KernelFiles) -> pathlib.Path:
-    """Return the path of kcoretool_test.ko for kf.release, building if needed."""
+    """Return the path of kcoretool_test.ko for kf.release, building if needed
+    (kcoretool_hide.ko is built beside it: :func:`hide_module`)."""
     key = f"{kf.release}-{source_hash()}"
     out = cache_dir() / "kmod" / key
     ko = out / f"{MODULE_NAME}.ko"
-    if ko.exists():
+    if ko.exists() and hide_module(ko).exists():
         return ko
     _fix_headers(kf)
     build_dir = cache_dir() / "kmod" / f".build-{key}"
@@ -68,17 +71,23 @@ def build(kf: KernelFiles) -> pathlib.Path:
         cp = run(["make", "-C", str(kf.headers_dir), f"M={build_dir}", f"CC={cc}", "modules"],
                  timeout=600, env=env, check=False)
     built = build_dir / f"{MODULE_NAME}.ko"
-    if cp.returncode != 0 or not built.exists():
+    if cp.returncode != 0 or not built.exists() or not (build_dir / f"{HIDE_MODULE_NAME}.ko").exists():
         errs = [l for l in (cp.stdout + cp.stderr).splitlines() if "error" in l.lower()][:8]
         raise LabError(f"module build for {kf.release} failed: {' | '.join(errs) or cp.stderr[-500:]}")
     warnings = [l for l in (cp.stdout + cp.stderr).splitlines() if "warning:" in l]
     if warnings:
         log(f"module build warnings: {' | '.join(warnings[:5])}")
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(built, out / f".{MODULE_NAME}.ko.tmp")
-    os.replace(out / f".{MODULE_NAME}.ko.tmp", ko)
+    for name in (HIDE_MODULE_NAME, MODULE_NAME):  # kcoretool_test.ko last: it marks the build done
+        shutil.copy2(build_dir / f"{name}.ko", out / f".{name}.ko.tmp")
+        os.replace(out / f".{name}.ko.tmp", out / f"{name}.ko")
     shutil.rmtree(build_dir, ignore_errors=True)
     return ko
+
+
+def hide_module(ko: pathlib.Path) -> pathlib.Path:
+    """kcoretool_hide.ko, built with the test module ``ko``."""
+    return ko.with_name(f"{HIDE_MODULE_NAME}.ko")
 
 
 #: what building a module needs besides the buildd variant (pahole: 7.x

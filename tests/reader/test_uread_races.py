@@ -77,10 +77,10 @@ class _Live:
 
 
 class _NoVmas:
-    vmas: List[Any] = []
+    """Live reads look VMAs up afresh: the index of a dump is never asked."""
 
-    def find(self, addr: int) -> None:
-        return None
+    def vma_range(self, addr: int) -> Tuple[Optional[Any], int, int]:
+        raise AssertionError("a live read used the dump's VMA index")
 
 
 def read_once(sim: SimMm, script: Iterator[None], start: int, stride: int, lo: int, size: int, gap: int = 0,

@@ -343,6 +343,9 @@ class _Writer:
         self.img.w64(root + 8 + 8 * 15, left)
         self.img.w64(root + 8 + 8 * 16, right)
         self.img.w8(root + 248, 1)
+        # each leaf's parent: the root, with its slot and type in the low bits (ma_set_parent())
+        self.img.w64(left & ~0xFF, root | 0 << 3 | 0x2)
+        self.img.w64(right & ~0xFF, root | 1 << 3 | 0x2)
         return root | 0x14 | 2
 
 
