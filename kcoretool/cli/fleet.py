@@ -143,6 +143,11 @@ def report(ctx: click.Context, fleet_file: str, factor: float, min_pages: int, t
     else:
         click.echo(f"no outliers (>= {factor}x and {min_pages} pages above a release's median; a release needs "
                    "3 readable dumps)")
+    if rep["audit_flagged"]:
+        click.echo("")
+        click.echo(table(([a["release"] or "-", str(a["flags"]), ", ".join(f"{k} {v}" for k, v in a["reasons"].items()),
+                           a["path"]] for a in rep["audit_flagged"]),
+                         ["release", "audit flags", "reasons", "dump"], colalign=("left", "right", "left", "left")))
     if rep["unreadable"]:
         click.echo("")
         click.echo(table(([u["status"], u["path"], cli_words(u["error"] or "")] for u in rep["unreadable"]),

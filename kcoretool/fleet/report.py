@@ -74,6 +74,8 @@ def fleet_report(rows: List[Dict[str, Any]], factor: float = 4.0, min_pages: int
             "median_exec_pages": _median([_total(r, "exec") for r in ok]),
             "median_tasks": _median([r.get("tasks", {}).get("count", 0) for r in ok]),
             "max_rss_pages": max(rss, default=None),
+            # dumps whose exec audit flagged something (rows of scans before the audit: not counted)
+            "audit_flagged": sum(bool(r.get("exec_audit", {}).get("flags")) for r in ok),
         })
         if len(ok) >= MIN_DUMPS:
             outliers += _outliers(release, ok, factor, min_pages)
@@ -87,6 +89,9 @@ def fleet_report(rows: List[Dict[str, Any]], factor: float = 4.0, min_pages: int
         "outliers": outliers,
         "unreadable": [{"path": r["path"], "status": r["status"], "error": r.get("error")}
                        for r in rows if r.get("status") != "ok"],
+        "audit_flagged": [{"path": r["path"], "release": r.get("release"), "flags": r["exec_audit"]["flags"],
+                           "reasons": r["exec_audit"].get("reasons", {})}
+                          for r in _ok(rows) if r.get("exec_audit", {}).get("flags")],
         "factor": factor,
         "min_pages": min_pages,
     }
@@ -134,7 +139,8 @@ PARQUET_COLUMNS = ("path", "size", "mtime_ns", "status", "error", "format", "rel
 
 def long_rows(rows: Iterable[Dict[str, Any]]) -> Iterable[Tuple[Any, ...]]:
     """Each row as lines of :data:`PARQUET_COLUMNS`: ``metric`` is
-    ``vmalloc_kind``, ``caller``, ``exec_kind`` or ``summary`` (``name``:
+    ``vmalloc_kind``, ``caller``, ``exec_kind``, ``audit_reason`` (an
+    ``exec audit`` flag's reason, how many in ``count``) or ``summary`` (``name``:
     tasks, max_rss_pages, lazy_pages, largest_hole, ...: the value in
     ``count``); a dump that could not be read is one line with ``metric``
     ``dump``."""
@@ -148,10 +154,13 @@ def long_rows(rows: Iterable[Dict[str, Any]]) -> Iterable[Tuple[Any, ...]]:
                               ("exec_kind", r.get("exec", {}))):
             for name, (count, pages, nbytes) in table.items():
                 yield head + (metric, name, count, pages, nbytes)
+        for reason, count in r.get("exec_audit", {}).get("reasons", {}).items():
+            yield head + ("audit_reason", reason, count, None, None)
         summary: Dict[str, Optional[int]] = {k: vm.get(k) for k in (
             "areas", "lazy_pages", "lazy_max_pages", "largest_hole", "holes", "blocks", "block_dirty_pages")}
         tasks = r.get("tasks", {})
         summary["tasks"] = tasks.get("count")
+        summary["audit_flags"] = r.get("exec_audit", {}).get("flags")
         summary["max_rss_pages"] = tasks.get("max_rss_pages")
         for name, value in summary.items():
             yield head + ("summary", name, value, None, None)

@@ -133,6 +133,7 @@ def _scan(task: DumpTask) -> Dict[str, Any]:
         out["panicking"], out["panic_reason"] = k.panic_state()
         out["vmalloc"] = _vmalloc(k)
         out["exec"] = _exec(k)
+        out["exec_audit"] = _audit(k)
         out["tasks"] = _tasks(k)
         return out
     finally:
@@ -184,6 +185,21 @@ def _exec(k: Any) -> Dict[str, List[int]]:
         t[2] += r.size
     # [regions, pages, bytes] by kind, most pages first
     return dict(sorted(out.items(), key=lambda kv: (-kv[1][1], kv[0])))
+
+
+def _audit(k: Any) -> Dict[str, Any]:
+    """``exec audit``'s verdict: flags by reason and the unowned bytes.  A
+    dump whose page tables cannot be audited (filtered out, damaged) keeps
+    its row: the audit's own one-line error goes in ``error``."""
+    try:
+        a = k.exec_audit()
+    except Exception as e:
+        return {"flags": None, "error": one_line(e)}
+    reasons: Dict[str, int] = {}
+    for f in a.flags:
+        reasons[f.reason] = reasons.get(f.reason, 0) + 1
+    return {"flags": len(a.flags), "reasons": dict(sorted(reasons.items())),
+            "executable_bytes": a.executable_bytes, "unowned_bytes": a.unowned_bytes}
 
 
 def _tasks(k: Any) -> Dict[str, Any]:

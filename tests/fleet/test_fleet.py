@@ -63,6 +63,8 @@ def _check_fleet_rows(fleet, rows):
         assert r["tasks"] == {"count": 59, "max_rss_pages": 3563, "max_rss_pid": 1, "max_rss_comm": "python"}
         assert r["vmalloc"]["lazy_pages"] == 14 and r["vmalloc"]["lazy_max_pages"] == 16384
         assert r["exec"]["module-text"] == [6, 45, 184320]
+        # the demo guest is clean: every executable byte has its owner
+        assert r["exec_audit"] == {"flags": 0, "reasons": {}, "executable_bytes": 19066880, "unowned_bytes": 0}
         assert r["panicking"] is False and r["panic_reason"] is None
     assert by["boot-0.kdump"]["vmalloc"]["callers"][LEAKING_CALLER] == [2, 1026, 4210688]
     assert by["leak-x6.kdump"]["vmalloc"]["callers"][LEAKING_CALLER][1] == 6 * 1026
@@ -426,3 +428,28 @@ def test_debuginfo_dir_finds_a_vmlinux_per_release(tmp_path):
     # the row in the library's words, the progress line in the CLI's
     assert row["status"] == "error" and row["error"] == (
         f"vmlinux='{d}/{release}/vmlinux': not an ELF file; give the vmlinux with debug info for Linux {release}")
+
+
+def test_the_report_lists_the_dumps_whose_exec_audit_flagged(tmp_path):
+    """A flagged dump is counted for its release and listed with its
+    reasons, in JSON, in the table and in the parquet lines; rows written
+    before the audit existed (no exec_audit) count as not flagged."""
+    from kcoretool.fleet.report import fleet_report, long_rows
+
+    base = {"schema": "kcoretool-fleet/1", "size": 1, "mtime_ns": 1, "status": "ok", "release": "r1",
+            "vmalloc": {"by_kind": {}, "callers": {}}, "exec": {}, "tasks": {"count": 1, "max_rss_pages": 1}}
+    rows = [dict(base, path="/d/clean", exec_audit={"flags": 0, "reasons": {}}),
+            dict(base, path="/d/old"),
+            dict(base, path="/d/rootkit", exec_audit={"flags": 3, "reasons": {"hidden-module": 1, "wx": 2}})]
+    rep = fleet_report(rows)
+    assert rep["releases"][0]["audit_flagged"] == 1
+    assert rep["audit_flagged"] == [{"path": "/d/rootkit", "release": "r1", "flags": 3,
+                                     "reasons": {"hidden-module": 1, "wx": 2}}]
+    lines = [x for x in long_rows(rows) if x[11] == "audit_reason"]
+    assert [(x[0], x[12], x[13]) for x in lines] == [("/d/rootkit", "hidden-module", 1), ("/d/rootkit", "wx", 2)]
+    out = tmp_path / "f.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = kcoretool("fleet", "report", str(out))
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.endswith("/d/rootkit"))
+    assert line.split() == ["r1", "3", "hidden-module", "1,", "wx", "2", "/d/rootkit"], r.stdout

@@ -51,6 +51,8 @@ def test_fleet_rows_of_one_boot_match_the_per_dump_commands(lab, tmp_path) -> No
         tasks = json.loads(text)
         assert row["tasks"]["count"] == len(tasks["tasks"]), name
         assert "module-text" in row["exec"] and row["exec"]["module-text"][1] > 0, name
+        # the lab's snapshot is the clean guest exec audit judges clean (tests/lab/test_exec_audit.py)
+        assert row["exec_audit"]["flags"] == 0 and row["exec_audit"]["unowned_bytes"] == 0, (name, row["exec_audit"])
     # the report over them: one release, three readable dumps, no outlier among one boot's formats
     rc, text, err = lab.kcoretool_host("fleet", "report", str(out), "--json")
     assert rc == 0, err
