@@ -263,6 +263,22 @@ def test_drgn_command_refuses_debug_info_options(kernel) -> None:
     assert run_in_program(kernel.prog, ["--vmlinux", "/x", "vmalloc", "stats"]) == 2
 
 
+def test_drgn_command_help_offers_no_core(kernel, capsys) -> None:
+    """Inside drgn the session's program is the core: ``%kcoretool --help``
+    neither lists -c/--vmlinux nor shows them in its example; the console
+    command's help still does."""
+    from click.testing import CliRunner
+
+    from kcoretool.cli import cli, run_in_program
+
+    assert run_in_program(kernel.prog, ["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--vmlinux" not in out and "-c" not in out.split() and "/var/crash" not in out, out
+    assert out.rstrip().endswith("Example: %kcoretool vmalloc list --kind vmalloc (the session's dump and types)")
+    console = CliRunner().invoke(cli, ["--help"]).output
+    assert "--vmlinux" in console and "Example: kcoretool -c /var/crash/vmcore vmalloc list" in console
+
+
 # -- the typed API ------------------------------------------------------------------
 
 

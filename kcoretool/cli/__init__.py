@@ -107,7 +107,18 @@ class Options:
             self._core = None
 
 
+#: The top-level help's closing example: inside drgn the session's program
+#: is the core, so it shows neither -c nor where options may go.
+_EPILOG = ("\b\nExample: kcoretool -c /var/crash/vmcore vmalloc list --kind vmalloc\n"
+           "The options above may also follow the command: kcoretool vmalloc list --json -c vmcore")
+_EPILOG_IN_PROGRAM = "\b\nExample: %kcoretool vmalloc list --kind vmalloc (the session's dump and types)"
+
+
 class _LazyGroup(click.Group):
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.epilog = _EPILOG_IN_PROGRAM if IN_PROGRAM.get() else _EPILOG
+        super().format_epilog(ctx, formatter)
+
     def list_commands(self, ctx: click.Context) -> List[str]:
         names = set(super().list_commands(ctx))
         for name, (module, _) in _LAZY_COMMANDS.items():
@@ -143,8 +154,7 @@ class _LazyGroup(click.Group):
 @click.group(
     cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="\b\nExample: kcoretool -c /var/crash/vmcore vmalloc list --kind vmalloc\n"
-    "The options above may also follow the command: kcoretool vmalloc list --json -c vmcore",
+    epilog=_EPILOG,
 )
 @click.option(
     "-c",
