@@ -480,8 +480,9 @@ class ExecReader:
         """(owner, bpf_func, jited_len) of the JIT'd classic BPF filters the
         kernel keeps without an ID or a symbol: the PTP classifier that
         ``sock_init()`` creates at boot (``ptp_insns``,
-        :linux:`net/core/ptp_classifier.c`) and every task's seccomp
-        filters (``task->seccomp.filter``, then ``->prev``)."""
+        :linux:`net/core/ptp_classifier.c`), every task's seccomp
+        filters (``task->seccomp.filter``, then ``->prev``) and the socket
+        filters of every process's open sockets."""
         prog = self.prog
         out: List[Tuple[str, int]] = []
         try:
@@ -498,6 +499,7 @@ class ExecReader:
             except drgn.FaultError:
                 log.warn("ptp_insns unreadable")
         out.extend(self._seccomp_filters(log))
+        out.extend(self._socket_filters(log))
         res = []
         for who, p in out:
             try:
@@ -537,6 +539,70 @@ class ExecReader:
                         n += 1
                 except drgn.FaultError:
                     log.warn(f"task {t:#x}: seccomp filter unreadable")
+        return out
+
+    def _socket_filters(self, log: WalkLog) -> List[Tuple[str, int]]:
+        """Classic BPF attached to sockets (``SO_ATTACH_FILTER``: libpcap,
+        DHCP clients), through each process's open files: a file whose
+        ``f_op`` is ``&socket_file_ops`` holds its ``struct socket`` in
+        ``private_data``, then ``->sk->sk_filter->prog``.  An eBPF program
+        attached with ``SO_ATTACH_BPF`` has an ID (``prog->aux->id``) and is
+        in ``prog_idr`` already: only ID-less (classic) programs are taken."""
+        from kcoretool.kernel.task import TaskReader
+
+        prog = self.prog
+        try:
+            sfo = prog.symbol("socket_file_ops").address
+        except LookupError:
+            return []  # no sockets (CONFIG_NET=n)
+        try:
+            off = drgn.offsetof
+            o_files = off(prog.type("struct task_struct"), "files")
+            o_fdt = off(prog.type("struct files_struct"), "fdt")
+            fdt_t = prog.type("struct fdtable")
+            o_max, o_fd = off(fdt_t, "max_fds"), off(fdt_t, "fd")
+            file_t = prog.type("struct file")
+            o_fop, o_priv = off(file_t, "f_op"), off(file_t, "private_data")
+            o_sk = off(prog.type("struct socket"), "sk")
+            o_filter = off(prog.type("struct sock"), "sk_filter")
+            o_prog = off(prog.type("struct sk_filter"), "prog")
+            o_aux = off(prog.type("struct bpf_prog"), "aux")
+            o_id = off(prog.type("struct bpf_prog_aux"), "id")
+            tasks = TaskReader(prog)
+        except (LookupError, ValueError):
+            return []
+        out: List[Tuple[str, int]] = []
+        seen_files, seen_progs = set(), set()
+        for leader in tasks.for_each_process(log, self.limit):
+            try:
+                files = prog.read_u64(leader + o_files)
+                if not files or files in seen_files:  # kernel threads; CLONE_FILES shares the table
+                    continue
+                seen_files.add(files)
+                fdt = prog.read_u64(files + o_fdt)
+                n = min(prog.read_u32(fdt + o_max), self.limit)
+                fds = prog.read(prog.read_u64(fdt + o_fd), 8 * n)
+            except drgn.FaultError:
+                log.warn(f"task {leader:#x}: open files unreadable")
+                continue
+            for i in range(n):
+                f = int.from_bytes(fds[8 * i:8 * i + 8], "little")
+                if not f:
+                    continue
+                try:
+                    if prog.read_u64(f + o_fop) != sfo:
+                        continue
+                    sk = prog.read_u64(prog.read_u64(f + o_priv) + o_sk)
+                    filt = prog.read_u64(sk + o_filter) if sk else 0
+                    p = prog.read_u64(filt + o_prog) if filt else 0
+                    if not p or p in seen_progs:
+                        continue
+                    seen_progs.add(p)
+                    if prog.read_u32(prog.read_u64(p + o_aux) + o_id) == 0:
+                        rt = tasks.read_task(leader)
+                        out.append((f"socket filter of {rt.comm}[{rt.pid}]" if rt is not None else "socket filter", p))
+                except drgn.FaultError:
+                    log.warn(f"task {leader:#x}: socket of fd {i} unreadable")
         return out
 
     def _mem_types(self) -> List[Tuple[int, str]]:

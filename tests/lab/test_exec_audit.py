@@ -17,6 +17,7 @@ Each source runs its commands in one process per debug-info mode
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, Dict, List, Tuple
 
 from tests.lab.kmod import hide_module
@@ -94,6 +95,22 @@ def _planted(label: str, a: Dict[str, Any], table: Dict[str, Any], rox: int, wx:
     assert a["unowned_bytes"] == 8192, (label, a["totals"])
     for word in ("unowned-exec", "wx", "hidden-module", "4 flag(s)"):
         assert word in table["out"], (label, table["out"][-800:])
+
+
+def test_classic_socket_filters_are_owned(lab: Any) -> None:
+    """A classic BPF socket filter (SO_ATTACH_FILTER: libpcap, DHCP
+    clients) has no ID and no symbol: found through its process's socket,
+    it is owned (bpf-classic), not flagged."""
+    rc, out, err = lab.run([sys.executable, "-m", "tests.lab.in_guest.classic_filter"], timeout=600)
+    assert rc == 0, err[-2000:]
+    res = json.loads(out)
+    audit, classic = res["audit"], res["classic"]
+    assert audit["rc"] == 0, audit["out"][-1500:] + audit["err"]
+    assert json.loads(audit["out"])["flags"] == []
+    assert classic["rc"] == 0, classic["err"]
+    owners = [r["owner"] for r in json.loads(classic["out"])]
+    mine = [o for o in owners if o.startswith("socket filter of ") and f"[{res['pid']}]" in o]
+    assert len(mine) == 1 and mine[0].endswith(" (classic BPF)"), owners
 
 
 def test_exec_audit(lab: Any) -> None:
