@@ -57,9 +57,8 @@ def check_area(area, data: bytes, report):
 
 
 def main() -> None:
-    seconds = float(sys.argv[2])
-    # BTF: what is judged is the reader, and a DWARF load under TCG costs ~20 s.
-    k = open_kernel("/proc/kcore", debuginfo="btf")
+    vmlinux, seconds = sys.argv[1], float(sys.argv[2])
+    k = open_kernel("/proc/kcore", vmlinux)
     deadline = time.monotonic() + seconds
     rounds = areas = pages = 0
     states: dict = {}
