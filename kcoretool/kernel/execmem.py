@@ -546,8 +546,9 @@ class ExecReader:
         DHCP clients), through each process's open files: a file whose
         ``f_op`` is ``&socket_file_ops`` holds its ``struct socket`` in
         ``private_data``, then ``->sk->sk_filter->prog``.  An eBPF program
-        attached with ``SO_ATTACH_BPF`` has an ID (``prog->aux->id``) and is
-        in ``prog_idr`` already: only ID-less (classic) programs are taken."""
+        attached with ``SO_ATTACH_BPF`` has an ID (``prog->aux->id``, since
+        dc4bb0e23561 "bpf: Introduce bpf_prog ID", v4.13) and is in
+        ``prog_idr`` already: only ID-less (classic) programs are taken."""
         from kcoretool.kernel.task import TaskReader
 
         prog = self.prog
