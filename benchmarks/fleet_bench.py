@@ -5,15 +5,19 @@
 
 The fleet, under a temporary directory:
 
-* every dump the lab has saved (``~/.cache/kcoretool/lab/runs/<kernel>-*/``
-  ``{snapshot,grown}/``: QEMU's ELF, makedumpfile's ELF and kdump; the
-  ``grown`` dump is the same boot after the test module's ``grow``: two
-  points of a leak on each kernel), by hard link (a symbolic link across
-  filesystems), from the runs whose guest is not running;
+* the leak series of every lab kernel (``python -m tests.lab leak-series``:
+  one boot per kernel dumped with the test module holding 0, 512, 2048 and
+  8192 leaked areas, as compressed kdump and makedumpfile ELF, plus QEMU's
+  raw ELF at the first point), then the same boot crashed (sysrq-c) and
+  dumped in its panic (all three formats); built first if missing (about
+  5 min a kernel; kept under ``~/.cache/kcoretool/lab/fleet/``);
+* every dump the lab's last test run saved (``runs/<kernel>-*/``
+  ``{snapshot,grown,audit-planted}/``: QEMU's ELF, makedumpfile's ELF and
+  kdump), by hard link (a symbolic link across filesystems), from the runs
+  whose guest is not running;
 * the committed demo kdump, and copies of it at several points of a
   growing leak (the test module's pages x2, x4, x8, x16, rewritten in the
-  dump's pages by tests/fleetgen.py -- not dumps the guest took: a guest
-  boot per point costs minutes);
+  dump's pages by tests/fleetgen.py);
 * damaged copies: cut at 10/40/70%, the header's block size overwritten,
   the dump bitmap zeroed, random bytes over page data;
 * then hard links and symbolic links of all of those under distinct names
@@ -51,12 +55,32 @@ LAB = pathlib.Path(os.environ.get("KCORETOOL_LAB_CACHE", pathlib.Path.home() / "
 VOLATILE = ("elapsed_s", "worker", "worker_maxrss_kib", "attempts")
 
 
+def series_dumps() -> List[str]:
+    """The lab's leak series, built first where missing."""
+    from tests.lab.__main__ import LEAK_POINTS, leak_series_dir
+    from tests.lab.__main__ import main as lab_main
+    from tests.lab.config import KERNELS
+
+    points = [f"leak-{n:05d}" for n in LEAK_POINTS] + ["panic"]
+    missing = [k for k in KERNELS if not all((leak_series_dir(k) / p / "done").exists() for p in points)]
+    if missing and lab_main(["leak-series", *missing]) != 0:
+        sys.exit(f"the lab's leak series of {', '.join(missing)} could not be built")
+    out = []
+    for k in KERNELS:
+        for point in points:
+            for name in ("vmcore.elf", "vmcore-filtered.elf", "vmcore.kdump"):
+                p = leak_series_dir(k) / point / name
+                if p.is_file():
+                    out.append(str(p))
+    return out
+
+
 def lab_dumps() -> List[str]:
     out = []
     for run in sorted(LAB.glob("*-*")):
         if (run / "qmp.sock").exists():
             continue  # a guest is running there now: its dumps may be half-written
-        for point in ("snapshot", "grown"):
+        for point in ("snapshot", "grown", "audit-planted"):
             for name in ("vmcore.elf", "vmcore-filtered.elf", "vmcore.kdump"):
                 p = run / point / name
                 if p.is_file():
@@ -79,14 +103,20 @@ def build(work: pathlib.Path, n: int) -> Dict[str, List[str]]:
     d = work / "fleet"
     d.mkdir(parents=True)
     kinds: Dict[str, List[str]] = collections.defaultdict(list)
-    for i, p in enumerate(lab_dumps()):
-        pp = pathlib.Path(p)
-        link = d / f"lab-{i:02d}-{pp.parent.parent.name}-{pp.parent.name}-{pp.name}"
-        try:
-            os.link(p, link)  # a hard link: the lab removes a run's dumps when its next run starts
-        except OSError:
-            link.symlink_to(p)
-        kinds["lab"].append(str(link))
+    for kind, found in (("series", series_dumps()), ("lab", lab_dumps())):
+        for i, p in enumerate(found):
+            pp = pathlib.Path(p)
+            link = d / f"{kind}-{i:02d}-{pp.parent.parent.name}-{pp.parent.name}-{pp.name}"
+            try:
+                os.link(p, link)  # a hard link: the lab removes a run's dumps when its next run starts
+            except OSError:
+                link.symlink_to(p)
+            kinds[kind].append(str(link))
+    for i, src in enumerate(p for p in kinds["series"] if p.endswith("leak-00512-vmcore.kdump")):
+        p = d / f"damaged-real-cut{i}.kdump"  # a real dump cut short, as a full disk leaves it
+        with open(src, "rb") as s, open(p, "wb") as t:
+            t.write(s.read(os.path.getsize(src) * 4 // 10))
+        kinds["damaged"].append(str(p))
     demo = d / "demo-6.12.kdump"
     shutil.copyfile(DEMO, demo)
     kinds["demo"].append(str(demo))
@@ -107,7 +137,7 @@ def build(work: pathlib.Path, n: int) -> Dict[str, List[str]]:
         p = d / f"damaged-random{seed}.kdump"
         corrupt(DEMO, str(p), seed)
         kinds["damaged"].append(str(p))
-    base = [p for k in ("lab", "demo", "leak", "damaged") for p in kinds[k]]
+    base = [p for k in ("series", "lab", "demo", "leak", "damaged") for p in kinds[k]]
     i = 0
     while sum(len(v) for v in kinds.values()) < n:
         src = base[i % len(base)]
@@ -176,6 +206,14 @@ def main() -> None:
             per[r["format"]].append(r["elapsed_s"])
         print("seconds per dump (local-2), by format: " + ", ".join(
             f"{f} median {sorted(v)[len(v) // 2]:.2f} max {max(v):.2f}" for f, v in sorted(per.items())))
+        rep = subprocess.run([sys.executable, "-m", "kcoretool", "fleet", "report", str(work / "local-2.jsonl"),
+                              "--json"], capture_output=True, text=True, cwd=ROOT)
+        if rep.returncode != 0:
+            sys.exit(f"fleet report: exit {rep.returncode}: {rep.stderr[-2000:]}")
+        outliers = json.loads(rep.stdout)["outliers"]
+        named = collections.Counter((o["release"], o["name"]) for o in outliers)
+        print(f"fleet report: {len(outliers)} outliers; by release and caller/kind: "
+              + ", ".join(f"{rel} {name}: {n}" for (rel, name), n in sorted(named.items())))
         if not same:
             sys.exit(1)
     finally:

@@ -26,6 +26,7 @@ FLAGS: Dict[str, str] = {
     "force_io": "--force-io",
     "sparse": "--sparse",
     "dask": "--dask",
+    "output": "-o",
 }
 
 #: API call (or an API user's remedy) -> the command (or flag) that does it
@@ -33,6 +34,7 @@ COMMANDS: Dict[str, str] = {
     "Kernel.tasks()": "`kcoretool task list`",
     "Kernel.checker()": "vmalloc check",
     "Core.segments": "`kcoretool segments`",
+    "scan_fleet()": "`kcoretool fleet scan`",
     "the traceback shows where": "kcoretool --debug shows where",
 }
 

@@ -41,7 +41,7 @@ from kcoretool._outfile import file_type, output_error
 from kcoretool.errors import KcoreToolError
 from kcoretool.fleet.row import SCHEMA, Key, row_key
 
-__all__ = ("MAX_ROW", "FleetLog", "iter_rows", "open_fleet_log", "read_rows")
+__all__ = ("MAX_ROW", "FleetLog", "open_fleet_log", "read_rows")
 
 #: no row kcoretool writes is longer (a dump with ~50,000 distinct callers)
 MAX_ROW = 16 << 20
@@ -77,7 +77,12 @@ def _parse(line: bytes) -> Tuple[Optional[Dict[str, Any]], str]:
     return (obj, "") if why is None else (None, why)
 
 
-def _lines(f: IO[bytes], path: str) -> Iterator[Tuple[int, int, bytes]]:
+#: how to get past a file that is not a fleet file: scanning, reporting
+SCAN_REMEDY = "give another output="
+REPORT_REMEDY = "give a file scan_fleet() wrote"
+
+
+def _lines(f: IO[bytes], path: str, remedy: str) -> Iterator[Tuple[int, int, bytes]]:
     """``(line number, offset, line)`` of every line, the last one possibly
     without its newline; a line longer than :data:`MAX_ROW` is refused."""
     n, off = 0, 0
@@ -88,28 +93,38 @@ def _lines(f: IO[bytes], path: str) -> Iterator[Tuple[int, int, bytes]]:
         n += 1
         if len(line) > MAX_ROW:
             raise FleetError(f"{path}: line {n} is longer than {MAX_ROW >> 20} MiB: not a kcoretool fleet file; "
-                             "give another -o")
+                             f"{remedy}")
         yield n, off, line
         off += len(line)
 
 
-def iter_rows(path: str, f: IO[bytes], warnings: Optional[List[str]] = None
-              ) -> Iterator[Tuple[int, int, Dict[str, Any]]]:
-    """``(line, offset, row)`` of every complete row.  A torn last line is
-    left out (a line in ``warnings``); any other bad line raises."""
-    for n, off, line in _lines(f, path):
-        if not line.endswith(b"\n"):
-            if warnings is not None:
-                warnings.append(f"{path}: line {n} is torn ({len(line)} bytes, no newline: a scan killed while "
-                                "writing it); left out")
-            return
-        if not line.strip():
-            continue
-        row, why = _parse(line)
-        if row is None:
-            raise FleetError(f"{path}: line {n}: not a kcoretool fleet row ({why}); the file is not a fleet "
-                             "output or was edited")
-        yield n, off, row
+class _Read:
+    """A fleet file read once: its complete rows, where they end, its torn
+    last line -- what both the report and a resumed scan need."""
+
+    def __init__(self, f: IO[bytes], path: str, remedy: str) -> None:
+        #: ``(line number, row)`` of every complete row, in file order
+        self.rows: List[Tuple[int, Dict[str, Any]]] = []
+        #: the offset just after the last newline
+        self.end = 0
+        #: ``(line number, bytes)`` of what follows the last newline, if anything
+        self.tail: Optional[Tuple[int, bytes]] = None
+        for n, off, line in _lines(f, path, remedy):
+            if not line.endswith(b"\n"):
+                self.tail = (n, line)
+                break
+            self.end = off + len(line)
+            if not line.strip():
+                continue
+            row, why = _parse(line)
+            if row is None:
+                raise FleetError(f"{path}: line {n}: not a kcoretool fleet row ({why}); it is not a fleet file or "
+                                 f"was edited: fix that line or {remedy}")
+            self.rows.append((n, row))
+
+    def by_dump(self) -> Dict[Key, Dict[str, Any]]:
+        """The last row of each dump (path, size, mtime)."""
+        return {row_key(row): row for _n, row in self.rows}
 
 
 def read_rows(path: str, warnings: Optional[List[str]] = None) -> List[Dict[str, Any]]:
@@ -126,10 +141,12 @@ def read_rows(path: str, warnings: Optional[List[str]] = None) -> List[Dict[str,
         raise FleetError(f"{path}: is {file_type(mode)}, not a fleet file")
     os.set_blocking(fd, True)
     with os.fdopen(fd, "rb") as f:
-        rows: Dict[Key, Dict[str, Any]] = {}
-        for _n, _off, row in iter_rows(path, f, warnings):
-            rows[row_key(row)] = row
-    return list(rows.values())
+        read = _Read(f, path, REPORT_REMEDY)
+    if read.tail is not None and warnings is not None:
+        n, line = read.tail
+        warnings.append(f"{path}: line {n} is torn ({len(line)} bytes, no newline: a scan killed while writing it); "
+                        "left out")
+    return list(read.by_dump().values())
 
 
 class FleetLog:
@@ -186,8 +203,8 @@ def open_fleet_log(path: str) -> FleetLog:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise FleetError(f"{path}: another kcoretool fleet scan is writing it; wait for it to finish "
-                                 "or give another -o") from None
+                raise FleetError(f"{path}: another fleet scan is writing it; wait for it to finish "
+                                 f"or {SCAN_REMEDY}") from None
             raise output_error(path, e) from None
         os.set_blocking(fd, True)
         done, notes = _resume(path, fd)
@@ -198,26 +215,13 @@ def open_fleet_log(path: str) -> FleetLog:
 
 
 def _resume(path: str, fd: int) -> Tuple[Dict[Key, Dict[str, Any]], List[str]]:
-    done: Dict[Key, Dict[str, Any]] = {}
-    notes: List[str] = []
-    end = 0
-    tail: Optional[Tuple[int, bytes]] = None
     with os.fdopen(os.dup(fd), "rb") as f:
         f.seek(0)
-        for n, off, line in _lines(f, path):
-            if not line.endswith(b"\n"):
-                tail = (n, line)
-                break
-            end = off + len(line)
-            if not line.strip():
-                continue
-            row, why = _parse(line)
-            if row is None:
-                raise FleetError(f"{path}: line {n}: not a kcoretool fleet row ({why}); it is not a fleet file or "
-                                 "was edited: fix that line or give another -o")
-            done[row_key(row)] = row
-    if tail is not None:
-        n, line = tail
+        read = _Read(f, path, SCAN_REMEDY)
+    done = read.by_dump()
+    notes: List[str] = []
+    if read.tail is not None:
+        n, line = read.tail
         row, _why = _parse(line)
         with deferred_sigint():
             try:
@@ -226,7 +230,7 @@ def _resume(path: str, fd: int) -> Tuple[Dict[Key, Dict[str, Any]], List[str]]:
                     done[row_key(row)] = row
                     notes.append(f"{path}: line {n} had lost its newline; added it (the row is whole)")
                 else:
-                    os.ftruncate(fd, end)
+                    os.ftruncate(fd, read.end)
                     notes.append(f"{path}: line {n} was torn ({len(line)} bytes without a newline: a scan killed "
                                  "while writing it); cut it off, its dump is scanned again")
                 os.fsync(fd)

@@ -9,8 +9,9 @@ holds ``PANIC_CPU_INVALID`` (-1) until a CPU panics -- before it prints
 dump saved by kdump after a panic has it set, a dump of a running kernel
 (QEMU's ``dump-guest-memory``, makedumpfile on /proc/kcore) does not.
 Read by symbol, so BTF and DWARF take the same path.  The reason is in
-the printk ring buffer, which drgn's helper reads only with the log's
-variable types (DWARF: BTF carries no types for global variables).
+the printk ring buffer, which drgn's helper reads through the log's
+global variables: typed by the vmlinux's DWARF, or with BTF by
+kcoretool's own table (kernel/globals.py: ``prb``).
 """
 
 from __future__ import annotations

@@ -277,7 +277,7 @@ def test_two_scans_never_write_one_file_at_once(fleet, tmp_path):
     with open(out, "ab") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         r = kcoretool("fleet", "scan", DEMO, "-o", str(out))
-    assert r.returncode == 1 and r.stderr == (f"kcoretool: {out}: another kcoretool fleet scan is writing it; wait "
+    assert r.returncode == 1 and r.stderr == (f"kcoretool: {out}: another fleet scan is writing it; wait "
                                               "for it to finish or give another -o\n")
 
 

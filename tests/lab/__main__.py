@@ -7,6 +7,8 @@
   dump KERNEL                boot, load the module, snapshot; print the files
   selftest [KERNEL...]       exercise the harness itself (agent, timeouts, dumps, churn)
   demo                       regenerate fixtures/demo/ (a filtered 6.12 vmcore + module JSON)
+  leak-series [KERNEL...]    dumps of one boot at several points of a growing leak (the
+                             fleet benchmark's real dumps), kept under the cache's fleet/
   clean                      remove run directories (dumps) from the cache
 """
 
@@ -134,6 +136,57 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Areas the module holds at each point of the leak series ("grow N" between
+#: points; KCT_GROW_PAGES = 2 pages each): 0, 512, 2048 and 8192 areas.
+LEAK_POINTS = (0, 512, 2048, 8192)
+
+
+def leak_series_dir(kernel: str) -> pathlib.Path:
+    return cache_dir() / "fleet" / kernel
+
+
+def cmd_leak_series(args: argparse.Namespace) -> int:
+    """Boot each kernel with the module, then at each point of LEAK_POINTS
+    grow the module's leak and dump (compressed kdump and makedumpfile ELF;
+    QEMU's raw ELF only at the first point: it is the guest's whole memory);
+    last, crash the kernel holding the most (sysrq-c) and dump it in its
+    panic: ``panic/`` (all three formats).  Complete points (a ``done``
+    file) are kept across runs; the points of one series share one boot."""
+    from . import snapshot as snapshot_mod
+
+    control = "/sys/kernel/debug/kcoretool_test/control"
+    for k in _kernels(args.kernels):
+        base = leak_series_dir(k)
+        todo = [n for n in LEAK_POINTS if not (base / f"leak-{n:05d}" / "done").exists()]
+        panic_dir = base / "panic"
+        if not todo and (panic_dir / "done").exists():
+            print(f"{k}: {base} complete")
+            continue
+        if todo:
+            shutil.rmtree(base, ignore_errors=True)  # points of different boots don't add up
+        with lab_mod.start(k, take_snapshot=False) as lk:
+            held = 0
+            for i, n in enumerate(LEAK_POINTS if todo else LEAK_POINTS[-1:]):
+                if n > held:
+                    lk.guest.write(control, f"grow {n - held}")
+                    held = n
+                if not todo:
+                    break
+                out = base / f"leak-{n:05d}"
+                snap = snapshot_mod.take(lk.guest, lk.vmlinux, out, background=False)
+                if i:
+                    snap.elf.unlink()
+                (out / "done").write_text(f"{lk.release} {n} areas\n")
+                print(f"{k}: {out}: {n} areas held", flush=True)
+            shutil.rmtree(panic_dir, ignore_errors=True)
+            panic_dir.mkdir(parents=True)
+            line = lk.guest.panic()
+            snapshot_mod.panic_dump(lk.guest, lk.vmlinux, panic_dir)
+            (panic_dir / "done").write_text(f"{lk.release} {held} areas; {line}\n")
+            print(f"{k}: {panic_dir}: {line}", flush=True)
+    return 0
+
+
 def _check(ok: bool, what: str, failures: list[str]) -> None:
     print(f"  {'ok  ' if ok else 'FAIL'} {what}")
     if not ok:
@@ -217,6 +270,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     s = sub.add_parser("demo")
     s.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "demo"))
     s.set_defaults(fn=cmd_demo)
+    s = sub.add_parser("leak-series")
+    s.add_argument("kernels", nargs="*")
+    s.set_defaults(fn=cmd_leak_series)
     s = sub.add_parser("clean")
     s.set_defaults(fn=cmd_clean)
     argv = list(sys.argv[1:] if argv is None else argv)

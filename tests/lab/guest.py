@@ -284,6 +284,26 @@ class Guest:
     def python(self) -> str:
         return sys.executable
 
+    def panic(self, timeout: float = 120) -> str:
+        """Crash the kernel (``echo c > /proc/sysrq-trigger``: ``panic("sysrq
+        triggered crash")``) and wait for its ``Kernel panic - not syncing``
+        line on the console; the guest then spins in panic() (kernel.panic=0)
+        for dump_elf().  The agent is gone: no request works after this."""
+        self.write("/proc/sys/kernel/panic", "0")  # the command line's panic=-1 would end QEMU
+        try:
+            self.request("write", 5, path="/proc/sysrq-trigger", data="c")
+        except LabError:
+            pass  # no answer: the kernel stopped before the agent could reply
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive("after the panic")
+            for line in self._console_text().splitlines():
+                if "Kernel panic - not syncing" in line:
+                    return line.strip()
+            time.sleep(0.2)
+        raise LabError(f"{self.release}: no 'Kernel panic' on the console {timeout:.0f}s after sysrq-c; "
+                       f"console: {self.console_tail()}")
+
     # ---- memory dump ----
 
     def dump_elf(self, path: pathlib.Path, timeout: float = 300) -> None:

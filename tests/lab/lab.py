@@ -131,12 +131,14 @@ class LabKernel:
         self.close()
 
 
-def _workdir(kernel: str) -> pathlib.Path:
-    """runs/<kernel>-<pid>; stale dirs of dead processes are removed."""
+def _workdir(kernel: str, tag: str = "") -> pathlib.Path:
+    """runs/<kernel>[-<tag>]-<pid>; stale dirs of dead processes are removed.
+    A tag lets one process run a second guest of the same kernel."""
     runs = cache_dir() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    for d in runs.glob(f"{kernel}-*"):
-        m = re.fullmatch(rf"{re.escape(kernel)}-(\d+)", d.name)
+    stem = f"{kernel}-{tag}" if tag else kernel
+    for d in runs.glob(f"{stem}-*"):
+        m = re.fullmatch(rf"{re.escape(stem)}-(\d+)", d.name)
         if m and int(m.group(1)) != os.getpid():
             try:
                 os.kill(int(m.group(1)), 0)
@@ -146,7 +148,7 @@ def _workdir(kernel: str) -> pathlib.Path:
             except PermissionError:
                 continue
             shutil.rmtree(d, ignore_errors=True)
-    wd = runs / f"{kernel}-{os.getpid()}"
+    wd = runs / f"{stem}-{os.getpid()}"
     shutil.rmtree(wd, ignore_errors=True)
     wd.mkdir(parents=True)
     return wd
@@ -204,7 +206,7 @@ BOOT_ATTEMPTS = 2
 
 def start(kernel: str, *, load_module: bool = True, take_snapshot: bool = True,
           churn: bool = False, mem_mb: int = DEFAULT_MEM_MB,
-          then_prepare: Iterable[str] = ()) -> LabKernel:
+          then_prepare: Iterable[str] = (), tag: str = "") -> LabKernel:
     """Boot ``kernel`` ("6.1"/"6.12"), load the module, snapshot.  The caller
     must close() the result (it owns a QEMU process).  ``then_prepare``: kernels
     to fetch/build in the background once this one is prepared.  A guest that
@@ -212,7 +214,7 @@ def start(kernel: str, *, load_module: bool = True, take_snapshot: bool = True,
     for attempt in range(1, BOOT_ATTEMPTS + 1):
         try:
             return _start(kernel, load_module=load_module, take_snapshot=take_snapshot, churn=churn,
-                          mem_mb=mem_mb, then_prepare=then_prepare)
+                          mem_mb=mem_mb, then_prepare=then_prepare, tag=tag)
         except LabError as e:
             if attempt == BOOT_ATTEMPTS:
                 raise
@@ -221,12 +223,12 @@ def start(kernel: str, *, load_module: bool = True, take_snapshot: bool = True,
 
 
 def _start(kernel: str, *, load_module: bool, take_snapshot: bool, churn: bool, mem_mb: int,
-           then_prepare: Iterable[str]) -> LabKernel:
+           then_prepare: Iterable[str], tag: str = "") -> LabKernel:
     t0 = time.monotonic()
     files, ko, initrd = prepare(kernel)
     prefetch(k for k in then_prepare if k != kernel)
     t_prep = time.monotonic() - t0
-    wd = _workdir(kernel)
+    wd = _workdir(kernel, tag)
     guest = Guest(kernel=kernel, release=files.release, vmlinuz=files.vmlinuz, initrd=initrd,
                   workdir=wd, mem_mb=mem_mb)
     guest.start()

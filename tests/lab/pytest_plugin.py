@@ -38,10 +38,16 @@ _needed: list[str] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Anything that uses the lab fixtures is a lab test, marked or not.
+    # Anything that uses the lab fixtures is a lab test, marked or not.  Under
+    # pytest-xdist's --dist loadgroup (tests/run.sh) one worker runs all of a
+    # kernel's tests, so each kernel still boots once.
     for item in items:
         if {"lab", "lab_guest"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.lab)
+            callspec = getattr(item, "callspec", None)
+            kernel = callspec.params.get("lab") if callspec else None
+            if kernel:
+                item.add_marker(pytest.mark.xdist_group(f"lab-{kernel}"))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -231,3 +231,17 @@ def take(guest: Guest, vmlinux: pathlib.Path, outdir: pathlib.Path, *,
         if not background:
             snap.wait_filtered()
     return snap
+
+
+def panic_dump(guest: Guest, vmlinux: pathlib.Path, outdir: pathlib.Path) -> dict[str, pathlib.Path]:
+    """The three dumps of a guest spinning in panic() (Guest.panic): QEMU's
+    ELF, then makedumpfile's kdump and ELF of it.  No capture: the agent
+    died with the kernel."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    elf = outdir / "vmcore.elf"
+    guest.dump_elf(elf)
+    fix_phdrs(elf)
+    level = SERIES_BY_NAME[guest.kernel].dump_level if guest.kernel in SERIES_BY_NAME else 23
+    job = FilterJob(elf, vmlinux, level, outdir / "vmcore.kdump", outdir / "vmcore-filtered.elf")
+    job.wait()  # raises LabError when makedumpfile fails
+    return {"elf": elf, "kdump": outdir / "vmcore.kdump", "elf_filtered": outdir / "vmcore-filtered.elf"}

@@ -59,3 +59,27 @@ def test_fleet_rows_of_one_boot_match_the_per_dump_commands(lab, tmp_path) -> No
     rep = json.loads(text)
     assert [(r["release"], r["dumps"], r["ok"]) for r in rep["releases"]] == [(lab.ground_truth["release"], 3, 3)]
     assert rep["outliers"] == []
+
+
+def test_fleet_names_the_panic(lab, tmp_path) -> None:
+    """A second, small guest of the same kernel crashes (sysrq-c: ``panic("sysrq
+    triggered crash")``) and is dumped spinning in panic(): in all three
+    formats the row says panicking with the log's reason, with BTF (no
+    vmlinux), and the report lists the dumps as readable."""
+    from tests.lab import lab as lab_mod
+    from tests.lab import snapshot as snapshot_mod
+
+    with lab_mod.start(lab.kernel, load_module=False, take_snapshot=False, mem_mb=256, tag="panic") as lk:
+        line = lk.guest.panic()
+        paths = {k: str(v) for k, v in snapshot_mod.panic_dump(lk.guest, lk.vmlinux, lk.workdir / "panic").items()}
+    assert line.endswith("Kernel panic - not syncing: sysrq triggered crash"), line
+    out = tmp_path / "fleet.jsonl"
+    rc, _out, err = lab.kcoretool_host("fleet", "scan", *paths.values(), "-o", str(out), "-j", "2", timeout=900)
+    assert rc == 0, err
+    rows = {r["path"]: r for r in map(json.loads, out.read_text().splitlines())}
+    got = {k: (rows[p]["status"], rows[p]["debuginfo"], rows[p]["panicking"], rows[p]["panic_reason"])
+           for k, p in paths.items()}
+    assert got == dict.fromkeys(paths, ("ok", "btf", True, "sysrq triggered crash")), got
+    assert {r["release"] for r in rows.values()} == {lab.ground_truth["release"]}
+    # QEMU took these dumps, not a kdump kernel: nothing wrote CRASHTIME into VMCOREINFO
+    assert {r["crash_time"] for r in rows.values()} == {None}
