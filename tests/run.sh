@@ -33,12 +33,16 @@ fvenv="${XDG_CACHE_HOME:-$HOME/.cache}/kcoretool/venv-drgn-$floor"
 if [ ! -x "$fvenv/bin/python" ] || ! "$fvenv/bin/python" -c "import drgn, sys; sys.exit(drgn.__version__ != '$floor')"; then
     "$python" -m venv --clear "$fvenv"
     "$fvenv/bin/python" -m pip install -q --disable-pip-version-check "drgn==$floor" pyelftools click tabulate \
-        pytest hypothesis
+        pytest pytest-xdist hypothesis
 fi
 # kcoretool itself, the manual's tools (the suite builds docs/) and the fleet extra's Dask and
 # pyarrow (the fleet tests run here too); drgn stays at the floor.
-"$fvenv/bin/python" -m pip install -q --disable-pip-version-check "drgn==$floor" -e '.[docs,fleet]'
+"$fvenv/bin/python" -m pip install -q --disable-pip-version-check "drgn==$floor" -e '.[docs,fleet]' pytest-xdist
 echo "tests/run.sh: the non-lab suite with drgn $floor (the campaigns run once, below)" >&2
-"$fvenv/bin/python" -m pytest -q -m "not lab and not campaign" -p no:cacheprovider
+# Two workers (pytest-xdist) on this 2-core machine: while one kernel's guest
+# runs under TCG, the other worker runs another kernel's tier or the non-lab
+# tests; --dist loadgroup keeps each kernel's lab tests on one worker (one
+# boot per kernel).  Give -n 0 after the command to run in one process.
+"$fvenv/bin/python" -m pytest -q -m "not lab and not campaign" -p no:cacheprovider -n 2 --dist loadgroup
 echo "tests/run.sh: the whole suite with drgn $(.venv/bin/python -c 'import drgn; print(drgn.__version__)')" >&2
-exec .venv/bin/python -m pytest -ra "$@"
+exec .venv/bin/python -m pytest -ra -n 2 --dist loadgroup "$@"

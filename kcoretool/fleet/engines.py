@@ -34,7 +34,7 @@ import signal
 from typing import Any, Callable, Deque, Dict, List, Sequence, Tuple
 
 from kcoretool.errors import KcoreToolError, one_line
-from kcoretool.fleet.row import DumpTask, failed_row, scan_dump
+from kcoretool.fleet.row import DumpTask, _freeze_once, failed_row, scan_dump
 
 __all__ = ("DASK_MISSING", "run_dask", "run_local")
 
@@ -71,6 +71,7 @@ def _warm() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    _freeze_once()  # before forking: the workers inherit a frozen heap
 
 
 def run_local(tasks: Sequence[DumpTask], on_row: OnRow, jobs: int = 1, retries: int = 2) -> None:
