@@ -97,11 +97,16 @@ def scan_dump(task: DumpTask) -> Dict[str, Any]:
     _freeze_once()
     row = _base(task)
     try:
-        row.update(_scan(task))
+        _scan(task, row)
         row["status"] = "ok"
     except Exception as e:  # every failure of one dump is that dump's row
+        # of a half-scanned dump only what the file itself says
+        row = {k: v for k, v in row.items() if k in _ERROR_KEYS}
         row["status"] = "error"
         row["error"] = one_line(e)
+        if row.get("incomplete"):
+            # what failed may be in the part the file lacks: say so, not only "damaged"
+            row["error"] += f" (the dump is incomplete: {row['incomplete']})"
     # The dump's drgn Programs sit in reference cycles (kcoretool's caches
     # in prog.cache, the plugin's): a long-lived (Dask) worker would keep
     # each one -- ~55 MiB for the demo -- until the cyclic collector ran.
@@ -111,6 +116,9 @@ def scan_dump(task: DumpTask) -> Dict[str, Any]:
     row.update(_worker())
     return row
 
+
+#: what an error row keeps: the dump as found and what its headers say
+_ERROR_KEYS = ("schema", "path", "size", "mtime_ns", "format", "incomplete", "release")
 
 _frozen = False
 
@@ -127,16 +135,20 @@ def _freeze_once() -> None:
         _frozen = True
 
 
-def _scan(task: DumpTask) -> Dict[str, Any]:
+def _scan(task: DumpTask, out: Dict[str, Any]) -> None:
+    """Fill ``out`` field by field: what was found before a failure stays."""
     from kcoretool.api import open_core, open_kernel
 
     core = open_core(task.path)
     try:
+        out["format"] = core.kind
+        # a cut kdump file: what it lacks (its pages past the end read as truncated)
+        out["incomplete"] = getattr(core, "incomplete", None)
+        out["release"] = core.release  # VMCOREINFO's or the kdump header's: a damaged dump's release too
         vmlinux = None
         if task.debuginfo_dir is not None and core.release:
             vmlinux = vmlinux_in(task.debuginfo_dir, core.release)
         k = open_kernel(task.path, vmlinux, debuginfo="dwarf" if vmlinux else "btf", core=core)
-        out: Dict[str, Any] = {"format": core.kind}
         plan = k.debuginfo
         out["debuginfo"] = plan.kind if plan is not None else None
         out["vmlinux"] = vmlinux
@@ -151,7 +163,6 @@ def _scan(task: DumpTask) -> Dict[str, Any]:
         out["exec"] = _exec(k)
         out["exec_audit"] = _audit(k)
         out["tasks"] = _tasks(k)
-        return out
     finally:
         core.close()
 

@@ -77,7 +77,15 @@ def _check_fleet_rows(fleet, rows):
     assert by["damaged-header.kdump"]["error"].endswith(
         "damaged-header.kdump: kdump header is damaged: block size -1 is not a power of two between 512 and 1 MiB; "
         "the file cannot be read")
-    assert by["damaged-cut.kdump"]["status"] == "error" and "\n" not in by["damaged-cut.kdump"]["error"]
+    cut = by["damaged-cut.kdump"]
+    assert cut["status"] == "error" and "\n" not in cut["error"]
+    # the row says the file is cut, and so does its error; it keeps what the headers said, nothing half-scanned
+    assert " dumped pages lie past the end of the file (" in cut["incomplete"]
+    assert cut["error"].endswith(f" (the dump is incomplete: {cut['incomplete']})")
+    assert set(cut) == {"schema", "path", "size", "mtime_ns", "format", "incomplete", "release", "status", "error",
+                        "elapsed_s", "attempts", "worker", "worker_maxrss_kib"}
+    assert (cut["format"], cut["release"]) == ("kdump", "6.12.117+deb12-amd64")
+    assert by["boot-0.kdump"]["incomplete"] is None
 
 
 def test_scan_report_and_rerun_on_the_local_pool(fleet, tmp_path):
@@ -99,7 +107,8 @@ def test_scan_report_and_rerun_on_the_local_pool(fleet, tmp_path):
         ("leak-x12.kdump", "caller", LEAKING_CALLER, 12312, 1026.0, 12.0),
         ("leak-x6.kdump", "caller", LEAKING_CALLER, 6156, 1026.0, 6.0)]
     rel = next(x for x in rep["releases"] if x["release"] == "6.12.117+deb12-amd64")
-    assert (rel["dumps"], rel["ok"], rel["error"], rel["failed"]) == (6, 6, 0, 0)
+    # the cut dump's release is in its headers: it counts there; the damaged header's is not
+    assert (rel["dumps"], rel["ok"], rel["error"], rel["failed"]) == (7, 6, 1, 0)
     top = rep["callers"][0]
     assert (top["caller"], top["dumps"], top["pages"], top["max_pages"]) == (
         LEAKING_CALLER, 6, 4 * 1026 + 18 * 1026, 12312)
