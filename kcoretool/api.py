@@ -298,14 +298,8 @@ class Kernel(TaskMemory):
         if prog is not None:
             if "kcoretool_kernel" not in prog.cache:
                 prog.cache["kcoretool_kernel"] = self  # one Kernel per Program (from_program)
-            import drgn
-
-            try:
-                drgn.get_default_prog()
-            except drgn.NoDefaultProgramError:
-                # what record.object() and kcoretool.helpers use without a prog,
-                # as drgn's CLI sets it for its helpers
-                drgn.set_default_prog(prog)
+            # drgn's default program is left alone: set by the first Kernel, it
+            # made record.object() of a second dump answer from the first one.
 
     def close(self) -> None:
         """Close the core file kcoretool opened (a program from a drgn

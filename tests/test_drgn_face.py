@@ -417,31 +417,47 @@ def test_api_takes_drgn_objects(kernel) -> None:
 
 
 def test_model_objects_default_to_drgns_program(kernel) -> None:
-    """``record.object()`` with no program: drgn's default program, which a
-    Kernel sets when there is none (drgn's CLI sets it for its helpers)."""
+    """``record.object()`` with no program: drgn's default program, which
+    drgn's CLI (or the script) sets -- never a Kernel: with two dumps open,
+    the second one's records would otherwise answer from the first."""
     import drgn
 
     cp = run_py(f'''
         import drgn, kcoretool
-        k = kcoretool.open_kernel({str(CORE)!r})
-        print(drgn.get_default_prog() is k.prog, hex(k.vmalloc().areas[0].object().va_start))
+        a = kcoretool.open_kernel({str(CORE)!r})
+        b = kcoretool.open_kernel({str(CORE)!r})
+        try:
+            drgn.get_default_prog()
+        except drgn.NoDefaultProgramError:
+            print("no default program")
+        try:
+            b.vmalloc().areas[0].object()
+        except kcoretool.ArgumentError as e:
+            print(e)
+        print(b.vmalloc().areas[0].object(b.prog).prog_ is b.prog)
+        drgn.set_default_prog(a.prog)
+        print(hex(a.vmalloc().areas[0].object().va_start))
     ''')
     assert cp.returncode == 0, cp.stderr
-    assert cp.stdout == "True 0xff4222ae40000000\n"
-    drgn.set_default_prog(kernel.prog)  # other tests' Kernels may have set theirs first
-    m = kernel.vmalloc()
-    a = m.find(0xff4222ae40010010)
-    assert a.object().va_start.value_() == a.start
-    assert a.vm.object().nr_pages.value_() == a.vm.nr_pages
-    assert m.blocks[0].object().va.va_start.value_() == m.blocks[0].start
-    t = kernel.tasks().find(1)
-    assert t.object().comm.string_() == b"python" and t.mm.object().map_count.value_() == t.mm.map_count
-    v = kernel.vmas(1).vmas[0]
-    assert v.object().vm_start.value_() == v.start
-    region = next(r for r in kernel.exec_memory().regions if r.area is not None)
-    assert region.object().type_.type_name() == "struct vmap_area *"
-    pack = kernel.exec_memory().packs[0]
-    assert pack.object().type_.type_name() == "struct bpf_prog_pack *"
+    assert cp.stdout == ("no default program\nvmap area.object(): pass prog (the drgn.Program this model came "
+                         "from), or set drgn's default program (drgn.set_default_prog)\nTrue\n0xff4222ae40000000\n")
+    drgn.set_default_prog(kernel.prog)  # as drgn's CLI does
+    try:
+        m = kernel.vmalloc()
+        a = m.find(0xff4222ae40010010)
+        assert a.object().va_start.value_() == a.start
+        assert a.vm.object().nr_pages.value_() == a.vm.nr_pages
+        assert m.blocks[0].object().va.va_start.value_() == m.blocks[0].start
+        t = kernel.tasks().find(1)
+        assert t.object().comm.string_() == b"python" and t.mm.object().map_count.value_() == t.mm.map_count
+        v = kernel.vmas(1).vmas[0]
+        assert v.object().vm_start.value_() == v.start
+        region = next(r for r in kernel.exec_memory().regions if r.area is not None)
+        assert region.object().type_.type_name() == "struct vmap_area *"
+        pack = kernel.exec_memory().packs[0]
+        assert pack.object().type_.type_name() == "struct bpf_prog_pack *"
+    finally:
+        drgn.set_default_prog(None)
 
 
 def test_one_exception_family_for_wrong_arguments(kernel) -> None:
