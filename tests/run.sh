@@ -41,8 +41,9 @@ fi
 echo "tests/run.sh: the non-lab suite with drgn $floor (the campaigns run once, below)" >&2
 # Two workers (pytest-xdist) on this 2-core machine: while one kernel's guest
 # runs under TCG, the other worker runs another kernel's tier or the non-lab
-# tests; --dist loadgroup keeps each kernel's lab tests on one worker (one
-# boot per kernel).  Give -n 0 after the command to run in one process.
+# tests; --dist loadgroup (scheduled by tests/lab/pytest_plugin.py) keeps each
+# kernel's lab tests on one worker (one boot per kernel).  Give -n 0 after the
+# command to run in one process.
 "$fvenv/bin/python" -m pytest -q -m "not lab and not campaign" -p no:cacheprovider -n 2 --dist loadgroup
 echo "tests/run.sh: the whole suite with drgn $(.venv/bin/python -c 'import drgn; print(drgn.__version__)')" >&2
 exec .venv/bin/python -m pytest -ra -n 2 --dist loadgroup "$@"

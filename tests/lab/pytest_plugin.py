@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from typing import Any, Iterator
 
 import pytest
@@ -38,16 +39,32 @@ _needed: list[str] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Anything that uses the lab fixtures is a lab test, marked or not.  Under
-    # pytest-xdist's --dist loadgroup (tests/run.sh) one worker runs all of a
-    # kernel's tests, so each kernel still boots once.
+    # Anything that uses the lab fixtures is a lab test, marked or not.
     for item in items:
         if {"lab", "lab_guest"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.lab)
-            callspec = getattr(item, "callspec", None)
-            kernel = callspec.params.get("lab") if callspec else None
-            if kernel:
-                item.add_marker(pytest.mark.xdist_group(f"lab-{kernel}"))
+
+
+# A lab test's id names its kernel: test_x[linux6.12] or test_x[linux6.12-elf].
+_KERNEL_ID = re.compile(r"\[(?:[^\]]*-)?linux(\d+\.\d+)(?=[-\]])")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist's ``--dist loadgroup`` (tests/run.sh): each kernel's
+    lab tests are one unit of work, run by one worker, so each kernel boots
+    once; every other test is a unit of its own.  (xdist's own loadgroup,
+    which reads ``xdist_group`` marks, does not group under pytest 9.)  The
+    biggest units go first: the kernels' tiers, then the rest fills in."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class KernelScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            m = _KERNEL_ID.search(nodeid)
+            return f"lab-{m.group(1)}" if m else nodeid
+
+    return KernelScheduling(config, log)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
