@@ -26,6 +26,7 @@ is an ``error`` row from the first attempt.
 from __future__ import annotations
 
 import collections
+import gc
 import importlib
 import json
 import logging
@@ -34,7 +35,7 @@ import signal
 from typing import Any, Callable, Deque, Dict, List, Sequence, Tuple
 
 from kcoretool.errors import KcoreToolError, one_line
-from kcoretool.fleet.row import DumpTask, _freeze_once, failed_row, scan_dump
+from kcoretool.fleet.row import DumpTask, failed_row, freeze_worker_heap, scan_dump
 
 __all__ = ("DASK_MISSING", "run_dask", "run_local")
 
@@ -61,6 +62,9 @@ def _death(exitcode: Any) -> str:
 def _child(task: DumpTask, conn: Any) -> None:
     # Ctrl-C is the parent's to handle: it stops the pool and writes no more
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the heap inherited from the parent is out of the collector's sight (and
+    # its pages are not touched, so not copied); the parent's stays as it was
+    gc.freeze()
     conn.send_bytes(json.dumps(scan_dump(task)).encode())
     conn.close()
 
@@ -71,7 +75,6 @@ def _warm() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
-    _freeze_once()  # before forking: the workers inherit a frozen heap
 
 
 def run_local(tasks: Sequence[DumpTask], on_row: OnRow, jobs: int = 1, retries: int = 2) -> None:
@@ -165,7 +168,7 @@ def run_dask(tasks: Sequence[DumpTask], on_row: OnRow, address: str, retries: in
     futures: List[Any] = []
     try:
         allowed = client.run_on_scheduler(_allowed_failures)
-        futures = client.map(scan_dump, list(tasks), pure=False, key=[f"kcoretool-fleet-{i}-{os.getpid()}"
+        futures = client.map(_scan_on_worker, list(tasks), pure=False, key=[f"kcoretool-fleet-{i}-{os.getpid()}"
                                                                       for i in range(len(tasks))])
         task_of = {f.key: t for f, t in zip(futures, tasks)}
         for fut in distributed.as_completed(futures):
@@ -188,6 +191,11 @@ def run_dask(tasks: Sequence[DumpTask], on_row: OnRow, address: str, retries: in
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _scan_on_worker(task: DumpTask) -> Dict[str, Any]:
+    freeze_worker_heap()  # a Dask worker runs dump after dump in one process
+    return scan_dump(task)
 
 
 def _allowed_failures(dask_scheduler: Any) -> int:

@@ -103,8 +103,8 @@ class _Read:
     last line -- what both the report and a resumed scan need."""
 
     def __init__(self, f: IO[bytes], path: str, remedy: str) -> None:
-        #: ``(line number, row)`` of every complete row, in file order
-        self.rows: List[Tuple[int, Dict[str, Any]]] = []
+        #: every complete row, in file order
+        self.rows: List[Dict[str, Any]] = []
         #: the offset just after the last newline
         self.end = 0
         #: ``(line number, bytes)`` of what follows the last newline, if anything
@@ -120,11 +120,11 @@ class _Read:
             if row is None:
                 raise FleetError(f"{path}: line {n}: not a kcoretool fleet row ({why}); it is not a fleet file or "
                                  f"was edited: fix that line or {remedy}")
-            self.rows.append((n, row))
+            self.rows.append(row)
 
     def by_dump(self) -> Dict[Key, Dict[str, Any]]:
         """The last row of each dump (path, size, mtime)."""
-        return {row_key(row): row for _n, row in self.rows}
+        return {row_key(row): row for row in self.rows}
 
 
 def read_rows(path: str, warnings: Optional[List[str]] = None) -> List[Dict[str, Any]]:

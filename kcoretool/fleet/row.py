@@ -94,7 +94,6 @@ def scan_dump(task: DumpTask) -> Dict[str, Any]:
     """Open the dump and fingerprint it; a dump that cannot be read is a
     row with its one-line ``error``, never an exception."""
     t0 = time.monotonic()
-    _freeze_once()
     row = _base(task)
     try:
         _scan(task, row)
@@ -123,11 +122,12 @@ _ERROR_KEYS = ("schema", "path", "size", "mtime_ns", "format", "incomplete", "re
 _frozen = False
 
 
-def _freeze_once() -> None:
-    """Move what the process holds before its first dump (imports, a Dask
-    worker's state) out of the collector's sight: gc.collect() after each
-    dump then walks only that dump's objects (a third of its cost here), and
-    a forked pool worker does not copy its parent's pages by touching them."""
+def freeze_worker_heap() -> None:
+    """In a worker process, before its first dump: move what it holds
+    (imports, a Dask worker's state) out of the collector's sight, so the
+    gc.collect() after each dump walks only that dump's objects (a third of
+    its cost here).  Never in the caller's process: frozen objects are never
+    collected."""
     global _frozen
     if not _frozen:
         gc.collect()
