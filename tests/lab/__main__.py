@@ -173,7 +173,7 @@ def cmd_leak_series(args: argparse.Namespace) -> int:
                 if not todo:
                     break
                 out = base / f"leak-{n:05d}"
-                snap = snapshot_mod.take(lk.guest, lk.vmlinux, out, background=False)
+                snap = snapshot_mod.take(lk.guest, out, background=False)
                 if i:
                     snap.elf.unlink()
                 (out / "done").write_text(f"{lk.release} {n} areas\n")
@@ -181,7 +181,7 @@ def cmd_leak_series(args: argparse.Namespace) -> int:
             shutil.rmtree(panic_dir, ignore_errors=True)
             panic_dir.mkdir(parents=True)
             line = lk.guest.panic()
-            snapshot_mod.panic_dump(lk.guest, lk.vmlinux, panic_dir)
+            snapshot_mod.panic_dump(lk.guest, panic_dir)
             (panic_dir / "done").write_text(f"{lk.release} {held} areas; {line}\n")
             print(f"{k}: {panic_dir}: {line}", flush=True)
     return 0

@@ -5,7 +5,10 @@ The host atomically renames ``<chan>/req/<n>.json`` into place; the agent
 executes it and atomically renames ``<chan>/resp/<n>.json`` back.  Requests
 are handled one at a time, in order.  Ops:
 
-- ``run``: argv, timeout, env, cwd -> returncode, stdout, stderr, timed_out
+- ``run``: argv, timeout, env, cwd -> returncode, stdout, stderr, timed_out;
+  ``python -m kcoretool`` and ``python -m tests.lab.in_guest.*`` are forked
+  from a preloaded interpreter (tests/lab/in_guest/zygote.py: ~7 s less per
+  run under TCG), started on the first such run
 - ``read``/``write``: a file, in process (no fork: forks allocate vmalloc stacks)
 - ``capture``: everything a snapshot needs, read in process, with the
   volatile part (areas.json + /proc/vmallocinfo) read last and back to back
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -50,13 +55,122 @@ def _write_atomic(chan: str, name: str, obj: dict) -> None:
     os.rename(tmp, os.path.join(chan, "resp", name))
 
 
+ZYGOTE_SOCKET = "/tmp/kct-zygote.sock"
+_zygote: dict = {}  # python -> Popen, or None when it could not start
+
+
+def _zygote_for(argv: list, env: dict, cwd: str) -> bool:
+    """Whether a preloaded interpreter can run argv (starting it if needed)."""
+    if len(argv) < 3 or argv[1] != "-m" or env.get("KCT_NO_ZYGOTE"):
+        return False
+    if not (argv[2] == "kcoretool" or argv[2].startswith("tests.lab.in_guest.")) or argv[2].endswith(".zygote"):
+        return False
+    if argv[0] in _zygote:
+        return _zygote[argv[0]] is not None
+    if _zygote:
+        return False  # one zygote, for the first python asked for
+    try:
+        os.unlink(ZYGOTE_SOCKET)
+    except OSError:
+        pass
+    with open("/tmp/kct-zygote.log", "wb") as log:
+        p = subprocess.Popen([argv[0], "-m", "tests.lab.in_guest.zygote", ZYGOTE_SOCKET], stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=log, cwd=cwd, env=env, start_new_session=True)
+    deadline = time.time() + 300
+    while not os.path.exists(ZYGOTE_SOCKET) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    ok = os.path.exists(ZYGOTE_SOCKET)
+    _zygote[argv[0]] = p if ok else None
+    _console(f"zygote {'ready' if ok else 'failed, see /tmp/kct-zygote.log'}")
+    return ok
+
+
+class _ZygoteGone(Exception):
+    pass
+
+
+def _read_line(conn: socket.socket) -> str:
+    buf = b""
+    while not buf.endswith(b"\n"):
+        more = conn.recv(64)
+        if not more:
+            raise EOFError("zygote closed the connection")
+        buf += more
+    return buf.decode().strip()
+
+
+def _zygote_run(argv: list, env: dict, cwd: str, timeout: float) -> dict:
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            conn.connect(ZYGOTE_SOCKET)
+        except OSError:
+            conn.close()
+            raise _ZygoteGone from None
+        body = json.dumps({"argv": argv, "env": env, "cwd": cwd}).encode()
+        socket.send_fds(conn, [struct.pack("<I", len(body))], [devnull, out_w, err_w])
+        conn.sendall(body)
+        pid = int(_read_line(conn))
+    finally:
+        for fd in (out_w, err_w, devnull):
+            os.close(fd)
+    chunks: dict = {out_r: [], err_r: []}
+    sel = selectors.DefaultSelector()
+    for fd in chunks:
+        sel.register(fd, selectors.EVENT_READ)
+    deadline = time.time() + timeout
+    timed_out = False
+    while sel.get_map():
+        left = deadline - time.time()
+        if left <= 0 and not timed_out:
+            timed_out = True
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            deadline = time.time() + 10
+            continue
+        if left <= 0:
+            break
+        for key, _ in sel.select(left):
+            data = os.read(key.fd, 1 << 16)
+            if data:
+                chunks[key.fd].append(data)
+            else:
+                sel.unregister(key.fd)
+    sel.close()
+    for fd in chunks:
+        os.close(fd)
+    status = int(_read_line(conn))
+    conn.close()
+    rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    out, err = b"".join(chunks[out_r]), b"".join(chunks[err_r])
+    return {
+        "returncode": rc if not timed_out else -signal.SIGKILL,
+        "stdout": out[:MAX_OUTPUT].decode("utf-8", "replace"),
+        "stderr": err[:MAX_OUTPUT].decode("utf-8", "replace")
+        + (f"\nagent: timed out after {timeout}s, killed\n" if timed_out else ""),
+        "timed_out": timed_out,
+    }
+
+
 def op_run(req: dict) -> dict:
     env = dict(os.environ)
     env.update(req.get("env") or {})
     timeout = float(req.get("timeout", 60))
+    cwd = req.get("cwd") or "/"
+    if _zygote_for(req["argv"], env, cwd):
+        try:
+            return _zygote_run(req["argv"], env, cwd, timeout)
+        except _ZygoteGone:
+            _zygote[req["argv"][0]] = None
+            _console("zygote gone, running without it")
     try:
         p = subprocess.Popen(req["argv"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, cwd=req.get("cwd") or "/", env=env,
+                             stderr=subprocess.PIPE, cwd=cwd, env=env,
                              start_new_session=True)
     except OSError as exc:
         return {"returncode": 127, "stdout": "", "stderr": f"agent: cannot run: {exc}\n",

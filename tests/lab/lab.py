@@ -6,6 +6,7 @@ fixture yields (API documented in tests/lab/README.md).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import re
@@ -87,7 +88,7 @@ class LabKernel:
 
     def take_snapshot(self, name: str = "snapshot", free_lazy: bool = True) -> Snapshot:
         t0 = time.monotonic()
-        snap = snapshot_mod.take(self.guest, self.vmlinux, self.workdir / name, free_lazy=free_lazy)
+        snap = snapshot_mod.take(self.guest, self.workdir / name, free_lazy=free_lazy)
         self.timings[f"{name}_s"] = time.monotonic() - t0
         return snap
 
@@ -202,6 +203,35 @@ def prepare(kernel: str) -> tuple[KernelFiles, pathlib.Path, pathlib.Path]:
 #: while booting or stalls with soft lockups (seen once each in ~20 boots);
 #: a second boot is cheaper than a failed CI run.
 BOOT_ATTEMPTS = 2
+
+
+@dataclasses.dataclass
+class Panicked:
+    """The dumps of a second, small guest of a lab kernel that held
+    kcoretool_hide.ko's planted pages (an executable page no one owns, a W+X
+    page, the module off the module list) and then crashed (sysrq-c); shared
+    by the exec audit's planted checks and the fleet's panic checks, so the
+    planted pages cost no snapshot of the big guest."""
+    line: str                          # the console's "Kernel panic - not syncing: ..." line
+    paths: dict[str, pathlib.Path]     # elf, kdump, elf_filtered
+    rox: int                           # the unowned executable page
+    wx: int                            # the W+X page
+    modules: str                       # /proc/modules just before the crash
+
+
+def panicked(lab: LabKernel) -> Panicked:
+    from .kmod import hide_module
+
+    params = "/sys/module/kcoretool_hide/parameters"
+    with start(lab.kernel, load_module=False, take_snapshot=False, mem_mb=256, tag="panic") as lk:
+        rc, _o, err = lk.run(["/sbin/insmod", str(hide_module(lab.module_path))], timeout=120)
+        if rc != 0:
+            raise LabError(f"insmod kcoretool_hide failed ({rc}): {err.strip()[-300:]}")
+        rox, wx = int(lk.guest.read(f"{params}/rox_addr")), int(lk.guest.read(f"{params}/wx_addr"))
+        modules = lk.guest.read("/proc/modules")
+        line = lk.guest.panic()
+        paths = snapshot_mod.panic_dump(lk.guest, lk.workdir / "panic")
+    return Panicked(line, paths, rox, wx, modules)
 
 
 def start(kernel: str, *, load_module: bool = True, take_snapshot: bool = True,

@@ -117,6 +117,35 @@ def _booted(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def lab_panicked(lab: Any) -> Any:
+    """A lab kernel's second, small guest with kcoretool_hide.ko's planted
+    pages, crashed and dumped three ways (tests.lab.lab.Panicked)."""
+    from .lab import panicked
+
+    try:
+        return panicked(lab)
+    except LabError as exc:
+        pytest.fail(f"lab {lab.kernel} (panicked guest): {exc}", pytrace=False)
+        raise
+
+
+@pytest.fixture(scope="session")
+def lab_live_debuginfo(lab: Any) -> Any:
+    """One in-guest run of tests/lab/in_guest/debuginfo.py on /proc/kcore:
+    every command of tests/lab/test_btf.py's list under DWARF and under BTF.
+    The parity test diffs the pairs; the ``vmalloc check`` test reads its
+    result from here instead of a third in-guest check (~30 s under TCG)."""
+    import sys
+
+    from .test_btf import commands
+
+    rc, out, err = lab.run([sys.executable, "-m", "tests.lab.in_guest.debuginfo", "/proc/kcore", str(lab.vmlinux),
+                            json.dumps(commands(lab, live=True))], timeout=1500)
+    assert rc == 0, err[-2000:]
+    return json.loads(out)
+
+
+@pytest.fixture(scope="session")
 def lab_guest(lab: Any) -> Any:
     """Alias of ``lab``."""
     return lab

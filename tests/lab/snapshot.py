@@ -24,10 +24,12 @@ class FilterJob:
     """makedumpfile -c and -E running in the background (2 processes).
 
     They start right after the ELF dump so they overlap with the live tests;
-    whoever needs a filtered file calls wait()."""
+    whoever needs a filtered file calls wait().  makedumpfile reads the
+    dump's VMCOREINFO note (QEMU's vmcoreinfo device), as it does in a kdump
+    kernel; given ``-x vmlinux`` it first parsed the vmlinux's DWARF: 47 s
+    instead of 1.5 s on 6.12, the same bytes out on all four lab kernels."""
 
-    def __init__(self, elf: pathlib.Path, vmlinux: pathlib.Path, level: int,
-                 kdump: pathlib.Path, elf_filtered: pathlib.Path) -> None:
+    def __init__(self, elf: pathlib.Path, level: int, kdump: pathlib.Path, elf_filtered: pathlib.Path) -> None:
         self.outputs = (kdump, elf_filtered)
         self.t0 = time.monotonic()
         self.seconds: Optional[float] = None
@@ -37,8 +39,7 @@ class FilterJob:
             out.unlink(missing_ok=True)
             logf = out.with_name(out.name + ".log")
             with open(logf, "wb") as lf:
-                p = subprocess.Popen(["makedumpfile", mode, "-d", str(level), "-x", str(vmlinux),
-                                      str(elf), str(out)], stdin=subprocess.DEVNULL,
+                p = subprocess.Popen(["makedumpfile", mode, "-d", str(level), str(elf), str(out)], stdin=subprocess.DEVNULL,
                                      stdout=lf, stderr=subprocess.STDOUT, start_new_session=True,
                                      preexec_fn=die_with_parent)
             self.procs.append((out, p, logf))
@@ -186,7 +187,7 @@ def _rewrite(path: pathlib.Path, eh: bytes, ph: bytes, phentsize: int, phnum: in
     os.replace(tmp, path)
 
 
-def take(guest: Guest, vmlinux: pathlib.Path, outdir: pathlib.Path, *,
+def take(guest: Guest, outdir: pathlib.Path, *,
          free_lazy: bool = True, filtered: bool = True, background: bool = True) -> Snapshot:
     """Capture vmallocinfo + module JSON, dump immediately, then filter.
 
@@ -227,13 +228,13 @@ def take(guest: Guest, vmlinux: pathlib.Path, outdir: pathlib.Path, *,
                                               "filter_job", "proc_maps")}
     (outdir / "snapshot.json").write_text(json.dumps(meta, indent=1, default=str))
     if filtered:
-        snap.filter_job = FilterJob(elf, vmlinux, level, snap.kdump_path, snap.elf_filtered_path)
+        snap.filter_job = FilterJob(elf, level, snap.kdump_path, snap.elf_filtered_path)
         if not background:
             snap.wait_filtered()
     return snap
 
 
-def panic_dump(guest: Guest, vmlinux: pathlib.Path, outdir: pathlib.Path) -> dict[str, pathlib.Path]:
+def panic_dump(guest: Guest, outdir: pathlib.Path) -> dict[str, pathlib.Path]:
     """The three dumps of a guest spinning in panic() (Guest.panic): QEMU's
     ELF, then makedumpfile's kdump and ELF of it.  No capture: the agent
     died with the kernel."""
@@ -242,6 +243,6 @@ def panic_dump(guest: Guest, vmlinux: pathlib.Path, outdir: pathlib.Path) -> dic
     guest.dump_elf(elf)
     fix_phdrs(elf)
     level = SERIES_BY_NAME[guest.kernel].dump_level if guest.kernel in SERIES_BY_NAME else 23
-    job = FilterJob(elf, vmlinux, level, outdir / "vmcore.kdump", outdir / "vmcore-filtered.elf")
+    job = FilterJob(elf, level, outdir / "vmcore.kdump", outdir / "vmcore-filtered.elf")
     job.wait()  # raises LabError when makedumpfile fails
     return {"elf": elf, "kdump": outdir / "vmcore.kdump", "elf_filtered": outdir / "vmcore-filtered.elf"}

@@ -7,6 +7,7 @@ dumps, inside the guest for /proc/kcore) and the test diffs the pairs."""
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import subprocess
@@ -101,12 +102,8 @@ def test_btf_output_is_dwarf_output_on_dumps(lab, dump):
     _verdict(json.loads(cp.stdout))
 
 
-def test_btf_output_is_dwarf_output_live(lab):
-    rc, out, err = lab.run([sys.executable, "-m", "tests.lab.in_guest.debuginfo", "/proc/kcore", str(lab.vmlinux),
-                            json.dumps(commands(lab, live=True))], timeout=1500)
-    assert rc == 0, err[-2000:]
-    report = json.loads(out)
-    _verdict(report)
+def test_btf_output_is_dwarf_output_live(lab_live_debuginfo):
+    _verdict(copy.deepcopy(lab_live_debuginfo))
 
 
 def test_auto_uses_btf_without_vmlinux(lab):

@@ -7,9 +7,11 @@ and on every dump format of the lab's snapshot, with DWARF and with BTF.
 Planted: then, and only in this test, tests/kmod/kcoretool_hide.ko is
 loaded: an executable vmap page no one owns, a W+X page, and the module
 taking itself off the module list.  The audit finds each with its reason,
-live and on a second snapshot's dumps (each source in one debug-info mode:
-PLANTED_MODES).  At the end the module puts itself
-back on the list and is unloaded, so later tests see the guest as before.
+live (then the module puts itself back on the list and is unloaded, so
+later tests see the guest as before) and on the dumps of a second, small
+guest that held the module when it crashed (the ``lab_panicked`` fixture,
+shared with the fleet's panic test; each format in one debug-info mode:
+PLANTED_MODES).
 
 Each source runs its commands in one process per debug-info mode
 (tests/lab/in_guest/cli.py), the dumps' on the host."""
@@ -33,7 +35,7 @@ PARAMS = "/sys/module/kcoretool_hide/parameters"
 PLANTED_MODES = {"live": "btf", "elf": "dwarf", "kdump": "btf", "elf_filtered": "btf"}
 
 
-def _sources(lab: Any, live: bool, snap: Any, planted: bool) -> List[Tuple[str, List[str]]]:
+def _sources(lab: Any, live: bool, paths: Any, planted: bool) -> List[Tuple[str, List[str]]]:
     out = []
     for mode in MODES:
         dbg = ["--debuginfo", mode] + (["--vmlinux", str(lab.vmlinux)] if mode == "dwarf" else [])
@@ -41,15 +43,15 @@ def _sources(lab: Any, live: bool, snap: Any, planted: bool) -> List[Tuple[str, 
             if not planted or PLANTED_MODES["live"] == mode:
                 out.append((f"live-{mode}", dbg))
         else:
-            out += [(f"{d}-{mode}", ["-c", str(snap.paths[d])] + dbg) for d in DUMPS
+            out += [(f"{d}-{mode}", ["-c", str(paths[d])] + dbg) for d in DUMPS
                     if not planted or PLANTED_MODES[d] == mode]
     return out
 
 
-def _audit(lab: Any, live: bool, snap: Any = None,
+def _audit(lab: Any, live: bool, paths: Any = None,
            planted: bool = False) -> Dict[str, Tuple[Dict[str, Any], Dict[str, Any]]]:
     """label -> (the --json result, the table command's result)."""
-    srcs = _sources(lab, live, snap, planted)
+    srcs = _sources(lab, live, paths, planted)
     argvs = [opts + c for _l, opts in srcs for c in CMDS]
     res = _run_guest(lab, argvs) if live else _run_host(argvs)
     out = {}
@@ -115,7 +117,7 @@ def test_classic_socket_filters_are_owned(lab: Any) -> None:
 
 def test_exec_audit(lab: Any) -> None:
     # Clean first: the lab's own snapshot and the live guest as it is.
-    for label, (a, t) in _audit(lab, False, lab.snapshot).items():
+    for label, (a, t) in _audit(lab, False, lab.snapshot.paths).items():
         _clean(lab, label, a, t)
     for label, (a, t) in _audit(lab, True).items():
         _clean(lab, label, a, t)
@@ -129,14 +131,18 @@ def test_exec_audit(lab: Any) -> None:
         assert "kcoretool_hide" not in mods and "kcoretool_test" in mods
         for label, (a, t) in _audit(lab, True, planted=True).items():
             _planted(label, a, t, rox, wx)
-        snap = lab.take_snapshot("audit-planted")
-        try:
-            for label, (a, t) in _audit(lab, False, snap, planted=True).items():
-                _planted(label, a, t, rox, wx)
-            (lab.workdir / "exec-audit-planted.txt").write_text(t["out"])
-        finally:
-            snap.close()
     finally:
         lab.guest.write(f"{PARAMS}/unhide", "1")
         rc, _o, err = lab.run(["/sbin/rmmod", "kcoretool_hide"], timeout=120)
         assert rc == 0, err
+
+
+def test_exec_audit_planted_dumps(lab: Any, lab_panicked: Any) -> None:
+    """The planted pages on every dump format, each in one debug-info mode
+    (PLANTED_MODES): the dumps of the small guest that held kcoretool_hide.ko
+    when it crashed (tests.lab.lab.panicked)."""
+    assert "kcoretool_hide" not in lab_panicked.modules
+    t: Dict[str, Any] = {}
+    for label, (a, t) in _audit(lab, False, lab_panicked.paths, planted=True).items():
+        _planted(label, a, t, lab_panicked.rox, lab_panicked.wx)
+    (lab.workdir / "exec-audit-planted.txt").write_text(t["out"])

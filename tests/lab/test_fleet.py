@@ -61,17 +61,14 @@ def test_fleet_rows_of_one_boot_match_the_per_dump_commands(lab, tmp_path) -> No
     assert rep["outliers"] == []
 
 
-def test_fleet_names_the_panic(lab, tmp_path) -> None:
+def test_fleet_names_the_panic(lab, lab_panicked, tmp_path) -> None:
     """A second, small guest of the same kernel crashes (sysrq-c: ``panic("sysrq
     triggered crash")``) and is dumped spinning in panic(): in all three
     formats the row says panicking with the log's reason, with BTF (no
-    vmlinux), and the report lists the dumps as readable."""
-    from tests.lab import lab as lab_mod
-    from tests.lab import snapshot as snapshot_mod
-
-    with lab_mod.start(lab.kernel, load_module=False, take_snapshot=False, mem_mb=256, tag="panic") as lk:
-        line = lk.guest.panic()
-        paths = {k: str(v) for k, v in snapshot_mod.panic_dump(lk.guest, lk.vmlinux, lk.workdir / "panic").items()}
+    vmlinux), and the report lists the dumps as readable.  The guest held
+    kcoretool_hide.ko's planted pages: each row's exec audit counts their
+    four flags (tests/lab/test_exec_audit.py checks them one by one)."""
+    line, paths = lab_panicked.line, {k: str(v) for k, v in lab_panicked.paths.items()}
     assert line.endswith("Kernel panic - not syncing: sysrq triggered crash"), line
     out = tmp_path / "fleet.jsonl"
     rc, _out, err = lab.kcoretool_host("fleet", "scan", *paths.values(), "-o", str(out), "-j", "2", timeout=900)
@@ -83,3 +80,4 @@ def test_fleet_names_the_panic(lab, tmp_path) -> None:
     assert {r["release"] for r in rows.values()} == {lab.ground_truth["release"]}
     # QEMU took these dumps, not a kdump kernel: nothing wrote CRASHTIME into VMCOREINFO
     assert {r["crash_time"] for r in rows.values()} == {None}
+    assert {(r["exec_audit"]["flags"], r["exec_audit"]["unowned_bytes"]) for r in rows.values()} == {(4, 8192)}

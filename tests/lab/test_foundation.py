@@ -10,7 +10,9 @@ Each kernel boots once per session (the ``lab`` fixture); see tests/lab/README.m
 
 from __future__ import annotations
 
+import json
 import struct
+import time
 from typing import Any
 
 import pytest
@@ -355,3 +357,29 @@ def test_module_churn_rate(lab: Any) -> None:
     # Tens of thousands a second on a quiet machine; a loaded 2-core host
     # running other guests gave 7.3 220 (the point is that it churns).
     assert rate >= 100, f"churn made {rate} areas/s ({total} in total)"
+
+
+# ---------------------------------------------------------------- the harness
+
+@pytest.mark.parametrize("code", ["0", "3", "a message"])
+def test_preloaded_python_runs_like_a_fresh_one(lab: Any, code: str) -> None:
+    """The agent forks ``python -m tests.lab.in_guest.*`` and ``python -m
+    kcoretool`` from a preloaded interpreter (tests/lab/in_guest/zygote.py):
+    argv, working directory, sys.path[0], environment, session, stdin, stdout,
+    stderr and exit status are those of a fresh interpreter (KCT_NO_ZYGOTE)."""
+    argv = [lab.guest.python, "-m", "tests.lab.in_guest.echo", code, "two words"]
+    runs = [lab.guest.run(argv, env={"KCT_ECHO": "x", **fresh}, cwd="/tmp", timeout=300)
+            for fresh in ({}, {"KCT_NO_ZYGOTE": "1"})]
+    assert runs[0] == runs[1]
+    rc, out, err = runs[0]
+    assert rc == {"0": 0, "3": 3}.get(code, 1)
+    assert err == "to stderr\n" + ("a message\n" if code == "a message" else "")
+    assert json.loads(out) == {"argv": [code, "two words"], "argv0": "echo.py", "cwd": "/tmp", "path0": "/tmp",
+                               "env": "x", "session_leader": True, "stdin": "", "main": "__main__"}
+
+
+def test_preloaded_python_times_out(lab: Any) -> None:
+    t0 = time.monotonic()
+    rc, _out, err = lab.guest.run([lab.guest.python, "-m", "kcoretool", "--debuginfo", "btf", "vmalloc", "top",
+                                   "-d", "1"], timeout=5)
+    assert rc == -9 and "timed out after 5.0s" in err and time.monotonic() - t0 < 45

@@ -13,7 +13,7 @@ import pytest
 
 from kcoretool.api import open_kernel
 from tests.lab.config import SERIES_BY_NAME
-from tests.module_areas import PAGE, check_area_pages, expected_state
+from tests.module_areas import PAGE, check_area_pages, judge_live_pages
 
 pytestmark = pytest.mark.lab
 
@@ -76,22 +76,15 @@ def test_block_pieces_against_the_block(lab):
 def test_live_pages_read_their_own_tags(lab):
     rc, out, err = lab.run([sys.executable, "-m", "tests.lab.in_guest.read", str(lab.vmlinux)], timeout=600)
     assert rc == 0, err[-2000:]
-    problems = []
-    for area in json.loads(out):
-        for p in area["pages"]:
-            want = expected_state(area, p)
-            if area["kind"] == "lazy_freed" and (
-                    p["state"] in ("hole", "lazy") or p.get("area") not in (None, area["addr"])):
-                continue  # purged since the snapshot: a hole, or reused by a new allocation
-            if p["state"] != want or (want == "data" and not p["own_tag"]) or (want != "data" and not p["zero"]):
-                problems.append((area["name"], p["index"], p["state"], p["own_tag"]))
-    assert problems == []
+    assert judge_live_pages(json.loads(out)) == []
 
 
-def test_vmalloc_check_names_the_kernels_defects(lab):
-    rc, out, err = lab.kcoretool("--vmlinux", str(lab.vmlinux), "--json", "vmalloc", "check", timeout=900)
-    assert rc == 3, f"exit {rc}: {err[-1000:]}"
-    result = json.loads(out)
+def test_vmalloc_check_names_the_kernels_defects(lab, lab_live_debuginfo):
+    # `kcoretool --debuginfo dwarf --vmlinux V --json vmalloc check` in the
+    # guest, run by the live DWARF/BTF parity fixture (which diffs it with BTF's)
+    run = next(r["dwarf"] for r in lab_live_debuginfo["results"] if r["argv"] == ["--json", "vmalloc", "check"])
+    assert run["rc"] == 3, f"exit {run['rc']}: {run['err'][-1000:]}"
+    result = json.loads(run["out"])
     module = {a["id"]: a for a in lab.snapshot.module["areas"]}
     flagged = {}
     for r in result["results"]:

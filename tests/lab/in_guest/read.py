@@ -6,10 +6,23 @@ its own tag.  The host-side test (tests/lab/test_reader.py) judges it."""
 import json
 import struct
 import sys
+from typing import Optional
 
 from kcoretool.api import open_kernel
+from tests.lab.vmallocinfo import parse
 
 AREAS = "/sys/kernel/debug/kcoretool_test/areas.json"
+
+
+def kernel_view(addr: int) -> Optional[list]:
+    """What /proc/vmallocinfo says starts at ADDR: [kind, start, end] (kind
+    "unpurged", "vm_struct" or "vm_map_ram"; end exclusive, a vm_struct's
+    guard page included), or None."""
+    with open("/proc/vmallocinfo") as f:
+        for line in parse(f.read()):
+            if line.start == addr:
+                return [line.kind, line.start, line.end]
+    return None
 
 
 def main() -> None:
@@ -21,7 +34,10 @@ def main() -> None:
     for a in module["areas"]:
         if a.get("id", 0) >= 0x8000:  # churn areas come and go
             continue
+        lazy = a["kind"] == "lazy_freed"
+        before = kernel_view(a["addr"]) if lazy else None
         data, report = k.read(a["addr"], a["size"])
+        after = kernel_view(a["addr"]) if lazy else None
         pages = []
         for p in a["pages"]:
             i = p["index"]
@@ -32,7 +48,9 @@ def main() -> None:
             pages.append({"index": i, "state": run.state if run else None, "own_tag": own,
                           "zero": not any(page), "area": run.area if run else None})
         out.append({"id": a["id"], "addr": a["addr"], "name": a["name"], "kind": a["kind"], "state": a.get("state"),
-                    "pages": pages, "retries": report.retries})
+                    "pages": pages, "retries": report.retries,
+                    # the kernel's own view of a lazy area just before and just after the read
+                    "kernel_view": [before, after]})
     json.dump(out, sys.stdout)
 
 
