@@ -49,4 +49,4 @@ echo "tests/run.sh: the whole suite with drgn $(.venv/bin/python -c 'import drgn
 # of its dumps already use both cores; two kernels' tiers side by side
 # (-n 2 --dist loadgroup, which tests/lab/pytest_plugin.py schedules one
 # kernel per worker) took longer than one after the other (61 min vs 59 for the whole run).
-exec .venv/bin/python -m pytest -ra -m lab "$@"
+exec .venv/bin/python -m pytest -ra -m lab --durations=30 "$@"
