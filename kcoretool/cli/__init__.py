@@ -263,8 +263,14 @@ def main(args: Optional[List[str]] = None, prog_name: str = "kcoretool") -> None
     sys.exit(status)
 
 
+#: set by the first Ctrl-C: Python prints and ignores what a signal handler
+#: raises inside an at-fork hook or a finalizer, so the raise alone can be lost
+_interrupted: List[bool] = []
+
+
 def _interrupt(signum: int, frame: object) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # one Ctrl-C is enough; cleanup must finish
+    _interrupted.append(True)
     raise Interrupted()
 
 
@@ -319,4 +325,6 @@ def _run(argv: List[str], prog_name: str, debug: bool) -> int:
             # ignored" and can end with status 0.
             os._exit(status)
         return status
+    if _interrupted:
+        _fail("interrupted", INTERRUPTED)  # a Ctrl-C whose exception was swallowed never ends as success
     return rv if isinstance(rv, int) else 0

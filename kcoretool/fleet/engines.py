@@ -34,6 +34,7 @@ import os
 import signal
 from typing import Any, Callable, Deque, Dict, List, Sequence, Tuple
 
+from kcoretool._interrupts import deferred_sigint
 from kcoretool.errors import KcoreToolError, one_line
 from kcoretool.fleet.row import DumpTask, failed_row, freeze_worker_heap, scan_dump
 
@@ -62,6 +63,7 @@ def _death(exitcode: Any) -> str:
 def _child(task: DumpTask, conn: Any) -> None:
     # Ctrl-C is the parent's to handle: it stops the pool and writes no more
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent around fork()
     # the heap inherited from the parent is out of the collector's sight (and
     # its pages are not touched, so not copied); the parent's stays as it was
     gc.freeze()
@@ -97,7 +99,10 @@ def run_local(tasks: Sequence[DumpTask], on_row: OnRow, jobs: int = 1, retries: 
                 task, attempt = pending.popleft()
                 r, w = ctx.Pipe(duplex=False)
                 p = ctx.Process(target=_child, args=(task, w), name=f"kcoretool-fleet {task.path}", daemon=True)
-                p.start()
+                # a Ctrl-C during fork() would be raised in an at-fork hook
+                # (logging's), which Python prints and ignores
+                with deferred_sigint():
+                    p.start()
                 w.close()
                 running[r] = (p, task, attempt)
             for r in wait(list(running)):  # type: ignore[assignment]
