@@ -47,7 +47,8 @@ def main() -> None:
             run = report.run_at(a["addr"] + i * 4096)
             pages.append({"index": i, "state": run.state if run else None, "own_tag": own,
                           "zero": not any(page), "area": run.area if run else None})
-        out.append({"id": a["id"], "addr": a["addr"], "name": a["name"], "kind": a["kind"], "state": a.get("state"),
+        out.append({"id": a["id"], "addr": a["addr"], "size": a["size"], "name": a["name"], "kind": a["kind"],
+                    "state": a.get("state"),
                     "pages": pages, "retries": report.retries,
                     # the kernel's own view of a lazy area just before and just after the read
                     "kernel_view": [before, after]})
